@@ -1,0 +1,321 @@
+//! Reading a token from a request and writing one onto a response.
+//!
+//! Tokens travel in the session cookie, in `Authorization: Bearer`, or in
+//! `X-Auth-Token`; never in the URL. The format is checked here, so a
+//! malformed token never reaches the store.
+
+use std::time::Duration;
+
+use cookie::Cookie;
+use http::{header, HeaderMap, HeaderValue};
+
+use crate::config::{CarrierMode, CookieSettings};
+use crate::token::SessionToken;
+
+/// The response and request header for header-carried tokens.
+pub const AUTH_TOKEN_HEADER: &str = "x-auth-token";
+/// The request header a client sends to ask for a header-carried token on login.
+pub const AUTH_MODE_HEADER: &str = "x-auth-mode";
+
+/// How a token travelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CarrierKind {
+    /// In the session cookie.
+    Cookie,
+    /// In `Authorization: Bearer` or `X-Auth-Token`.
+    Header,
+}
+
+/// What a request presented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Presented {
+    /// No credential at all.
+    Nothing,
+    /// Something in a carrier that is not a well-formed token.
+    Malformed(CarrierKind),
+    /// A well-formed token (which may still be unknown to the store).
+    Token(SessionToken, CarrierKind),
+}
+
+impl Presented {
+    /// The carrier the request used, if any.
+    pub fn carrier(&self) -> Option<CarrierKind> {
+        match self {
+            Self::Nothing => None,
+            Self::Malformed(c) | Self::Token(_, c) => Some(*c),
+        }
+    }
+}
+
+/// Finds the request's credential under `mode`.
+pub fn read(mode: CarrierMode, cookie: &CookieSettings, headers: &HeaderMap) -> Presented {
+    if mode != CarrierMode::Cookie {
+        if let Some(found) = read_header(headers) {
+            // A header token wins outright: falling back to the cookie would
+            // let a cross-site request ride on it.
+            return found;
+        }
+    }
+    if mode != CarrierMode::Header {
+        if let Some(found) = read_cookie(&cookie.wire_name(), headers) {
+            return found;
+        }
+    }
+    Presented::Nothing
+}
+
+fn read_header(headers: &HeaderMap) -> Option<Presented> {
+    let bearer = headers.get_all(header::AUTHORIZATION).iter().find_map(|v| {
+        let v = v.to_str().ok()?;
+        let (scheme, rest) = v.split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| rest.trim().to_owned())
+    });
+    let x_auth: Vec<&HeaderValue> = headers.get_all(AUTH_TOKEN_HEADER).iter().collect();
+    let malformed = Presented::Malformed(CarrierKind::Header);
+    let text = match (bearer, x_auth.as_slice()) {
+        (None, []) => return None,
+        (Some(b), []) => b,
+        (None, [one]) => one.to_str().map(str::to_owned).unwrap_or_default(),
+        // Two different tokens, or repeated headers: ambiguous, so neither.
+        (Some(b), [one]) if one.as_bytes() == b.as_bytes() => b,
+        _ => return Some(malformed),
+    };
+    Some(SessionToken::parse(&text).map_or(malformed, |t| Presented::Token(t, CarrierKind::Header)))
+}
+
+fn read_cookie(name: &str, headers: &HeaderMap) -> Option<Presented> {
+    let mut found = None;
+    for value in headers.get_all(header::COOKIE) {
+        let Ok(text) = value.to_str() else { continue };
+        for cookie in Cookie::split_parse(text).flatten() {
+            if cookie.name() == name {
+                // The first one counts: browsers send the most specific
+                // cookie first, and `__Host-` rules out planted ones.
+                found.get_or_insert_with(|| cookie.value().to_owned());
+            }
+        }
+    }
+    let value = found?;
+    Some(
+        SessionToken::parse(&value).map_or(Presented::Malformed(CarrierKind::Cookie), |t| {
+            Presented::Token(t, CarrierKind::Cookie)
+        }),
+    )
+}
+
+/// Which carrier a newly issued token goes back in.
+pub fn respond_via(mode: CarrierMode, presented: &Presented, headers: &HeaderMap) -> CarrierKind {
+    match mode {
+        CarrierMode::Cookie => CarrierKind::Cookie,
+        CarrierMode::Header => CarrierKind::Header,
+        CarrierMode::Auto => {
+            let asked = headers
+                .get(AUTH_MODE_HEADER)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"header"));
+            if asked || presented.carrier() == Some(CarrierKind::Header) {
+                CarrierKind::Header
+            } else {
+                CarrierKind::Cookie
+            }
+        }
+    }
+}
+
+/// The `Set-Cookie` value that hands `token` to a browser for `max_age`.
+pub fn session_cookie(
+    settings: &CookieSettings,
+    token: &SessionToken,
+    max_age: Duration,
+) -> HeaderValue {
+    let cookie = build(settings, token.expose(), max_age);
+    HeaderValue::from_str(&cookie).expect("cookie text is a valid header value")
+}
+
+/// The `Set-Cookie` value that makes a browser forget its session cookie.
+pub fn expired_cookie(settings: &CookieSettings) -> HeaderValue {
+    let cookie = build(settings, String::new(), Duration::ZERO);
+    HeaderValue::from_str(&cookie).expect("cookie text is a valid header value")
+}
+
+fn build(settings: &CookieSettings, value: String, max_age: Duration) -> String {
+    let secs = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
+    let mut cookie = Cookie::build((settings.wire_name(), value))
+        .http_only(true)
+        .secure(settings.secure)
+        .same_site(settings.same_site)
+        .path("/")
+        .max_age(cookie::time::Duration::seconds(secs));
+    if let (Some(domain), true) = (&settings.domain, settings.secure) {
+        cookie = cookie.domain(domain.clone());
+    }
+    cookie.build().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, String)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn auto_prefers_the_header_and_ignores_the_cookie() {
+        let (a, b) = (SessionToken::generate(), SessionToken::generate());
+        let s = CookieSettings::default();
+        let h = headers(&[
+            ("authorization", format!("Bearer {}", a.expose())),
+            ("cookie", format!("__Host-tessera={}", b.expose())),
+        ]);
+        assert_eq!(
+            read(CarrierMode::Auto, &s, &h),
+            Presented::Token(a.clone(), CarrierKind::Header)
+        );
+        assert_eq!(
+            read(CarrierMode::Cookie, &s, &h),
+            Presented::Token(b, CarrierKind::Cookie)
+        );
+        assert_eq!(
+            read(CarrierMode::Header, &s, &h),
+            Presented::Token(a, CarrierKind::Header)
+        );
+    }
+
+    #[test]
+    fn a_malformed_header_token_does_not_fall_back_to_the_cookie() {
+        let b = SessionToken::generate();
+        let h = headers(&[
+            ("x-auth-token", "garbage".into()),
+            ("cookie", format!("__Host-tessera={}", b.expose())),
+        ]);
+        assert_eq!(
+            read(CarrierMode::Auto, &CookieSettings::default(), &h),
+            Presented::Malformed(CarrierKind::Header)
+        );
+    }
+
+    #[test]
+    fn x_auth_token_and_bearer_are_both_read() {
+        let a = SessionToken::generate();
+        let s = CookieSettings::default();
+        let h = headers(&[("x-auth-token", a.expose())]);
+        assert_eq!(
+            read(CarrierMode::Header, &s, &h),
+            Presented::Token(a.clone(), CarrierKind::Header)
+        );
+        let h = headers(&[("authorization", format!("bearer  {}", a.expose()))]);
+        assert_eq!(
+            read(CarrierMode::Header, &s, &h),
+            Presented::Token(a.clone(), CarrierKind::Header)
+        );
+        let h = headers(&[
+            ("authorization", format!("Bearer {}", a.expose())),
+            ("x-auth-token", a.expose()),
+        ]);
+        assert_eq!(
+            read(CarrierMode::Header, &s, &h),
+            Presented::Token(a, CarrierKind::Header)
+        );
+    }
+
+    #[test]
+    fn conflicting_header_tokens_are_malformed() {
+        let (a, b) = (SessionToken::generate(), SessionToken::generate());
+        let h = headers(&[
+            ("authorization", format!("Bearer {}", a.expose())),
+            ("x-auth-token", b.expose()),
+        ]);
+        assert_eq!(
+            read(CarrierMode::Auto, &CookieSettings::default(), &h),
+            Presented::Malformed(CarrierKind::Header)
+        );
+    }
+
+    #[test]
+    fn other_authorization_schemes_are_not_ours() {
+        let h = headers(&[("authorization", "Basic dXNlcjpwYXNz".into())]);
+        assert_eq!(
+            read(CarrierMode::Auto, &CookieSettings::default(), &h),
+            Presented::Nothing
+        );
+    }
+
+    #[test]
+    fn the_cookie_is_found_among_others_and_checked() {
+        let a = SessionToken::generate();
+        let s = CookieSettings::insecure_dev();
+        let h = headers(&[("cookie", format!("theme=dark; tessera={}; x=1", a.expose()))]);
+        assert_eq!(
+            read(CarrierMode::Cookie, &s, &h),
+            Presented::Token(a, CarrierKind::Cookie)
+        );
+        let h = headers(&[("cookie", "tessera=%00%0d%0a".into())]);
+        assert_eq!(
+            read(CarrierMode::Cookie, &s, &h),
+            Presented::Malformed(CarrierKind::Cookie)
+        );
+        // The insecure name is not accepted by a secure deployment.
+        assert_eq!(
+            read(CarrierMode::Cookie, &CookieSettings::default(), &h),
+            Presented::Nothing
+        );
+    }
+
+    #[test]
+    fn auto_answers_in_the_carrier_asked_for() {
+        let none = Presented::Nothing;
+        let h = headers(&[("x-auth-mode", "header".into())]);
+        assert_eq!(
+            respond_via(CarrierMode::Auto, &none, &h),
+            CarrierKind::Header
+        );
+        assert_eq!(
+            respond_via(CarrierMode::Auto, &none, &HeaderMap::new()),
+            CarrierKind::Cookie
+        );
+        assert_eq!(
+            respond_via(CarrierMode::Cookie, &none, &h),
+            CarrierKind::Cookie
+        );
+        assert_eq!(
+            respond_via(CarrierMode::Header, &none, &HeaderMap::new()),
+            CarrierKind::Header
+        );
+    }
+
+    #[test]
+    fn cookies_carry_the_secure_attributes() {
+        let t = SessionToken::generate();
+        let c = session_cookie(&CookieSettings::default(), &t, Duration::from_secs(3600));
+        let c = c.to_str().unwrap();
+        assert!(
+            c.starts_with(&format!("__Host-tessera={}", t.expose())),
+            "{c}"
+        );
+        for part in [
+            "HttpOnly",
+            "Secure",
+            "SameSite=Lax",
+            "Path=/",
+            "Max-Age=3600",
+        ] {
+            assert!(c.contains(part), "{part} missing from {c}");
+        }
+        assert!(!c.contains("Domain"));
+        let gone = expired_cookie(&CookieSettings::insecure_dev());
+        let gone = gone.to_str().unwrap();
+        assert!(
+            gone.starts_with("tessera=;") && gone.contains("Max-Age=0") && !gone.contains("Secure"),
+            "{gone}"
+        );
+    }
+}

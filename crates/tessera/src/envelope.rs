@@ -1,0 +1,227 @@
+//! The JSON envelope every answer wears, and the business error codes.
+//!
+//! Success: `{"status":"success","data":...}`; failure:
+//! `{"status":"fail","data":{"errCode":N,"errMsg":"..."}}`, with a real HTTP
+//! status. The codes continue the numbering of the course API Tessera keeps
+//! compatible with; applications add their own [`ErrorCode`] constants.
+
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use http::{header, HeaderValue, StatusCode};
+use serde::Serialize;
+
+/// A business error: code, name, HTTP status and the message clients see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorCode {
+    /// The number in `errCode`.
+    pub code: u32,
+    /// The stable name, e.g. `USER_NOT_LOGIN`.
+    pub name: &'static str,
+    /// The HTTP status sent with it.
+    pub status: StatusCode,
+    /// The default `errMsg`.
+    pub message: &'static str,
+}
+
+impl ErrorCode {
+    /// 10001: a parameter is missing or malformed.
+    pub const PARAMETER_VALIDATION_ERROR: Self = Self::new(
+        10001,
+        "PARAMETER_VALIDATION_ERROR",
+        StatusCode::BAD_REQUEST,
+        "参数不合法",
+    );
+    /// 10002: something failed inside; details go to the log, never the body.
+    pub const UNKNOWN_ERROR: Self = Self::new(
+        10002,
+        "UNKNOWN_ERROR",
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "未知错误",
+    );
+    /// 10003: a rate limit was hit; `Retry-After` says when to come back.
+    pub const TOO_MANY_REQUESTS: Self = Self::new(
+        10003,
+        "TOO_MANY_REQUESTS",
+        StatusCode::TOO_MANY_REQUESTS,
+        "请求过于频繁",
+    );
+    /// 10004: the session store cannot be reached; `Retry-After` is set.
+    pub const SESSION_STORE_UNAVAILABLE: Self = Self::new(
+        10004,
+        "SESSION_STORE_UNAVAILABLE",
+        StatusCode::SERVICE_UNAVAILABLE,
+        "会话服务暂不可用",
+    );
+    /// 10005: a cookie-carried state change failed the CSRF rules.
+    pub const CSRF_REJECTED: Self = Self::new(
+        10005,
+        "CSRF_REJECTED",
+        StatusCode::FORBIDDEN,
+        "跨站请求被拒绝",
+    );
+    /// 10006: another request changed the same session attribute first.
+    pub const SESSION_CONFLICT: Self = Self::new(
+        10006,
+        "SESSION_CONFLICT",
+        StatusCode::CONFLICT,
+        "会话已被并发修改，请重试",
+    );
+    /// 20003: the caller is not logged in (no, malformed, ended or expired token).
+    pub const USER_NOT_LOGIN: Self = Self::new(
+        20003,
+        "USER_NOT_LOGIN",
+        StatusCode::UNAUTHORIZED,
+        "用户还未登陆",
+    );
+
+    /// A code; for applications' own constants.
+    pub const fn new(
+        code: u32,
+        name: &'static str,
+        status: StatusCode,
+        message: &'static str,
+    ) -> Self {
+        Self {
+            code,
+            name,
+            status,
+            message,
+        }
+    }
+
+    /// The failure response with the default message.
+    pub fn into_response(self) -> Response {
+        Failure::new(self).into_response()
+    }
+}
+
+/// A failure answer: an [`ErrorCode`], perhaps a more precise message, and
+/// perhaps a `Retry-After`.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// The code.
+    pub code: ErrorCode,
+    /// The message; the code's default if `None`.
+    pub message: Option<String>,
+    /// Seconds for `Retry-After`.
+    pub retry_after: Option<u64>,
+}
+
+impl Failure {
+    /// A failure with the code's own message. 429 and 503 get a
+    /// `Retry-After` of one second unless told otherwise.
+    pub fn new(code: ErrorCode) -> Self {
+        let retry_after = matches!(code.status, StatusCode::SERVICE_UNAVAILABLE).then_some(1);
+        Self {
+            code,
+            message: None,
+            retry_after,
+        }
+    }
+
+    /// Replaces the message.
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.message = Some(message.into());
+        self
+    }
+
+    /// Sets `Retry-After` in seconds.
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds.max(1));
+        self
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a, T: Serialize> {
+    status: &'static str,
+    data: &'a T,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FailData<'a> {
+    err_code: u32,
+    err_msg: &'a str,
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let data = FailData {
+            err_code: self.code.code,
+            err_msg: self.message.as_deref().unwrap_or(self.code.message),
+        };
+        let mut response = (
+            self.code.status,
+            Json(Body {
+                status: "fail",
+                data: &data,
+            }),
+        )
+            .into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+/// A success answer: `{"status":"success","data":...}` with 200.
+#[derive(Debug, Clone)]
+pub struct Success<T>(pub T);
+
+impl<T: Serialize> IntoResponse for Success<T> {
+    fn into_response(self) -> Response {
+        Json(Body {
+            status: "success",
+            data: &self.0,
+        })
+        .into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::to_bytes;
+
+    async fn body(r: Response) -> serde_json::Value {
+        serde_json::from_slice(&to_bytes(r.into_body(), 1 << 16).await.unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn failures_wear_the_course_envelope() {
+        let r = Failure::new(ErrorCode::USER_NOT_LOGIN).into_response();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert!(r.headers().get(header::RETRY_AFTER).is_none());
+        assert_eq!(
+            body(r).await,
+            serde_json::json!({"status":"fail","data":{"errCode":20003,"errMsg":"用户还未登陆"}})
+        );
+    }
+
+    #[tokio::test]
+    async fn unavailable_carries_retry_after() {
+        let r = ErrorCode::SESSION_STORE_UNAVAILABLE.into_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+        let r = Failure::new(ErrorCode::TOO_MANY_REQUESTS)
+            .retry_after(42)
+            .with_message("slow down")
+            .into_response();
+        assert_eq!(r.headers()[header::RETRY_AFTER], "42");
+        assert_eq!(body(r).await["data"]["errMsg"], "slow down");
+    }
+
+    #[tokio::test]
+    async fn success_wraps_data() {
+        let r = Success(serde_json::json!({"id": 1})).into_response();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(
+            body(r).await,
+            serde_json::json!({"status":"success","data":{"id":1}})
+        );
+    }
+}

@@ -1,0 +1,63 @@
+//! The errors a session handle reports, and how each becomes an answer.
+
+use axum::response::{IntoResponse, Response};
+
+use crate::envelope::{ErrorCode, Failure};
+use crate::store::StoreError;
+
+/// What can go wrong when a handler uses its session.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The store could not be reached: 503, never "no session".
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+    /// Another request changed the same attribute first: 409.
+    #[error("conflicting session update: {0}")]
+    Conflict(String),
+    /// The caller has no live session: 401 / 20003.
+    #[error("not logged in")]
+    NotLoggedIn,
+    /// A stored attribute does not decode as the type asked for: 500.
+    #[error("session attribute {0:?} has an unexpected shape")]
+    Decode(&'static str),
+    /// The handler asked for a session but `SessionLayer` is not installed: 500.
+    #[error("SessionLayer is not installed on this route")]
+    MissingLayer,
+}
+
+impl From<StoreError> for SessionError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(m) => Self::Unavailable(m),
+            StoreError::Conflict(m) => Self::Conflict(m),
+            // A session that vanished between load and write was ended by
+            // someone else (logout elsewhere, expiry): the caller is out.
+            StoreError::NotFound => Self::NotLoggedIn,
+        }
+    }
+}
+
+impl SessionError {
+    /// The business code this error answers with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Unavailable(_) => ErrorCode::SESSION_STORE_UNAVAILABLE,
+            Self::Conflict(_) => ErrorCode::SESSION_CONFLICT,
+            Self::NotLoggedIn => ErrorCode::USER_NOT_LOGIN,
+            Self::Decode(_) | Self::MissingLayer => ErrorCode::UNKNOWN_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for SessionError {
+    fn into_response(self) -> Response {
+        match &self {
+            Self::Unavailable(_) => tracing::warn!(error = %self, "session store unavailable"),
+            Self::Decode(_) | Self::MissingLayer => {
+                tracing::error!(error = %self, "session misuse")
+            }
+            Self::Conflict(_) | Self::NotLoggedIn => tracing::debug!(error = %self),
+        }
+        Failure::new(self.code()).into_response()
+    }
+}

@@ -1,0 +1,219 @@
+//! The tower layer that gives every request its [`Session`].
+//!
+//! Per request: read the credential from the configured carriers (format
+//! check only, no I/O), apply the CSRF rules to cookie-carried state
+//! changes, hand the handler a lazy [`Session`], then write what the
+//! handler changed and set the cookie or `X-Auth-Token` on the way out.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::extract::ConnectInfo;
+use axum::response::{IntoResponse, Response};
+use http::{header, HeaderMap, HeaderValue, Method, Request};
+use tower::{Layer, Service};
+
+use crate::carrier::{self, CarrierKind, Presented};
+use crate::clock::{Clock, SystemClock};
+use crate::config::SessionConfig;
+use crate::csrf::{CsrfVerdict, CSRF_HEADER};
+use crate::envelope::ErrorCode;
+use crate::record::ClientMeta;
+use crate::session::{Outcome, Session, Shared};
+use crate::store::SessionStore;
+
+/// The client's address as the application decided it (e.g. from a
+/// trusted proxy's header). Insert it as a request extension before the
+/// layer runs; otherwise the socket peer from `ConnectInfo` is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(pub IpAddr);
+
+/// Adds a [`Session`] to every request.
+#[derive(Debug, Clone)]
+pub struct SessionLayer {
+    shared: Arc<Shared>,
+}
+
+impl SessionLayer {
+    /// A layer over `store` with `config`, on the system clock.
+    pub fn new(store: Arc<dyn SessionStore>, config: SessionConfig) -> Self {
+        Self::with_clock(store, config, Arc::new(SystemClock))
+    }
+
+    /// A layer with an injected clock (tests move it past timeouts).
+    pub fn with_clock(
+        store: Arc<dyn SessionStore>,
+        config: SessionConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                store,
+                config,
+                clock,
+            }),
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &SessionConfig {
+        &self.shared.config
+    }
+}
+
+impl<S> Layer<S> for SessionLayer {
+    type Service = SessionService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        SessionService {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// The service [`SessionLayer`] wraps around an application.
+#[derive(Debug, Clone)]
+pub struct SessionService<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S, B> Service<Request<B>> for SessionService<S>
+where
+    S: Service<Request<B>, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        // The clone that was polled ready is the one that must be called.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let config = &shared.config;
+            let presented = carrier::read(config.carrier, &config.cookie, req.headers());
+            let respond_via = carrier::respond_via(config.carrier, &presented, req.headers());
+            let client = client_meta(&req);
+            let session = Session::new(shared.clone(), presented.clone(), respond_via, client);
+
+            let csrf = check_csrf(
+                &session,
+                &presented,
+                respond_via,
+                req.method(),
+                req.headers(),
+            );
+            if let Err(rejection) = csrf.await {
+                return Ok(rejection);
+            }
+
+            req.extensions_mut().insert(session.clone());
+            let mut response = inner.call(req).await?;
+
+            match session.commit().await {
+                Ok(outcome) => apply(&shared, &session, outcome, &mut response),
+                Err(e) => return Ok(e.into_response()),
+            }
+            Ok(response)
+        })
+    }
+}
+
+fn client_meta<B>(req: &Request<B>) -> ClientMeta {
+    let ua = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    let ip = req.extensions().get::<ClientIp>().map(|c| c.0).or_else(|| {
+        req.extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+    });
+    ClientMeta::new(ua, ip)
+}
+
+/// Applies the CSRF rules; `Err` holds the response that refuses the request.
+async fn check_csrf(
+    session: &Session,
+    presented: &Presented,
+    respond_via: CarrierKind,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<(), Response> {
+    let relies_on_cookie = match presented.carrier() {
+        Some(CarrierKind::Cookie) => true,
+        Some(CarrierKind::Header) => false,
+        // No credential yet, but the answer may set a cookie (a browser
+        // logging in): refuse foreign origins so nobody can log a victim
+        // into the attacker's account.
+        None => respond_via == CarrierKind::Cookie,
+    };
+    if !relies_on_cookie {
+        return Ok(());
+    }
+    match session.config().csrf.evaluate(method, headers) {
+        CsrfVerdict::Allowed => Ok(()),
+        CsrfVerdict::Rejected => Err(csrf_rejection()),
+        CsrfVerdict::NeedsToken => {
+            if !matches!(presented, Presented::Token(..)) {
+                return Ok(()); // nothing a forged request could ride on
+            }
+            let echoed = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+            match session.exists().await {
+                Err(e) => Err(e.into_response()),
+                Ok(false) => Ok(()), // a dead cookie: the request runs anonymous
+                Ok(true) => match session.csrf_matches(echoed).await {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(csrf_rejection()),
+                    Err(e) => Err(e.into_response()),
+                },
+            }
+        }
+    }
+}
+
+fn csrf_rejection() -> Response {
+    tracing::info!("cross-site request refused");
+    ErrorCode::CSRF_REJECTED.into_response()
+}
+
+fn apply(shared: &Shared, session: &Session, outcome: Outcome, response: &mut Response) {
+    let headers = response.headers_mut();
+    let cookie = &shared.config.cookie;
+    match outcome {
+        Outcome::Unchanged => return,
+        Outcome::Issued(token, absolute_deadline) => match session.respond_via() {
+            CarrierKind::Cookie => {
+                let max_age = absolute_deadline.since(session.now());
+                headers.append(
+                    header::SET_COOKIE,
+                    carrier::session_cookie(cookie, &token, max_age),
+                );
+            }
+            CarrierKind::Header => {
+                let value = HeaderValue::from_str(&token.expose()).expect("tokens are header-safe");
+                headers.insert(carrier::AUTH_TOKEN_HEADER, value);
+            }
+        },
+        Outcome::Ended => {
+            if session.respond_via() == CarrierKind::Cookie
+                || session.carrier() == Some(CarrierKind::Cookie)
+            {
+                headers.append(header::SET_COOKIE, carrier::expired_cookie(cookie));
+            }
+        }
+    }
+    // A response that carries or clears a credential must never be cached.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}

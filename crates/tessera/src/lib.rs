@@ -1,0 +1,45 @@
+//! # Tessera
+//!
+//! Server-side sessions for axum and tower: a browser carries its token in a
+//! cookie, a mobile or API client in `Authorization: Bearer` or
+//! `X-Auth-Token`; sessions live behind one [`SessionStore`] trait, filed
+//! under the SHA-256 of the token; idle and absolute timeouts, throttled
+//! touches, per-attribute versioned saves, CSRF rules and token rotation on
+//! login are built in.
+//!
+//! Start at [`SessionLayer`] and the extractors [`Session`], [`AuthUser`]
+//! and [`MaybeAuthUser`]; see the crate README for a complete example.
+
+#![warn(missing_docs)]
+
+pub mod carrier;
+pub mod clock;
+pub mod config;
+pub mod csrf;
+pub mod envelope;
+pub mod error;
+mod extract;
+mod key;
+mod layer;
+pub mod policy;
+pub mod record;
+mod session;
+pub mod store;
+pub mod token;
+
+pub use carrier::CarrierKind;
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use config::{CarrierMode, CookieSettings, SessionConfig};
+pub use csrf::{AllowedOrigin, CsrfPolicy, CsrfToken};
+pub use envelope::{ErrorCode, Failure, Success};
+pub use error::SessionError;
+pub use extract::{AuthUser, MaybeAuthUser};
+pub use key::Key;
+pub use layer::{ClientIp, SessionLayer, SessionService};
+pub use policy::ExpiryPolicy;
+pub use record::{ClientMeta, SessionRecord, UserId};
+pub use session::{LoginGrant, Session, SessionInfo};
+#[cfg(feature = "sqlite")]
+pub use store::SqliteStore;
+pub use store::{MemoryStore, SessionStore, StoreError};
+pub use token::{SessionKey, SessionToken};

@@ -1,0 +1,306 @@
+//! What the store keeps for one session.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+use crate::csrf::CsrfToken;
+
+/// The id of the user a session belongs to, as the application names it.
+///
+/// Non-empty, at most 128 bytes, no control characters: it ends up in store
+/// keys and logs, where those would be trouble.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct UserId(String);
+
+/// Why a string is not a [`UserId`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a user id is 1 to 128 bytes without control characters")]
+pub struct InvalidUserId;
+
+impl UserId {
+    /// Parses an application's user id.
+    pub fn parse(s: impl Into<String>) -> Result<Self, InvalidUserId> {
+        let s = s.into();
+        if s.is_empty() || s.len() > 128 || s.chars().any(char::is_control) {
+            return Err(InvalidUserId);
+        }
+        Ok(Self(s))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<i64> for UserId {
+    fn from(id: i64) -> Self {
+        Self(id.to_string())
+    }
+}
+
+impl TryFrom<String> for UserId {
+    type Error = InvalidUserId;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(s)
+    }
+}
+
+impl From<UserId> for String {
+    fn from(id: UserId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Debug for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "UserId({})", self.0)
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where a session was opened from, for the user's list of devices.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientMeta {
+    /// The `User-Agent` header, cut to [`ClientMeta::MAX_USER_AGENT`] bytes.
+    pub user_agent: Option<String>,
+    /// The client's address as the server saw it.
+    pub ip: Option<IpAddr>,
+}
+
+impl ClientMeta {
+    /// The longest user agent kept; the rest is dropped.
+    pub const MAX_USER_AGENT: usize = 256;
+
+    /// Metadata with the user agent cut to size on a character boundary.
+    pub fn new(user_agent: Option<&str>, ip: Option<IpAddr>) -> Self {
+        let user_agent = user_agent.map(|ua| {
+            let mut end = ua.len().min(Self::MAX_USER_AGENT);
+            while !ua.is_char_boundary(end) {
+                end -= 1;
+            }
+            ua[..end].to_owned()
+        });
+        Self { user_agent, ip }
+    }
+}
+
+/// One attribute with the session version that last changed it.
+///
+/// A removed attribute stays as a tombstone (`value: None`) so that a
+/// concurrent writer that has not seen the removal is told of the conflict
+/// instead of silently bringing the attribute back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attribute {
+    /// The value, or `None` once removed.
+    pub value: Option<serde_json::Value>,
+    /// The record version that wrote this attribute last.
+    pub version: u64,
+}
+
+/// A session's attributes by name.
+pub type Attributes = BTreeMap<String, Attribute>;
+
+/// Everything the store keeps for one session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// The logged-in user; `None` for an anonymous session.
+    pub user_id: Option<UserId>,
+    /// Application data, typed by the application through [`crate::Key`].
+    pub attributes: Attributes,
+    /// When the session was created.
+    pub created_at: Timestamp,
+    /// When the session was last seen (as of the last write).
+    pub last_seen: Timestamp,
+    /// The session lapses at this time unless it is used again.
+    pub idle_deadline: Timestamp,
+    /// The session lapses at this time whatever happens.
+    pub absolute_deadline: Timestamp,
+    /// Increases by one with each saved change of attributes.
+    pub version: u64,
+    /// Where the session was opened from.
+    pub client: ClientMeta,
+    /// The synchronizer token that cookie-carried requests echo for CSRF.
+    pub csrf_token: CsrfToken,
+}
+
+impl SessionRecord {
+    /// Whether the session has lapsed at `now` (idle or absolute).
+    pub fn is_expired(&self, now: Timestamp) -> bool {
+        now >= self.idle_deadline || now >= self.absolute_deadline
+    }
+
+    /// The value of attribute `name`, if set.
+    pub fn attribute(&self, name: &str) -> Option<&serde_json::Value> {
+        self.attributes.get(name).and_then(|a| a.value.as_ref())
+    }
+
+    /// Applies a saved change the way every store must, or reports which
+    /// attribute conflicts. Stores that keep whole records call this inside
+    /// their transaction so the rule lives in one place.
+    pub fn apply(&mut self, change: &SessionChange) -> Result<u64, ConflictingAttribute> {
+        for name in change.names() {
+            if let Some(current) = self.attributes.get(name) {
+                if current.version > change.base_version {
+                    return Err(ConflictingAttribute(name.to_owned()));
+                }
+            }
+        }
+        let version = self.version + 1;
+        for (name, value) in &change.set {
+            self.attributes.insert(
+                name.clone(),
+                Attribute {
+                    value: Some(value.clone()),
+                    version,
+                },
+            );
+        }
+        for name in &change.removed {
+            self.attributes.insert(
+                name.clone(),
+                Attribute {
+                    value: None,
+                    version,
+                },
+            );
+        }
+        self.version = version;
+        self.last_seen = self.last_seen.max(change.last_seen);
+        self.idle_deadline = self.idle_deadline.max(change.idle_deadline);
+        Ok(version)
+    }
+}
+
+/// The attribute whose concurrent change made a save fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConflictingAttribute(pub String);
+
+/// The attributes one request changed, to be saved with a version check.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SessionChange {
+    /// The record version the request loaded.
+    pub base_version: u64,
+    /// Attributes set, by name.
+    pub set: BTreeMap<String, serde_json::Value>,
+    /// Attributes removed.
+    pub removed: BTreeSet<String>,
+    /// The time of the request, recorded as activity.
+    pub last_seen: Timestamp,
+    /// The idle deadline that activity moves to.
+    pub idle_deadline: Timestamp,
+}
+
+impl SessionChange {
+    /// Every attribute name the change writes.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.set
+            .keys()
+            .chain(self.removed.iter())
+            .map(String::as_str)
+    }
+
+    /// Whether the change writes no attribute.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.removed.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn record() -> SessionRecord {
+        SessionRecord {
+            user_id: None,
+            attributes: Attributes::new(),
+            created_at: Timestamp::from_millis(0),
+            last_seen: Timestamp::from_millis(0),
+            idle_deadline: Timestamp::from_millis(100),
+            absolute_deadline: Timestamp::from_millis(1000),
+            version: 0,
+            client: ClientMeta::default(),
+            csrf_token: CsrfToken::generate(),
+        }
+    }
+
+    fn change(base: u64, set: &[(&str, serde_json::Value)], removed: &[&str]) -> SessionChange {
+        SessionChange {
+            base_version: base,
+            set: set
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            removed: removed.iter().map(|s| s.to_string()).collect(),
+            last_seen: Timestamp::from_millis(10),
+            idle_deadline: Timestamp::from_millis(110),
+        }
+    }
+
+    #[test]
+    fn user_ids_are_checked() {
+        assert!(UserId::parse("42").is_ok());
+        assert_eq!(UserId::parse(""), Err(InvalidUserId));
+        assert_eq!(UserId::parse("a\nb"), Err(InvalidUserId));
+        assert_eq!(UserId::parse("x".repeat(129)), Err(InvalidUserId));
+        assert_eq!(UserId::from(7).as_str(), "7");
+        assert!(serde_json::from_str::<UserId>("\"\"").is_err());
+    }
+
+    #[test]
+    fn user_agent_is_cut_on_a_char_boundary() {
+        let ua = "é".repeat(200);
+        let meta = ClientMeta::new(Some(&ua), None);
+        let kept = meta.user_agent.unwrap();
+        assert!(kept.len() <= ClientMeta::MAX_USER_AGENT);
+        assert!(kept.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn changes_to_different_attributes_from_one_base_both_apply() {
+        let mut r = record();
+        assert_eq!(r.apply(&change(0, &[("a", json!(1))], &[])), Ok(1));
+        assert_eq!(r.apply(&change(0, &[("b", json!(2))], &[])), Ok(2));
+        assert_eq!(r.attribute("a"), Some(&json!(1)));
+        assert_eq!(r.attribute("b"), Some(&json!(2)));
+        assert_eq!(r.last_seen, Timestamp::from_millis(10));
+    }
+
+    #[test]
+    fn a_stale_write_to_the_same_attribute_conflicts() {
+        let mut r = record();
+        r.apply(&change(0, &[("a", json!(1))], &[])).unwrap();
+        let err = r.apply(&change(0, &[("a", json!(2))], &[])).unwrap_err();
+        assert_eq!(err, ConflictingAttribute("a".into()));
+        assert_eq!(r.attribute("a"), Some(&json!(1)));
+        assert_eq!(r.version, 1);
+    }
+
+    #[test]
+    fn a_removal_is_not_undone_by_a_stale_writer() {
+        let mut r = record();
+        r.apply(&change(0, &[("a", json!(1))], &[])).unwrap();
+        r.apply(&change(1, &[], &["a"])).unwrap();
+        assert_eq!(r.attribute("a"), None);
+        assert!(r.apply(&change(1, &[("a", json!(3))], &[])).is_err());
+        assert_eq!(r.attribute("a"), None);
+    }
+
+    #[test]
+    fn expiry_is_idle_or_absolute() {
+        let r = record();
+        assert!(!r.is_expired(Timestamp::from_millis(99)));
+        assert!(r.is_expired(Timestamp::from_millis(100)));
+    }
+}

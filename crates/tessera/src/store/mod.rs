@@ -1,0 +1,130 @@
+//! The store trait and the stores that ship with Tessera.
+//!
+//! A store files [`SessionRecord`]s under [`SessionKey`]s (token digests).
+//! The trait is shaped for networked stores: each method is one logical
+//! operation that a Redis store can do in one round trip or one script, and
+//! the layer calls at most one of them per request in the common case.
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+use crate::clock::Timestamp;
+use crate::record::{SessionChange, SessionRecord, UserId};
+use crate::token::SessionKey;
+
+pub mod memory;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use memory::MemoryStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No session under that key (never created, deleted or purged).
+    #[error("no such session")]
+    NotFound,
+    /// The write lost a race: a key collision on create, or an attribute
+    /// changed by someone else since this request loaded the session.
+    #[error("conflicting write: {0}")]
+    Conflict(String),
+    /// The store could not be reached or did not answer in time. The layer
+    /// answers 503: a session that cannot be checked is never treated as
+    /// absent, and never as valid.
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl StoreError {
+    /// Wraps any backend error as [`StoreError::Unavailable`].
+    pub fn unavailable(e: impl fmt::Display) -> Self {
+        Self::Unavailable(e.to_string())
+    }
+}
+
+/// A session with the key it is filed under.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyedRecord {
+    /// The store key.
+    pub key: SessionKey,
+    /// The record.
+    pub record: SessionRecord,
+}
+
+/// Where sessions live.
+///
+/// Contract (checked by the conformance suite in `store::conformance`):
+/// - `create` never overwrites: an existing key is a [`StoreError::Conflict`].
+/// - `load` returns what was stored, expired or not; the caller judges expiry.
+/// - `save` applies only the changed attributes, atomically, by the rule of
+///   [`SessionRecord::apply`]: a change to an attribute that another writer
+///   changed after `base_version` is a conflict and nothing is written;
+///   changes to different attributes all persist.
+/// - `touch` moves `last_seen` and the idle deadline forward, nothing else.
+/// - `list_user` and `delete_user` see every live session of a user.
+#[async_trait]
+pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
+    /// Stores a new session.
+    async fn create(&self, key: &SessionKey, record: &SessionRecord) -> Result<(), StoreError>;
+
+    /// Loads a session, `None` if there is none under `key`.
+    async fn load(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// Saves changed attributes; returns the record's new version.
+    async fn save(&self, key: &SessionKey, change: &SessionChange) -> Result<u64, StoreError>;
+
+    /// Records activity without changing attributes.
+    async fn touch(
+        &self,
+        key: &SessionKey,
+        last_seen: Timestamp,
+        idle_deadline: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Deletes a session; `false` if there was none.
+    async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError>;
+
+    /// The user's sessions that are live at `now`.
+    async fn list_user(
+        &self,
+        user: &UserId,
+        now: Timestamp,
+    ) -> Result<Vec<KeyedRecord>, StoreError>;
+
+    /// Deletes all the user's sessions except `keep`; returns how many.
+    async fn delete_user(
+        &self,
+        user: &UserId,
+        keep: Option<&SessionKey>,
+    ) -> Result<u64, StoreError>;
+
+    /// Replaces the session under `old` by a new one under `new`: the new
+    /// record is written before the old one is deleted, so a failure in
+    /// between leaves the caller logged in rather than logged out.
+    /// Networked stores override this to do it in one round trip.
+    async fn rotate(
+        &self,
+        old: Option<&SessionKey>,
+        new: &SessionKey,
+        record: &SessionRecord,
+    ) -> Result<(), StoreError> {
+        self.create(new, record).await?;
+        if let Some(old) = old {
+            self.delete(old).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes sessions that lapsed before `now`; returns how many. Stores
+    /// that expire keys on their own keep the default, which does nothing.
+    async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let _ = now;
+        Ok(0)
+    }
+}

@@ -1,0 +1,281 @@
+//! The embedded persistent store: one SQLite file, no server to run.
+//!
+//! SQLite was chosen over a pure-Rust engine such as redb because several
+//! `tessera` processes on one machine can share one file safely (WAL mode,
+//! file locks), because the server already links SQLite for its users, and
+//! because an operator can inspect the file with the `sqlite3` shell.
+//!
+//! Fixed columns hold what queries select on (user, deadlines, version);
+//! attributes and client metadata are JSON. Saves run in a `BEGIN
+//! IMMEDIATE` transaction so the version check and the write are atomic
+//! across processes.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, SqlitePool};
+
+use super::{KeyedRecord, SessionStore, StoreError};
+use crate::clock::Timestamp;
+use crate::record::{SessionChange, SessionRecord, UserId};
+use crate::token::SessionKey;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS tessera_sessions (
+    key               BLOB PRIMARY KEY NOT NULL,
+    user_id           TEXT,
+    created_at        INTEGER NOT NULL,
+    last_seen         INTEGER NOT NULL,
+    idle_deadline     INTEGER NOT NULL,
+    absolute_deadline INTEGER NOT NULL,
+    version           INTEGER NOT NULL,
+    attributes        TEXT NOT NULL,
+    client            TEXT NOT NULL,
+    csrf_token        TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tessera_sessions_by_user ON tessera_sessions (user_id) WHERE user_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tessera_sessions_by_idle ON tessera_sessions (idle_deadline);
+CREATE INDEX IF NOT EXISTS tessera_sessions_by_absolute ON tessera_sessions (absolute_deadline);
+";
+
+const COLUMNS: &str =
+    "key, user_id, created_at, last_seen, idle_deadline, absolute_deadline, version, attributes, client, csrf_token";
+
+/// Sessions in a SQLite database file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn unavailable(e: sqlx::Error) -> StoreError {
+    StoreError::unavailable(e)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the session database at `path`.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str("sqlite:")
+            .map_err(unavailable)?
+            .filename(path.as_ref())
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // With WAL, NORMAL loses at most the last commits on power loss,
+            // never consistency; sessions are cheap to recreate, fsyncs are not.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(2))
+            .connect_with(options)
+            .await
+            .map_err(unavailable)?;
+        Self::with_pool(pool).await
+    }
+
+    /// Uses an existing pool, creating the table if needed.
+    pub async fn with_pool(pool: SqlitePool) -> Result<Self, StoreError> {
+        sqlx::raw_sql(SCHEMA)
+            .execute(&pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(Self { pool })
+    }
+
+    /// Closes the pool. Every later operation fails as
+    /// [`StoreError::Unavailable`], as it would with a lost disk.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn decode(row: &SqliteRow) -> Result<KeyedRecord, StoreError> {
+    let corrupt = |what: &str| StoreError::Unavailable(format!("corrupt session row: {what}"));
+    let key: Vec<u8> = row.try_get("key").map_err(unavailable)?;
+    let key = SessionKey::from_bytes(key.try_into().map_err(|_| corrupt("key"))?);
+    let user: Option<String> = row.try_get("user_id").map_err(unavailable)?;
+    let json = |col: &str| -> Result<String, StoreError> { row.try_get(col).map_err(unavailable) };
+    let ts = |col: &str| -> Result<Timestamp, StoreError> {
+        row.try_get::<i64, _>(col)
+            .map(Timestamp::from_millis)
+            .map_err(unavailable)
+    };
+    let record = SessionRecord {
+        user_id: user
+            .map(UserId::parse)
+            .transpose()
+            .map_err(|_| corrupt("user_id"))?,
+        attributes: serde_json::from_str(&json("attributes")?)
+            .map_err(|_| corrupt("attributes"))?,
+        created_at: ts("created_at")?,
+        last_seen: ts("last_seen")?,
+        idle_deadline: ts("idle_deadline")?,
+        absolute_deadline: ts("absolute_deadline")?,
+        version: row.try_get::<i64, _>("version").map_err(unavailable)? as u64,
+        client: serde_json::from_str(&json("client")?).map_err(|_| corrupt("client"))?,
+        csrf_token: serde_json::from_value(serde_json::Value::String(json("csrf_token")?))
+            .map_err(|_| corrupt("csrf_token"))?,
+    };
+    Ok(KeyedRecord { key, record })
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("session data serialises to JSON")
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn create(&self, key: &SessionKey, record: &SessionRecord) -> Result<(), StoreError> {
+        let result = sqlx::query(&format!(
+            "INSERT INTO tessera_sessions ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .bind(&key.as_bytes()[..])
+        .bind(record.user_id.as_ref().map(UserId::as_str))
+        .bind(record.created_at.as_millis())
+        .bind(record.last_seen.as_millis())
+        .bind(record.idle_deadline.as_millis())
+        .bind(record.absolute_deadline.as_millis())
+        .bind(record.version as i64)
+        .bind(to_json(&record.attributes))
+        .bind(to_json(&record.client))
+        .bind(record.csrf_token.expose())
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(StoreError::Conflict("session key exists".into()))
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn load(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM tessera_sessions WHERE key = ?"
+        ))
+        .bind(&key.as_bytes()[..])
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        row.map(|r| decode(&r).map(|k| k.record)).transpose()
+    }
+
+    async fn save(&self, key: &SessionKey, change: &SessionChange) -> Result<u64, StoreError> {
+        // IMMEDIATE takes the write lock up front: a deferred transaction
+        // that reads and then writes can fail with SQLITE_BUSY under
+        // concurrency instead of waiting its turn.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(unavailable)?;
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM tessera_sessions WHERE key = ?"
+        ))
+        .bind(&key.as_bytes()[..])
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unavailable)?
+        .ok_or(StoreError::NotFound)?;
+        let mut record = decode(&row)?.record;
+        let version = record
+            .apply(change)
+            .map_err(|c| StoreError::Conflict(format!("attribute {:?}", c.0)))?;
+        sqlx::query(
+            "UPDATE tessera_sessions SET attributes = ?, version = ?, last_seen = ?, idle_deadline = ? WHERE key = ?",
+        )
+        .bind(to_json(&record.attributes))
+        .bind(version as i64)
+        .bind(record.last_seen.as_millis())
+        .bind(record.idle_deadline.as_millis())
+        .bind(&key.as_bytes()[..])
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(version)
+    }
+
+    async fn touch(
+        &self,
+        key: &SessionKey,
+        last_seen: Timestamp,
+        idle_deadline: Timestamp,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE tessera_sessions SET last_seen = max(last_seen, ?), idle_deadline = max(idle_deadline, ?) WHERE key = ?",
+        )
+        .bind(last_seen.as_millis())
+        .bind(idle_deadline.as_millis())
+        .bind(&key.as_bytes()[..])
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM tessera_sessions WHERE key = ?")
+            .bind(&key.as_bytes()[..])
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn list_user(
+        &self,
+        user: &UserId,
+        now: Timestamp,
+    ) -> Result<Vec<KeyedRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM tessera_sessions
+             WHERE user_id = ? AND idle_deadline > ? AND absolute_deadline > ?
+             ORDER BY created_at, key"
+        ))
+        .bind(user.as_str())
+        .bind(now.as_millis())
+        .bind(now.as_millis())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter().map(decode).collect()
+    }
+
+    async fn delete_user(
+        &self,
+        user: &UserId,
+        keep: Option<&SessionKey>,
+    ) -> Result<u64, StoreError> {
+        // A zero-length blob matches no key, so "keep nothing" needs no
+        // second statement.
+        let keep: &[u8] = keep.map(|k| &k.as_bytes()[..]).unwrap_or(&[]);
+        let done = sqlx::query("DELETE FROM tessera_sessions WHERE user_id = ? AND key <> ?")
+            .bind(user.as_str())
+            .bind(keep)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM tessera_sessions WHERE idle_deadline <= ? OR absolute_deadline <= ?",
+        )
+        .bind(now.as_millis())
+        .bind(now.as_millis())
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(done.rows_affected())
+    }
+}
