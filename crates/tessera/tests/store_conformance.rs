@@ -97,3 +97,28 @@ async fn a_closed_sqlite_store_is_unavailable() {
         .unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
 }
+
+/// The purger removes lapsed sessions without anyone asking.
+#[tokio::test]
+async fn the_purger_runs_by_itself() {
+    use std::sync::Arc;
+    use std::time::Duration;
+    use tessera::store::conformance::record_for;
+    use tessera::{ManualClock, MemoryStore, SessionStore, SessionToken};
+    let store = Arc::new(MemoryStore::new());
+    let clock = ManualClock::starting_now();
+    let key = SessionToken::generate().key();
+    store
+        .create(&key, &record_for(Some("alice")))
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(13 * 3600));
+    let task =
+        tessera::store::spawn_purger(store.clone(), Arc::new(clock), Duration::from_millis(10));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while store.load(&key).await.unwrap().is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "purger never ran");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    task.abort();
+}

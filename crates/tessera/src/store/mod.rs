@@ -128,3 +128,74 @@ pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
         Ok(0)
     }
 }
+
+/// A shared store is a store, so wrappers and tests can hold `Arc`s.
+#[async_trait]
+impl<S: SessionStore + ?Sized> SessionStore for std::sync::Arc<S> {
+    async fn create(&self, key: &SessionKey, record: &SessionRecord) -> Result<(), StoreError> {
+        (**self).create(key, record).await
+    }
+    async fn load(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {
+        (**self).load(key).await
+    }
+    async fn save(&self, key: &SessionKey, change: &SessionChange) -> Result<u64, StoreError> {
+        (**self).save(key, change).await
+    }
+    async fn touch(
+        &self,
+        key: &SessionKey,
+        last_seen: Timestamp,
+        idle_deadline: Timestamp,
+    ) -> Result<(), StoreError> {
+        (**self).touch(key, last_seen, idle_deadline).await
+    }
+    async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        (**self).delete(key).await
+    }
+    async fn list_user(
+        &self,
+        user: &UserId,
+        now: Timestamp,
+    ) -> Result<Vec<KeyedRecord>, StoreError> {
+        (**self).list_user(user, now).await
+    }
+    async fn delete_user(
+        &self,
+        user: &UserId,
+        keep: Option<&SessionKey>,
+    ) -> Result<u64, StoreError> {
+        (**self).delete_user(user, keep).await
+    }
+    async fn rotate(
+        &self,
+        old: Option<&SessionKey>,
+        new: &SessionKey,
+        record: &SessionRecord,
+    ) -> Result<(), StoreError> {
+        (**self).rotate(old, new, record).await
+    }
+    async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
+        (**self).purge_expired(now).await
+    }
+}
+
+/// Runs [`SessionStore::purge_expired`] every `every` until the returned
+/// task is aborted. Failures are logged and retried at the next tick.
+pub fn spawn_purger(
+    store: std::sync::Arc<dyn SessionStore>,
+    clock: std::sync::Arc<dyn crate::clock::Clock>,
+    every: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match store.purge_expired(clock.now()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(purged = n, "expired sessions purged"),
+                Err(e) => tracing::warn!(error = %e, "purging expired sessions failed"),
+            }
+        }
+    })
+}
