@@ -1,0 +1,18 @@
+//! The tessera user service: phone-OTP registration and login, password
+//! login, who-am-I, logout and device management, on Tessera sessions.
+//!
+//! `startup` wires it, `configuration` reads flags, environment and file,
+//! `routes` holds the HTTP API, `domain` the validated values.
+
+pub mod client_ip;
+pub mod configuration;
+pub mod credentials;
+pub mod domain;
+pub mod error;
+pub mod limits;
+pub mod otp;
+pub mod routes;
+pub mod secret;
+pub mod startup;
+pub mod telemetry;
+pub mod users;

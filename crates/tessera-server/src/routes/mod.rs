@@ -1,0 +1,75 @@
+//! The HTTP API: paths, and the state handlers share.
+
+mod health;
+pub mod params;
+mod sessions;
+mod user;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::{delete, get, post};
+use axum::Router;
+use sqlx::SqlitePool;
+use tessera::{Clock, Failure};
+
+use crate::error::codes;
+use crate::limits::{Limit, RateLimiter};
+use crate::otp::OtpService;
+use crate::users::Users;
+
+/// Login throttles: per phone and per client address.
+#[derive(Debug, Clone)]
+pub struct LoginLimits {
+    /// Attempts per phone (10 per 15 minutes).
+    pub per_phone: Limit,
+    /// Attempts per client address (100 per 15 minutes).
+    pub per_ip: Limit,
+}
+
+impl Default for LoginLimits {
+    fn default() -> Self {
+        let quarter = Duration::from_secs(15 * 60);
+        Self {
+            per_phone: Limit::new(10, quarter),
+            per_ip: Limit::new(100, quarter),
+        }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The user repository.
+    pub users: Users,
+    /// OTP issue and check.
+    pub otp: OtpService,
+    /// Throttles.
+    pub limiter: Arc<dyn RateLimiter>,
+    /// Login throttle settings.
+    pub login_limits: LoginLimits,
+    /// Server time.
+    pub clock: Arc<dyn Clock>,
+    /// The database, for health checks.
+    pub pool: SqlitePool,
+}
+
+/// All routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/user/getotp", post(user::get_otp))
+        .route("/user/register", post(user::register))
+        .route("/user/login", post(user::login))
+        .route("/user/logout", post(user::logout))
+        .route("/user/me", get(user::me))
+        .route("/user/get", get(user::get_user))
+        .route("/user/csrf", get(user::csrf))
+        .route(
+            "/user/sessions",
+            get(sessions::list).delete(sessions::revoke_others),
+        )
+        .route("/user/sessions/{id}", delete(sessions::revoke_one))
+        .fallback(|| async { Failure::new(codes::NOT_FOUND) })
+        .with_state(state)
+}
