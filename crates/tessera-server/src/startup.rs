@@ -41,6 +41,7 @@ pub type StartupError = Box<dyn std::error::Error + Send + Sync>;
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    database: SqlitePool,
     maintenance: JoinHandle<()>,
 }
 
@@ -121,6 +122,7 @@ impl Application {
         Ok(Self {
             listener,
             router,
+            database: pool,
             maintenance,
         })
     }
@@ -130,6 +132,12 @@ impl Application {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// The database pool (for operational tooling, and for tests that
+    /// take the database away to check the 503 path).
+    pub fn database(&self) -> &SqlitePool {
+        &self.database
     }
 
     /// Serves until `shutdown` completes, then finishes in-flight requests.

@@ -1,0 +1,200 @@
+//! One-time codes: lifetime, single use, attempt cap, replacement,
+//! throttles, and no account enumeration.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::{e164, failure, TestServer, PHONE};
+
+async fn login_with(app: &TestServer, code: &str) -> reqwest::Response {
+    app.post("/user/login")
+        .header("x-auth-mode", "header")
+        .json(&json!({"telephone": PHONE, "otpCode": code}))
+        .send()
+        .await
+        .unwrap()
+}
+
+fn other_than(code: &str) -> String {
+    format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000)
+}
+
+#[tokio::test]
+async fn codes_expire_after_five_minutes() {
+    let app = TestServer::spawn().await;
+    app.register(PHONE).await;
+    let code = app.otp(PHONE).await;
+    app.clock.advance(Duration::from_secs(301));
+    assert_eq!(failure(login_with(&app, &code).await).await, (401, 20002));
+    app.clock.advance(Duration::from_secs(60));
+    let code = app.otp(PHONE).await;
+    app.clock.advance(Duration::from_secs(299));
+    assert_eq!(login_with(&app, &code).await.status(), 200);
+}
+
+#[tokio::test]
+async fn codes_work_once() {
+    let app = TestServer::spawn().await;
+    app.register(PHONE).await;
+    let code = app.otp(PHONE).await;
+    assert_eq!(login_with(&app, &code).await.status(), 200);
+    assert_eq!(failure(login_with(&app, &code).await).await, (401, 20002));
+}
+
+#[tokio::test]
+async fn five_wrong_tries_kill_the_code() {
+    let app = TestServer::spawn().await;
+    app.register(PHONE).await;
+    let code = app.otp(PHONE).await;
+    for _ in 0..5 {
+        assert_eq!(
+            failure(login_with(&app, &other_than(&code)).await).await,
+            (401, 20002)
+        );
+    }
+    assert_eq!(
+        failure(login_with(&app, &code).await).await,
+        (401, 20002),
+        "the right code is dead too"
+    );
+}
+
+#[tokio::test]
+async fn four_wrong_tries_still_leave_the_right_code_usable() {
+    let app = TestServer::spawn().await;
+    app.register(PHONE).await;
+    let code = app.otp(PHONE).await;
+    for _ in 0..4 {
+        login_with(&app, &other_than(&code)).await;
+    }
+    assert_eq!(login_with(&app, &code).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_new_code_replaces_the_old_one() {
+    let app = TestServer::spawn().await;
+    app.register(PHONE).await;
+    let old = app.otp(PHONE).await;
+    app.clock.advance(Duration::from_secs(61));
+    let new = app.otp(PHONE).await;
+    if old != new {
+        assert_eq!(failure(login_with(&app, &old).await).await, (401, 20002));
+    }
+    assert_eq!(login_with(&app, &new).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_code_for_one_phone_does_not_open_another() {
+    let app = TestServer::spawn().await;
+    app.register(PHONE).await;
+    let code = app.otp("13900000001").await;
+    assert_eq!(failure(login_with(&app, &code).await).await, (401, 20002));
+}
+
+#[tokio::test]
+async fn sends_are_throttled_per_phone_per_minute_and_hour() {
+    let app = TestServer::spawn().await;
+    let send = || {
+        app.post("/user/getotp")
+            .json(&json!({"telephone": PHONE}))
+            .send()
+    };
+    for _ in 0..5 {
+        assert_eq!(send().await.unwrap().status(), 200);
+        assert_eq!(send().await.unwrap().status(), 429, "one per minute");
+        app.clock.advance(Duration::from_secs(61));
+    }
+    let r = send().await.unwrap();
+    assert_eq!(r.status(), 429, "five per hour");
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry > 60 && retry <= 3600, "{retry}");
+    app.clock.advance(Duration::from_secs(retry));
+    assert_eq!(send().await.unwrap().status(), 200);
+    assert_eq!(
+        app.sink.count(),
+        6,
+        "refused sends never reached the gateway"
+    );
+}
+
+#[tokio::test]
+async fn sends_are_throttled_per_client_address() {
+    let app = TestServer::spawn().await;
+    for i in 0..20 {
+        let r = app
+            .post("/user/getotp")
+            .json(&json!({"telephone": format!("1390000{i:04}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let r = app
+        .post("/user/getotp")
+        .json(&json!({"telephone": "13911112222"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failure(r).await, (429, 10003));
+}
+
+#[tokio::test]
+async fn known_and_unknown_phones_get_identical_answers() {
+    let app = TestServer::spawn().await;
+    app.register(PHONE).await;
+    let known = app
+        .post("/user/getotp")
+        .json(&json!({"telephone": PHONE}))
+        .send()
+        .await
+        .unwrap();
+    let unknown = app
+        .post("/user/getotp")
+        .json(&json!({"telephone": "13900000000"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(known.status(), unknown.status());
+    assert_eq!(
+        known.json::<Value>().await.unwrap(),
+        unknown.json::<Value>().await.unwrap()
+    );
+    // An unknown phone with a valid code still cannot log in, and says so
+    // exactly like a wrong password.
+    let code = app.sink.last_code(&e164("13900000000"));
+    let r = app
+        .post("/user/login")
+        .json(&json!({"telephone": "13900000000", "otpCode": code}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failure(r).await, (401, 20002));
+}
+
+#[tokio::test]
+async fn logins_are_throttled_per_phone() {
+    let app = TestServer::spawn().await;
+    app.register(PHONE).await;
+    for _ in 0..10 {
+        let r = app
+            .post("/user/login")
+            .json(&json!({"telephone": PHONE, "password": "wrong password"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let r = app
+        .post("/user/login")
+        .json(&json!({"telephone": PHONE, "password": support::PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failure(r).await, (429, 10003));
+}
