@@ -1,4 +1,4 @@
-//! # Tessera
+//! # Tessera (see the workspace README, included below)
 //!
 //! Server-side sessions for axum and tower: a browser carries its token in a
 //! cookie, a mobile or API client in `Authorization: Bearer` or
@@ -43,3 +43,9 @@ pub use session::{LoginGrant, Session, SessionInfo};
 pub use store::SqliteStore;
 pub use store::{MemoryStore, SessionStore, StoreError};
 pub use token::{SessionKey, SessionToken};
+
+// Compiles the README's examples as doctests, so the documentation cannot
+// drift from the API.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
