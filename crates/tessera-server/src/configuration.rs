@@ -90,24 +90,14 @@ pub struct ServeArgs {
 
     /// An origin trusted for CSRF and CORS, e.g. https://shop.example.
     /// Repeatable; the variable takes a comma-separated list.
-    #[arg(
-        long = "allowed-origin",
-        env = "TESSERA_ALLOWED_ORIGINS",
-        value_delimiter = ',',
-        value_name = "ORIGIN"
-    )]
+    #[arg(long = "allowed-origin", env = "TESSERA_ALLOWED_ORIGINS", value_delimiter = ',', value_name = "ORIGIN")]
     #[serde(rename = "allowed-origins")]
     pub allowed_origins: Vec<String>,
 
     /// A reverse proxy whose X-Forwarded-For is believed. Repeatable; the
     /// variable takes a comma-separated list. Without one, the client
     /// address is the socket peer.
-    #[arg(
-        long = "trusted-proxy",
-        env = "TESSERA_TRUSTED_PROXIES",
-        value_delimiter = ',',
-        value_name = "IP"
-    )]
+    #[arg(long = "trusted-proxy", env = "TESSERA_TRUSTED_PROXIES", value_delimiter = ',', value_name = "IP")]
     #[serde(rename = "trusted-proxies")]
     pub trusted_proxies: Vec<IpAddr>,
 
@@ -178,10 +168,8 @@ impl ServeArgs {
     pub fn resolve(self) -> Result<Settings, String> {
         let file = match &self.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                toml::from_str::<ServeArgs>(&text)
-                    .map_err(|e| format!("{}: {e}", path.display()))?
+                let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                toml::from_str::<ServeArgs>(&text).map_err(|e| format!("{}: {e}", path.display()))?
             }
             None => ServeArgs::default(),
         };
@@ -207,17 +195,11 @@ impl ServeArgs {
 
     fn into_settings(self) -> Result<Settings, String> {
         let defaults = Settings::for_data_dir(PathBuf::from("./data"));
-        let otp = match (
-            self.otp_sender.unwrap_or(OtpSenderArg::Console),
-            self.otp_webhook,
-        ) {
+        let otp = match (self.otp_sender.unwrap_or(OtpSenderArg::Console), self.otp_webhook) {
             (OtpSenderArg::Console, _) => OtpDelivery::Console,
-            (OtpSenderArg::Webhook, None) => {
-                return Err("--otp-sender webhook needs --otp-webhook URL".into())
-            }
+            (OtpSenderArg::Webhook, None) => return Err("--otp-sender webhook needs --otp-webhook URL".into()),
             (OtpSenderArg::Webhook, Some(url)) => {
-                let url =
-                    reqwest::Url::parse(&url).map_err(|e| format!("--otp-webhook {url:?}: {e}"))?;
+                let url = reqwest::Url::parse(&url).map_err(|e| format!("--otp-webhook {url:?}: {e}"))?;
                 if !matches!(url.scheme(), "http" | "https") {
                     return Err("--otp-webhook must be an http(s) URL".into());
                 }
@@ -229,16 +211,9 @@ impl ServeArgs {
             .iter()
             .map(|o| AllowedOrigin::parse(o).map_err(|e| e.to_string()))
             .collect::<Result<Vec<_>, _>>()?;
-        let idle = self
-            .idle_timeout
-            .map(Duration::from_secs)
-            .unwrap_or(defaults.expiry.idle());
-        let absolute = self
-            .absolute_timeout
-            .map(Duration::from_secs)
-            .unwrap_or(defaults.expiry.absolute());
-        let expiry =
-            ExpiryPolicy::new(idle, absolute).map_err(|e| format!("session timeouts: {e}"))?;
+        let idle = self.idle_timeout.map(Duration::from_secs).unwrap_or(defaults.expiry.idle());
+        let absolute = self.absolute_timeout.map(Duration::from_secs).unwrap_or(defaults.expiry.absolute());
+        let expiry = ExpiryPolicy::new(idle, absolute).map_err(|e| format!("session timeouts: {e}"))?;
         Ok(Settings {
             bind: self.bind.unwrap_or(defaults.bind),
             data_dir: self.data_dir.unwrap_or(defaults.data_dir),
@@ -280,10 +255,7 @@ mod tests {
 
     #[test]
     fn defaults_are_local_and_safe() {
-        let s = parse(&[])
-            .merged_over(ServeArgs::default())
-            .into_settings()
-            .unwrap();
+        let s = parse(&[]).merged_over(ServeArgs::default()).into_settings().unwrap();
         assert_eq!(s.bind.to_string(), "127.0.0.1:8080");
         assert_eq!(s.data_dir, PathBuf::from("./data"));
         assert_eq!(s.carrier, CarrierMode::Auto);
@@ -317,17 +289,13 @@ mod tests {
 
     #[test]
     fn bad_settings_are_explained() {
-        let no_url = parse(&["--otp-sender", "webhook"])
-            .merged_over(ServeArgs::default())
-            .into_settings();
+        let no_url = parse(&["--otp-sender", "webhook"]).merged_over(ServeArgs::default()).into_settings();
         assert!(no_url.unwrap_err().contains("--otp-webhook"));
-        let bad_origin = parse(&["--allowed-origin", "*"])
-            .merged_over(ServeArgs::default())
-            .into_settings();
+        let bad_origin = parse(&["--allowed-origin", "*"]).merged_over(ServeArgs::default()).into_settings();
         assert!(bad_origin.is_err());
         assert!(toml::from_str::<ServeArgs>("no-such-key = 1").is_err());
-        let bad_timeouts = parse(&["--idle-timeout", "100", "--absolute-timeout", "50"])
-            .merged_over(ServeArgs::default());
+        let bad_timeouts =
+            parse(&["--idle-timeout", "100", "--absolute-timeout", "50"]).merged_over(ServeArgs::default());
         assert!(bad_timeouts.into_settings().is_err());
     }
 

@@ -34,9 +34,7 @@ pub async fn verify(password: Password, stored: Option<String>) -> Result<bool, 
         let known = stored.is_some();
         let stored = stored.unwrap_or_else(|| dummy_hash().to_owned());
         let parsed = PasswordHash::new(&stored).map_err(ApiError::internal)?;
-        let matches = Argon2::default()
-            .verify_password(password.expose().as_bytes(), &parsed)
-            .is_ok();
+        let matches = Argon2::default().verify_password(password.expose().as_bytes(), &parsed).is_ok();
         Ok(known && matches)
     })
     .await
@@ -47,10 +45,7 @@ fn dummy_hash() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
     DUMMY.get_or_init(|| {
         let salt = SaltString::encode_b64(b"tessera-dummy-salt").expect("valid salt");
-        Argon2::default()
-            .hash_password(b"no such user", &salt)
-            .expect("hashing works")
-            .to_string()
+        Argon2::default().hash_password(b"no such user", &salt).expect("hashing works").to_string()
     })
 }
 
@@ -66,15 +61,8 @@ mod tests {
         assert!(h1.starts_with("$argon2id$"), "{h1}");
         assert_ne!(h1, h2, "each hash has its own salt");
         assert!(verify(pw.clone(), Some(h1.clone())).await.unwrap());
-        assert!(!verify(Password::offered("wrong horse").unwrap(), Some(h1))
-            .await
-            .unwrap());
-        assert!(
-            !verify(pw, None).await.unwrap(),
-            "no user, no match, even for the dummy's password"
-        );
-        assert!(!verify(Password::offered("no such user").unwrap(), None)
-            .await
-            .unwrap());
+        assert!(!verify(Password::offered("wrong horse").unwrap(), Some(h1)).await.unwrap());
+        assert!(!verify(pw, None).await.unwrap(), "no user, no match, even for the dummy's password");
+        assert!(!verify(Password::offered("no such user").unwrap(), None).await.unwrap());
     }
 }

@@ -11,53 +11,27 @@ pub mod codes {
     use super::*;
 
     /// 10007: no such endpoint.
-    pub const NOT_FOUND: ErrorCode =
-        ErrorCode::new(10007, "NOT_FOUND", StatusCode::NOT_FOUND, "接口不存在");
+    pub const NOT_FOUND: ErrorCode = ErrorCode::new(10007, "NOT_FOUND", StatusCode::NOT_FOUND, "接口不存在");
     /// 20001: no user with that id.
-    pub const USER_NOT_EXIST: ErrorCode =
-        ErrorCode::new(20001, "USER_NOT_EXIST", StatusCode::NOT_FOUND, "用户不存在");
+    pub const USER_NOT_EXIST: ErrorCode = ErrorCode::new(20001, "USER_NOT_EXIST", StatusCode::NOT_FOUND, "用户不存在");
     /// 20002: unknown phone, wrong password or wrong code: never which.
-    pub const USER_LOGIN_FAIL: ErrorCode = ErrorCode::new(
-        20002,
-        "USER_LOGIN_FAIL",
-        StatusCode::UNAUTHORIZED,
-        "用户手机号或密码不正确",
-    );
+    pub const USER_LOGIN_FAIL: ErrorCode =
+        ErrorCode::new(20002, "USER_LOGIN_FAIL", StatusCode::UNAUTHORIZED, "用户手机号或密码不正确");
     /// 20004: the phone is already registered (only after a valid code).
-    pub const USER_ALREADY_EXISTS: ErrorCode = ErrorCode::new(
-        20004,
-        "USER_ALREADY_EXISTS",
-        StatusCode::CONFLICT,
-        "手机号已注册",
-    );
+    pub const USER_ALREADY_EXISTS: ErrorCode =
+        ErrorCode::new(20004, "USER_ALREADY_EXISTS", StatusCode::CONFLICT, "手机号已注册");
     /// 20005: the code does not match.
-    pub const OTP_MISMATCH: ErrorCode = ErrorCode::new(
-        20005,
-        "OTP_MISMATCH",
-        StatusCode::BAD_REQUEST,
-        "短信验证码不符合",
-    );
+    pub const OTP_MISMATCH: ErrorCode =
+        ErrorCode::new(20005, "OTP_MISMATCH", StatusCode::BAD_REQUEST, "短信验证码不符合");
     /// 20006: no usable code: never sent, expired, used, or too many wrong tries.
-    pub const OTP_EXPIRED: ErrorCode = ErrorCode::new(
-        20006,
-        "OTP_EXPIRED",
-        StatusCode::BAD_REQUEST,
-        "短信验证码已失效，请重新获取",
-    );
+    pub const OTP_EXPIRED: ErrorCode =
+        ErrorCode::new(20006, "OTP_EXPIRED", StatusCode::BAD_REQUEST, "短信验证码已失效，请重新获取");
     /// 20007: the SMS gateway refused or failed; no code is pending.
-    pub const OTP_SEND_FAILED: ErrorCode = ErrorCode::new(
-        20007,
-        "OTP_SEND_FAILED",
-        StatusCode::BAD_GATEWAY,
-        "短信发送失败，请稍后重试",
-    );
+    pub const OTP_SEND_FAILED: ErrorCode =
+        ErrorCode::new(20007, "OTP_SEND_FAILED", StatusCode::BAD_GATEWAY, "短信发送失败，请稍后重试");
     /// 20008: the caller has no session with that id.
-    pub const SESSION_NOT_FOUND: ErrorCode = ErrorCode::new(
-        20008,
-        "SESSION_NOT_FOUND",
-        StatusCode::NOT_FOUND,
-        "会话不存在",
-    );
+    pub const SESSION_NOT_FOUND: ErrorCode =
+        ErrorCode::new(20008, "SESSION_NOT_FOUND", StatusCode::NOT_FOUND, "会话不存在");
 }
 
 /// Everything a request can fail with.
@@ -122,9 +96,7 @@ impl From<sqlx::Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let failure = match self {
-            Self::Validation(message) => {
-                Failure::new(ErrorCode::PARAMETER_VALIDATION_ERROR).with_message(message)
-            }
+            Self::Validation(message) => Failure::new(ErrorCode::PARAMETER_VALIDATION_ERROR).with_message(message),
             Self::LoginFailed => Failure::new(codes::USER_LOGIN_FAIL),
             Self::UserNotExist => Failure::new(codes::USER_NOT_EXIST),
             Self::AlreadyRegistered => Failure::new(codes::USER_ALREADY_EXISTS),
@@ -135,9 +107,7 @@ impl IntoResponse for ApiError {
                 Failure::new(codes::OTP_SEND_FAILED)
             }
             Self::SessionNotFound => Failure::new(codes::SESSION_NOT_FOUND),
-            Self::TooManyRequests(seconds) => {
-                Failure::new(ErrorCode::TOO_MANY_REQUESTS).retry_after(seconds)
-            }
+            Self::TooManyRequests(seconds) => Failure::new(ErrorCode::TOO_MANY_REQUESTS).retry_after(seconds),
             Self::Session(e) => return e.into_response(),
             Self::Unavailable(reason) => {
                 tracing::warn!(%reason, "store unavailable");

@@ -14,13 +14,7 @@ use crate::error::ApiError;
 pub trait RateLimiter: Send + Sync + std::fmt::Debug + 'static {
     /// Records a hit on `bucket` unless it already had `limit` in the
     /// current `window`; then returns the seconds until the window ends.
-    async fn hit(
-        &self,
-        bucket: &str,
-        limit: u32,
-        window: Duration,
-        now: Timestamp,
-    ) -> Result<Option<u64>, ApiError>;
+    async fn hit(&self, bucket: &str, limit: u32, window: Duration, now: Timestamp) -> Result<Option<u64>, ApiError>;
 }
 
 /// A limit: so many hits per window.
@@ -40,11 +34,7 @@ impl Limit {
 }
 
 /// Checks several limits in turn; the first that refuses decides.
-pub async fn check(
-    limiter: &dyn RateLimiter,
-    now: Timestamp,
-    checks: &[(String, Limit)],
-) -> Result<(), ApiError> {
+pub async fn check(limiter: &dyn RateLimiter, now: Timestamp, checks: &[(String, Limit)]) -> Result<(), ApiError> {
     for (bucket, limit) in checks {
         if let Some(retry_after) = limiter.hit(bucket, limit.hits, limit.window, now).await? {
             tracing::info!(bucket = %bucket.split(':').next().unwrap_or(""), retry_after, "rate limited");
@@ -78,23 +68,14 @@ impl SqliteLimiter {
 
 #[async_trait]
 impl RateLimiter for SqliteLimiter {
-    async fn hit(
-        &self,
-        bucket: &str,
-        limit: u32,
-        window: Duration,
-        now: Timestamp,
-    ) -> Result<Option<u64>, ApiError> {
+    async fn hit(&self, bucket: &str, limit: u32, window: Duration, now: Timestamp) -> Result<Option<u64>, ApiError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row: Option<(i64, i64)> =
-            sqlx::query_as("SELECT window_start, hits FROM rate_limit WHERE bucket = ?")
-                .bind(bucket)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let row: Option<(i64, i64)> = sqlx::query_as("SELECT window_start, hits FROM rate_limit WHERE bucket = ?")
+            .bind(bucket)
+            .fetch_optional(&mut *tx)
+            .await?;
         let (start, hits) = match row {
-            Some((start, hits)) if now.since(Timestamp::from_millis(start)) < window => {
-                (start, hits)
-            }
+            Some((start, hits)) if now.since(Timestamp::from_millis(start)) < window => (start, hits),
             _ => (now.as_millis(), 0),
         };
         if hits >= i64::from(limit) {

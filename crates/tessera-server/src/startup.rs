@@ -2,7 +2,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,12 +9,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::response::Response;
 use axum::Router;
 use http::{header, HeaderName, HeaderValue, Method, Request};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
-use tessera::{
-    Clock, CookieSettings, CsrfPolicy, ErrorCode, SessionConfig, SessionLayer, SessionStore,
-    SqliteStore,
-};
+use tessera::{Clock, CookieSettings, CsrfPolicy, ErrorCode, SessionConfig, SessionLayer, SessionStore, SqliteStore};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -26,9 +21,7 @@ use tracing::Level;
 use crate::client_ip::{self, TrustedProxies};
 use crate::configuration::{OtpDelivery, Settings};
 use crate::limits::SqliteLimiter;
-use crate::otp::{
-    ConsoleSender, OtpPolicy, OtpSender, OtpService, SqliteChallenges, WebhookSender,
-};
+use crate::otp::{ConsoleSender, OtpPolicy, OtpSender, OtpService, SqliteChallenges, WebhookSender};
 use crate::routes::{self, params::MAX_BODY, AppState, LoginLimits};
 use crate::secret::ServerSecret;
 use crate::users::Users;
@@ -52,7 +45,10 @@ impl Application {
             .map_err(|e| format!("cannot create {}: {e}", settings.data_dir.display()))?;
         let secret = ServerSecret::load_or_create(&settings.data_dir.join("secret"))
             .map_err(|e| format!("server secret: {e}"))?;
-        let pool = open_database(&settings.data_dir.join("tessera.db")).await?;
+        let db_path = settings.data_dir.join("tessera.db");
+        let pool = tessera::store::sqlite::connect(&db_path)
+            .await
+            .map_err(|e| format!("cannot open {}: {e}", db_path.display()))?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         let store = Arc::new(SqliteStore::with_pool(pool.clone()).await?);
         let challenges = Arc::new(SqliteChallenges::new(pool.clone()));
@@ -60,9 +56,7 @@ impl Application {
 
         let sender: Arc<dyn OtpSender> = match &settings.otp {
             OtpDelivery::Console => {
-                tracing::warn!(
-                    "OTP codes are printed to stdout (--otp-sender console): development only"
-                );
+                tracing::warn!("OTP codes are printed to stdout (--otp-sender console): development only");
                 Arc::new(ConsoleSender)
             }
             OtpDelivery::Webhook(url) => Arc::new(WebhookSender::new(url.clone())?),
@@ -88,11 +82,7 @@ impl Application {
         };
         let session_config = SessionConfig {
             carrier: settings.carrier,
-            cookie: if settings.dev {
-                CookieSettings::insecure_dev()
-            } else {
-                CookieSettings::default()
-            },
+            cookie: if settings.dev { CookieSettings::insecure_dev() } else { CookieSettings::default() },
             expiry: settings.expiry,
             csrf: CsrfPolicy::new(settings.allowed_origins.clone()),
         };
@@ -115,23 +105,15 @@ impl Application {
             )
             .layer(CatchPanicLayer::custom(|_| -> Response { ErrorCode::UNKNOWN_ERROR.into_response() }));
 
-        let listener = TcpListener::bind(settings.bind)
-            .await
-            .map_err(|e| format!("cannot bind {}: {e}", settings.bind))?;
+        let listener =
+            TcpListener::bind(settings.bind).await.map_err(|e| format!("cannot bind {}: {e}", settings.bind))?;
         let maintenance = spawn_maintenance(store, challenges, limiter, clock);
-        Ok(Self {
-            listener,
-            router,
-            database: pool,
-            maintenance,
-        })
+        Ok(Self { listener, router, database: pool, maintenance })
     }
 
     /// The bound address (the real port when asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.listener.local_addr().expect("a bound listener has an address")
     }
 
     /// The database pool (for operational tooling, and for tests that
@@ -141,44 +123,17 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then finishes in-flight requests.
-    pub async fn run_until(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        let service = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let result = axum::serve(self.listener, service)
-            .with_graceful_shutdown(shutdown)
-            .await;
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
+        let result = axum::serve(self.listener, service).with_graceful_shutdown(shutdown).await;
         self.maintenance.abort();
         result
     }
 }
 
-async fn open_database(path: &Path) -> Result<SqlitePool, StartupError> {
-    let options = SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
-        .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(5));
-    let pool = SqlitePoolOptions::new()
-        .max_connections(8)
-        .acquire_timeout(Duration::from_secs(3))
-        .connect_with(options)
-        .await
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    Ok(pool)
-}
-
 fn cors(settings: &Settings) -> CorsLayer {
-    let origins: Vec<HeaderValue> = settings
-        .allowed_origins
-        .iter()
-        .filter_map(|o| HeaderValue::from_str(o.as_str()).ok())
-        .collect();
+    let origins: Vec<HeaderValue> =
+        settings.allowed_origins.iter().filter_map(|o| HeaderValue::from_str(o.as_str()).ok()).collect();
     if origins.is_empty() {
         // No browser origin is trusted: no CORS headers at all.
         return CorsLayer::new();

@@ -36,11 +36,7 @@ impl Users {
 
     /// Creates a user and their password row in one transaction; `None`
     /// if the phone is already registered.
-    pub async fn insert(
-        &self,
-        user: &NewUser,
-        password_hash: &str,
-    ) -> Result<Option<User>, ApiError> {
+    pub async fn insert(&self, user: &NewUser, password_hash: &str) -> Result<Option<User>, ApiError> {
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query_scalar::<_, i64>(
             "INSERT INTO user_info (name, gender, age, telphone, register_mode) VALUES (?, ?, ?, ?, 'byphone')
@@ -70,12 +66,10 @@ impl Users {
 
     /// The user with `id`.
     pub async fn by_id(&self, id: i64) -> Result<Option<User>, ApiError> {
-        Ok(sqlx::query_as::<_, User>(
-            "SELECT id, name, gender, age, telphone FROM user_info WHERE id = ?",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?)
+        Ok(sqlx::query_as::<_, User>("SELECT id, name, gender, age, telphone FROM user_info WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     /// The user with `phone` and their password hash.

@@ -10,16 +10,8 @@ use tessera::CarrierMode;
 async fn cookie_mode_getotp_register_login_me_logout() {
     let app = TestServer::spawn().await;
     // The course's pages: form bodies, `telphone`, cookies.
-    let r = app
-        .post("/user/getotp")
-        .form(&[("telphone", PHONE)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        r.json::<Value>().await.unwrap(),
-        json!({"status": "success", "data": null})
-    );
+    let r = app.post("/user/getotp").form(&[("telphone", PHONE)]).send().await.unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"status": "success", "data": null}));
     let code = app.sink.last_code(&e164(PHONE));
     let form = [
         ("telphone", PHONE),
@@ -36,16 +28,8 @@ async fn cookie_mode_getotp_register_login_me_logout() {
     assert!(user.get("password").is_none() && user.get("encrptPassword").is_none());
 
     let (cookie, csrf) = app.login_cookie(PHONE).await;
-    assert!(
-        cookie.starts_with("tessera="),
-        "--dev uses the plain name: {cookie}"
-    );
-    let r = app
-        .get("/user/me")
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    assert!(cookie.starts_with("tessera="), "--dev uses the plain name: {cookie}");
+    let r = app.get("/user/me").header("cookie", &cookie).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let me = r.json::<Value>().await.unwrap()["data"].clone();
     assert_eq!(me, user);
@@ -54,32 +38,13 @@ async fn cookie_mode_getotp_register_login_me_logout() {
         ["age", "gender", "id", "name", "telephone"]
     );
 
-    let r = app
-        .get(&format!("/user/get?id={}", user["id"]))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let r = app.get(&format!("/user/get?id={}", user["id"])).header("cookie", &cookie).send().await.unwrap();
     assert_eq!(r.json::<Value>().await.unwrap()["data"], user);
 
-    let r = app
-        .post("/user/logout")
-        .header("cookie", &cookie)
-        .header("x-csrf-token", &csrf)
-        .send()
-        .await
-        .unwrap();
+    let r = app.post("/user/logout").header("cookie", &cookie).header("x-csrf-token", &csrf).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    assert!(r.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .contains("Max-Age=0"));
-    let r = app
-        .get("/user/me")
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    assert!(r.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+    let r = app.get("/user/me").header("cookie", &cookie).send().await.unwrap();
     assert_eq!(failure(r).await, (401, 20003));
 }
 
@@ -95,51 +60,17 @@ async fn header_mode_getotp_register_login_me_logout() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert!(
-        r.headers().get("set-cookie").is_none(),
-        "header clients get no cookie"
-    );
+    assert!(r.headers().get("set-cookie").is_none(), "header clients get no cookie");
     let header = r.headers()["x-auth-token"].to_str().unwrap().to_owned();
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["data"]["token"], header);
-    let me = app
-        .get("/user/me")
-        .bearer_auth(&header)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        me.json::<Value>().await.unwrap()["data"]["telephone"],
-        e164(PHONE)
-    );
-    let me = app
-        .get("/user/me")
-        .header("x-auth-token", &header)
-        .send()
-        .await
-        .unwrap();
+    let me = app.get("/user/me").bearer_auth(&header).send().await.unwrap();
+    assert_eq!(me.json::<Value>().await.unwrap()["data"]["telephone"], e164(PHONE));
+    let me = app.get("/user/me").header("x-auth-token", &header).send().await.unwrap();
     assert_eq!(me.status(), 200);
     // Header clients need no CSRF token.
-    assert_eq!(
-        app.post("/user/logout")
-            .bearer_auth(&header)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        failure(
-            app.get("/user/me")
-                .bearer_auth(&header)
-                .send()
-                .await
-                .unwrap()
-        )
-        .await,
-        (401, 20003)
-    );
+    assert_eq!(app.post("/user/logout").bearer_auth(&header).send().await.unwrap().status(), 200);
+    assert_eq!(failure(app.get("/user/me").bearer_auth(&header).send().await.unwrap()).await, (401, 20003));
 }
 
 #[tokio::test]
@@ -147,27 +78,11 @@ async fn a_header_only_client_completes_otp_login_without_any_session() {
     let app = TestServer::spawn_with(|s| s.carrier = CarrierMode::Header).await;
     app.register(PHONE).await;
     let code = app.otp(PHONE).await;
-    let r = app
-        .post("/user/login")
-        .json(&json!({"telephone": PHONE, "otpCode": code}))
-        .send()
-        .await
-        .unwrap();
+    let r = app.post("/user/login").json(&json!({"telephone": PHONE, "otpCode": code})).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.headers().get("set-cookie").is_none());
-    let token = r.json::<Value>().await.unwrap()["data"]["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert_eq!(
-        app.get("/user/me")
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    let token = r.json::<Value>().await.unwrap()["data"]["token"].as_str().unwrap().to_owned();
+    assert_eq!(app.get("/user/me").bearer_auth(&token).send().await.unwrap().status(), 200);
 }
 
 #[tokio::test]
@@ -175,10 +90,8 @@ async fn x_auth_mode_decides_the_carrier_in_auto() {
     let app = TestServer::spawn().await;
     app.register(PHONE).await;
     let login = |mode: Option<&'static str>| {
-        let mut r = app
-            .post("/user/login")
-            .header("origin", ORIGIN)
-            .json(&json!({"telephone": PHONE, "password": PASSWORD}));
+        let mut r =
+            app.post("/user/login").header("origin", ORIGIN).json(&json!({"telephone": PHONE, "password": PASSWORD}));
         if let Some(mode) = mode {
             r = r.header("x-auth-mode", mode);
         }
@@ -189,10 +102,7 @@ async fn x_auth_mode_decides_the_carrier_in_auto() {
     let r = login(None).await.unwrap();
     assert!(r.headers().get("x-auth-token").is_none() && r.headers().get("set-cookie").is_some());
     let body: Value = r.json().await.unwrap();
-    assert!(
-        body["data"].get("token").is_none(),
-        "a cookie login never puts the token in the body"
-    );
+    assert!(body["data"].get("token").is_none(), "a cookie login never puts the token in the body");
     assert!(body["data"]["csrfToken"].is_string());
     // A cookie-only deployment ignores the request for a header token.
     let cookie_only = TestServer::spawn_with(|s| s.carrier = CarrierMode::Cookie).await;
@@ -219,29 +129,10 @@ async fn login_rotates_the_token() {
         .send()
         .await
         .unwrap();
-    let second = r.json::<Value>().await.unwrap()["data"]["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let second = r.json::<Value>().await.unwrap()["data"]["token"].as_str().unwrap().to_owned();
     assert_ne!(first, second);
-    assert_eq!(
-        app.get("/user/me")
-            .bearer_auth(&first)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
-    assert_eq!(
-        app.get("/user/me")
-            .bearer_auth(&second)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(app.get("/user/me").bearer_auth(&first).send().await.unwrap().status(), 401);
+    assert_eq!(app.get("/user/me").bearer_auth(&second).send().await.unwrap().status(), 200);
 }
 
 #[tokio::test]
@@ -249,71 +140,23 @@ async fn csrf_guards_cookie_posts() {
     let app = TestServer::spawn().await;
     app.register(PHONE).await;
     let (cookie, csrf) = app.login_cookie(PHONE).await;
-    for (name, value) in [
-        ("origin", "https://evil.example"),
-        ("origin", "null"),
-        ("sec-fetch-site", "cross-site"),
-    ] {
-        let r = app
-            .post("/user/logout")
-            .header("cookie", &cookie)
-            .header(name, value)
-            .send()
-            .await
-            .unwrap();
+    for (name, value) in [("origin", "https://evil.example"), ("origin", "null"), ("sec-fetch-site", "cross-site")] {
+        let r = app.post("/user/logout").header("cookie", &cookie).header(name, value).send().await.unwrap();
         assert_eq!(failure(r).await, (403, 10005), "{name}: {value}");
     }
-    let r = app
-        .post("/user/logout")
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let r = app.post("/user/logout").header("cookie", &cookie).send().await.unwrap();
     assert_eq!(failure(r).await, (403, 10005), "no token, no origin");
-    let r = app
-        .delete("/user/sessions")
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let r = app.delete("/user/sessions").header("cookie", &cookie).send().await.unwrap();
     assert_eq!(failure(r).await, (403, 10005));
     // Still logged in: nothing was done.
-    assert_eq!(
-        app.get("/user/me")
-            .header("cookie", &cookie)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    let r = app
-        .post("/user/logout")
-        .header("cookie", &cookie)
-        .header("origin", ORIGIN)
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(app.get("/user/me").header("cookie", &cookie).send().await.unwrap().status(), 200);
+    let r = app.post("/user/logout").header("cookie", &cookie).header("origin", ORIGIN).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let (cookie, _) = app.login_cookie(PHONE).await;
-    let r = app
-        .get("/user/csrf")
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
-    let fresh = r.json::<Value>().await.unwrap()["data"]["csrfToken"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let r = app.get("/user/csrf").header("cookie", &cookie).send().await.unwrap();
+    let fresh = r.json::<Value>().await.unwrap()["data"]["csrfToken"].as_str().unwrap().to_owned();
     assert_ne!(fresh, csrf, "each session has its own token");
-    let r = app
-        .post("/user/logout")
-        .header("cookie", &cookie)
-        .header("x-csrf-token", &fresh)
-        .send()
-        .await
-        .unwrap();
+    let r = app.post("/user/logout").header("cookie", &cookie).header("x-csrf-token", &fresh).send().await.unwrap();
     assert_eq!(r.status(), 200);
 }
 
@@ -325,10 +168,7 @@ async fn cors_answers_allowed_origins_only() {
             .request(reqwest::Method::OPTIONS, app.url("/user/login"))
             .header("origin", origin)
             .header("access-control-request-method", "POST")
-            .header(
-                "access-control-request-headers",
-                "content-type,x-csrf-token",
-            )
+            .header("access-control-request-headers", "content-type,x-csrf-token")
             .send()
     };
     let r = preflight(ORIGIN).await.unwrap();
@@ -342,8 +182,5 @@ async fn cors_answers_allowed_origins_only() {
 async fn health_answers() {
     let app = TestServer::spawn().await;
     let r = app.get("/healthz").send().await.unwrap();
-    assert_eq!(
-        r.json::<Value>().await.unwrap(),
-        json!({"status": "success", "data": {"status": "ok"}})
-    );
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"status": "success", "data": {"status": "ok"}}));
 }

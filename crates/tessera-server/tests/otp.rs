@@ -49,16 +49,9 @@ async fn five_wrong_tries_kill_the_code() {
     app.register(PHONE).await;
     let code = app.otp(PHONE).await;
     for _ in 0..5 {
-        assert_eq!(
-            failure(login_with(&app, &other_than(&code)).await).await,
-            (401, 20002)
-        );
+        assert_eq!(failure(login_with(&app, &other_than(&code)).await).await, (401, 20002));
     }
-    assert_eq!(
-        failure(login_with(&app, &code).await).await,
-        (401, 20002),
-        "the right code is dead too"
-    );
+    assert_eq!(failure(login_with(&app, &code).await).await, (401, 20002), "the right code is dead too");
 }
 
 #[tokio::test]
@@ -96,11 +89,7 @@ async fn a_code_for_one_phone_does_not_open_another() {
 #[tokio::test]
 async fn sends_are_throttled_per_phone_per_minute_and_hour() {
     let app = TestServer::spawn().await;
-    let send = || {
-        app.post("/user/getotp")
-            .json(&json!({"telephone": PHONE}))
-            .send()
-    };
+    let send = || app.post("/user/getotp").json(&json!({"telephone": PHONE})).send();
     for _ in 0..5 {
         assert_eq!(send().await.unwrap().status(), 200);
         assert_eq!(send().await.unwrap().status(), 429, "one per minute");
@@ -108,39 +97,21 @@ async fn sends_are_throttled_per_phone_per_minute_and_hour() {
     }
     let r = send().await.unwrap();
     assert_eq!(r.status(), 429, "five per hour");
-    let retry: u64 = r.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!(retry > 60 && retry <= 3600, "{retry}");
     app.clock.advance(Duration::from_secs(retry));
     assert_eq!(send().await.unwrap().status(), 200);
-    assert_eq!(
-        app.sink.count(),
-        6,
-        "refused sends never reached the gateway"
-    );
+    assert_eq!(app.sink.count(), 6, "refused sends never reached the gateway");
 }
 
 #[tokio::test]
 async fn sends_are_throttled_per_client_address() {
     let app = TestServer::spawn().await;
     for i in 0..20 {
-        let r = app
-            .post("/user/getotp")
-            .json(&json!({"telephone": format!("1390000{i:04}")}))
-            .send()
-            .await
-            .unwrap();
+        let r = app.post("/user/getotp").json(&json!({"telephone": format!("1390000{i:04}")})).send().await.unwrap();
         assert_eq!(r.status(), 200);
     }
-    let r = app
-        .post("/user/getotp")
-        .json(&json!({"telephone": "13911112222"}))
-        .send()
-        .await
-        .unwrap();
+    let r = app.post("/user/getotp").json(&json!({"telephone": "13911112222"})).send().await.unwrap();
     assert_eq!(failure(r).await, (429, 10003));
 }
 
@@ -148,32 +119,14 @@ async fn sends_are_throttled_per_client_address() {
 async fn known_and_unknown_phones_get_identical_answers() {
     let app = TestServer::spawn().await;
     app.register(PHONE).await;
-    let known = app
-        .post("/user/getotp")
-        .json(&json!({"telephone": PHONE}))
-        .send()
-        .await
-        .unwrap();
-    let unknown = app
-        .post("/user/getotp")
-        .json(&json!({"telephone": "13900000000"}))
-        .send()
-        .await
-        .unwrap();
+    let known = app.post("/user/getotp").json(&json!({"telephone": PHONE})).send().await.unwrap();
+    let unknown = app.post("/user/getotp").json(&json!({"telephone": "13900000000"})).send().await.unwrap();
     assert_eq!(known.status(), unknown.status());
-    assert_eq!(
-        known.json::<Value>().await.unwrap(),
-        unknown.json::<Value>().await.unwrap()
-    );
+    assert_eq!(known.json::<Value>().await.unwrap(), unknown.json::<Value>().await.unwrap());
     // An unknown phone with a valid code still cannot log in, and says so
     // exactly like a wrong password.
     let code = app.sink.last_code(&e164("13900000000"));
-    let r = app
-        .post("/user/login")
-        .json(&json!({"telephone": "13900000000", "otpCode": code}))
-        .send()
-        .await
-        .unwrap();
+    let r = app.post("/user/login").json(&json!({"telephone": "13900000000", "otpCode": code})).send().await.unwrap();
     assert_eq!(failure(r).await, (401, 20002));
 }
 
@@ -190,11 +143,7 @@ async fn logins_are_throttled_per_phone() {
             .unwrap();
         assert_eq!(r.status(), 401);
     }
-    let r = app
-        .post("/user/login")
-        .json(&json!({"telephone": PHONE, "password": support::PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+    let r =
+        app.post("/user/login").json(&json!({"telephone": PHONE, "password": support::PASSWORD})).send().await.unwrap();
     assert_eq!(failure(r).await, (429, 10003));
 }

@@ -21,16 +21,7 @@ struct Server {
 impl Server {
     async fn start(data: &Path) -> Self {
         let mut child = Command::new(BIN)
-            .args([
-                "serve",
-                "--dev",
-                "--bind",
-                "127.0.0.1:0",
-                "--otp-sender",
-                "console",
-                "--log",
-                "warn",
-            ])
+            .args(["serve", "--dev", "--bind", "127.0.0.1:0", "--otp-sender", "console", "--log", "warn"])
             .arg("--data-dir")
             .arg(data)
             .stdout(Stdio::piped())
@@ -46,10 +37,7 @@ impl Server {
             }
         });
         let base = loop {
-            let line = tokio::time::timeout(Duration::from_secs(30), lines.recv())
-                .await
-                .unwrap()
-                .unwrap();
+            let line = tokio::time::timeout(Duration::from_secs(30), lines.recv()).await.unwrap().unwrap();
             if let Some(url) = line.strip_prefix("tessera listening on ") {
                 break url.to_owned();
             }
@@ -60,10 +48,7 @@ impl Server {
     /// The next code the console sender prints.
     async fn code(&mut self) -> String {
         loop {
-            let line = tokio::time::timeout(Duration::from_secs(10), self.lines.recv())
-                .await
-                .unwrap()
-                .unwrap();
+            let line = tokio::time::timeout(Duration::from_secs(10), self.lines.recv()).await.unwrap().unwrap();
             if let Some(rest) = line.strip_prefix("code ") {
                 return rest.split(' ').next().unwrap().to_owned();
             }
@@ -72,14 +57,8 @@ impl Server {
 
     async fn stop(mut self) {
         let pid = self.child.id().unwrap().to_string();
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
-        let status = tokio::time::timeout(Duration::from_secs(10), self.child.wait())
-            .await
-            .unwrap()
-            .unwrap();
+        std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await.unwrap().unwrap();
         assert!(status.success(), "SIGTERM is a clean shutdown: {status}");
     }
 }
@@ -91,12 +70,7 @@ async fn tokens_survive_a_restart_on_the_same_data_directory() {
     let mut server = Server::start(data.path()).await;
     let base = server.base.clone();
 
-    let r = http
-        .post(format!("{base}/user/getotp"))
-        .json(&json!({"telephone": "13812345678"}))
-        .send()
-        .await
-        .unwrap();
+    let r = http.post(format!("{base}/user/getotp")).json(&json!({"telephone": "13812345678"})).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let code = server.code().await;
     let r = http
@@ -113,43 +87,26 @@ async fn tokens_survive_a_restart_on_the_same_data_directory() {
         .send()
         .await
         .unwrap();
-    let token = r.json::<Value>().await.unwrap()["data"]["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = r.json::<Value>().await.unwrap()["data"]["token"].as_str().unwrap().to_owned();
     server.stop().await;
 
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(data.path().join("secret"))
-            .unwrap()
-            .permissions()
-            .mode();
+        let mode = std::fs::metadata(data.path().join("secret")).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 
     let server = Server::start(data.path()).await;
-    let r = http
-        .get(format!("{}/user/me", server.base))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let r = http.get(format!("{}/user/me", server.base)).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(
-        r.json::<Value>().await.unwrap()["data"]["telephone"],
-        "+8613812345678"
-    );
+    assert_eq!(r.json::<Value>().await.unwrap()["data"]["telephone"], "+8613812345678");
     server.stop().await;
 }
 
 #[tokio::test]
 async fn help_documents_every_flag_and_bad_flags_fail_clearly() {
-    let out = std::process::Command::new(BIN)
-        .args(["serve", "--help"])
-        .output()
-        .unwrap();
+    let out = std::process::Command::new(BIN).args(["serve", "--help"]).output().unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
     for flag in [
         "--bind",
@@ -165,38 +122,18 @@ async fn help_documents_every_flag_and_bad_flags_fail_clearly() {
     ] {
         assert!(help.contains(flag), "{flag} missing from --help");
     }
-    let out = std::process::Command::new(BIN)
-        .args(["serve", "--otp-sender", "webhook"])
-        .output()
-        .unwrap();
+    let out = std::process::Command::new(BIN).args(["serve", "--otp-sender", "webhook"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8(out.stderr)
-        .unwrap()
-        .contains("--otp-webhook"));
+    assert!(String::from_utf8(out.stderr).unwrap().contains("--otp-webhook"));
 }
 
 #[tokio::test]
 async fn a_config_file_is_read() {
     let data = tempfile::tempdir().unwrap();
     let config = data.path().join("tessera.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "data-dir = {:?}\ncarrier = \"header\"\n",
-            data.path().join("d")
-        ),
-    )
-    .unwrap();
+    std::fs::write(&config, format!("data-dir = {:?}\ncarrier = \"header\"\n", data.path().join("d"))).unwrap();
     let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--dev",
-            "--bind",
-            "127.0.0.1:0",
-            "--log",
-            "warn",
-            "--config",
-        ])
+        .args(["serve", "--dev", "--bind", "127.0.0.1:0", "--log", "warn", "--config"])
         .arg(&config)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -204,15 +141,8 @@ async fn a_config_file_is_read() {
         .spawn()
         .unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), out.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let line = tokio::time::timeout(Duration::from_secs(30), out.next_line()).await.unwrap().unwrap().unwrap();
     assert!(line.starts_with("tessera listening on"), "{line}");
-    assert!(
-        data.path().join("d").join("tessera.db").exists(),
-        "data-dir from the file was used"
-    );
+    assert!(data.path().join("d").join("tessera.db").exists(), "data-dir from the file was used");
     child.kill().await.unwrap();
 }

@@ -6,17 +6,9 @@ use serde_json::Value;
 use support::{failure, TestServer, PHONE};
 
 async fn list(app: &TestServer, token: &str) -> Vec<Value> {
-    let r = app
-        .get("/user/sessions")
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
+    let r = app.get("/user/sessions").bearer_auth(token).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    r.json::<Value>().await.unwrap()["data"]
-        .as_array()
-        .unwrap()
-        .clone()
+    r.json::<Value>().await.unwrap()["data"].as_array().unwrap().clone()
 }
 
 #[tokio::test]
@@ -41,19 +33,11 @@ async fn users_see_and_end_their_sessions() {
     }
     let text = serde_json::to_string(&sessions).unwrap();
     for token in [&phone, &laptop, &tablet] {
-        assert!(
-            !text.contains(token.as_str()),
-            "a token leaked into the list"
-        );
+        assert!(!text.contains(token.as_str()), "a token leaked into the list");
     }
 
     // End the laptop's session from the phone.
-    let laptop_id = list(&app, &laptop)
-        .await
-        .into_iter()
-        .find(|s| s["current"] == true)
-        .unwrap()["id"]
-        .clone();
+    let laptop_id = list(&app, &laptop).await.into_iter().find(|s| s["current"] == true).unwrap()["id"].clone();
     let r = app
         .delete(&format!("/user/sessions/{}", laptop_id.as_str().unwrap()))
         .bearer_auth(&phone)
@@ -61,76 +45,21 @@ async fn users_see_and_end_their_sessions() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(
-        failure(
-            app.get("/user/me")
-                .bearer_auth(&laptop)
-                .send()
-                .await
-                .unwrap()
-        )
-        .await,
-        (401, 20003)
-    );
+    assert_eq!(failure(app.get("/user/me").bearer_auth(&laptop).send().await.unwrap()).await, (401, 20003));
     assert_eq!(list(&app, &phone).await.len(), 2);
 
     // Nobody can end someone else's session, or guess ids.
-    let stranger_id = list(&app, &stranger).await[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let r = app
-        .delete(&format!("/user/sessions/{stranger_id}"))
-        .bearer_auth(&phone)
-        .send()
-        .await
-        .unwrap();
+    let stranger_id = list(&app, &stranger).await[0]["id"].as_str().unwrap().to_owned();
+    let r = app.delete(&format!("/user/sessions/{stranger_id}")).bearer_auth(&phone).send().await.unwrap();
     assert_eq!(failure(r).await, (404, 20008));
-    assert_eq!(
-        app.get("/user/me")
-            .bearer_auth(&stranger)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(app.get("/user/me").bearer_auth(&stranger).send().await.unwrap().status(), 200);
 
     // End all the others.
-    let r = app
-        .delete("/user/sessions")
-        .bearer_auth(&phone)
-        .send()
-        .await
-        .unwrap();
+    let r = app.delete("/user/sessions").bearer_auth(&phone).send().await.unwrap();
     assert_eq!(r.json::<Value>().await.unwrap()["data"]["revoked"], 1);
-    assert_eq!(
-        app.get("/user/me")
-            .bearer_auth(&tablet)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
-    assert_eq!(
-        app.get("/user/me")
-            .bearer_auth(&phone)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        app.get("/user/me")
-            .bearer_auth(&stranger)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(app.get("/user/me").bearer_auth(&tablet).send().await.unwrap().status(), 401);
+    assert_eq!(app.get("/user/me").bearer_auth(&phone).send().await.unwrap().status(), 200);
+    assert_eq!(app.get("/user/me").bearer_auth(&stranger).send().await.unwrap().status(), 200);
     assert_eq!(list(&app, &phone).await.len(), 1);
 }
 
@@ -139,24 +68,8 @@ async fn ending_ones_own_session_by_id_is_a_logout() {
     let app = TestServer::spawn().await;
     app.register(PHONE).await;
     let token = app.login_header(PHONE).await;
-    let id = list(&app, &token).await[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let r = app
-        .delete(&format!("/user/sessions/{id}"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let id = list(&app, &token).await[0]["id"].as_str().unwrap().to_owned();
+    let r = app.delete(&format!("/user/sessions/{id}")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(
-        app.get("/user/me")
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
+    assert_eq!(app.get("/user/me").bearer_auth(&token).send().await.unwrap().status(), 401);
 }

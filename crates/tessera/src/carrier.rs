@@ -68,9 +68,7 @@ fn read_header(headers: &HeaderMap) -> Option<Presented> {
     let bearer = headers.get_all(header::AUTHORIZATION).iter().find_map(|v| {
         let v = v.to_str().ok()?;
         let (scheme, rest) = v.split_once(' ')?;
-        scheme
-            .eq_ignore_ascii_case("bearer")
-            .then(|| rest.trim().to_owned())
+        scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim().to_owned())
     });
     let x_auth: Vec<&HeaderValue> = headers.get_all(AUTH_TOKEN_HEADER).iter().collect();
     let malformed = Presented::Malformed(CarrierKind::Header);
@@ -99,9 +97,8 @@ fn read_cookie(name: &str, headers: &HeaderMap) -> Option<Presented> {
     }
     let value = found?;
     Some(
-        SessionToken::parse(&value).map_or(Presented::Malformed(CarrierKind::Cookie), |t| {
-            Presented::Token(t, CarrierKind::Cookie)
-        }),
+        SessionToken::parse(&value)
+            .map_or(Presented::Malformed(CarrierKind::Cookie), |t| Presented::Token(t, CarrierKind::Cookie)),
     )
 }
 
@@ -111,9 +108,7 @@ pub fn respond_via(mode: CarrierMode, presented: &Presented, headers: &HeaderMap
         CarrierMode::Cookie => CarrierKind::Cookie,
         CarrierMode::Header => CarrierKind::Header,
         CarrierMode::Auto => {
-            let asked = headers
-                .get(AUTH_MODE_HEADER)
-                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"header"));
+            let asked = headers.get(AUTH_MODE_HEADER).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"header"));
             if asked || presented.carrier() == Some(CarrierKind::Header) {
                 CarrierKind::Header
             } else {
@@ -124,11 +119,7 @@ pub fn respond_via(mode: CarrierMode, presented: &Presented, headers: &HeaderMap
 }
 
 /// The `Set-Cookie` value that hands `token` to a browser for `max_age`.
-pub fn session_cookie(
-    settings: &CookieSettings,
-    token: &SessionToken,
-    max_age: Duration,
-) -> HeaderValue {
+pub fn session_cookie(settings: &CookieSettings, token: &SessionToken, max_age: Duration) -> HeaderValue {
     let cookie = build(settings, token.expose(), max_age);
     HeaderValue::from_str(&cookie).expect("cookie text is a valid header value")
 }
@@ -160,10 +151,7 @@ mod tests {
     fn headers(pairs: &[(&str, String)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(
-                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
+            h.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
         }
         h
     }
@@ -176,31 +164,16 @@ mod tests {
             ("authorization", format!("Bearer {}", a.expose())),
             ("cookie", format!("__Host-tessera={}", b.expose())),
         ]);
-        assert_eq!(
-            read(CarrierMode::Auto, &s, &h),
-            Presented::Token(a.clone(), CarrierKind::Header)
-        );
-        assert_eq!(
-            read(CarrierMode::Cookie, &s, &h),
-            Presented::Token(b, CarrierKind::Cookie)
-        );
-        assert_eq!(
-            read(CarrierMode::Header, &s, &h),
-            Presented::Token(a, CarrierKind::Header)
-        );
+        assert_eq!(read(CarrierMode::Auto, &s, &h), Presented::Token(a.clone(), CarrierKind::Header));
+        assert_eq!(read(CarrierMode::Cookie, &s, &h), Presented::Token(b, CarrierKind::Cookie));
+        assert_eq!(read(CarrierMode::Header, &s, &h), Presented::Token(a, CarrierKind::Header));
     }
 
     #[test]
     fn a_malformed_header_token_does_not_fall_back_to_the_cookie() {
         let b = SessionToken::generate();
-        let h = headers(&[
-            ("x-auth-token", "garbage".into()),
-            ("cookie", format!("__Host-tessera={}", b.expose())),
-        ]);
-        assert_eq!(
-            read(CarrierMode::Auto, &CookieSettings::default(), &h),
-            Presented::Malformed(CarrierKind::Header)
-        );
+        let h = headers(&[("x-auth-token", "garbage".into()), ("cookie", format!("__Host-tessera={}", b.expose()))]);
+        assert_eq!(read(CarrierMode::Auto, &CookieSettings::default(), &h), Presented::Malformed(CarrierKind::Header));
     }
 
     #[test]
@@ -208,45 +181,24 @@ mod tests {
         let a = SessionToken::generate();
         let s = CookieSettings::default();
         let h = headers(&[("x-auth-token", a.expose())]);
-        assert_eq!(
-            read(CarrierMode::Header, &s, &h),
-            Presented::Token(a.clone(), CarrierKind::Header)
-        );
+        assert_eq!(read(CarrierMode::Header, &s, &h), Presented::Token(a.clone(), CarrierKind::Header));
         let h = headers(&[("authorization", format!("bearer  {}", a.expose()))]);
-        assert_eq!(
-            read(CarrierMode::Header, &s, &h),
-            Presented::Token(a.clone(), CarrierKind::Header)
-        );
-        let h = headers(&[
-            ("authorization", format!("Bearer {}", a.expose())),
-            ("x-auth-token", a.expose()),
-        ]);
-        assert_eq!(
-            read(CarrierMode::Header, &s, &h),
-            Presented::Token(a, CarrierKind::Header)
-        );
+        assert_eq!(read(CarrierMode::Header, &s, &h), Presented::Token(a.clone(), CarrierKind::Header));
+        let h = headers(&[("authorization", format!("Bearer {}", a.expose())), ("x-auth-token", a.expose())]);
+        assert_eq!(read(CarrierMode::Header, &s, &h), Presented::Token(a, CarrierKind::Header));
     }
 
     #[test]
     fn conflicting_header_tokens_are_malformed() {
         let (a, b) = (SessionToken::generate(), SessionToken::generate());
-        let h = headers(&[
-            ("authorization", format!("Bearer {}", a.expose())),
-            ("x-auth-token", b.expose()),
-        ]);
-        assert_eq!(
-            read(CarrierMode::Auto, &CookieSettings::default(), &h),
-            Presented::Malformed(CarrierKind::Header)
-        );
+        let h = headers(&[("authorization", format!("Bearer {}", a.expose())), ("x-auth-token", b.expose())]);
+        assert_eq!(read(CarrierMode::Auto, &CookieSettings::default(), &h), Presented::Malformed(CarrierKind::Header));
     }
 
     #[test]
     fn other_authorization_schemes_are_not_ours() {
         let h = headers(&[("authorization", "Basic dXNlcjpwYXNz".into())]);
-        assert_eq!(
-            read(CarrierMode::Auto, &CookieSettings::default(), &h),
-            Presented::Nothing
-        );
+        assert_eq!(read(CarrierMode::Auto, &CookieSettings::default(), &h), Presented::Nothing);
     }
 
     #[test]
@@ -254,42 +206,21 @@ mod tests {
         let a = SessionToken::generate();
         let s = CookieSettings::insecure_dev();
         let h = headers(&[("cookie", format!("theme=dark; tessera={}; x=1", a.expose()))]);
-        assert_eq!(
-            read(CarrierMode::Cookie, &s, &h),
-            Presented::Token(a, CarrierKind::Cookie)
-        );
+        assert_eq!(read(CarrierMode::Cookie, &s, &h), Presented::Token(a, CarrierKind::Cookie));
         let h = headers(&[("cookie", "tessera=%00%0d%0a".into())]);
-        assert_eq!(
-            read(CarrierMode::Cookie, &s, &h),
-            Presented::Malformed(CarrierKind::Cookie)
-        );
+        assert_eq!(read(CarrierMode::Cookie, &s, &h), Presented::Malformed(CarrierKind::Cookie));
         // The insecure name is not accepted by a secure deployment.
-        assert_eq!(
-            read(CarrierMode::Cookie, &CookieSettings::default(), &h),
-            Presented::Nothing
-        );
+        assert_eq!(read(CarrierMode::Cookie, &CookieSettings::default(), &h), Presented::Nothing);
     }
 
     #[test]
     fn auto_answers_in_the_carrier_asked_for() {
         let none = Presented::Nothing;
         let h = headers(&[("x-auth-mode", "header".into())]);
-        assert_eq!(
-            respond_via(CarrierMode::Auto, &none, &h),
-            CarrierKind::Header
-        );
-        assert_eq!(
-            respond_via(CarrierMode::Auto, &none, &HeaderMap::new()),
-            CarrierKind::Cookie
-        );
-        assert_eq!(
-            respond_via(CarrierMode::Cookie, &none, &h),
-            CarrierKind::Cookie
-        );
-        assert_eq!(
-            respond_via(CarrierMode::Header, &none, &HeaderMap::new()),
-            CarrierKind::Header
-        );
+        assert_eq!(respond_via(CarrierMode::Auto, &none, &h), CarrierKind::Header);
+        assert_eq!(respond_via(CarrierMode::Auto, &none, &HeaderMap::new()), CarrierKind::Cookie);
+        assert_eq!(respond_via(CarrierMode::Cookie, &none, &h), CarrierKind::Cookie);
+        assert_eq!(respond_via(CarrierMode::Header, &none, &HeaderMap::new()), CarrierKind::Header);
     }
 
     #[test]
@@ -297,25 +228,13 @@ mod tests {
         let t = SessionToken::generate();
         let c = session_cookie(&CookieSettings::default(), &t, Duration::from_secs(3600));
         let c = c.to_str().unwrap();
-        assert!(
-            c.starts_with(&format!("__Host-tessera={}", t.expose())),
-            "{c}"
-        );
-        for part in [
-            "HttpOnly",
-            "Secure",
-            "SameSite=Lax",
-            "Path=/",
-            "Max-Age=3600",
-        ] {
+        assert!(c.starts_with(&format!("__Host-tessera={}", t.expose())), "{c}");
+        for part in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/", "Max-Age=3600"] {
             assert!(c.contains(part), "{part} missing from {c}");
         }
         assert!(!c.contains("Domain"));
         let gone = expired_cookie(&CookieSettings::insecure_dev());
         let gone = gone.to_str().unwrap();
-        assert!(
-            gone.starts_with("tessera=;") && gone.contains("Max-Age=0") && !gone.contains("Secure"),
-            "{gone}"
-        );
+        assert!(gone.starts_with("tessera=;") && gone.contains("Max-Age=0") && !gone.contains("Secure"), "{gone}");
     }
 }

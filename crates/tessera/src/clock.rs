@@ -10,9 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 /// A point in time: milliseconds since the Unix epoch, UTC.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Timestamp(i64);
 
@@ -74,9 +72,7 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
-        let since = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+        let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         Timestamp(millis(since))
     }
 }
@@ -129,14 +125,8 @@ mod tests {
     #[test]
     fn timestamp_arithmetic_saturates() {
         let t = Timestamp::from_millis(i64::MAX - 1);
-        assert_eq!(
-            t + Duration::from_secs(10),
-            Timestamp::from_millis(i64::MAX)
-        );
-        assert_eq!(
-            Timestamp::from_millis(5).since(Timestamp::from_millis(9)),
-            Duration::ZERO
-        );
+        assert_eq!(t + Duration::from_secs(10), Timestamp::from_millis(i64::MAX));
+        assert_eq!(Timestamp::from_millis(5).since(Timestamp::from_millis(9)), Duration::ZERO);
         assert_eq!(Timestamp::from_millis(-1).as_secs(), -1);
     }
 }

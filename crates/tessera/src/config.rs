@@ -27,9 +27,7 @@ impl FromStr for CarrierMode {
             "cookie" => Ok(Self::Cookie),
             "header" => Ok(Self::Header),
             "auto" => Ok(Self::Auto),
-            other => Err(format!(
-                "carrier must be cookie, header or auto, not {other:?}"
-            )),
+            other => Err(format!("carrier must be cookie, header or auto, not {other:?}")),
         }
     }
 }
@@ -53,22 +51,14 @@ pub struct CookieSettings {
 
 impl Default for CookieSettings {
     fn default() -> Self {
-        Self {
-            name: "tessera".into(),
-            same_site: SameSite::Lax,
-            secure: true,
-            domain: None,
-        }
+        Self { name: "tessera".into(), same_site: SameSite::Lax, secure: true, domain: None }
     }
 }
 
 impl CookieSettings {
     /// Settings for plain-HTTP local work: no `Secure`, no prefix.
     pub fn insecure_dev() -> Self {
-        Self {
-            secure: false,
-            ..Self::default()
-        }
+        Self { secure: false, ..Self::default() }
     }
 
     /// The cookie's name on the wire, prefix included.
@@ -111,10 +101,7 @@ mod tests {
     fn cookie_names_follow_the_prefix_rules() {
         assert_eq!(CookieSettings::default().wire_name(), "__Host-tessera");
         assert_eq!(CookieSettings::insecure_dev().wire_name(), "tessera");
-        let shared = CookieSettings {
-            domain: Some("shop.example".into()),
-            ..Default::default()
-        };
+        let shared = CookieSettings { domain: Some("shop.example".into()), ..Default::default() };
         assert_eq!(shared.wire_name(), "__Secure-tessera");
     }
 }

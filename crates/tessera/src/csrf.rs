@@ -128,24 +128,15 @@ impl CsrfPolicy {
 
     /// Judges a request that relies on the session cookie.
     pub fn evaluate(&self, method: &Method, headers: &HeaderMap) -> CsrfVerdict {
-        if matches!(
-            *method,
-            Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-        ) {
+        if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE) {
             return CsrfVerdict::Allowed;
         }
-        let origin = headers
-            .get(header::ORIGIN)
-            .map(|v| v.to_str().unwrap_or("\u{0}"));
+        let origin = headers.get(header::ORIGIN).map(|v| v.to_str().unwrap_or("\u{0}"));
         if let Some(origin) = origin {
             if origin.eq_ignore_ascii_case("null") {
                 return CsrfVerdict::Rejected;
             }
-            if self
-                .allowed
-                .iter()
-                .any(|a| a.0.eq_ignore_ascii_case(origin))
-            {
+            if self.allowed.iter().any(|a| a.0.eq_ignore_ascii_case(origin)) {
                 return CsrfVerdict::Allowed;
             }
             // An untrusted origin is accepted only as our own host (a page we
@@ -158,9 +149,8 @@ impl CsrfPolicy {
                 _ => return CsrfVerdict::Rejected,
             }
         }
-        let cross_site = headers
-            .get("sec-fetch-site")
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"));
+        let cross_site =
+            headers.get("sec-fetch-site").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"));
         if cross_site {
             return CsrfVerdict::Rejected;
         }
@@ -205,20 +195,8 @@ mod tests {
 
     #[test]
     fn origins_parse_strictly() {
-        assert_eq!(
-            AllowedOrigin::parse("HTTPS://Shop.Example:8443")
-                .unwrap()
-                .as_str(),
-            "https://shop.example:8443"
-        );
-        for bad in [
-            "shop.example",
-            "https://",
-            "https://a.example/",
-            "ftp://a",
-            "https://u@a",
-            "*",
-        ] {
+        assert_eq!(AllowedOrigin::parse("HTTPS://Shop.Example:8443").unwrap().as_str(), "https://shop.example:8443");
+        for bad in ["shop.example", "https://", "https://a.example/", "ftp://a", "https://u@a", "*"] {
             assert!(AllowedOrigin::parse(bad).is_err(), "{bad}");
         }
     }
@@ -231,10 +209,7 @@ mod tests {
 
     #[test]
     fn allowed_origin_passes_without_a_token() {
-        let h = headers(&[
-            ("origin", "https://shop.example"),
-            ("sec-fetch-site", "same-site"),
-        ]);
+        let h = headers(&[("origin", "https://shop.example"), ("sec-fetch-site", "same-site")]);
         assert_eq!(policy().evaluate(&Method::POST, &h), CsrfVerdict::Allowed);
     }
 
@@ -251,11 +226,7 @@ mod tests {
             let mut h = HeaderMap::new();
             h.insert("origin", HeaderValue::from_str(origin).unwrap());
             h.insert("host", HeaderValue::from_static("api.shop.example"));
-            assert_eq!(
-                policy().evaluate(&Method::DELETE, &h),
-                CsrfVerdict::Rejected,
-                "{origin}"
-            );
+            assert_eq!(policy().evaluate(&Method::DELETE, &h), CsrfVerdict::Rejected, "{origin}");
         }
     }
 
@@ -267,14 +238,8 @@ mod tests {
 
     #[test]
     fn own_host_or_no_origin_needs_the_token() {
-        let h = headers(&[
-            ("origin", "http://127.0.0.1:8080"),
-            ("host", "127.0.0.1:8080"),
-        ]);
+        let h = headers(&[("origin", "http://127.0.0.1:8080"), ("host", "127.0.0.1:8080")]);
         assert_eq!(policy().evaluate(&Method::PUT, &h), CsrfVerdict::NeedsToken);
-        assert_eq!(
-            policy().evaluate(&Method::PATCH, &HeaderMap::new()),
-            CsrfVerdict::NeedsToken
-        );
+        assert_eq!(policy().evaluate(&Method::PATCH, &HeaderMap::new()), CsrfVerdict::NeedsToken);
     }
 }

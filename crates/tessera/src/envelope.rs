@@ -25,68 +25,27 @@ pub struct ErrorCode {
 
 impl ErrorCode {
     /// 10001: a parameter is missing or malformed.
-    pub const PARAMETER_VALIDATION_ERROR: Self = Self::new(
-        10001,
-        "PARAMETER_VALIDATION_ERROR",
-        StatusCode::BAD_REQUEST,
-        "参数不合法",
-    );
+    pub const PARAMETER_VALIDATION_ERROR: Self =
+        Self::new(10001, "PARAMETER_VALIDATION_ERROR", StatusCode::BAD_REQUEST, "参数不合法");
     /// 10002: something failed inside; details go to the log, never the body.
-    pub const UNKNOWN_ERROR: Self = Self::new(
-        10002,
-        "UNKNOWN_ERROR",
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "未知错误",
-    );
+    pub const UNKNOWN_ERROR: Self = Self::new(10002, "UNKNOWN_ERROR", StatusCode::INTERNAL_SERVER_ERROR, "未知错误");
     /// 10003: a rate limit was hit; `Retry-After` says when to come back.
-    pub const TOO_MANY_REQUESTS: Self = Self::new(
-        10003,
-        "TOO_MANY_REQUESTS",
-        StatusCode::TOO_MANY_REQUESTS,
-        "请求过于频繁",
-    );
+    pub const TOO_MANY_REQUESTS: Self =
+        Self::new(10003, "TOO_MANY_REQUESTS", StatusCode::TOO_MANY_REQUESTS, "请求过于频繁");
     /// 10004: the session store cannot be reached; `Retry-After` is set.
-    pub const SESSION_STORE_UNAVAILABLE: Self = Self::new(
-        10004,
-        "SESSION_STORE_UNAVAILABLE",
-        StatusCode::SERVICE_UNAVAILABLE,
-        "会话服务暂不可用",
-    );
+    pub const SESSION_STORE_UNAVAILABLE: Self =
+        Self::new(10004, "SESSION_STORE_UNAVAILABLE", StatusCode::SERVICE_UNAVAILABLE, "会话服务暂不可用");
     /// 10005: a cookie-carried state change failed the CSRF rules.
-    pub const CSRF_REJECTED: Self = Self::new(
-        10005,
-        "CSRF_REJECTED",
-        StatusCode::FORBIDDEN,
-        "跨站请求被拒绝",
-    );
+    pub const CSRF_REJECTED: Self = Self::new(10005, "CSRF_REJECTED", StatusCode::FORBIDDEN, "跨站请求被拒绝");
     /// 10006: another request changed the same session attribute first.
-    pub const SESSION_CONFLICT: Self = Self::new(
-        10006,
-        "SESSION_CONFLICT",
-        StatusCode::CONFLICT,
-        "会话已被并发修改，请重试",
-    );
+    pub const SESSION_CONFLICT: Self =
+        Self::new(10006, "SESSION_CONFLICT", StatusCode::CONFLICT, "会话已被并发修改，请重试");
     /// 20003: the caller is not logged in (no, malformed, ended or expired token).
-    pub const USER_NOT_LOGIN: Self = Self::new(
-        20003,
-        "USER_NOT_LOGIN",
-        StatusCode::UNAUTHORIZED,
-        "用户还未登陆",
-    );
+    pub const USER_NOT_LOGIN: Self = Self::new(20003, "USER_NOT_LOGIN", StatusCode::UNAUTHORIZED, "用户还未登陆");
 
     /// A code; for applications' own constants.
-    pub const fn new(
-        code: u32,
-        name: &'static str,
-        status: StatusCode,
-        message: &'static str,
-    ) -> Self {
-        Self {
-            code,
-            name,
-            status,
-            message,
-        }
+    pub const fn new(code: u32, name: &'static str, status: StatusCode, message: &'static str) -> Self {
+        Self { code, name, status, message }
     }
 
     /// The failure response with the default message.
@@ -112,11 +71,7 @@ impl Failure {
     /// `Retry-After` of one second unless told otherwise.
     pub fn new(code: ErrorCode) -> Self {
         let retry_after = matches!(code.status, StatusCode::SERVICE_UNAVAILABLE).then_some(1);
-        Self {
-            code,
-            message: None,
-            retry_after,
-        }
+        Self { code, message: None, retry_after }
     }
 
     /// Replaces the message.
@@ -147,22 +102,10 @@ struct FailData<'a> {
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
-        let data = FailData {
-            err_code: self.code.code,
-            err_msg: self.message.as_deref().unwrap_or(self.code.message),
-        };
-        let mut response = (
-            self.code.status,
-            Json(Body {
-                status: "fail",
-                data: &data,
-            }),
-        )
-            .into_response();
+        let data = FailData { err_code: self.code.code, err_msg: self.message.as_deref().unwrap_or(self.code.message) };
+        let mut response = (self.code.status, Json(Body { status: "fail", data: &data })).into_response();
         if let Some(seconds) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
@@ -174,11 +117,7 @@ pub struct Success<T>(pub T);
 
 impl<T: Serialize> IntoResponse for Success<T> {
     fn into_response(self) -> Response {
-        Json(Body {
-            status: "success",
-            data: &self.0,
-        })
-        .into_response()
+        Json(Body { status: "success", data: &self.0 }).into_response()
     }
 }
 
@@ -207,10 +146,7 @@ mod tests {
         let r = ErrorCode::SESSION_STORE_UNAVAILABLE.into_response();
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(r.headers()[header::RETRY_AFTER], "1");
-        let r = Failure::new(ErrorCode::TOO_MANY_REQUESTS)
-            .retry_after(42)
-            .with_message("slow down")
-            .into_response();
+        let r = Failure::new(ErrorCode::TOO_MANY_REQUESTS).retry_after(42).with_message("slow down").into_response();
         assert_eq!(r.headers()[header::RETRY_AFTER], "42");
         assert_eq!(body(r).await["data"]["errMsg"], "slow down");
     }
@@ -219,9 +155,6 @@ mod tests {
     async fn success_wraps_data() {
         let r = Success(serde_json::json!({"id": 1})).into_response();
         assert_eq!(r.status(), StatusCode::OK);
-        assert_eq!(
-            body(r).await,
-            serde_json::json!({"status":"success","data":{"id":1}})
-        );
+        assert_eq!(body(r).await, serde_json::json!({"status":"success","data":{"id":1}}));
     }
 }

@@ -11,11 +11,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
     type Rejection = SessionError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<Session>()
-            .cloned()
-            .ok_or(SessionError::MissingLayer)
+        parts.extensions.get::<Session>().cloned().ok_or(SessionError::MissingLayer)
     }
 }
 

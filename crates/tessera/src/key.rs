@@ -24,10 +24,7 @@ pub struct Key<T> {
 impl<T: Serialize + DeserializeOwned> Key<T> {
     /// A key named `name`.
     pub const fn new(name: &'static str) -> Self {
-        Self {
-            name,
-            _type: PhantomData,
-        }
+        Self { name, _type: PhantomData }
     }
 }
 

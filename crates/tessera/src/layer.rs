@@ -44,18 +44,8 @@ impl SessionLayer {
     }
 
     /// A layer with an injected clock (tests move it past timeouts).
-    pub fn with_clock(
-        store: Arc<dyn SessionStore>,
-        config: SessionConfig,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
-        Self {
-            shared: Arc::new(Shared {
-                store,
-                config,
-                clock,
-            }),
-        }
+    pub fn with_clock(store: Arc<dyn SessionStore>, config: SessionConfig, clock: Arc<dyn Clock>) -> Self {
+        Self { shared: Arc::new(Shared { store, config, clock }) }
     }
 
     /// The configuration in force.
@@ -67,10 +57,7 @@ impl SessionLayer {
 impl<S> Layer<S> for SessionLayer {
     type Service = SessionService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        SessionService {
-            inner,
-            shared: self.shared.clone(),
-        }
+        SessionService { inner, shared: self.shared.clone() }
     }
 }
 
@@ -107,13 +94,7 @@ where
             let client = client_meta(&req);
             let session = Session::new(shared.clone(), presented.clone(), respond_via, client);
 
-            let csrf = check_csrf(
-                &session,
-                &presented,
-                respond_via,
-                req.method(),
-                req.headers(),
-            );
+            let csrf = check_csrf(&session, &presented, respond_via, req.method(), req.headers());
             if let Err(rejection) = csrf.await {
                 return Ok(rejection);
             }
@@ -131,15 +112,12 @@ where
 }
 
 fn client_meta<B>(req: &Request<B>) -> ClientMeta {
-    let ua = req
-        .headers()
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok());
-    let ip = req.extensions().get::<ClientIp>().map(|c| c.0).or_else(|| {
-        req.extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip())
-    });
+    let ua = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok());
+    let ip = req
+        .extensions()
+        .get::<ClientIp>()
+        .map(|c| c.0)
+        .or_else(|| req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()));
     ClientMeta::new(ua, ip)
 }
 
@@ -196,10 +174,7 @@ fn apply(shared: &Shared, session: &Session, outcome: Outcome, response: &mut Re
         Outcome::Issued(token, absolute_deadline) => match session.respond_via() {
             CarrierKind::Cookie => {
                 let max_age = absolute_deadline.since(session.now());
-                headers.append(
-                    header::SET_COOKIE,
-                    carrier::session_cookie(cookie, &token, max_age),
-                );
+                headers.append(header::SET_COOKIE, carrier::session_cookie(cookie, &token, max_age));
             }
             CarrierKind::Header => {
                 let value = HeaderValue::from_str(&token.expose()).expect("tokens are header-safe");
@@ -207,9 +182,7 @@ fn apply(shared: &Shared, session: &Session, outcome: Outcome, response: &mut Re
             }
         },
         Outcome::Ended => {
-            if session.respond_via() == CarrierKind::Cookie
-                || session.carrier() == Some(CarrierKind::Cookie)
-            {
+            if session.respond_via() == CarrierKind::Cookie || session.carrier() == Some(CarrierKind::Cookie) {
                 headers.append(header::SET_COOKIE, carrier::expired_cookie(cookie));
             }
         }

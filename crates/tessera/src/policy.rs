@@ -33,8 +33,7 @@ pub enum PolicyError {
 impl Default for ExpiryPolicy {
     /// 30 minutes idle, 12 hours absolute, touch at most every 3 minutes.
     fn default() -> Self {
-        Self::new(Duration::from_secs(30 * 60), Duration::from_secs(12 * 3600))
-            .expect("the defaults are valid")
+        Self::new(Duration::from_secs(30 * 60), Duration::from_secs(12 * 3600)).expect("the defaults are valid")
     }
 }
 
@@ -59,11 +58,7 @@ impl ExpiryPolicy {
         if touch_interval >= idle {
             return Err(PolicyError::TouchTooSlow);
         }
-        Ok(Self {
-            idle,
-            absolute,
-            touch_interval,
-        })
+        Ok(Self { idle, absolute, touch_interval })
     }
 
     /// The idle timeout.
@@ -137,17 +132,8 @@ mod tests {
 
     #[test]
     fn nonsense_policies_are_refused() {
-        assert_eq!(
-            ExpiryPolicy::new(Duration::ZERO, MIN),
-            Err(PolicyError::Zero)
-        );
-        assert_eq!(
-            ExpiryPolicy::new(2 * MIN, MIN),
-            Err(PolicyError::IdleBeyondAbsolute)
-        );
-        assert_eq!(
-            ExpiryPolicy::with_touch_interval(MIN, MIN, MIN),
-            Err(PolicyError::TouchTooSlow)
-        );
+        assert_eq!(ExpiryPolicy::new(Duration::ZERO, MIN), Err(PolicyError::Zero));
+        assert_eq!(ExpiryPolicy::new(2 * MIN, MIN), Err(PolicyError::IdleBeyondAbsolute));
+        assert_eq!(ExpiryPolicy::with_touch_interval(MIN, MIN, MIN), Err(PolicyError::TouchTooSlow));
     }
 }

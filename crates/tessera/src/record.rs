@@ -158,22 +158,10 @@ impl SessionRecord {
         }
         let version = self.version + 1;
         for (name, value) in &change.set {
-            self.attributes.insert(
-                name.clone(),
-                Attribute {
-                    value: Some(value.clone()),
-                    version,
-                },
-            );
+            self.attributes.insert(name.clone(), Attribute { value: Some(value.clone()), version });
         }
         for name in &change.removed {
-            self.attributes.insert(
-                name.clone(),
-                Attribute {
-                    value: None,
-                    version,
-                },
-            );
+            self.attributes.insert(name.clone(), Attribute { value: None, version });
         }
         self.version = version;
         self.last_seen = self.last_seen.max(change.last_seen);
@@ -204,10 +192,7 @@ pub struct SessionChange {
 impl SessionChange {
     /// Every attribute name the change writes.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.set
-            .keys()
-            .chain(self.removed.iter())
-            .map(String::as_str)
+        self.set.keys().chain(self.removed.iter()).map(String::as_str)
     }
 
     /// Whether the change writes no attribute.
@@ -238,10 +223,7 @@ mod tests {
     fn change(base: u64, set: &[(&str, serde_json::Value)], removed: &[&str]) -> SessionChange {
         SessionChange {
             base_version: base,
-            set: set
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect(),
+            set: set.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
             removed: removed.iter().map(|s| s.to_string()).collect(),
             last_seen: Timestamp::from_millis(10),
             idle_deadline: Timestamp::from_millis(110),

@@ -113,21 +113,9 @@ pub(crate) enum Outcome {
 }
 
 impl Session {
-    pub(crate) fn new(
-        shared: Arc<Shared>,
-        presented: Presented,
-        respond_via: CarrierKind,
-        client: ClientMeta,
-    ) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, presented: Presented, respond_via: CarrierKind, client: ClientMeta) -> Self {
         let now = shared.clock.now();
-        Self(Arc::new(Inner {
-            shared,
-            presented,
-            respond_via,
-            client,
-            now,
-            state: Mutex::default(),
-        }))
+        Self(Arc::new(Inner { shared, presented, respond_via, client, now, state: Mutex::default() }))
     }
 
     /// How the caller's token travelled, if it sent one.
@@ -194,10 +182,7 @@ impl Session {
     }
 
     /// Reads a typed attribute, including changes made earlier in this request.
-    pub async fn get<T: Serialize + DeserializeOwned>(
-        &self,
-        key: Key<T>,
-    ) -> Result<Option<T>, SessionError> {
+    pub async fn get<T: Serialize + DeserializeOwned>(&self, key: Key<T>) -> Result<Option<T>, SessionError> {
         let state = self.state().await?;
         let name = key.name();
         let value = if state.removed.contains(name) {
@@ -209,18 +194,12 @@ impl Session {
         } else {
             None
         };
-        value
-            .map(|v| T::deserialize(v).map_err(|_| SessionError::Decode(name)))
-            .transpose()
+        value.map(|v| T::deserialize(v).map_err(|_| SessionError::Decode(name))).transpose()
     }
 
     /// Sets a typed attribute; saved after the handler. A caller without a
     /// session gets a new anonymous one.
-    pub async fn insert<T: Serialize + DeserializeOwned>(
-        &self,
-        key: Key<T>,
-        value: &T,
-    ) -> Result<(), SessionError> {
+    pub async fn insert<T: Serialize + DeserializeOwned>(&self, key: Key<T>, value: &T) -> Result<(), SessionError> {
         let value = serde_json::to_value(value).map_err(|_| SessionError::Decode(key.name()))?;
         let mut state = self.state().await?;
         state.removed.remove(key.name());
@@ -244,8 +223,6 @@ impl Session {
     /// the anonymous session carry over.
     pub async fn login(&self, user: UserId) -> Result<LoginGrant, SessionError> {
         let mut state = self.state().await?;
-        let now = self.0.now;
-        let expiry = &self.0.shared.config.expiry;
         let (old, mut attributes) = match &state.current {
             Current::Live { key, record } => (Some(*key), live_values(&record.attributes)),
             _ => (None, BTreeMap::new()),
@@ -254,46 +231,16 @@ impl Session {
         for name in std::mem::take(&mut state.removed) {
             attributes.remove(&name);
         }
-        let absolute_deadline = expiry.absolute_deadline(now);
-        let record = SessionRecord {
-            user_id: Some(user),
-            attributes: attributes
-                .into_iter()
-                .map(|(k, v)| {
-                    (
-                        k,
-                        Attribute {
-                            value: Some(v),
-                            version: 0,
-                        },
-                    )
-                })
-                .collect(),
-            created_at: now,
-            last_seen: now,
-            idle_deadline: expiry.idle_deadline(now, absolute_deadline),
-            absolute_deadline,
-            version: 0,
-            client: self.0.client.clone(),
-            csrf_token: CsrfToken::generate(),
-        };
+        let record = self.new_record(Some(user), attributes);
         let token = SessionToken::generate();
         let key = token.key();
-        self.0
-            .shared
-            .store
-            .rotate(old.as_ref(), &key, &record)
-            .await?;
+        self.0.shared.store.rotate(old.as_ref(), &key, &record).await?;
         tracing::info!(session = %key.short(), old = ?old.map(|k| k.short()), "session rotated on login");
         let csrf_token = record.csrf_token.clone();
         state.current = Current::Live { key, record };
         state.issued = Some(token.clone());
         state.ended = false;
-        Ok(LoginGrant {
-            token,
-            carrier: self.0.respond_via,
-            csrf_token,
-        })
+        Ok(LoginGrant { token, carrier: self.0.respond_via, csrf_token })
     }
 
     /// Ends the caller's session: deletes the record now; the layer then
@@ -308,11 +255,7 @@ impl Session {
             }
             _ => false,
         };
-        *state = State {
-            current: Current::Absent,
-            ended: true,
-            ..State::default()
-        };
+        *state = State { current: Current::Absent, ended: true, ..State::default() };
         Ok(had)
     }
 
@@ -351,12 +294,7 @@ impl Session {
     /// Ends every session of the logged-in user but the caller's; returns how many.
     pub async fn revoke_others(&self) -> Result<u64, SessionError> {
         let (user, current) = self.logged_in().await?;
-        Ok(self
-            .0
-            .shared
-            .store
-            .delete_user(&user, Some(&current))
-            .await?)
+        Ok(self.0.shared.store.delete_user(&user, Some(&current)).await?)
     }
 
     async fn logged_in(&self) -> Result<(UserId, SessionKey), SessionError> {
@@ -387,13 +325,7 @@ impl Session {
         let now = self.0.now;
         let expiry = &shared.config.expiry;
         let has_changes = !state.set.is_empty() || !state.removed.is_empty();
-        let State {
-            current,
-            set,
-            removed,
-            issued,
-            ended,
-        } = &mut *state;
+        let State { current, set, removed, issued, ended } = &mut *state;
         match current {
             Current::Live { key, record } if has_changes => {
                 let change = SessionChange {
@@ -405,9 +337,7 @@ impl Session {
                 };
                 shared.store.save(key, &change).await?;
             }
-            Current::Live { key, record }
-                if issued.is_none() && expiry.touch_due(record.last_seen, now) =>
-            {
+            Current::Live { key, record } if issued.is_none() && expiry.touch_due(record.last_seen, now) => {
                 let idle = expiry.idle_deadline(now, record.absolute_deadline);
                 if let Err(e) = shared.store.touch(key, now, idle).await {
                     // The answer is already right; only the idle deadline
@@ -417,53 +347,43 @@ impl Session {
             }
             Current::Absent if !set.is_empty() => {
                 let token = SessionToken::generate();
-                let absolute_deadline = expiry.absolute_deadline(now);
-                let record = SessionRecord {
-                    user_id: None,
-                    attributes: std::mem::take(set)
-                        .into_iter()
-                        .map(|(k, v)| {
-                            (
-                                k,
-                                Attribute {
-                                    value: Some(v),
-                                    version: 0,
-                                },
-                            )
-                        })
-                        .collect(),
-                    created_at: now,
-                    last_seen: now,
-                    idle_deadline: expiry.idle_deadline(now, absolute_deadline),
-                    absolute_deadline,
-                    version: 0,
-                    client: self.0.client.clone(),
-                    csrf_token: CsrfToken::generate(),
-                };
+                let record = self.new_record(None, std::mem::take(set));
                 shared.store.create(&token.key(), &record).await?;
-                *current = Current::Live {
-                    key: token.key(),
-                    record,
-                };
+                *current = Current::Live { key: token.key(), record };
                 *issued = Some(token);
             }
             _ => {}
         }
         Ok(match (issued.take(), &*current, *ended) {
-            (Some(token), Current::Live { record, .. }, _) => {
-                Outcome::Issued(token, record.absolute_deadline)
-            }
+            (Some(token), Current::Live { record, .. }, _) => Outcome::Issued(token, record.absolute_deadline),
             (_, _, true) => Outcome::Ended,
             _ => Outcome::Unchanged,
         })
     }
 }
 
+impl Session {
+    /// A fresh record opened now by this request's client.
+    fn new_record(&self, user_id: Option<UserId>, attributes: BTreeMap<String, serde_json::Value>) -> SessionRecord {
+        let now = self.0.now;
+        let expiry = &self.0.shared.config.expiry;
+        let absolute_deadline = expiry.absolute_deadline(now);
+        SessionRecord {
+            user_id,
+            attributes: attributes.into_iter().map(|(k, v)| (k, Attribute { value: Some(v), version: 0 })).collect(),
+            created_at: now,
+            last_seen: now,
+            idle_deadline: expiry.idle_deadline(now, absolute_deadline),
+            absolute_deadline,
+            version: 0,
+            client: self.0.client.clone(),
+            csrf_token: CsrfToken::generate(),
+        }
+    }
+}
+
 fn live_values(attributes: &Attributes) -> BTreeMap<String, serde_json::Value> {
-    attributes
-        .iter()
-        .filter_map(|(k, a)| a.value.clone().map(|v| (k.clone(), v)))
-        .collect()
+    attributes.iter().filter_map(|(k, a)| a.value.clone().map(|v| (k.clone(), v))).collect()
 }
 
 impl fmt::Debug for Session {

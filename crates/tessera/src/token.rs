@@ -164,9 +164,7 @@ mod tests {
 
     #[test]
     fn a_hundred_thousand_tokens_are_distinct() {
-        let set: HashSet<String> = (0..100_000)
-            .map(|_| SessionToken::generate().expose())
-            .collect();
+        let set: HashSet<String> = (0..100_000).map(|_| SessionToken::generate().expose()).collect();
         assert_eq!(set.len(), 100_000);
     }
 
@@ -214,10 +212,7 @@ mod tests {
     fn key_is_the_sha256_of_the_token_bytes() {
         let token = SessionToken::parse("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").unwrap();
         // SHA-256 of 32 zero bytes.
-        assert_eq!(
-            token.key().to_hex(),
-            "66687aadf862bd776c8fc18b8e9f8e20089714856ee233b3902a591d0d5f2925"
-        );
+        assert_eq!(token.key().to_hex(), "66687aadf862bd776c8fc18b8e9f8e20089714856ee233b3902a591d0d5f2925");
     }
 
     #[test]

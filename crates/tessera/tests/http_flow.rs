@@ -7,10 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::{err_code, TestApp};
-use tessera::{
-    AllowedOrigin, CarrierMode, CookieSettings, CsrfPolicy, ExpiryPolicy, SessionConfig,
-    SqliteStore,
-};
+use tessera::{AllowedOrigin, CarrierMode, CookieSettings, CsrfPolicy, ExpiryPolicy, SessionConfig, SqliteStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MIN: Duration = Duration::from_secs(60);
@@ -26,24 +23,13 @@ fn dev() -> SessionConfig {
 #[tokio::test]
 async fn cookie_flow_logs_in_serves_and_logs_out() {
     let app = TestApp::spawn(dev()).await;
-    let r = app
-        .post("/login")
-        .json(&json!({"user": "alice"}))
-        .send()
-        .await
-        .unwrap();
+    let r = app.post("/login").json(&json!({"user": "alice"})).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["cache-control"], "no-store");
-    assert!(
-        r.headers().get("x-auth-token").is_none(),
-        "a browser gets no header token"
-    );
+    assert!(r.headers().get("x-auth-token").is_none(), "a browser gets no header token");
     let set_cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
     let body: Value = r.json().await.unwrap();
-    assert!(
-        body["data"].get("token").is_none(),
-        "the token never goes in a cookie-mode body"
-    );
+    assert!(body["data"].get("token").is_none(), "the token never goes in a cookie-mode body");
     for part in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=43200"] {
         assert!(set_cookie.contains(part), "{part} missing: {set_cookie}");
     }
@@ -55,19 +41,10 @@ async fn cookie_flow_logs_in_serves_and_logs_out() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["data"]["user"], "alice");
 
-    let r = app
-        .post("/logout")
-        .header("cookie", pair)
-        .header("x-csrf-token", csrf)
-        .send()
-        .await
-        .unwrap();
+    let r = app.post("/logout").header("cookie", pair).header("x-csrf-token", csrf).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let expired = r.headers()["set-cookie"].to_str().unwrap();
-    assert!(
-        expired.starts_with("tessera=;") && expired.contains("Max-Age=0"),
-        "{expired}"
-    );
+    assert!(expired.starts_with("tessera=;") && expired.contains("Max-Age=0"), "{expired}");
     // The client may keep the cookie; the server has forgotten it.
     let r = app.get("/me").header("cookie", pair).send().await.unwrap();
     assert_eq!(r.status(), 401);
@@ -84,61 +61,28 @@ async fn secure_deployments_use_the_host_prefix_and_secure() {
     assert_eq!(r.status(), 200);
     // The unprefixed name is not a credential there.
     let plain = pair.replacen("__Host-", "", 1);
-    assert_eq!(
-        app.get("/me")
-            .header("cookie", plain)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
+    assert_eq!(app.get("/me").header("cookie", plain).send().await.unwrap().status(), 401);
 }
 
 #[tokio::test]
 async fn header_flow_uses_bearer_or_x_auth_token_without_cookies() {
     let app = TestApp::spawn(dev()).await;
-    let r = app
-        .post("/login")
-        .header("x-auth-mode", "header")
-        .json(&json!({"user": "bob"}))
-        .send()
-        .await
-        .unwrap();
+    let r = app.post("/login").header("x-auth-mode", "header").json(&json!({"user": "bob"})).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.headers().get("set-cookie").is_none());
     let header_token = r.headers()["x-auth-token"].to_str().unwrap().to_owned();
-    let token = r.json::<Value>().await.unwrap()["data"]["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = r.json::<Value>().await.unwrap()["data"]["token"].as_str().unwrap().to_owned();
     assert_eq!(token, header_token);
-    for (name, value) in [
-        ("authorization", format!("Bearer {token}")),
-        ("x-auth-token", token.clone()),
-    ] {
+    for (name, value) in [("authorization", format!("Bearer {token}")), ("x-auth-token", token.clone())] {
         let r = app.get("/me").header(name, value).send().await.unwrap();
         assert_eq!(r.status(), 200);
         assert_eq!(r.json::<Value>().await.unwrap()["data"]["user"], "bob");
     }
     // Header-carried state changes need no CSRF token.
-    let r = app
-        .post("/logout")
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let r = app.post("/logout").bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.headers().get("set-cookie").is_none());
-    assert_eq!(
-        app.get("/me")
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
+    assert_eq!(app.get("/me").bearer_auth(&token).send().await.unwrap().status(), 401);
 }
 
 #[tokio::test]
@@ -151,70 +95,19 @@ async fn tokens_are_never_read_from_the_url() {
 
 #[tokio::test]
 async fn header_only_and_cookie_only_deployments_ignore_the_other_carrier() {
-    let header_only = TestApp::spawn(SessionConfig {
-        carrier: CarrierMode::Header,
-        ..dev()
-    })
-    .await;
-    let r = header_only
-        .post("/login")
-        .json(&json!({"user": "h"}))
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        r.headers().get("set-cookie").is_none(),
-        "header mode never sets a cookie"
-    );
+    let header_only = TestApp::spawn(SessionConfig { carrier: CarrierMode::Header, ..dev() }).await;
+    let r = header_only.post("/login").json(&json!({"user": "h"})).send().await.unwrap();
+    assert!(r.headers().get("set-cookie").is_none(), "header mode never sets a cookie");
     let token = r.headers()["x-auth-token"].to_str().unwrap().to_owned();
-    let r = header_only
-        .get("/me")
-        .header("cookie", format!("tessera={token}"))
-        .send()
-        .await
-        .unwrap();
+    let r = header_only.get("/me").header("cookie", format!("tessera={token}")).send().await.unwrap();
     assert_eq!(r.status(), 401);
 
-    let cookie_only = TestApp::spawn(SessionConfig {
-        carrier: CarrierMode::Cookie,
-        ..dev()
-    })
-    .await;
-    let r = cookie_only
-        .post("/login")
-        .header("x-auth-mode", "header")
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    let pair = r.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let cookie_only = TestApp::spawn(SessionConfig { carrier: CarrierMode::Cookie, ..dev() }).await;
+    let r = cookie_only.post("/login").header("x-auth-mode", "header").json(&json!({})).send().await.unwrap();
+    let pair = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
     let token = pair.split_once('=').unwrap().1.to_owned();
-    assert_eq!(
-        cookie_only
-            .get("/me")
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
-    assert_eq!(
-        cookie_only
-            .get("/me")
-            .header("cookie", pair)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(cookie_only.get("/me").bearer_auth(&token).send().await.unwrap().status(), 401);
+    assert_eq!(cookie_only.get("/me").header("cookie", pair).send().await.unwrap().status(), 200);
 }
 
 #[tokio::test]
@@ -222,25 +115,10 @@ async fn auto_prefers_a_header_token_over_the_cookie() {
     let app = TestApp::spawn(dev()).await;
     let (cookie, _, _) = app.login_cookie("cookie-user").await;
     let token = app.login_header("header-user").await;
-    let r = app
-        .get("/me")
-        .header("cookie", &cookie)
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        r.json::<Value>().await.unwrap()["data"]["user"],
-        "header-user"
-    );
+    let r = app.get("/me").header("cookie", &cookie).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["data"]["user"], "header-user");
     // A bad header token does not fall back to the cookie.
-    let r = app
-        .get("/me")
-        .header("cookie", &cookie)
-        .bearer_auth("not-a-token")
-        .send()
-        .await
-        .unwrap();
+    let r = app.get("/me").header("cookie", &cookie).bearer_auth("not-a-token").send().await.unwrap();
     assert_eq!(r.status(), 401);
 }
 
@@ -248,77 +126,21 @@ async fn auto_prefers_a_header_token_over_the_cookie() {
 async fn login_rotates_the_token_and_the_old_one_dies() {
     let app = TestApp::spawn(dev()).await;
     // An anonymous session first (as during an OTP step), with data.
-    let r = app
-        .post("/visit")
-        .header("x-auth-mode", "header")
-        .send()
-        .await
-        .unwrap();
+    let r = app.post("/visit").header("x-auth-mode", "header").send().await.unwrap();
     let anon = r.headers()["x-auth-token"].to_str().unwrap().to_owned();
-    let r = app
-        .post("/login")
-        .bearer_auth(&anon)
-        .json(&json!({"user": "alice"}))
-        .send()
-        .await
-        .unwrap();
-    let fresh = r.json::<Value>().await.unwrap()["data"]["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let r = app.post("/login").bearer_auth(&anon).json(&json!({"user": "alice"})).send().await.unwrap();
+    let fresh = r.json::<Value>().await.unwrap()["data"]["token"].as_str().unwrap().to_owned();
     assert_ne!(fresh, anon);
-    assert_eq!(
-        app.get("/me")
-            .bearer_auth(&anon)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        401,
-        "fixation"
-    );
-    assert_eq!(
-        app.get("/me")
-            .bearer_auth(&fresh)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(app.get("/me").bearer_auth(&anon).send().await.unwrap().status(), 401, "fixation");
+    assert_eq!(app.get("/me").bearer_auth(&fresh).send().await.unwrap().status(), 200);
     // The anonymous session's data came along.
     let r = app.post("/visit").bearer_auth(&fresh).send().await.unwrap();
     assert_eq!(r.json::<Value>().await.unwrap()["data"], 2);
     // Logging in again from a logged-in session rotates again.
-    let r = app
-        .post("/login")
-        .bearer_auth(&fresh)
-        .json(&json!({"user": "alice"}))
-        .send()
-        .await
-        .unwrap();
-    let third = r.json::<Value>().await.unwrap()["data"]["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert_eq!(
-        app.get("/me")
-            .bearer_auth(&fresh)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
-    assert_eq!(
-        app.get("/me")
-            .bearer_auth(&third)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    let r = app.post("/login").bearer_auth(&fresh).json(&json!({"user": "alice"})).send().await.unwrap();
+    let third = r.json::<Value>().await.unwrap()["data"]["token"].as_str().unwrap().to_owned();
+    assert_eq!(app.get("/me").bearer_auth(&fresh).send().await.unwrap().status(), 401);
+    assert_eq!(app.get("/me").bearer_auth(&third).send().await.unwrap().status(), 200);
 }
 
 #[tokio::test]
@@ -326,26 +148,10 @@ async fn idle_sessions_expire() {
     let app = TestApp::spawn(dev()).await;
     let token = app.login_header("alice").await;
     app.clock.advance(29 * MIN);
-    assert_eq!(
-        app.get("/me")
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(app.get("/me").bearer_auth(&token).send().await.unwrap().status(), 200);
     // That request touched the session: another 29 minutes are fine...
     app.clock.advance(29 * MIN);
-    assert_eq!(
-        app.get("/me")
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(app.get("/me").bearer_auth(&token).send().await.unwrap().status(), 200);
     // ...but 30 minutes of silence end it.
     app.clock.advance(30 * MIN);
     let r = app.get("/me").bearer_auth(&token).send().await.unwrap();
@@ -360,26 +166,10 @@ async fn activity_never_extends_the_absolute_deadline() {
     let token = app.login_header("alice").await;
     for _ in 0..5 {
         app.clock.advance(10 * MIN);
-        assert_eq!(
-            app.get("/me")
-                .bearer_auth(&token)
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
+        assert_eq!(app.get("/me").bearer_auth(&token).send().await.unwrap().status(), 200);
     }
     app.clock.advance(10 * MIN); // 60 minutes after login, active all along
-    assert_eq!(
-        app.get("/me")
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
+    assert_eq!(app.get("/me").bearer_auth(&token).send().await.unwrap().status(), 401);
 }
 
 #[tokio::test]
@@ -389,32 +179,16 @@ async fn read_only_requests_write_only_when_a_touch_is_due() {
     let writes = app.store.writes();
     for _ in 0..10 {
         app.clock.advance(Duration::from_secs(10));
-        assert_eq!(
-            app.get("/me")
-                .bearer_auth(&token)
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
+        assert_eq!(app.get("/me").bearer_auth(&token).send().await.unwrap().status(), 200);
     }
-    assert_eq!(
-        app.store.writes(),
-        writes,
-        "no write within the touch interval"
-    );
+    assert_eq!(app.store.writes(), writes, "no write within the touch interval");
     app.clock.advance(3 * MIN);
     app.get("/me").bearer_auth(&token).send().await.unwrap();
     assert_eq!(app.store.writes(), writes + 1, "one touch once due");
     for _ in 0..5 {
         app.get("/me").bearer_auth(&token).send().await.unwrap();
     }
-    assert_eq!(
-        app.store.writes(),
-        writes + 1,
-        "and then none until the next interval"
-    );
+    assert_eq!(app.store.writes(), writes + 1, "and then none until the next interval");
 }
 
 #[tokio::test]
@@ -438,23 +212,9 @@ async fn concurrent_updates_to_different_attributes_both_persist() {
         app.post("/together/a/apple").bearer_auth(&token).send(),
         app.post("/together/b/banana").bearer_auth(&token).send(),
     );
-    assert_eq!(
-        (a.unwrap().status().as_u16(), b.unwrap().status().as_u16()),
-        (200, 200)
-    );
-    let me: Value = app
-        .get("/me")
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        (me["data"]["a"].as_str(), me["data"]["b"].as_str()),
-        (Some("apple"), Some("banana"))
-    );
+    assert_eq!((a.unwrap().status().as_u16(), b.unwrap().status().as_u16()), (200, 200));
+    let me: Value = app.get("/me").bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    assert_eq!((me["data"]["a"].as_str(), me["data"]["b"].as_str()), (Some("apple"), Some("banana")));
 }
 
 #[tokio::test]
@@ -471,15 +231,7 @@ async fn concurrent_updates_to_one_attribute_have_one_winner_and_one_409() {
     assert_eq!(statuses, [200, 409]);
     let loser = if x.status() == 409 { x } else { y };
     assert_eq!(err_code(loser).await, 10006);
-    let me: Value = app
-        .get("/me")
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: Value = app.get("/me").bearer_auth(&token).send().await.unwrap().json().await.unwrap();
     assert!(["first", "second"].contains(&me["data"]["a"].as_str().unwrap()));
 }
 
@@ -497,9 +249,7 @@ async fn csrf_rules_guard_cookie_carried_state_changes() {
         visit().header("origin", "https://evil.example"),
         visit().header("origin", "https://shop.example.evil.example"),
         visit().header("origin", "http://shop.example"),
-        visit()
-            .header("origin", "https://evil.example")
-            .header("x-csrf-token", &csrf),
+        visit().header("origin", "https://evil.example").header("x-csrf-token", &csrf),
         visit().header("sec-fetch-site", "cross-site"),
     ];
     for request in refused {
@@ -510,21 +260,13 @@ async fn csrf_rules_guard_cookie_carried_state_changes() {
     let accepted = [
         visit().header("x-csrf-token", &csrf),
         visit().header("origin", "https://shop.example"),
-        visit()
-            .header("origin", format!("http://{}", app.addr))
-            .header("x-csrf-token", &csrf),
+        visit().header("origin", format!("http://{}", app.addr)).header("x-csrf-token", &csrf),
     ];
     for request in accepted {
         assert_eq!(request.send().await.unwrap().status(), 200);
     }
     // A foreign page cannot log a browser into someone's account either.
-    let r = app
-        .post("/login")
-        .header("origin", "https://evil.example")
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    let r = app.post("/login").header("origin", "https://evil.example").json(&json!({})).send().await.unwrap();
     assert_eq!(r.status(), 403);
     // GET never needs a token.
     assert_eq!(
@@ -543,20 +285,9 @@ async fn csrf_rules_guard_cookie_carried_state_changes() {
 async fn malformed_tokens_get_401_without_a_store_call() {
     let app = TestApp::spawn(dev()).await;
     let long = "A".repeat(4096);
-    let cases = [
-        "",
-        long.as_str(),
-        "abc%00def",
-        "abc%0D%0Adef",
-        "not base64!!",
-        "' OR 1=1 --",
-        "\u{7f}",
-    ];
+    let cases = ["", long.as_str(), "abc%00def", "abc%0D%0Adef", "not base64!!", "' OR 1=1 --", "\u{7f}"];
     for case in cases {
-        for (name, value) in [
-            ("x-auth-token", case.to_owned()),
-            ("cookie", format!("tessera={case}")),
-        ] {
+        for (name, value) in [("x-auth-token", case.to_owned()), ("cookie", format!("tessera={case}"))] {
             let Ok(value) = reqwest::header::HeaderValue::from_str(&value) else {
                 continue;
             };
@@ -564,11 +295,7 @@ async fn malformed_tokens_get_401_without_a_store_call() {
             assert_eq!(r.status(), 401, "{name}: {case:?}");
             assert_eq!(err_code(r).await, 20003);
         }
-        let r = app
-            .get("/me")
-            .header("authorization", format!("Bearer {case}"))
-            .send()
-            .await;
+        let r = app.get("/me").header("authorization", format!("Bearer {case}")).send().await;
         if let Ok(r) = r {
             assert_eq!(r.status(), 401);
         }
@@ -579,11 +306,7 @@ async fn malformed_tokens_get_401_without_a_store_call() {
 #[tokio::test]
 async fn raw_nul_and_crlf_in_a_token_are_refused_before_any_store_call() {
     let app = TestApp::spawn(dev()).await;
-    for raw in [
-        &b"X-Auth-Token: abc\0def"[..],
-        b"Cookie: tessera=abc\rdef",
-        b"X-Auth-Token: abc\r def",
-    ] {
+    for raw in [&b"X-Auth-Token: abc\0def"[..], b"Cookie: tessera=abc\rdef", b"X-Auth-Token: abc\r def"] {
         let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
         let mut request = b"GET /me HTTP/1.1\r\nHost: t\r\nConnection: close\r\n".to_vec();
         request.extend_from_slice(raw);
@@ -592,11 +315,7 @@ async fn raw_nul_and_crlf_in_a_token_are_refused_before_any_store_call() {
         let mut answer = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
         let head = String::from_utf8_lossy(&answer);
-        let status: u16 = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
+        let status: u16 = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
         assert!(status == 400 || status == 401, "{raw:?} got {head}");
     }
     assert_eq!(app.store.calls(), 0);
@@ -612,12 +331,7 @@ async fn a_store_that_is_down_yields_503_not_an_empty_session() {
     for r in [
         app.get("/me").bearer_auth(&token).send().await.unwrap(),
         app.get("/maybe").bearer_auth(&token).send().await.unwrap(),
-        app.post("/login")
-            .header("x-auth-mode", "header")
-            .json(&json!({}))
-            .send()
-            .await
-            .unwrap(),
+        app.post("/login").header("x-auth-mode", "header").json(&json!({})).send().await.unwrap(),
     ] {
         assert_eq!(r.status(), 503);
         assert_eq!(r.headers()["retry-after"], "1");
@@ -633,17 +347,8 @@ async fn users_list_their_sessions_without_seeing_tokens() {
     let phone = app.login_header("alice").await;
     let laptop = app.login_header("alice").await;
     let _other = app.login_header("bob").await;
-    let r = app
-        .get("/sessions")
-        .bearer_auth(&phone)
-        .header("user-agent", "phone/1")
-        .send()
-        .await
-        .unwrap();
-    let list = r.json::<Value>().await.unwrap()["data"]
-        .as_array()
-        .unwrap()
-        .clone();
+    let r = app.get("/sessions").bearer_auth(&phone).header("user-agent", "phone/1").send().await.unwrap();
+    let list = r.json::<Value>().await.unwrap()["data"].as_array().unwrap().clone();
     assert_eq!(list.len(), 2);
     assert_eq!(list.iter().filter(|s| s["current"] == true).count(), 1);
     let text = serde_json::to_string(&list).unwrap();

@@ -11,11 +11,7 @@ mod sqlite {
         // The directory is kept for the life of the test process; the OS
         // temp cleaner owns it afterwards.
         let dir = tempfile::tempdir().unwrap().keep();
-        Arc::new(
-            tessera::SqliteStore::open(dir.join("sessions.db"))
-                .await
-                .unwrap(),
-        )
+        Arc::new(tessera::SqliteStore::open(dir.join("sessions.db")).await.unwrap())
     });
 }
 
@@ -47,41 +43,27 @@ async fn sqlite_file_never_holds_the_token() {
     let path = dir.path().join("sessions.db");
     let token = SessionToken::generate();
     let store = SqliteStore::open(&path).await.unwrap();
-    store
-        .create(&token.key(), &record_for(Some("alice")))
-        .await
-        .unwrap();
+    store.create(&token.key(), &record_for(Some("alice"))).await.unwrap();
     store.close().await;
     let mut bytes = Vec::new();
     for entry in std::fs::read_dir(dir.path()).unwrap() {
         bytes.extend(std::fs::read(entry.unwrap().path()).unwrap());
     }
     let needle = token.expose();
-    assert!(
-        !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
-        "token text found at rest"
-    );
+    assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_bytes()), "token text found at rest");
     let raw = {
         // The raw 32 token bytes must not be there either.
         let mut b = [0u8; 32];
         base64_decode(&needle, &mut b);
         b
     };
-    assert!(
-        !bytes.windows(32).any(|w| w == raw),
-        "token bytes found at rest"
-    );
-    assert!(
-        bytes.windows(32).any(|w| w == token.key().as_bytes()),
-        "the digest is the key"
-    );
+    assert!(!bytes.windows(32).any(|w| w == raw), "token bytes found at rest");
+    assert!(bytes.windows(32).any(|w| w == token.key().as_bytes()), "the digest is the key");
 }
 
 fn base64_decode(text: &str, out: &mut [u8; 32]) {
     use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode_slice(text, out)
-        .unwrap();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode_slice(text, out).unwrap();
 }
 
 /// A closed (lost) database answers Unavailable, never "no session".
@@ -91,10 +73,7 @@ async fn a_closed_sqlite_store_is_unavailable() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("s.db")).await.unwrap();
     store.close().await;
-    let err = store
-        .load(&SessionToken::generate().key())
-        .await
-        .unwrap_err();
+    let err = store.load(&SessionToken::generate().key()).await.unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
 }
 
@@ -108,13 +87,9 @@ async fn the_purger_runs_by_itself() {
     let store = Arc::new(MemoryStore::new());
     let clock = ManualClock::starting_now();
     let key = SessionToken::generate().key();
-    store
-        .create(&key, &record_for(Some("alice")))
-        .await
-        .unwrap();
+    store.create(&key, &record_for(Some("alice"))).await.unwrap();
     clock.advance(Duration::from_secs(13 * 3600));
-    let task =
-        tessera::store::spawn_purger(store.clone(), Arc::new(clock), Duration::from_millis(10));
+    let task = tessera::store::spawn_purger(store.clone(), Arc::new(clock), Duration::from_millis(10));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while store.load(&key).await.unwrap().is_some() {
         assert!(tokio::time::Instant::now() < deadline, "purger never ran");

@@ -11,8 +11,7 @@ impl UserName {
     pub fn parse(input: &str) -> Option<Self> {
         let name = input.trim();
         let n = name.chars().count();
-        ((1..=64).contains(&n) && !name.chars().any(char::is_control))
-            .then(|| Self(name.to_owned()))
+        ((1..=64).contains(&n) && !name.chars().any(char::is_control)).then(|| Self(name.to_owned()))
     }
 
     /// The name.
@@ -76,6 +75,20 @@ pub struct NewUser {
     pub password: Password,
 }
 
+/// Parses one field, noting the course's message when it is missing or bad.
+fn field<T>(
+    problems: &mut Vec<String>,
+    value: Option<&str>,
+    missing: &str,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Option<T> {
+    let Some(value) = value else {
+        problems.push(missing.to_owned());
+        return None;
+    };
+    parse(value).map_err(|problem| problems.push(problem)).ok()
+}
+
 fn present(v: Option<&str>) -> Option<&str> {
     v.filter(|s| !s.trim().is_empty())
 }
@@ -85,76 +98,27 @@ impl NewUser {
     /// as the course's validator did.
     pub fn parse(f: RegistrationFields<'_>) -> Result<Self, String> {
         let mut problems: Vec<String> = Vec::new();
-        let name = match present(f.name) {
-            None => {
-                problems.push("用户名不能为空".into());
-                None
-            }
-            Some(n) => UserName::parse(n).or_else(|| {
-                problems.push("用户名长度必须在1到64个字符之间".into());
-                None
-            }),
-        };
-        let gender = match present(f.gender) {
-            None => {
-                problems.push("性别不能不填写".into());
-                None
-            }
-            Some(g) => Gender::parse(g).or_else(|| {
-                problems.push("性别只能是1（男）或2（女）".into());
-                None
-            }),
-        };
-        let age = match present(f.age) {
-            None => {
-                problems.push("年龄不能不填写".into());
-                None
-            }
-            Some(a) => match a.trim().parse::<i64>() {
-                Ok(n) if n < 0 => {
-                    problems.push("年龄必须大于0岁".into());
-                    None
-                }
-                Ok(n) if n > 150 => {
-                    problems.push("年龄必须小于150岁".into());
-                    None
-                }
-                Ok(n) => Some(n as u8),
-                Err(_) => {
-                    problems.push("年龄必须是整数".into());
-                    None
-                }
-            },
-        };
-        let telephone = match present(f.telephone) {
-            None => {
-                problems.push("手机号不能为空".into());
-                None
-            }
-            Some(t) => Telephone::parse(t)
-                .map_err(|e| problems.push(e.to_string()))
-                .ok(),
-        };
-        let password = match f.password.filter(|p| !p.is_empty()) {
-            None => {
-                problems.push("密码不能为空".into());
-                None
-            }
-            Some(p) => Password::parse(p)
-                .map_err(|e| problems.push(e.to_string()))
-                .ok(),
-        };
+        let name = field(&mut problems, present(f.name), "用户名不能为空", |n| {
+            UserName::parse(n).ok_or_else(|| "用户名长度必须在1到64个字符之间".into())
+        });
+        let gender = field(&mut problems, present(f.gender), "性别不能不填写", |g| {
+            Gender::parse(g).ok_or_else(|| "性别只能是1（男）或2（女）".into())
+        });
+        let age = field(&mut problems, present(f.age), "年龄不能不填写", |a| match a.trim().parse::<i64>() {
+            Ok(n) if n < 0 => Err("年龄必须大于0岁".into()),
+            Ok(n) if n > 150 => Err("年龄必须小于150岁".into()),
+            Ok(n) => Ok(n as u8),
+            Err(_) => Err("年龄必须是整数".into()),
+        });
+        let telephone = field(&mut problems, present(f.telephone), "手机号不能为空", |t| {
+            Telephone::parse(t).map_err(|e| e.to_string())
+        });
+        let password = field(&mut problems, f.password.filter(|p| !p.is_empty()), "密码不能为空", |p| {
+            Password::parse(p).map_err(|e| e.to_string())
+        });
         match (name, gender, age, telephone, password) {
-            (Some(name), Some(gender), Some(age), Some(telephone), Some(password))
-                if problems.is_empty() =>
-            {
-                Ok(Self {
-                    name,
-                    gender,
-                    age,
-                    telephone,
-                    password,
-                })
+            (Some(name), Some(gender), Some(age), Some(telephone), Some(password)) if problems.is_empty() => {
+                Ok(Self { name, gender, age, telephone, password })
             }
             _ => Err(problems.join(",")),
         }
@@ -187,57 +151,19 @@ mod tests {
     #[test]
     fn every_missing_field_is_reported_in_the_course_wording() {
         let err = NewUser::parse(RegistrationFields::default()).unwrap_err();
-        assert_eq!(
-            err,
-            "用户名不能为空,性别不能不填写,年龄不能不填写,手机号不能为空,密码不能为空"
-        );
+        assert_eq!(err, "用户名不能为空,性别不能不填写,年龄不能不填写,手机号不能为空,密码不能为空");
     }
 
     #[test]
     fn ranges_and_formats_are_checked() {
-        let err = NewUser::parse(RegistrationFields {
-            age: Some("151"),
-            gender: Some("3"),
-            ..full()
-        })
-        .unwrap_err();
+        let err = NewUser::parse(RegistrationFields { age: Some("151"), gender: Some("3"), ..full() }).unwrap_err();
         assert_eq!(err, "性别只能是1（男）或2（女）,年龄必须小于150岁");
-        assert!(NewUser::parse(RegistrationFields {
-            age: Some("-1"),
-            ..full()
-        })
-        .unwrap_err()
-        .contains("大于0"));
-        assert!(NewUser::parse(RegistrationFields {
-            age: Some("x"),
-            ..full()
-        })
-        .is_err());
-        assert!(NewUser::parse(RegistrationFields {
-            password: Some("short"),
-            ..full()
-        })
-        .is_err());
-        assert!(NewUser::parse(RegistrationFields {
-            telephone: Some("12"),
-            ..full()
-        })
-        .unwrap_err()
-        .contains("手机号"));
-        assert!(NewUser::parse(RegistrationFields {
-            name: Some(&*"x".repeat(65).leak()),
-            ..full()
-        })
-        .is_err());
-        assert!(NewUser::parse(RegistrationFields {
-            age: Some("0"),
-            ..full()
-        })
-        .is_ok());
-        assert!(NewUser::parse(RegistrationFields {
-            age: Some("150"),
-            ..full()
-        })
-        .is_ok());
+        assert!(NewUser::parse(RegistrationFields { age: Some("-1"), ..full() }).unwrap_err().contains("大于0"));
+        assert!(NewUser::parse(RegistrationFields { age: Some("x"), ..full() }).is_err());
+        assert!(NewUser::parse(RegistrationFields { password: Some("short"), ..full() }).is_err());
+        assert!(NewUser::parse(RegistrationFields { telephone: Some("12"), ..full() }).unwrap_err().contains("手机号"));
+        assert!(NewUser::parse(RegistrationFields { name: Some(&*"x".repeat(65).leak()), ..full() }).is_err());
+        assert!(NewUser::parse(RegistrationFields { age: Some("0"), ..full() }).is_ok());
+        assert!(NewUser::parse(RegistrationFields { age: Some("150"), ..full() }).is_ok());
     }
 }

@@ -63,12 +63,9 @@ mod tests {
 
     #[test]
     fn generated_codes_are_six_digits_and_spread() {
-        let codes: std::collections::HashSet<String> = (0..2000)
-            .map(|_| OtpCode::generate().expose().to_owned())
-            .collect();
-        assert!(codes
-            .iter()
-            .all(|c| c.len() == 6 && c.bytes().all(|b| b.is_ascii_digit())));
+        let codes: std::collections::HashSet<String> =
+            (0..2000).map(|_| OtpCode::generate().expose().to_owned()).collect();
+        assert!(codes.iter().all(|c| c.len() == 6 && c.bytes().all(|b| b.is_ascii_digit())));
         assert!(codes.len() > 1990, "codes repeat far too often");
     }
 
@@ -82,9 +79,6 @@ mod tests {
 
     #[test]
     fn debug_hides_the_code() {
-        assert_eq!(
-            format!("{:?}", OtpCode::parse("123456").unwrap()),
-            "OtpCode(******)"
-        );
+        assert_eq!(format!("{:?}", OtpCode::parse("123456").unwrap()), "OtpCode(******)");
     }
 }

@@ -71,10 +71,7 @@ pub struct OtpService {
 
 impl OtpService {
     fn mac(&self, phone: &Telephone, code: &OtpCode) -> [u8; 32] {
-        self.secret.mac(
-            "tessera/otp/v1",
-            &[phone.as_str().as_bytes(), code.expose().as_bytes()],
-        )
+        self.secret.mac("tessera/otp/v1", &[phone.as_str().as_bytes(), code.expose().as_bytes()])
     }
 
     /// Sends a new code to `phone`, replacing any pending one. Throttled per
@@ -109,11 +106,7 @@ impl OtpService {
     /// counted, and the challenge dies after the attempt cap.
     pub async fn verify(&self, phone: &Telephone, code: &OtpCode) -> Result<Verdict, ApiError> {
         let mac = self.mac(phone, code);
-        let verdict = match self
-            .store
-            .attempt(phone, &mac, self.clock.now(), self.policy.max_attempts)
-            .await?
-        {
+        let verdict = match self.store.attempt(phone, &mac, self.clock.now(), self.policy.max_attempts).await? {
             Attempt::Verified => Verdict::Verified,
             Attempt::Mismatch => Verdict::Mismatch,
             Attempt::NoChallenge => Verdict::Expired,

@@ -10,12 +10,7 @@ use crate::domain::{OtpCode, Telephone};
 #[async_trait]
 pub trait OtpSender: Send + Sync + std::fmt::Debug + 'static {
     /// Sends `code` to `phone`; it expires in `expires_in`.
-    async fn send(
-        &self,
-        phone: &Telephone,
-        code: &OtpCode,
-        expires_in: Duration,
-    ) -> Result<(), String>;
+    async fn send(&self, phone: &Telephone, code: &OtpCode, expires_in: Duration) -> Result<(), String>;
 }
 
 /// Prints codes to standard output. For local development only: anyone who
@@ -25,12 +20,7 @@ pub struct ConsoleSender;
 
 #[async_trait]
 impl OtpSender for ConsoleSender {
-    async fn send(
-        &self,
-        phone: &Telephone,
-        code: &OtpCode,
-        expires_in: Duration,
-    ) -> Result<(), String> {
+    async fn send(&self, phone: &Telephone, code: &OtpCode, expires_in: Duration) -> Result<(), String> {
         println!(
             "\n==================== DEVELOPMENT ONLY: OTP NOT SENT BY SMS ====================\n\
              code {} for {} (valid {} s)\n\
@@ -65,24 +55,14 @@ impl WebhookSender {
 
 #[async_trait]
 impl OtpSender for WebhookSender {
-    async fn send(
-        &self,
-        phone: &Telephone,
-        code: &OtpCode,
-        expires_in: Duration,
-    ) -> Result<(), String> {
+    async fn send(&self, phone: &Telephone, code: &OtpCode, expires_in: Duration) -> Result<(), String> {
         let body = serde_json::json!({
             "telephone": phone.as_str(),
             "code": code.expose(),
             "expires_in": expires_in.as_secs(),
         });
-        let response = self
-            .client
-            .post(self.url.clone())
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| e.without_url().to_string())?;
+        let response =
+            self.client.post(self.url.clone()).json(&body).send().await.map_err(|e| e.without_url().to_string())?;
         if !response.status().is_success() {
             return Err(format!("webhook answered {}", response.status()));
         }

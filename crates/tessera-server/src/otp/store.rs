@@ -23,12 +23,7 @@ pub enum Attempt {
 #[async_trait]
 pub trait ChallengeStore: Send + Sync + std::fmt::Debug + 'static {
     /// Stores a challenge, replacing any pending one (and its attempt count).
-    async fn put(
-        &self,
-        phone: &Telephone,
-        mac: &[u8; 32],
-        expires_at: Timestamp,
-    ) -> Result<(), ApiError>;
+    async fn put(&self, phone: &Telephone, mac: &[u8; 32], expires_at: Timestamp) -> Result<(), ApiError>;
     /// Deletes the challenge if it is still the one with `mac`.
     async fn discard(&self, phone: &Telephone, mac: &[u8; 32]) -> Result<(), ApiError>;
     /// Checks `mac` against the live challenge: consumes it when right,
@@ -66,12 +61,7 @@ impl SqliteChallenges {
 
 #[async_trait]
 impl ChallengeStore for SqliteChallenges {
-    async fn put(
-        &self,
-        phone: &Telephone,
-        mac: &[u8; 32],
-        expires_at: Timestamp,
-    ) -> Result<(), ApiError> {
+    async fn put(&self, phone: &Telephone, mac: &[u8; 32], expires_at: Timestamp) -> Result<(), ApiError> {
         sqlx::query(
             "INSERT INTO otp_challenge (telephone, code_mac, expires_at, attempts) VALUES (?, ?, ?, 0)
              ON CONFLICT (telephone) DO UPDATE SET code_mac = excluded.code_mac,
@@ -102,19 +92,16 @@ impl ChallengeStore for SqliteChallenges {
         max_attempts: u32,
     ) -> Result<Attempt, ApiError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row: Option<(Vec<u8>, i64, i64)> = sqlx::query_as(
-            "SELECT code_mac, expires_at, attempts FROM otp_challenge WHERE telephone = ?",
-        )
-        .bind(phone.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let delete =
-            sqlx::query("DELETE FROM otp_challenge WHERE telephone = ?").bind(phone.as_str());
+        let row: Option<(Vec<u8>, i64, i64)> =
+            sqlx::query_as("SELECT code_mac, expires_at, attempts FROM otp_challenge WHERE telephone = ?")
+                .bind(phone.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let delete = sqlx::query("DELETE FROM otp_challenge WHERE telephone = ?").bind(phone.as_str());
         let outcome = match row {
             None => Attempt::NoChallenge,
             Some((_, expires_at, attempts))
-                if Timestamp::from_millis(expires_at) <= now
-                    || attempts >= i64::from(max_attempts) =>
+                if Timestamp::from_millis(expires_at) <= now || attempts >= i64::from(max_attempts) =>
             {
                 delete.execute(&mut *tx).await?;
                 Attempt::NoChallenge
@@ -127,12 +114,10 @@ impl ChallengeStore for SqliteChallenges {
                 if attempts + 1 >= i64::from(max_attempts) {
                     delete.execute(&mut *tx).await?;
                 } else {
-                    sqlx::query(
-                        "UPDATE otp_challenge SET attempts = attempts + 1 WHERE telephone = ?",
-                    )
-                    .bind(phone.as_str())
-                    .execute(&mut *tx)
-                    .await?;
+                    sqlx::query("UPDATE otp_challenge SET attempts = attempts + 1 WHERE telephone = ?")
+                        .bind(phone.as_str())
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 Attempt::Mismatch
             }

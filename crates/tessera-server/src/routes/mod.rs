@@ -30,10 +30,7 @@ pub struct LoginLimits {
 impl Default for LoginLimits {
     fn default() -> Self {
         let quarter = Duration::from_secs(15 * 60);
-        Self {
-            per_phone: Limit::new(10, quarter),
-            per_ip: Limit::new(100, quarter),
-        }
+        Self { per_phone: Limit::new(10, quarter), per_ip: Limit::new(100, quarter) }
     }
 }
 
@@ -65,10 +62,7 @@ pub fn router(state: AppState) -> Router {
         .route("/user/me", get(user::me))
         .route("/user/get", get(user::get_user))
         .route("/user/csrf", get(user::csrf))
-        .route(
-            "/user/sessions",
-            get(sessions::list).delete(sessions::revoke_others),
-        )
+        .route("/user/sessions", get(sessions::list).delete(sessions::revoke_others))
         .route("/user/sessions/{id}", delete(sessions::revoke_one))
         .fallback(|| async { Failure::new(codes::NOT_FOUND) })
         .with_state(state)

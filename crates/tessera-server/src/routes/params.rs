@@ -27,10 +27,7 @@ impl Params {
 
     /// The raw parameter (passwords are not trimmed).
     pub fn raw(&self, name: &str) -> Option<&str> {
-        self.0
-            .get(name)
-            .map(String::as_str)
-            .filter(|s| !s.is_empty())
+        self.0.get(name).map(String::as_str).filter(|s| !s.is_empty())
     }
 
     /// The phone number, spelled `telephone` or the course's `telphone`.
@@ -57,8 +54,8 @@ impl Params {
     }
 
     fn from_form(bytes: &[u8]) -> Result<Self, ApiError> {
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(bytes)
-            .map_err(|_| ApiError::Validation("表单格式不正确".into()))?;
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_bytes(bytes).map_err(|_| ApiError::Validation("表单格式不正确".into()))?;
         Ok(Self(pairs.into_iter().collect()))
     }
 }
@@ -71,13 +68,7 @@ impl<S: Send + Sync> FromRequest<S> for Params {
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map(|v| {
-                v.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase()
-            });
+            .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|_| ApiError::Validation(format!("请求体不能超过{MAX_BODY}字节")))?;
@@ -107,17 +98,8 @@ mod tests {
 
     #[test]
     fn malformed_bodies_are_validation_errors() {
-        for bad in [
-            &b"{"[..],
-            b"[1,2]",
-            b"\"s\"",
-            br#"{"a":{"b":1}}"#,
-            b"\xff\xfe",
-        ] {
-            assert!(matches!(
-                Params::from_json(bad),
-                Err(ApiError::Validation(_))
-            ));
+        for bad in [&b"{"[..], b"[1,2]", b"\"s\"", br#"{"a":{"b":1}}"#, b"\xff\xfe"] {
+            assert!(matches!(Params::from_json(bad), Err(ApiError::Validation(_))));
         }
     }
 

@@ -20,9 +20,7 @@ use crate::users::User;
 type ApiResult = Result<Success<Value>, ApiError>;
 
 fn telephone(params: &Params) -> Result<Telephone, ApiError> {
-    let raw = params
-        .telephone()
-        .ok_or_else(|| ApiError::Validation("手机号不能为空".into()))?;
+    let raw = params.telephone().ok_or_else(|| ApiError::Validation("手机号不能为空".into()))?;
     Telephone::parse(raw).map_err(|e| ApiError::Validation(e.to_string()))
 }
 
@@ -31,16 +29,11 @@ fn otp_code(raw: &str) -> Result<OtpCode, ApiError> {
 }
 
 fn client(ip: Option<Extension<ClientIp>>) -> String {
-    ip.map(|Extension(ClientIp(ip))| ip.to_string())
-        .unwrap_or_else(|| "unknown".into())
+    ip.map(|Extension(ClientIp(ip))| ip.to_string()).unwrap_or_else(|| "unknown".into())
 }
 
 /// `POST /user/getotp {telephone}`: the same answer for every valid phone.
-pub async fn get_otp(
-    State(state): State<AppState>,
-    ip: Option<Extension<ClientIp>>,
-    params: Params,
-) -> ApiResult {
+pub async fn get_otp(State(state): State<AppState>, ip: Option<Extension<ClientIp>>, params: Params) -> ApiResult {
     let phone = telephone(&params)?;
     state.otp.send(&phone, &client(ip)).await?;
     Ok(Success(Value::Null))
@@ -48,9 +41,7 @@ pub async fn get_otp(
 
 /// `POST /user/register {telephone, otpCode, name, gender, age, password}`
 pub async fn register(State(state): State<AppState>, params: Params) -> ApiResult {
-    let code = params
-        .get("otpCode")
-        .ok_or_else(|| ApiError::Validation("短信验证码不能为空".into()));
+    let code = params.get("otpCode").ok_or_else(|| ApiError::Validation("短信验证码不能为空".into()));
     let user = NewUser::parse(RegistrationFields {
         name: params.get("name"),
         gender: params.get("gender"),
@@ -60,9 +51,7 @@ pub async fn register(State(state): State<AppState>, params: Params) -> ApiResul
     });
     let (code, user) = match (code, user) {
         (Ok(code), Ok(user)) => (otp_code(code)?, user),
-        (Err(ApiError::Validation(a)), Err(b)) => {
-            return Err(ApiError::Validation(format!("{a},{b}")))
-        }
+        (Err(ApiError::Validation(a)), Err(b)) => return Err(ApiError::Validation(format!("{a},{b}"))),
         (Err(e), _) => return Err(e),
         (_, Err(b)) => return Err(ApiError::Validation(b)),
     };
@@ -74,11 +63,7 @@ pub async fn register(State(state): State<AppState>, params: Params) -> ApiResul
         Verdict::Expired => return Err(ApiError::OtpExpired),
     }
     let hash = credentials::hash(user.password.clone()).await?;
-    let created = state
-        .users
-        .insert(&user, &hash)
-        .await?
-        .ok_or(ApiError::AlreadyRegistered)?;
+    let created = state.users.insert(&user, &hash).await?.ok_or(ApiError::AlreadyRegistered)?;
     tracing::info!(user = created.id, "user registered");
     Ok(Success(json!(created)))
 }
@@ -95,10 +80,7 @@ pub async fn login(
     limits::check(
         &*state.limiter,
         state.clock.now(),
-        &[
-            (format!("login-phone:{phone}"), limits.per_phone),
-            (format!("login-ip:{}", client(ip)), limits.per_ip),
-        ],
+        &[(format!("login-phone:{phone}"), limits.per_phone), (format!("login-ip:{}", client(ip)), limits.per_ip)],
     )
     .await?;
     let user = match (params.get("otpCode"), params.raw("password")) {
@@ -114,11 +96,7 @@ pub async fn login(
     }))
 }
 
-async fn login_by_password(
-    state: &AppState,
-    phone: &Telephone,
-    password: &str,
-) -> Result<User, ApiError> {
+async fn login_by_password(state: &AppState, phone: &Telephone, password: &str) -> Result<User, ApiError> {
     let password = Password::offered(password).ok_or(ApiError::LoginFailed)?;
     let found = state.users.by_phone(phone).await?;
     let (user, hash) = match found {
@@ -169,13 +147,8 @@ pub async fn get_user(
     _caller: AuthUser,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult {
-    let id = query
-        .get("id")
-        .ok_or_else(|| ApiError::Validation("用户id不能为空".into()))?;
-    let id: i64 = id
-        .trim()
-        .parse()
-        .map_err(|_| ApiError::Validation("用户id必须是整数".into()))?;
+    let id = query.get("id").ok_or_else(|| ApiError::Validation("用户id不能为空".into()))?;
+    let id: i64 = id.trim().parse().map_err(|_| ApiError::Validation("用户id必须是整数".into()))?;
     let found = state.users.by_id(id).await?.ok_or(ApiError::UserNotExist)?;
     Ok(Success(json!(found)))
 }
@@ -183,10 +156,6 @@ pub async fn get_user(
 /// `GET /user/csrf`: the synchronizer token for a cookie session, for
 /// pages that were reloaded after login.
 pub async fn csrf(user: AuthUser) -> ApiResult {
-    let token = user
-        .session
-        .csrf_token()
-        .await?
-        .ok_or(tessera::SessionError::NotLoggedIn)?;
+    let token = user.session.csrf_token().await?.ok_or(tessera::SessionError::NotLoggedIn)?;
     Ok(Success(json!({"csrfToken": token.expose()})))
 }

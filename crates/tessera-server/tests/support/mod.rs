@@ -31,19 +31,14 @@ pub struct Sink {
 
 impl Sink {
     async fn start() -> (Self, SocketAddr) {
-        let sink = Sink {
-            status: Arc::new(AtomicU16::new(200)),
-            ..Default::default()
-        };
+        let sink = Sink { status: Arc::new(AtomicU16::new(200)), ..Default::default() };
         let app = Router::new()
             .route(
                 "/sms",
-                post(
-                    |State(sink): State<Sink>, Json(body): Json<Value>| async move {
-                        sink.received.lock().unwrap().push(body);
-                        StatusCode::from_u16(sink.status.load(Ordering::SeqCst)).unwrap()
-                    },
-                ),
+                post(|State(sink): State<Sink>, Json(body): Json<Value>| async move {
+                    sink.received.lock().unwrap().push(body);
+                    StatusCode::from_u16(sink.status.load(Ordering::SeqCst)).unwrap()
+                }),
             )
             .with_state(sink.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -55,11 +50,7 @@ impl Sink {
     /// The last code sent to `phone` (E.164).
     pub fn last_code(&self, phone_e164: &str) -> String {
         let received = self.received.lock().unwrap();
-        let msg = received
-            .iter()
-            .rev()
-            .find(|m| m["telephone"] == phone_e164)
-            .expect("no code was sent");
+        let msg = received.iter().rev().find(|m| m["telephone"] == phone_e164).expect("no code was sent");
         msg["code"].as_str().unwrap().to_owned()
     }
 
@@ -92,24 +83,12 @@ impl TestServer {
         settings.allowed_origins = vec![AllowedOrigin::parse(ORIGIN).unwrap()];
         adjust(&mut settings);
         let clock = ManualClock::starting_now();
-        let app = Application::build(&settings, Arc::new(clock.clone()))
-            .await
-            .unwrap();
+        let app = Application::build(&settings, Arc::new(clock.clone())).await.unwrap();
         let addr = app.local_addr();
         let pool = app.database().clone();
         tokio::spawn(app.run_until(std::future::pending()));
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        Self {
-            addr,
-            clock,
-            sink,
-            http,
-            pool,
-            _data: data,
-        }
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Self { addr, clock, sink, http, pool, _data: data }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -130,12 +109,7 @@ impl TestServer {
 
     /// Asks for a code for `phone` and returns it from the sink.
     pub async fn otp(&self, phone: &str) -> String {
-        let r = self
-            .post("/user/getotp")
-            .json(&json!({"telephone": phone}))
-            .send()
-            .await
-            .unwrap();
+        let r = self.post("/user/getotp").json(&json!({"telephone": phone})).send().await.unwrap();
         assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
         self.sink.last_code(&e164(phone))
     }
@@ -165,10 +139,7 @@ impl TestServer {
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
-        r.json::<Value>().await.unwrap()["data"]["token"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        r.json::<Value>().await.unwrap()["data"]["token"].as_str().unwrap().to_owned()
     }
 
     /// Logs in with the password over the cookie carrier, the way the
@@ -182,13 +153,7 @@ impl TestServer {
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
-        let pair = r.headers()["set-cookie"]
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_owned();
+        let pair = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
         let body: Value = r.json().await.unwrap();
         (pair, body["data"]["csrfToken"].as_str().unwrap().to_owned())
     }

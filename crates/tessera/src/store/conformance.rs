@@ -42,10 +42,7 @@ pub fn record_for(user: Option<&str>) -> SessionRecord {
         idle_deadline: now + HOUR / 2,
         absolute_deadline: now + 12 * HOUR,
         version: 0,
-        client: ClientMeta::new(
-            Some("conformance/1.0 (ünïcode)"),
-            Some([127, 0, 0, 1].into()),
-        ),
+        client: ClientMeta::new(Some("conformance/1.0 (ünïcode)"), Some([127, 0, 0, 1].into())),
         csrf_token: CsrfToken::generate(),
     }
 }
@@ -58,10 +55,7 @@ fn change(base: u64, set: &[(&str, serde_json::Value)], removed: &[&str]) -> Ses
     let now = now();
     SessionChange {
         base_version: base,
-        set: set
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect::<BTreeMap<_, _>>(),
+        set: set.iter().map(|(k, v)| (k.to_string(), v.clone())).collect::<BTreeMap<_, _>>(),
         removed: removed.iter().map(|s| s.to_string()).collect(),
         last_seen: now,
         idle_deadline: now + HOUR / 2,
@@ -72,13 +66,8 @@ fn change(base: u64, set: &[(&str, serde_json::Value)], removed: &[&str]) -> Ses
 pub async fn create_then_load_round_trips(store: DynStore) {
     let k = key();
     let mut r = record_for(Some("alice"));
-    r.attributes.insert(
-        "cart".into(),
-        crate::record::Attribute {
-            value: Some(json!({"items": ["书", 2]})),
-            version: 0,
-        },
-    );
+    r.attributes
+        .insert("cart".into(), crate::record::Attribute { value: Some(json!({"items": ["书", 2]})), version: 0 });
     store.create(&k, &r).await.unwrap();
     assert_eq!(store.load(&k).await.unwrap(), Some(r));
     let anon = record_for(None);
@@ -92,10 +81,7 @@ pub async fn create_never_overwrites(store: DynStore) {
     let k = key();
     let first = record_for(Some("alice"));
     store.create(&k, &first).await.unwrap();
-    let err = store
-        .create(&k, &record_for(Some("mallory")))
-        .await
-        .unwrap_err();
+    let err = store.create(&k, &record_for(Some("mallory"))).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     assert_eq!(store.load(&k).await.unwrap(), Some(first));
 }
@@ -105,40 +91,18 @@ pub async fn missing_sessions_are_absent(store: DynStore) {
     let k = key();
     assert_eq!(store.load(&k).await.unwrap(), None);
     let now = now();
-    assert!(matches!(
-        store.save(&k, &change(0, &[("a", json!(1))], &[])).await,
-        Err(StoreError::NotFound)
-    ));
-    assert!(matches!(
-        store.touch(&k, now, now + HOUR).await,
-        Err(StoreError::NotFound)
-    ));
+    assert!(matches!(store.save(&k, &change(0, &[("a", json!(1))], &[])).await, Err(StoreError::NotFound)));
+    assert!(matches!(store.touch(&k, now, now + HOUR).await, Err(StoreError::NotFound)));
     assert!(!store.delete(&k).await.unwrap());
-    assert_eq!(
-        store.load(&k).await.unwrap(),
-        None,
-        "a failed write must not create the session"
-    );
+    assert_eq!(store.load(&k).await.unwrap(), None, "a failed write must not create the session");
 }
 
 /// A save writes the changed attributes, bumps the version and keeps the rest.
 pub async fn save_writes_only_the_change(store: DynStore) {
     let k = key();
     store.create(&k, &record_for(Some("alice"))).await.unwrap();
-    assert_eq!(
-        store
-            .save(&k, &change(0, &[("a", json!(1)), ("b", json!("x"))], &[]))
-            .await
-            .unwrap(),
-        1
-    );
-    assert_eq!(
-        store
-            .save(&k, &change(1, &[("b", json!("y"))], &["a"]))
-            .await
-            .unwrap(),
-        2
-    );
+    assert_eq!(store.save(&k, &change(0, &[("a", json!(1)), ("b", json!("x"))], &[])).await.unwrap(), 1);
+    assert_eq!(store.save(&k, &change(1, &[("b", json!("y"))], &["a"])).await.unwrap(), 2);
     let r = store.load(&k).await.unwrap().unwrap();
     assert_eq!(r.version, 2);
     assert_eq!(r.attribute("a"), None);
@@ -154,22 +118,14 @@ pub async fn concurrent_saves_of_different_attributes_all_persist(store: DynStor
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..16 {
         let store = store.clone();
-        tasks.spawn(async move {
-            store
-                .save(&k, &change(0, &[(&format!("attr{i}"), json!(i))], &[]))
-                .await
-        });
+        tasks.spawn(async move { store.save(&k, &change(0, &[(&format!("attr{i}"), json!(i))], &[])).await });
     }
     let mut versions = Vec::new();
     while let Some(done) = tasks.join_next().await {
         versions.push(done.unwrap().unwrap());
     }
     versions.sort_unstable();
-    assert_eq!(
-        versions,
-        (1..=16).collect::<Vec<u64>>(),
-        "each save gets its own version"
-    );
+    assert_eq!(versions, (1..=16).collect::<Vec<u64>>(), "each save gets its own version");
     let r = store.load(&k).await.unwrap().unwrap();
     for i in 0..16 {
         assert_eq!(r.attribute(&format!("attr{i}")), Some(&json!(i)));
@@ -184,12 +140,7 @@ pub async fn concurrent_saves_of_one_attribute_have_one_winner(store: DynStore) 
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..8 {
         let store = store.clone();
-        tasks.spawn(async move {
-            (
-                i,
-                store.save(&k, &change(0, &[("cart", json!(i))], &[])).await,
-            )
-        });
+        tasks.spawn(async move { (i, store.save(&k, &change(0, &[("cart", json!(i))], &[])).await) });
     }
     let mut winners = Vec::new();
     while let Some(done) = tasks.join_next().await {
@@ -209,23 +160,13 @@ pub async fn concurrent_saves_of_one_attribute_have_one_winner(store: DynStore) 
 pub async fn stale_writes_conflict_and_write_nothing(store: DynStore) {
     let k = key();
     store.create(&k, &record_for(None)).await.unwrap();
-    store
-        .save(&k, &change(0, &[("a", json!(1))], &[]))
-        .await
-        .unwrap();
+    store.save(&k, &change(0, &[("a", json!(1))], &[])).await.unwrap();
     store.save(&k, &change(1, &[], &["a"])).await.unwrap();
-    let err = store
-        .save(&k, &change(1, &[("a", json!(2)), ("b", json!(3))], &[]))
-        .await
-        .unwrap_err();
+    let err = store.save(&k, &change(1, &[("a", json!(2)), ("b", json!(3))], &[])).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     let r = store.load(&k).await.unwrap().unwrap();
     assert_eq!(r.attribute("a"), None);
-    assert_eq!(
-        r.attribute("b"),
-        None,
-        "a conflicting save is all or nothing"
-    );
+    assert_eq!(r.attribute("b"), None, "a conflicting save is all or nothing");
     assert_eq!(r.version, 2);
 }
 
@@ -239,16 +180,9 @@ pub async fn touch_moves_activity_only(store: DynStore) {
     let t = store.load(&k).await.unwrap().unwrap();
     assert_eq!(t.last_seen, later);
     assert_eq!(t.idle_deadline, later + HOUR / 2);
-    assert_eq!(
-        (t.version, t.absolute_deadline, &t.attributes),
-        (r.version, r.absolute_deadline, &r.attributes)
-    );
+    assert_eq!((t.version, t.absolute_deadline, &t.attributes), (r.version, r.absolute_deadline, &r.attributes));
     store.touch(&k, r.last_seen, r.idle_deadline).await.unwrap();
-    assert_eq!(
-        store.load(&k).await.unwrap().unwrap().last_seen,
-        later,
-        "a late touch never rewinds"
-    );
+    assert_eq!(store.load(&k).await.unwrap().unwrap().last_seen, later, "a late touch never rewinds");
 }
 
 /// Delete removes the session and says whether there was one.
@@ -266,32 +200,20 @@ pub async fn list_user_sees_live_sessions_of_that_user(store: DynStore) {
     let (a, b, other, dead) = (key(), key(), key(), key());
     store.create(&a, &record_for(Some(&user))).await.unwrap();
     store.create(&b, &record_for(Some(&user))).await.unwrap();
-    store
-        .create(&other, &record_for(Some("someone-else")))
-        .await
-        .unwrap();
+    store.create(&other, &record_for(Some("someone-else"))).await.unwrap();
     let mut lapsed = record_for(Some(&user));
     lapsed.idle_deadline = now() + Duration::from_secs(1);
     store.create(&dead, &lapsed).await.unwrap();
     let uid = UserId::parse(user).unwrap();
-    let listed = store
-        .list_user(&uid, now() + Duration::from_secs(2))
-        .await
-        .unwrap();
+    let listed = store.list_user(&uid, now() + Duration::from_secs(2)).await.unwrap();
     let mut keys: Vec<SessionKey> = listed.iter().map(|k| k.key).collect();
     keys.sort();
     let mut want = vec![a, b];
     want.sort();
     assert_eq!(keys, want);
-    assert!(listed
-        .iter()
-        .all(|k| k.record.user_id.as_ref() == Some(&uid)));
+    assert!(listed.iter().all(|k| k.record.user_id.as_ref() == Some(&uid)));
     store.delete(&a).await.unwrap();
-    assert_eq!(
-        store.list_user(&uid, now()).await.unwrap().len(),
-        2,
-        "b and the not yet lapsed one"
-    );
+    assert_eq!(store.list_user(&uid, now()).await.unwrap().len(), 2, "b and the not yet lapsed one");
 }
 
 /// Ending a user's other sessions keeps the current one and touches no one else.
@@ -301,10 +223,7 @@ pub async fn delete_user_keeps_the_current_session(store: DynStore) {
     for k in [&current, &x, &y] {
         store.create(k, &record_for(Some(&user))).await.unwrap();
     }
-    store
-        .create(&other, &record_for(Some("bystander")))
-        .await
-        .unwrap();
+    store.create(&other, &record_for(Some("bystander"))).await.unwrap();
     let uid = UserId::parse(user).unwrap();
     assert_eq!(store.delete_user(&uid, Some(&current)).await.unwrap(), 2);
     assert!(store.load(&current).await.unwrap().is_some());
@@ -325,29 +244,18 @@ pub async fn rotate_replaces_old_by_new(store: DynStore) {
     assert_eq!(store.load(&old).await.unwrap(), None);
     assert_eq!(store.load(&new).await.unwrap(), Some(logged_in.clone()));
     let uid = UserId::parse("alice").unwrap();
-    assert!(store
-        .list_user(&uid, now())
-        .await
-        .unwrap()
-        .iter()
-        .any(|k| k.key == new));
+    assert!(store.list_user(&uid, now()).await.unwrap().iter().any(|k| k.key == new));
     // Rotating onto an existing key fails and leaves the old session alone.
     let third = key();
     store.create(&third, &record_for(None)).await.unwrap();
-    assert!(matches!(
-        store.rotate(Some(&third), &new, &logged_in).await,
-        Err(StoreError::Conflict(_))
-    ));
+    assert!(matches!(store.rotate(Some(&third), &new, &logged_in).await, Err(StoreError::Conflict(_))));
     assert!(store.load(&third).await.unwrap().is_some());
 }
 
 /// After purging, a lapsed session is gone and a live one stays.
 pub async fn purge_removes_lapsed_sessions(store: DynStore) {
     let (live, lapsed) = (key(), key());
-    store
-        .create(&live, &record_for(Some("alice")))
-        .await
-        .unwrap();
+    store.create(&live, &record_for(Some("alice"))).await.unwrap();
     let mut r = record_for(Some("alice"));
     r.idle_deadline = now() + Duration::from_millis(200);
     store.create(&lapsed, &r).await.unwrap();

@@ -72,17 +72,10 @@ impl SessionStore for MemoryStore {
     async fn save(&self, key: &SessionKey, change: &SessionChange) -> Result<u64, StoreError> {
         let mut inner = self.lock();
         let record = inner.sessions.get_mut(key).ok_or(StoreError::NotFound)?;
-        record
-            .apply(change)
-            .map_err(|c| StoreError::Conflict(format!("attribute {:?}", c.0)))
+        record.apply(change).map_err(|c| StoreError::Conflict(format!("attribute {:?}", c.0)))
     }
 
-    async fn touch(
-        &self,
-        key: &SessionKey,
-        last_seen: Timestamp,
-        idle_deadline: Timestamp,
-    ) -> Result<(), StoreError> {
+    async fn touch(&self, key: &SessionKey, last_seen: Timestamp, idle_deadline: Timestamp) -> Result<(), StoreError> {
         let mut inner = self.lock();
         let record = inner.sessions.get_mut(key).ok_or(StoreError::NotFound)?;
         record.last_seen = record.last_seen.max(last_seen);
@@ -94,11 +87,7 @@ impl SessionStore for MemoryStore {
         Ok(self.lock().remove(key).is_some())
     }
 
-    async fn list_user(
-        &self,
-        user: &UserId,
-        now: Timestamp,
-    ) -> Result<Vec<KeyedRecord>, StoreError> {
+    async fn list_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<KeyedRecord>, StoreError> {
         let inner = self.lock();
         let Some(keys) = inner.by_user.get(user) else {
             return Ok(Vec::new());
@@ -107,18 +96,11 @@ impl SessionStore for MemoryStore {
             .iter()
             .filter_map(|k| inner.sessions.get(k).map(|r| (k, r)))
             .filter(|(_, r)| !r.is_expired(now))
-            .map(|(k, r)| KeyedRecord {
-                key: *k,
-                record: r.clone(),
-            })
+            .map(|(k, r)| KeyedRecord { key: *k, record: r.clone() })
             .collect())
     }
 
-    async fn delete_user(
-        &self,
-        user: &UserId,
-        keep: Option<&SessionKey>,
-    ) -> Result<u64, StoreError> {
+    async fn delete_user(&self, user: &UserId, keep: Option<&SessionKey>) -> Result<u64, StoreError> {
         let mut inner = self.lock();
         let keys: Vec<SessionKey> = inner
             .by_user
@@ -133,12 +115,8 @@ impl SessionStore for MemoryStore {
 
     async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
         let mut inner = self.lock();
-        let expired: Vec<SessionKey> = inner
-            .sessions
-            .iter()
-            .filter(|(_, r)| r.is_expired(now))
-            .map(|(k, _)| *k)
-            .collect();
+        let expired: Vec<SessionKey> =
+            inner.sessions.iter().filter(|(_, r)| r.is_expired(now)).map(|(k, _)| *k).collect();
         for key in &expired {
             inner.remove(key);
         }

@@ -80,29 +80,16 @@ pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
     async fn save(&self, key: &SessionKey, change: &SessionChange) -> Result<u64, StoreError>;
 
     /// Records activity without changing attributes.
-    async fn touch(
-        &self,
-        key: &SessionKey,
-        last_seen: Timestamp,
-        idle_deadline: Timestamp,
-    ) -> Result<(), StoreError>;
+    async fn touch(&self, key: &SessionKey, last_seen: Timestamp, idle_deadline: Timestamp) -> Result<(), StoreError>;
 
     /// Deletes a session; `false` if there was none.
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError>;
 
     /// The user's sessions that are live at `now`.
-    async fn list_user(
-        &self,
-        user: &UserId,
-        now: Timestamp,
-    ) -> Result<Vec<KeyedRecord>, StoreError>;
+    async fn list_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<KeyedRecord>, StoreError>;
 
     /// Deletes all the user's sessions except `keep`; returns how many.
-    async fn delete_user(
-        &self,
-        user: &UserId,
-        keep: Option<&SessionKey>,
-    ) -> Result<u64, StoreError>;
+    async fn delete_user(&self, user: &UserId, keep: Option<&SessionKey>) -> Result<u64, StoreError>;
 
     /// Replaces the session under `old` by a new one under `new`: the new
     /// record is written before the old one is deleted, so a failure in
@@ -141,29 +128,16 @@ impl<S: SessionStore + ?Sized> SessionStore for std::sync::Arc<S> {
     async fn save(&self, key: &SessionKey, change: &SessionChange) -> Result<u64, StoreError> {
         (**self).save(key, change).await
     }
-    async fn touch(
-        &self,
-        key: &SessionKey,
-        last_seen: Timestamp,
-        idle_deadline: Timestamp,
-    ) -> Result<(), StoreError> {
+    async fn touch(&self, key: &SessionKey, last_seen: Timestamp, idle_deadline: Timestamp) -> Result<(), StoreError> {
         (**self).touch(key, last_seen, idle_deadline).await
     }
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
         (**self).delete(key).await
     }
-    async fn list_user(
-        &self,
-        user: &UserId,
-        now: Timestamp,
-    ) -> Result<Vec<KeyedRecord>, StoreError> {
+    async fn list_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<KeyedRecord>, StoreError> {
         (**self).list_user(user, now).await
     }
-    async fn delete_user(
-        &self,
-        user: &UserId,
-        keep: Option<&SessionKey>,
-    ) -> Result<u64, StoreError> {
+    async fn delete_user(&self, user: &UserId, keep: Option<&SessionKey>) -> Result<u64, StoreError> {
         (**self).delete_user(user, keep).await
     }
     async fn rotate(

@@ -11,13 +11,10 @@
 //! across processes.
 
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
 use super::{KeyedRecord, SessionStore, StoreError};
@@ -59,30 +56,12 @@ fn unavailable(e: sqlx::Error) -> StoreError {
 impl SqliteStore {
     /// Opens (creating if needed) the session database at `path`.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str("sqlite:")
-            .map_err(unavailable)?
-            .filename(path.as_ref())
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // With WAL, NORMAL loses at most the last commits on power loss,
-            // never consistency; sessions are cheap to recreate, fsyncs are not.
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(2))
-            .connect_with(options)
-            .await
-            .map_err(unavailable)?;
-        Self::with_pool(pool).await
+        Self::with_pool(connect(path.as_ref()).await.map_err(unavailable)?).await
     }
 
     /// Uses an existing pool, creating the table if needed.
     pub async fn with_pool(pool: SqlitePool) -> Result<Self, StoreError> {
-        sqlx::raw_sql(SCHEMA)
-            .execute(&pool)
-            .await
-            .map_err(unavailable)?;
+        sqlx::raw_sql(SCHEMA).execute(&pool).await.map_err(unavailable)?;
         Ok(Self { pool })
     }
 
@@ -93,6 +72,22 @@ impl SqliteStore {
     }
 }
 
+/// Opens a pool on the SQLite file at `path` the way Tessera wants it: WAL
+/// (readers never wait for the writer; several processes may share the
+/// file), NORMAL sync, a 5 s busy timeout, foreign keys on.
+pub async fn connect(path: &Path) -> Result<SqlitePool, sqlx::Error> {
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // With WAL, NORMAL loses at most the last commits on power loss,
+        // never consistency; sessions are cheap to recreate, fsyncs are not.
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(5));
+    SqlitePoolOptions::new().max_connections(8).acquire_timeout(Duration::from_secs(2)).connect_with(options).await
+}
+
 fn decode(row: &SqliteRow) -> Result<KeyedRecord, StoreError> {
     let corrupt = |what: &str| StoreError::Unavailable(format!("corrupt session row: {what}"));
     let key: Vec<u8> = row.try_get("key").map_err(unavailable)?;
@@ -100,17 +95,11 @@ fn decode(row: &SqliteRow) -> Result<KeyedRecord, StoreError> {
     let user: Option<String> = row.try_get("user_id").map_err(unavailable)?;
     let json = |col: &str| -> Result<String, StoreError> { row.try_get(col).map_err(unavailable) };
     let ts = |col: &str| -> Result<Timestamp, StoreError> {
-        row.try_get::<i64, _>(col)
-            .map(Timestamp::from_millis)
-            .map_err(unavailable)
+        row.try_get::<i64, _>(col).map(Timestamp::from_millis).map_err(unavailable)
     };
     let record = SessionRecord {
-        user_id: user
-            .map(UserId::parse)
-            .transpose()
-            .map_err(|_| corrupt("user_id"))?,
-        attributes: serde_json::from_str(&json("attributes")?)
-            .map_err(|_| corrupt("attributes"))?,
+        user_id: user.map(UserId::parse).transpose().map_err(|_| corrupt("user_id"))?,
+        attributes: serde_json::from_str(&json("attributes")?).map_err(|_| corrupt("attributes"))?,
         created_at: ts("created_at")?,
         last_seen: ts("last_seen")?,
         idle_deadline: ts("idle_deadline")?,
@@ -130,21 +119,20 @@ fn to_json<T: serde::Serialize>(value: &T) -> String {
 #[async_trait]
 impl SessionStore for SqliteStore {
     async fn create(&self, key: &SessionKey, record: &SessionRecord) -> Result<(), StoreError> {
-        let result = sqlx::query(&format!(
-            "INSERT INTO tessera_sessions ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        ))
-        .bind(&key.as_bytes()[..])
-        .bind(record.user_id.as_ref().map(UserId::as_str))
-        .bind(record.created_at.as_millis())
-        .bind(record.last_seen.as_millis())
-        .bind(record.idle_deadline.as_millis())
-        .bind(record.absolute_deadline.as_millis())
-        .bind(record.version as i64)
-        .bind(to_json(&record.attributes))
-        .bind(to_json(&record.client))
-        .bind(record.csrf_token.expose())
-        .execute(&self.pool)
-        .await;
+        let result =
+            sqlx::query(&format!("INSERT INTO tessera_sessions ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))
+                .bind(&key.as_bytes()[..])
+                .bind(record.user_id.as_ref().map(UserId::as_str))
+                .bind(record.created_at.as_millis())
+                .bind(record.last_seen.as_millis())
+                .bind(record.idle_deadline.as_millis())
+                .bind(record.absolute_deadline.as_millis())
+                .bind(record.version as i64)
+                .bind(to_json(&record.attributes))
+                .bind(to_json(&record.client))
+                .bind(record.csrf_token.expose())
+                .execute(&self.pool)
+                .await;
         match result {
             Ok(_) => Ok(()),
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
@@ -155,13 +143,11 @@ impl SessionStore for SqliteStore {
     }
 
     async fn load(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM tessera_sessions WHERE key = ?"
-        ))
-        .bind(&key.as_bytes()[..])
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(unavailable)?;
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM tessera_sessions WHERE key = ?"))
+            .bind(&key.as_bytes()[..])
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
         row.map(|r| decode(&r).map(|k| k.record)).transpose()
     }
 
@@ -169,23 +155,15 @@ impl SessionStore for SqliteStore {
         // IMMEDIATE takes the write lock up front: a deferred transaction
         // that reads and then writes can fail with SQLITE_BUSY under
         // concurrency instead of waiting its turn.
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM tessera_sessions WHERE key = ?"))
+            .bind(&key.as_bytes()[..])
+            .fetch_optional(&mut *tx)
             .await
-            .map_err(unavailable)?;
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM tessera_sessions WHERE key = ?"
-        ))
-        .bind(&key.as_bytes()[..])
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(unavailable)?
-        .ok_or(StoreError::NotFound)?;
+            .map_err(unavailable)?
+            .ok_or(StoreError::NotFound)?;
         let mut record = decode(&row)?.record;
-        let version = record
-            .apply(change)
-            .map_err(|c| StoreError::Conflict(format!("attribute {:?}", c.0)))?;
+        let version = record.apply(change).map_err(|c| StoreError::Conflict(format!("attribute {:?}", c.0)))?;
         sqlx::query(
             "UPDATE tessera_sessions SET attributes = ?, version = ?, last_seen = ?, idle_deadline = ? WHERE key = ?",
         )
@@ -201,12 +179,7 @@ impl SessionStore for SqliteStore {
         Ok(version)
     }
 
-    async fn touch(
-        &self,
-        key: &SessionKey,
-        last_seen: Timestamp,
-        idle_deadline: Timestamp,
-    ) -> Result<(), StoreError> {
+    async fn touch(&self, key: &SessionKey, last_seen: Timestamp, idle_deadline: Timestamp) -> Result<(), StoreError> {
         let done = sqlx::query(
             "UPDATE tessera_sessions SET last_seen = max(last_seen, ?), idle_deadline = max(idle_deadline, ?) WHERE key = ?",
         )
@@ -231,11 +204,7 @@ impl SessionStore for SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn list_user(
-        &self,
-        user: &UserId,
-        now: Timestamp,
-    ) -> Result<Vec<KeyedRecord>, StoreError> {
+    async fn list_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<KeyedRecord>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM tessera_sessions
              WHERE user_id = ? AND idle_deadline > ? AND absolute_deadline > ?
@@ -250,11 +219,7 @@ impl SessionStore for SqliteStore {
         rows.iter().map(decode).collect()
     }
 
-    async fn delete_user(
-        &self,
-        user: &UserId,
-        keep: Option<&SessionKey>,
-    ) -> Result<u64, StoreError> {
+    async fn delete_user(&self, user: &UserId, keep: Option<&SessionKey>) -> Result<u64, StoreError> {
         // A zero-length blob matches no key, so "keep nothing" needs no
         // second statement.
         let keep: &[u8] = keep.map(|k| &k.as_bytes()[..]).unwrap_or(&[]);
@@ -268,14 +233,12 @@ impl SessionStore for SqliteStore {
     }
 
     async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "DELETE FROM tessera_sessions WHERE idle_deadline <= ? OR absolute_deadline <= ?",
-        )
-        .bind(now.as_millis())
-        .bind(now.as_millis())
-        .execute(&self.pool)
-        .await
-        .map_err(unavailable)?;
+        let done = sqlx::query("DELETE FROM tessera_sessions WHERE idle_deadline <= ? OR absolute_deadline <= ?")
+            .bind(now.as_millis())
+            .bind(now.as_millis())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
         Ok(done.rows_affected())
     }
 }

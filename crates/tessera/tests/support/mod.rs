@@ -15,8 +15,8 @@ use serde_json::{json, Value};
 use tessera::record::SessionChange;
 use tessera::store::KeyedRecord;
 use tessera::{
-    AuthUser, CarrierKind, Key, ManualClock, MaybeAuthUser, Session, SessionConfig, SessionError,
-    SessionKey, SessionLayer, SessionRecord, SessionStore, StoreError, Success, Timestamp, UserId,
+    AuthUser, CarrierKind, Key, ManualClock, MaybeAuthUser, Session, SessionConfig, SessionError, SessionKey,
+    SessionLayer, SessionRecord, SessionStore, StoreError, Success, Timestamp, UserId,
 };
 use tokio::sync::Barrier;
 
@@ -30,11 +30,7 @@ pub struct Counting<S> {
 
 impl<S> Counting<S> {
     pub fn new(inner: S) -> Self {
-        Self {
-            inner,
-            loads: AtomicU64::new(0),
-            writes: AtomicU64::new(0),
-        }
+        Self { inner, loads: AtomicU64::new(0), writes: AtomicU64::new(0) }
     }
     pub fn loads(&self) -> u64 {
         self.loads.load(Ordering::SeqCst)
@@ -67,12 +63,7 @@ impl<S: SessionStore> SessionStore for Counting<S> {
         self.write();
         self.inner.save(key, change).await
     }
-    async fn touch(
-        &self,
-        key: &SessionKey,
-        last_seen: Timestamp,
-        idle: Timestamp,
-    ) -> Result<(), StoreError> {
+    async fn touch(&self, key: &SessionKey, last_seen: Timestamp, idle: Timestamp) -> Result<(), StoreError> {
         self.write();
         self.inner.touch(key, last_seen, idle).await
     }
@@ -80,28 +71,15 @@ impl<S: SessionStore> SessionStore for Counting<S> {
         self.write();
         self.inner.delete(key).await
     }
-    async fn list_user(
-        &self,
-        user: &UserId,
-        now: Timestamp,
-    ) -> Result<Vec<KeyedRecord>, StoreError> {
+    async fn list_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<KeyedRecord>, StoreError> {
         self.read();
         self.inner.list_user(user, now).await
     }
-    async fn delete_user(
-        &self,
-        user: &UserId,
-        keep: Option<&SessionKey>,
-    ) -> Result<u64, StoreError> {
+    async fn delete_user(&self, user: &UserId, keep: Option<&SessionKey>) -> Result<u64, StoreError> {
         self.write();
         self.inner.delete_user(user, keep).await
     }
-    async fn rotate(
-        &self,
-        old: Option<&SessionKey>,
-        new: &SessionKey,
-        r: &SessionRecord,
-    ) -> Result<(), StoreError> {
+    async fn rotate(&self, old: Option<&SessionKey>, new: &SessionKey, r: &SessionRecord) -> Result<(), StoreError> {
         self.write();
         self.inner.rotate(old, new, r).await
     }
@@ -128,9 +106,7 @@ async fn login(session: Session, Json(body): Json<Value>) -> Result<Success<Valu
 async fn me(user: AuthUser) -> Result<Success<Value>, SessionError> {
     let a = user.session.get(A).await?;
     let b = user.session.get(B).await?;
-    Ok(Success(
-        json!({"user": user.user_id.as_str(), "a": a, "b": b}),
-    ))
+    Ok(Success(json!({"user": user.user_id.as_str(), "a": a, "b": b})))
 }
 
 async fn maybe(MaybeAuthUser(user): MaybeAuthUser) -> Success<Value> {
@@ -190,30 +166,15 @@ impl TestApp {
             .route("/visit", post(visit))
             .route("/sessions", get(sessions))
             .route("/together/{name}/{value}", post(set_together))
-            .with_state(AppState {
-                barrier: Arc::new(Barrier::new(2)),
-            })
+            .with_state(AppState { barrier: Arc::new(Barrier::new(2)) })
             .layer(layer);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await
-            .unwrap();
+            axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await.unwrap();
         });
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        Self {
-            addr,
-            clock,
-            store,
-            http,
-        }
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Self { addr, clock, store, http }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -230,13 +191,7 @@ impl TestApp {
 
     /// Logs `user` in over the header carrier; returns the token.
     pub async fn login_header(&self, user: &str) -> String {
-        let r = self
-            .post("/login")
-            .header("x-auth-mode", "header")
-            .json(&json!({"user": user}))
-            .send()
-            .await
-            .unwrap();
+        let r = self.post("/login").header("x-auth-mode", "header").json(&json!({"user": user})).send().await.unwrap();
         assert_eq!(r.status(), 200);
         let body: Value = r.json().await.unwrap();
         body["data"]["token"].as_str().unwrap().to_owned()
@@ -244,21 +199,12 @@ impl TestApp {
 
     /// Logs `user` in over the cookie carrier; returns (cookie pair, csrf token, Set-Cookie).
     pub async fn login_cookie(&self, user: &str) -> (String, String, String) {
-        let r = self
-            .post("/login")
-            .json(&json!({"user": user}))
-            .send()
-            .await
-            .unwrap();
+        let r = self.post("/login").json(&json!({"user": user})).send().await.unwrap();
         assert_eq!(r.status(), 200);
         let set_cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
         let body: Value = r.json().await.unwrap();
         let pair = set_cookie.split(';').next().unwrap().to_owned();
-        (
-            pair,
-            body["data"]["csrfToken"].as_str().unwrap().to_owned(),
-            set_cookie,
-        )
+        (pair, body["data"]["csrfToken"].as_str().unwrap().to_owned(), set_cookie)
     }
 }
 
