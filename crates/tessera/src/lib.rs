@@ -39,6 +39,8 @@ pub use layer::{ClientIp, SessionLayer, SessionService};
 pub use policy::ExpiryPolicy;
 pub use record::{ClientMeta, SessionRecord, UserId};
 pub use session::{LoginGrant, Session, SessionInfo};
+#[cfg(feature = "redis")]
+pub use store::RedisStore;
 #[cfg(feature = "sqlite")]
 pub use store::SqliteStore;
 pub use store::{MemoryStore, SessionStore, StoreError};

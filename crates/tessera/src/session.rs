@@ -231,8 +231,8 @@ impl Session {
         for name in std::mem::take(&mut state.removed) {
             attributes.remove(&name);
         }
+        let token = self.0.shared.store.issue_token(Some(&user));
         let record = self.new_record(Some(user), attributes);
-        let token = SessionToken::generate();
         let key = token.key();
         self.0.shared.store.rotate(old.as_ref(), &key, &record).await?;
         tracing::info!(session = %key.short(), old = ?old.map(|k| k.short()), "session rotated on login");
@@ -346,7 +346,7 @@ impl Session {
                 }
             }
             Current::Absent if !set.is_empty() => {
-                let token = SessionToken::generate();
+                let token = shared.store.issue_token(None);
                 let record = self.new_record(None, std::mem::take(set));
                 shared.store.create(&token.key(), &record).await?;
                 *current = Current::Live { key: token.key(), record };

@@ -49,6 +49,31 @@ impl SessionToken {
         Self(bytes)
     }
 
+    /// Draws fresh tokens until one's key satisfies `accept`, which must
+    /// accept a fair share of keys (a store uses it to place a session in
+    /// a chosen shard: 1 in 256 keys takes about 256 draws, ~0.1 ms). Each
+    /// candidate is a full 256-bit draw; only the choice among them is
+    /// steered, which tells nothing about the token beyond what its own
+    /// key already does.
+    ///
+    /// # Panics
+    /// Panics if no key is accepted in 2^20 draws: a predicate that rare
+    /// is a bug, not bad luck.
+    pub fn generate_where(accept: impl Fn(&SessionKey) -> bool) -> Self {
+        const BATCH: usize = 64;
+        for _ in 0..(1 << 20) / BATCH {
+            let mut pool = [0u8; TOKEN_BYTES * BATCH];
+            getrandom::fill(&mut pool).expect("the OS CSPRNG is unavailable");
+            for chunk in pool.chunks_exact(TOKEN_BYTES) {
+                let token = Self(chunk.try_into().expect("exact chunk"));
+                if accept(&token.key()) {
+                    return token;
+                }
+            }
+        }
+        panic!("SessionToken::generate_where: predicate accepts almost no keys");
+    }
+
     /// Parses a token as a client sent it. Checks the format only: this is
     /// what keeps malformed input away from the store.
     pub fn parse(s: &str) -> Result<Self, TokenFormatError> {
@@ -197,6 +222,15 @@ mod tests {
         let twisted = alphabet.chars().nth(idx ^ 1).unwrap();
         let variant = format!("{}{}", &token[..42], twisted);
         assert!(SessionToken::parse(&variant).is_err());
+    }
+
+    #[test]
+    fn steered_tokens_land_where_asked_and_stay_distinct() {
+        let tokens: Vec<SessionToken> =
+            (0..50).map(|_| SessionToken::generate_where(|k| k.as_bytes()[0] == 0xab)).collect();
+        assert!(tokens.iter().all(|t| t.key().as_bytes()[0] == 0xab));
+        let distinct: HashSet<String> = tokens.iter().map(SessionToken::expose).collect();
+        assert_eq!(distinct.len(), 50);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 
 use crate::clock::Timestamp;
 use crate::record::{SessionChange, SessionRecord, UserId};
-use crate::token::SessionKey;
+use crate::token::{SessionKey, SessionToken};
 
 pub mod memory;
 #[cfg(feature = "sqlite")]
@@ -19,7 +19,11 @@ pub mod sqlite;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+#[cfg(feature = "redis")]
+pub mod redis;
 
+#[cfg(feature = "redis")]
+pub use self::redis::RedisStore;
 pub use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
@@ -70,6 +74,14 @@ pub struct KeyedRecord {
 /// - `list_user` and `delete_user` see every live session of a user.
 #[async_trait]
 pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
+    /// Draws the token for a new session of `user` (`None`: anonymous).
+    /// Stores that shard by user override this to place the session next to
+    /// the user's other keys; the default is a plain CSPRNG draw.
+    fn issue_token(&self, user: Option<&UserId>) -> SessionToken {
+        let _ = user;
+        SessionToken::generate()
+    }
+
     /// Stores a new session.
     async fn create(&self, key: &SessionKey, record: &SessionRecord) -> Result<(), StoreError>;
 
@@ -119,6 +131,9 @@ pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
 /// A shared store is a store, so wrappers and tests can hold `Arc`s.
 #[async_trait]
 impl<S: SessionStore + ?Sized> SessionStore for std::sync::Arc<S> {
+    fn issue_token(&self, user: Option<&UserId>) -> SessionToken {
+        (**self).issue_token(user)
+    }
     async fn create(&self, key: &SessionKey, record: &SessionRecord) -> Result<(), StoreError> {
         (**self).create(key, record).await
     }

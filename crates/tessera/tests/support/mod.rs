@@ -51,6 +51,9 @@ impl<S> Counting<S> {
 
 #[async_trait]
 impl<S: SessionStore> SessionStore for Counting<S> {
+    fn issue_token(&self, user: Option<&UserId>) -> tessera::SessionToken {
+        self.inner.issue_token(user)
+    }
     async fn create(&self, key: &SessionKey, record: &SessionRecord) -> Result<(), StoreError> {
         self.write();
         self.inner.create(key, record).await

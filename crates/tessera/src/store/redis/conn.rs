@@ -1,0 +1,254 @@
+//! One connection handle for every topology, with a hard deadline on each
+//! call, so a slow or dead Redis costs a bounded wait and then a 503.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::{
+    AsyncConnectionConfig, Client, Cmd, Pipeline, RedisConnectionInfo, RedisError, RedisFuture, RedisResult, Value,
+};
+
+use super::target::RedisTarget;
+use crate::store::StoreError;
+
+/// A connection to a standalone server, a Sentinel-watched master or a
+/// Cluster. Cheap to clone; clones share connections. Every call through
+/// [`RedisConn::run`] is bounded by the configured timeout.
+#[derive(Clone)]
+pub struct RedisConn {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Backend,
+    timeout: Duration,
+    target: RedisTarget,
+}
+
+enum Backend {
+    /// `ConnectionManager` reconnects by itself when the server returns.
+    Standalone { manager: ConnectionManager, client: Client },
+    /// The cluster client follows MOVED/ASK and refreshes slots by itself.
+    Cluster { connection: ClusterConnection },
+    /// The master is asked of the sentinels; after an error that smells of
+    /// failover the connection is dropped and the master asked again.
+    Sentinel {
+        sentinels: Box<tokio::sync::Mutex<SentinelClient>>,
+        current: Mutex<Option<(Client, MultiplexedConnection)>>,
+    },
+}
+
+/// Any of the connection kinds, for running commands and scripts.
+#[derive(Clone)]
+pub enum AnyConnection {
+    /// Standalone.
+    Manager(ConnectionManager),
+    /// Cluster.
+    Cluster(ClusterConnection),
+    /// Sentinel-resolved master.
+    Multiplexed(MultiplexedConnection),
+}
+
+impl ConnectionLike for AnyConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Manager(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+            Self::Multiplexed(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        p: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Manager(c) => c.req_packed_commands(p, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(p, offset, count),
+            Self::Multiplexed(c) => c.req_packed_commands(p, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Manager(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+            Self::Multiplexed(c) => c.get_db(),
+        }
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl RedisConn {
+    /// Connects to `target`; every later call is bounded by `timeout`.
+    pub async fn connect(target: RedisTarget, timeout: Duration) -> Result<Self, StoreError> {
+        let backend = tokio::time::timeout(timeout.max(Duration::from_secs(2)), Self::backend(&target, timeout))
+            .await
+            .map_err(|_| unavailable("timed out connecting to Redis"))??;
+        Ok(Self { inner: Arc::new(Inner { backend, timeout, target }) })
+    }
+
+    async fn backend(target: &RedisTarget, timeout: Duration) -> Result<Backend, StoreError> {
+        match target {
+            RedisTarget::Standalone(url) => {
+                let client = Client::open(url.as_str()).map_err(unavailable)?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout))
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_millis(500));
+                let manager = client.get_connection_manager_with_config(config).await.map_err(unavailable)?;
+                Ok(Backend::Standalone { manager, client })
+            }
+            RedisTarget::Cluster(seeds) => {
+                let client = ClusterClient::builder(seeds.clone())
+                    .connection_timeout(timeout)
+                    .response_timeout(timeout)
+                    .retries(2)
+                    .build()
+                    .map_err(unavailable)?;
+                Ok(Backend::Cluster { connection: client.get_async_connection().await.map_err(unavailable)? })
+            }
+            RedisTarget::Sentinel { sentinels, master, tls, auth, db } => {
+                let mut info = RedisConnectionInfo::default().set_db(*db);
+                if let Some((user, password)) = auth.as_deref().map(|a| a.split_once(':').unwrap_or(("", a))) {
+                    if !user.is_empty() {
+                        info = info.set_username(user);
+                    }
+                    info = info.set_password(password);
+                }
+                let mut node = SentinelNodeConnectionInfo::default().set_redis_connection_info(info);
+                if *tls {
+                    node = node.set_tls_mode(redis::TlsMode::Secure);
+                }
+                let client =
+                    SentinelClient::build(sentinels.clone(), master.as_str(), Some(node), SentinelServerType::Master)
+                        .map_err(unavailable)?;
+                let backend = Backend::Sentinel {
+                    sentinels: Box::new(tokio::sync::Mutex::new(client)),
+                    current: Mutex::new(None),
+                };
+                Ok(backend)
+            }
+        }
+    }
+
+    /// The topology this connection talks to.
+    pub fn target(&self) -> &RedisTarget {
+        &self.inner.target
+    }
+
+    /// The per-call deadline.
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    /// A client for the current master (standalone: the server; Sentinel:
+    /// the master now; Cluster: the first seed that answers), for pub/sub.
+    pub async fn pubsub_client(&self) -> RedisResult<Client> {
+        match &self.inner.backend {
+            Backend::Standalone { client, .. } => Ok(client.clone()),
+            Backend::Sentinel { sentinels, .. } => sentinels.lock().await.async_get_client().await,
+            Backend::Cluster { .. } => {
+                let RedisTarget::Cluster(seeds) = &self.inner.target else { unreachable!("cluster backend") };
+                let mut last = None;
+                for seed in seeds {
+                    let client = Client::open(seed.as_str())?;
+                    match client.get_multiplexed_async_connection().await {
+                        Ok(_) => return Ok(client),
+                        Err(e) => last = Some(e),
+                    }
+                }
+                Err(last.unwrap_or_else(|| RedisError::from((redis::ErrorKind::Io, "no cluster seed answered"))))
+            }
+        }
+    }
+
+    async fn connection(&self) -> RedisResult<AnyConnection> {
+        match &self.inner.backend {
+            Backend::Standalone { manager, .. } => Ok(AnyConnection::Manager(manager.clone())),
+            Backend::Cluster { connection } => Ok(AnyConnection::Cluster(connection.clone())),
+            Backend::Sentinel { sentinels, current } => {
+                if let Some((_, c)) = current.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                    return Ok(AnyConnection::Multiplexed(c.clone()));
+                }
+                let client = sentinels.lock().await.async_get_client().await?;
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(self.inner.timeout))
+                    .set_response_timeout(Some(self.inner.timeout));
+                let connection = client.get_multiplexed_async_connection_with_config(&config).await?;
+                *current.lock().unwrap_or_else(|p| p.into_inner()) = Some((client, connection.clone()));
+                Ok(AnyConnection::Multiplexed(connection))
+            }
+        }
+    }
+
+    fn forget_master(&self) {
+        if let Backend::Sentinel { current, .. } = &self.inner.backend {
+            *current.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+    }
+
+    /// Runs `f` on a connection within the deadline. Any Redis error, and
+    /// running out of time, is [`StoreError::Unavailable`].
+    pub async fn run<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(AnyConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let call = async {
+            let connection = self.connection().await?;
+            f(connection).await
+        };
+        match tokio::time::timeout(self.inner.timeout, call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => {
+                // A failover shows up as a dropped connection, a refused one,
+                // or READONLY from a demoted master: ask the sentinels again.
+                if e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || e.code() == Some("READONLY")
+                {
+                    self.forget_master();
+                }
+                Err(unavailable(e))
+            }
+            Err(_) => {
+                self.forget_master();
+                Err(unavailable(format!("no answer from Redis within {:?}", self.inner.timeout)))
+            }
+        }
+    }
+
+    /// Waits until the last write reached a replica (Sentinel deployments
+    /// only; elsewhere a no-op), so that a revocation survives a failover.
+    pub async fn confirm_replicated(&self) -> Result<(), StoreError> {
+        if !matches!(self.inner.backend, Backend::Sentinel { .. }) {
+            return Ok(());
+        }
+        let wait_ms = (self.inner.timeout.as_millis() / 2).max(1) as u64;
+        let replicas: i64 =
+            self.run(|mut c| async move { redis::cmd("WAIT").arg(1).arg(wait_ms).query_async(&mut c).await }).await?;
+        if replicas < 1 {
+            tracing::warn!("revocation not yet confirmed by a replica");
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for RedisConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConn").field("target", &self.inner.target).field("timeout", &self.inner.timeout).finish()
+    }
+}

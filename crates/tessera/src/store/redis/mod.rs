@@ -1,0 +1,449 @@
+//! Sessions in Redis: standalone, Sentinel or Cluster, with a near cache.
+//!
+//! Layout: a session is one hash, `<prefix>:{tt}:s:<sha256 hex>`, where
+//! `tt` is the first byte of the digest; its TTL is the idle deadline capped
+//! by the absolute deadline (`PEXPIREAT`). A user's sessions are indexed in
+//! a sorted set `<prefix>:{tt}:u:<user>` scored by absolute deadline, where
+//! `tt` is a byte derived from the user id. Tokens for logged-in sessions
+//! are drawn so that their digest starts with the user's byte
+//! ([`SessionStore::issue_token`]), so every key of one user shares one hash
+//! tag: login, logout-everywhere and index upkeep are single scripts, with
+//! no CROSSSLOT on a Cluster.
+//!
+//! Round trips: load is one `HGETALL` (none on a near-cache hit); save,
+//! touch, delete and create/rotate are one script each.
+
+mod codec;
+pub mod conn;
+mod near_cache;
+mod scripts;
+pub mod target;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+
+pub use conn::{AnyConnection, RedisConn};
+pub use near_cache::NearCache;
+pub use target::{InvalidRedisUrl, RedisTarget};
+
+use super::{KeyedRecord, SessionStore, StoreError};
+use crate::clock::{Clock, SystemClock, Timestamp};
+use crate::record::{SessionChange, SessionRecord, UserId};
+use crate::token::{SessionKey, SessionToken};
+
+/// How the Redis store behaves.
+#[derive(Debug, Clone)]
+pub struct RedisStoreConfig {
+    /// Prefix of every key and of the invalidation channel (`tessera`).
+    pub prefix: String,
+    /// Deadline for each Redis call (250 ms): past it, 503.
+    pub timeout: Duration,
+    /// The near cache, or `None` to ask Redis every time.
+    pub near_cache: Option<NearCacheConfig>,
+}
+
+/// Near-cache sizing.
+#[derive(Debug, Clone, Copy)]
+pub struct NearCacheConfig {
+    /// Sessions kept at most (100 000).
+    pub capacity: usize,
+    /// How long a copy is served before it is read again (60 s), a bound on
+    /// staleness should an invalidation ever be missed.
+    pub max_age: Duration,
+}
+
+impl Default for NearCacheConfig {
+    fn default() -> Self {
+        Self { capacity: 100_000, max_age: Duration::from_secs(60) }
+    }
+}
+
+impl Default for RedisStoreConfig {
+    fn default() -> Self {
+        Self {
+            prefix: "tessera".into(),
+            timeout: Duration::from_millis(250),
+            near_cache: Some(NearCacheConfig::default()),
+        }
+    }
+}
+
+/// The Redis session store.
+#[derive(Debug)]
+pub struct RedisStore {
+    conn: RedisConn,
+    prefix: String,
+    channel: String,
+    cluster: bool,
+    cache: Option<Arc<NearCache>>,
+    listener: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for RedisStore {
+    fn drop(&mut self) {
+        if let Some(listener) = &self.listener {
+            listener.abort();
+        }
+    }
+}
+
+fn tag_of(name: &str) -> Option<&str> {
+    let start = name.find('{')?;
+    let end = name[start..].find('}')?;
+    Some(&name[start + 1..start + end])
+}
+
+fn key_from_name(name: &str) -> Option<SessionKey> {
+    SessionKey::from_hex(name.rsplit_once(":s:")?.1)
+}
+
+impl RedisStore {
+    /// Connects to the Redis at `url` (see [`RedisTarget`] for the forms).
+    pub async fn connect(url: &str, config: RedisStoreConfig) -> Result<Self, StoreError> {
+        let target = RedisTarget::parse(url).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let conn = RedisConn::connect(target, config.timeout).await?;
+        Ok(Self::with_connection(conn, config))
+    }
+
+    /// A store over an existing connection (which the caller may share,
+    /// e.g. for OTP challenges and rate limits).
+    pub fn with_connection(conn: RedisConn, config: RedisStoreConfig) -> Self {
+        let channel = format!("{}:invalidate", config.prefix);
+        let cache = config.near_cache.map(|c| Arc::new(NearCache::new(c.capacity, c.max_age)));
+        let listener = cache.as_ref().map(|cache| {
+            near_cache::spawn_invalidation_listener(cache.clone(), conn.clone(), channel.clone(), key_from_name)
+        });
+        let cluster = matches!(conn.target(), RedisTarget::Cluster(_));
+        Self { conn, prefix: config.prefix, channel, cluster, cache, listener }
+    }
+
+    /// The connection, for other data that should live next to sessions.
+    pub fn connection(&self) -> &RedisConn {
+        &self.conn
+    }
+
+    /// The near cache, if enabled.
+    pub fn near_cache(&self) -> Option<&NearCache> {
+        self.cache.as_deref()
+    }
+
+    /// The server's `maxmemory-policy` when it may evict keys (anything but
+    /// `noeviction`: every session key has a TTL, so `volatile-*` evicts
+    /// them too). `None` if it does not, or if `CONFIG` is disabled.
+    pub async fn evicting_policy(&self) -> Option<String> {
+        let reply: Result<Vec<String>, _> =
+            self.conn
+                .run(|mut c| async move {
+                    redis::cmd("CONFIG").arg("GET").arg("maxmemory-policy").query_async(&mut c).await
+                })
+                .await;
+        reply.ok().and_then(|pair| pair.get(1).cloned()).filter(|policy| policy != "noeviction")
+    }
+
+    fn user_tag(user: &UserId) -> u8 {
+        let mut h = Sha256::new();
+        h.update(b"tessera/user-tag/v1");
+        h.update(user.as_str().as_bytes());
+        h.finalize()[0]
+    }
+
+    fn session_name(&self, key: &SessionKey) -> String {
+        format!("{}:{{{:02x}}}:s:{}", self.prefix, key.as_bytes()[0], key.to_hex())
+    }
+
+    fn index_name(&self, user: &UserId) -> String {
+        format!("{}:{{{:02x}}}:u:{}", self.prefix, Self::user_tag(user), user.as_str())
+    }
+
+    /// Whether a script may name both keys (always, but on a Cluster only
+    /// when they share a slot).
+    fn together(&self, a: &str, b: &str) -> bool {
+        !self.cluster || tag_of(a) == tag_of(b)
+    }
+
+    fn invalidate_local(&self, key: &SessionKey) {
+        if let Some(cache) = &self.cache {
+            cache.invalidate(key);
+        }
+    }
+
+    async fn create_script(
+        &self,
+        name: &str,
+        index: Option<&str>,
+        old: Option<&str>,
+        record: &SessionRecord,
+    ) -> Result<(), StoreError> {
+        let mut invocation = scripts::CREATE.prepare_invoke();
+        invocation.key(name);
+        if let Some(index) = index {
+            invocation.key(index);
+            if let Some(old) = old {
+                invocation.key(old);
+            }
+        }
+        let expire_at = record.idle_deadline.min(record.absolute_deadline).as_millis();
+        invocation
+            .arg(expire_at)
+            .arg(record.absolute_deadline.as_millis())
+            .arg(SystemClock.now().as_millis())
+            .arg(&self.channel);
+        for (field, value) in codec::encode(record) {
+            invocation.arg(field).arg(value);
+        }
+        let created: i64 = self.conn.run(|mut c| async move { invocation.invoke_async(&mut c).await }).await?;
+        if created == 0 {
+            return Err(StoreError::Conflict("session key exists".into()));
+        }
+        Ok(())
+    }
+
+    async fn delete_name(&self, name: &str) -> Result<bool, StoreError> {
+        let mut invocation = scripts::DELETE.prepare_invoke();
+        invocation.key(name).arg(&self.channel);
+        let n: i64 = self.conn.run(|mut c| async move { invocation.invoke_async(&mut c).await }).await?;
+        Ok(n > 0)
+    }
+
+    async fn index_members(&self, index: &str) -> Result<Vec<String>, StoreError> {
+        let mut invocation = scripts::LIST_INDEX.prepare_invoke();
+        invocation.key(index).arg(SystemClock.now().as_millis());
+        self.conn.run(|mut c| async move { invocation.invoke_async(&mut c).await }).await
+    }
+
+    async fn hgetall(&self, name: String) -> Result<Option<SessionRecord>, StoreError> {
+        let pairs: Vec<(String, Vec<u8>)> =
+            self.conn.run(|mut c| async move { redis::cmd("HGETALL").arg(name).query_async(&mut c).await }).await?;
+        codec::decode(pairs)
+    }
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    fn issue_token(&self, user: Option<&UserId>) -> SessionToken {
+        match user {
+            Some(user) => {
+                let tag = Self::user_tag(user);
+                SessionToken::generate_where(|k| k.as_bytes()[0] == tag)
+            }
+            None => SessionToken::generate(),
+        }
+    }
+
+    async fn create(&self, key: &SessionKey, record: &SessionRecord) -> Result<(), StoreError> {
+        self.rotate(None, key, record).await
+    }
+
+    async fn load(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {
+        let epoch = match &self.cache {
+            Some(cache) => {
+                if let Some(hit) = cache.get(key) {
+                    return Ok(Some(hit));
+                }
+                Some(cache.epoch())
+            }
+            None => None,
+        };
+        let record = self.hgetall(self.session_name(key)).await?;
+        if let (Some(cache), Some(epoch), Some(record)) = (&self.cache, epoch, &record) {
+            cache.insert(*key, record, epoch);
+        }
+        Ok(record)
+    }
+
+    async fn save(&self, key: &SessionKey, change: &SessionChange) -> Result<u64, StoreError> {
+        let mut invocation = scripts::SAVE.prepare_invoke();
+        invocation
+            .key(self.session_name(key))
+            .arg(change.base_version)
+            .arg(change.last_seen.as_millis())
+            .arg(change.idle_deadline.as_millis())
+            .arg(&self.channel)
+            .arg(change.set.len());
+        for (name, value) in &change.set {
+            invocation.arg(name).arg(serde_json::to_vec(value).expect("JSON values serialise"));
+        }
+        invocation.arg(change.removed.len());
+        for name in &change.removed {
+            invocation.arg(name);
+        }
+        let reply: Vec<redis::Value> =
+            self.conn.run(|mut c| async move { invocation.invoke_async(&mut c).await }).await?;
+        self.invalidate_local(key);
+        match reply.as_slice() {
+            [redis::Value::Int(-2)] => Err(StoreError::NotFound),
+            [redis::Value::Int(-1), name] => {
+                let name: String = redis::from_redis_value(name.clone()).unwrap_or_default();
+                Err(StoreError::Conflict(format!("attribute {name:?}")))
+            }
+            [redis::Value::Int(version)] if *version > 0 => Ok(*version as u64),
+            other => Err(StoreError::Unavailable(format!("unexpected save reply {other:?}"))),
+        }
+    }
+
+    async fn touch(&self, key: &SessionKey, last_seen: Timestamp, idle_deadline: Timestamp) -> Result<(), StoreError> {
+        let mut invocation = scripts::TOUCH.prepare_invoke();
+        invocation.key(self.session_name(key)).arg("").arg(last_seen.as_millis()).arg(idle_deadline.as_millis());
+        let touched: i64 = self.conn.run(|mut c| async move { invocation.invoke_async(&mut c).await }).await?;
+        if touched == 0 {
+            self.invalidate_local(key);
+            return Err(StoreError::NotFound);
+        }
+        // Touches are not broadcast: other nodes' copies only lag on the
+        // idle deadline, which is why cached copies have a maximum age.
+        if let Some(cache) = &self.cache {
+            cache.update(key, |r| {
+                r.last_seen = r.last_seen.max(last_seen);
+                r.idle_deadline = r.idle_deadline.max(idle_deadline);
+            });
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        let existed = self.delete_name(&self.session_name(key)).await?;
+        self.invalidate_local(key);
+        self.conn.confirm_replicated().await?;
+        Ok(existed)
+    }
+
+    async fn list_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<KeyedRecord>, StoreError> {
+        let index = self.index_name(user);
+        let members = self.index_members(&index).await?;
+        let loads = members.iter().map(|name| self.hgetall(name.clone()));
+        let records = futures_util::future::join_all(loads).await;
+        let mut live = Vec::new();
+        let mut gone = Vec::new();
+        for (name, record) in members.iter().zip(records) {
+            match (record?, key_from_name(name)) {
+                (Some(record), Some(key)) if record.user_id.as_ref() == Some(user) => {
+                    if !record.is_expired(now) {
+                        live.push(KeyedRecord { key, record });
+                    }
+                }
+                _ => gone.push(name.clone()),
+            }
+        }
+        if !gone.is_empty() {
+            // Prune what expired by idleness or was deleted elsewhere.
+            let index = index.clone();
+            self.conn
+                .run(|mut c| async move { redis::cmd("ZREM").arg(index).arg(gone).query_async::<i64>(&mut c).await })
+                .await?;
+        }
+        Ok(live)
+    }
+
+    async fn delete_user(&self, user: &UserId, keep: Option<&SessionKey>) -> Result<u64, StoreError> {
+        let index = self.index_name(user);
+        let keep = keep.map(|k| self.session_name(k));
+        let members: Vec<String> =
+            self.index_members(&index).await?.into_iter().filter(|m| Some(m) != keep.as_ref()).collect();
+        if members.is_empty() {
+            return Ok(0);
+        }
+        let deleted = if members.iter().all(|m| self.together(m, &index)) {
+            let mut invocation = scripts::DELETE_USER.prepare_invoke();
+            invocation.key(&index);
+            for member in &members {
+                invocation.key(member);
+            }
+            invocation.arg(&self.channel);
+            self.conn.run(|mut c| async move { invocation.invoke_async::<u64>(&mut c).await }).await?
+        } else {
+            let mut n = 0;
+            for member in &members {
+                n += u64::from(self.delete_name(member).await?);
+            }
+            let (index, members) = (index.clone(), members.clone());
+            self.conn
+                .run(|mut c| async move { redis::cmd("ZREM").arg(index).arg(members).query_async::<i64>(&mut c).await })
+                .await?;
+            n
+        };
+        for key in members.iter().filter_map(|m| key_from_name(m)) {
+            self.invalidate_local(&key);
+        }
+        self.conn.confirm_replicated().await?;
+        Ok(deleted)
+    }
+
+    async fn rotate(
+        &self,
+        old: Option<&SessionKey>,
+        new: &SessionKey,
+        record: &SessionRecord,
+    ) -> Result<(), StoreError> {
+        let name = self.session_name(new);
+        let old_name = old.map(|k| self.session_name(k));
+        let index = record.user_id.as_ref().map(|u| self.index_name(u));
+        match (&index, &old_name) {
+            // The common case, one script: create, index, delete the old.
+            (Some(index), old_name)
+                if self.together(&name, index) && old_name.as_ref().is_none_or(|o| self.together(o, index)) =>
+            {
+                self.create_script(&name, Some(index), old_name.as_deref(), record).await?;
+            }
+            // Keys in different Cluster slots (or an anonymous session):
+            // new first, then the index, then the old one goes.
+            _ => {
+                let same_slot_index = index.as_deref().filter(|i| self.together(&name, i));
+                self.create_script(&name, same_slot_index, None, record).await?;
+                if let (Some(index), None) = (&index, same_slot_index) {
+                    let (index, name) = (index.clone(), name.clone());
+                    let score = record.absolute_deadline.as_millis();
+                    self.conn
+                        .run(|mut c| async move {
+                            redis::pipe()
+                                .cmd("ZADD")
+                                .arg(&index)
+                                .arg(score)
+                                .arg(&name)
+                                .ignore()
+                                .cmd("PEXPIREAT")
+                                .arg(&index)
+                                .arg(score)
+                                .arg("GT")
+                                .ignore()
+                                .query_async::<()>(&mut c)
+                                .await
+                        })
+                        .await?;
+                }
+                if let Some(old_name) = &old_name {
+                    self.delete_name(old_name).await?;
+                }
+            }
+        }
+        if let Some(old) = old {
+            self.invalidate_local(old);
+            self.conn.confirm_replicated().await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_tags_are_found() {
+        assert_eq!(tag_of("tessera:{ab}:s:00"), Some("ab"));
+        assert_eq!(tag_of("no tag"), None);
+        let key = SessionToken::generate().key();
+        let name = format!("tessera:{{{:02x}}}:s:{}", key.as_bytes()[0], key.to_hex());
+        assert_eq!(key_from_name(&name), Some(key));
+    }
+
+    #[test]
+    fn user_tags_are_stable_and_spread() {
+        let alice = UserId::parse("alice").unwrap();
+        assert_eq!(RedisStore::user_tag(&alice), RedisStore::user_tag(&alice));
+        let tags: std::collections::HashSet<u8> = (0..2000).map(|i| RedisStore::user_tag(&UserId::from(i))).collect();
+        assert!(tags.len() > 200, "user ids should spread over the tag space");
+    }
+}

@@ -1,0 +1,256 @@
+//! The Redis store against real servers: standalone, Sentinel (master,
+//! replica, three sentinels) and a three-master Cluster, each started by
+//! the test harness on free loopback ports.
+
+mod support;
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::TestApp;
+use tessera::store::conformance::record_for;
+use tessera::store::redis::{NearCacheConfig, RedisStoreConfig};
+use tessera::{CookieSettings, RedisStore, SessionConfig, SessionStore, SessionToken, StoreError, UserId};
+use tessera_testkit::{RedisCluster, RedisServer, SentinelSetup};
+
+fn standalone() -> &'static RedisServer {
+    static SERVER: OnceLock<RedisServer> = OnceLock::new();
+    SERVER.get_or_init(RedisServer::start)
+}
+
+fn sentinel() -> &'static SentinelSetup {
+    static SETUP: OnceLock<SentinelSetup> = OnceLock::new();
+    SETUP.get_or_init(SentinelSetup::start)
+}
+
+fn cluster() -> &'static RedisCluster {
+    static CLUSTER: OnceLock<RedisCluster> = OnceLock::new();
+    CLUSTER.get_or_init(RedisCluster::start)
+}
+
+/// A store with its own key prefix, so tests sharing a server never meet.
+fn config(near_cache: bool) -> RedisStoreConfig {
+    RedisStoreConfig {
+        prefix: format!("t{}", &SessionToken::generate().key().to_hex()[..10]),
+        near_cache: near_cache.then(NearCacheConfig::default),
+        ..RedisStoreConfig::default()
+    }
+}
+
+async fn store(url: &str, near_cache: bool) -> RedisStore {
+    RedisStore::connect(url, config(near_cache)).await.unwrap()
+}
+
+mod standalone_with_near_cache {
+    tessera::store_conformance_tests!(async {
+        std::sync::Arc::new(super::store(&super::standalone().url(), true).await)
+    });
+}
+
+mod standalone_without_near_cache {
+    tessera::store_conformance_tests!(async {
+        std::sync::Arc::new(super::store(&super::standalone().url(), false).await)
+    });
+}
+
+mod sentinel_master_replica {
+    tessera::store_conformance_tests!(async {
+        std::sync::Arc::new(super::store(&super::sentinel().url(), true).await)
+    });
+}
+
+mod three_master_cluster {
+    tessera::store_conformance_tests!(async { std::sync::Arc::new(super::store(&super::cluster().url(), true).await) });
+}
+
+/// Waits (bounded) until `check` holds.
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn trusted(store: &RedisStore) {
+    eventually("near cache subscribed", async || store.near_cache().unwrap().is_trusted()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_on_one_node_reaches_the_near_cache_of_another() {
+    let url = standalone().url();
+    let cfg = config(true);
+    let a = RedisStore::connect(&url, cfg.clone()).await.unwrap();
+    let b = RedisStore::connect(&url, cfg).await.unwrap();
+    trusted(&a).await;
+    trusted(&b).await;
+    let user = UserId::parse("alice").unwrap();
+    let key = b.issue_token(Some(&user)).key();
+    a.create(&key, &record_for(Some("alice"))).await.unwrap();
+    assert!(b.load(&key).await.unwrap().is_some(), "b caches it");
+    let started = Instant::now();
+    a.delete(&key).await.unwrap();
+    eventually("b forgets the session", async || b.load(&key).await.unwrap().is_none()).await;
+    eprintln!("invalidation reached the other node after {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ending_a_users_sessions_on_one_node_reaches_another_on_a_cluster() {
+    let url = cluster().url();
+    let cfg = config(true);
+    let a = RedisStore::connect(&url, cfg.clone()).await.unwrap();
+    let b = RedisStore::connect(&url, cfg).await.unwrap();
+    trusted(&b).await;
+    let user = UserId::parse("bob").unwrap();
+    let keys: Vec<_> = (0..3).map(|_| a.issue_token(Some(&user)).key()).collect();
+    for key in &keys {
+        a.create(key, &record_for(Some("bob"))).await.unwrap();
+        assert!(b.load(key).await.unwrap().is_some());
+    }
+    assert_eq!(a.delete_user(&user, Some(&keys[0])).await.unwrap(), 2);
+    for key in &keys[1..] {
+        eventually("b forgets ended sessions", async || b.load(key).await.unwrap().is_none()).await;
+    }
+    assert!(b.load(&keys[0]).await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_keys_share_one_cluster_slot() {
+    let c = cluster();
+    let store = store(&c.url(), false).await;
+    let user = UserId::parse("carol").unwrap();
+    let key = store.issue_token(Some(&user)).key();
+    store.create(&key, &record_for(Some("carol"))).await.unwrap();
+    let names: Vec<String> = c
+        .nodes
+        .iter()
+        .flat_map(|n| {
+            let reply = n.cmd("KEYS *");
+            reply.lines().filter(|l| l.contains(":{")).map(str::to_owned).collect::<Vec<_>>()
+        })
+        .filter(|name| name.ends_with(&key.to_hex()) || name.ends_with(":u:carol"))
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    let slots: Vec<String> = names.iter().map(|n| c.nodes[0].cmd(&format!("CLUSTER KEYSLOT {n}"))).collect();
+    assert_eq!(slots[0], slots[1], "{names:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_keys_expire_at_the_idle_deadline_and_hold_no_token() {
+    let server = standalone();
+    let store = store(&server.url(), false).await;
+    let token = SessionToken::generate();
+    store.create(&token.key(), &record_for(Some("dave"))).await.unwrap();
+    let name = format!("*{}", token.key().to_hex());
+    let keys = server.cmd(&format!("KEYS {name}"));
+    let key_name = keys.lines().find(|l| l.contains(":s:")).unwrap().to_owned();
+    let ttl: i64 = server.cmd(&format!("PTTL {key_name}")).trim_start_matches(':').trim().parse().unwrap();
+    assert!((29 * 60_000..=30 * 60_000).contains(&ttl), "TTL follows the idle deadline: {ttl}");
+    let dump = server.cmd(&format!("HGETALL {key_name}"));
+    assert!(!dump.contains(&token.expose()) && !key_name.contains(&token.expose()));
+}
+
+/// Top-level commands the store sends (commands run inside scripts are
+/// counted separately by Redis and are not round trips).
+fn round_trips(server: &RedisServer) -> u64 {
+    let stats = server.commandstats();
+    ["hgetall", "evalsha", "eval", "script|load", "zrem"].iter().map(|c| stats.get(*c).copied().unwrap_or(0)).sum()
+}
+
+fn dev() -> SessionConfig {
+    SessionConfig { cookie: CookieSettings::insecure_dev(), ..SessionConfig::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trips_per_request_are_counted() {
+    let server = RedisServer::start();
+    let uncached = Arc::new(RedisStore::connect(&server.url(), config(false)).await.unwrap());
+    let app = TestApp::spawn_on(uncached, dev()).await;
+    // Load every script once (the first call of each costs a NOSCRIPT
+    // retry), so that the counts below are the steady state.
+    let warm = app.login_header("warm").await;
+    app.clock.advance(Duration::from_secs(181));
+    app.get("/me").bearer_auth(&warm).send().await.unwrap();
+
+    let before = round_trips(&server);
+    let token = app.login_header("alice").await;
+    assert_eq!(round_trips(&server) - before, 1, "login is one script");
+
+    let before = round_trips(&server);
+    assert_eq!(app.get("/me").bearer_auth(&token).send().await.unwrap().status(), 200);
+    assert_eq!(round_trips(&server) - before, 1, "a read-only request is one HGETALL");
+
+    app.clock.advance(Duration::from_secs(181));
+    let before = round_trips(&server);
+    app.get("/me").bearer_auth(&token).send().await.unwrap();
+    assert_eq!(round_trips(&server) - before, 2, "plus one touch once due");
+    let before = round_trips(&server);
+    app.get("/me").bearer_auth(&token).send().await.unwrap();
+    assert_eq!(round_trips(&server) - before, 1, "and no touch right after");
+
+    let before = round_trips(&server);
+    app.get("/public").send().await.unwrap();
+    app.get("/me").send().await.unwrap();
+    app.get("/me").bearer_auth("malformed").send().await.unwrap();
+    assert_eq!(round_trips(&server) - before, 0, "no credential, no Redis");
+
+    // With the near cache: the second read costs nothing.
+    let cached = Arc::new(RedisStore::connect(&server.url(), config(true)).await.unwrap());
+    trusted(&cached).await;
+    let app = TestApp::spawn_on(cached, dev()).await;
+    let token = app.login_header("bob").await;
+    app.get("/me").bearer_auth(&token).send().await.unwrap();
+    let before = round_trips(&server);
+    for _ in 0..5 {
+        assert_eq!(app.get("/me").bearer_auth(&token).send().await.unwrap().status(), 200);
+    }
+    assert_eq!(round_trips(&server) - before, 0, "near-cache hits cost no round trip");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_is_503_in_bounded_time_and_service_resumes() {
+    let mut server = RedisServer::start();
+    let store = Arc::new(RedisStore::connect(&server.url(), config(true)).await.unwrap());
+    trusted(&store).await;
+    let app = TestApp::spawn_on(store.clone(), dev()).await;
+    let token = app.login_header("alice").await;
+    assert_eq!(app.get("/me").bearer_auth(&token).send().await.unwrap().status(), 200, "cached now");
+
+    server.kill();
+    eventually("the node stops trusting its cache", async || !store.near_cache().unwrap().is_trusted()).await;
+    let started = Instant::now();
+    let r = app.get("/me").bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 503, "a session that cannot be checked is never served");
+    assert!(started.elapsed() < Duration::from_secs(2), "bounded: {:?}", started.elapsed());
+    assert_eq!(r.headers()["retry-after"], "1");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["data"]["errCode"], 10004);
+    assert_eq!(app.get("/public").send().await.unwrap().status(), 200, "no credential, no Redis needed");
+
+    // Redis comes back empty (no persistence): the node serves again, and
+    // the lost session is honestly gone rather than served from memory.
+    server.restart();
+    eventually("the node serves again", async || {
+        app.get("/me").bearer_auth(&token).send().await.map(|r| r.status() == 401).unwrap_or(false)
+    })
+    .await;
+    let token = app.login_header("alice").await;
+    assert_eq!(app.get("/me").bearer_auth(&token).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_redis_is_a_503_too() {
+    let server = RedisServer::start_with(&["--enable-debug-command", "yes"]);
+    let store = Arc::new(RedisStore::connect(&server.url(), config(false)).await.unwrap());
+    let key = SessionToken::generate().key();
+    // DEBUG SLEEP blocks the whole server for the duration.
+    let port = server.port();
+    let sleeper = std::thread::spawn(move || tessera_testkit::command(port, "DEBUG SLEEP 1"));
+    std::thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    let err = store.load(&key).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(started.elapsed() < Duration::from_millis(800), "gave up after {:?}", started.elapsed());
+    let _ = sleeper.join();
+}
