@@ -109,6 +109,31 @@ pub struct ServeArgs {
     #[arg(long, env = "TESSERA_ABSOLUTE_TIMEOUT", value_name = "SECS")]
     pub absolute_timeout: Option<u64>,
 
+    /// Redis for sessions, OTP challenges and rate limits, shared by every
+    /// node: redis://host:port[/db], rediss://…,
+    /// redis+sentinel://host:port[,host:port…]/master-name[/db] or
+    /// redis+cluster://host:port[,host:port…]. Without it, everything
+    /// lives in the SQLite file of --data-dir.
+    #[arg(long, env = "TESSERA_REDIS", value_name = "URL")]
+    pub redis: Option<String>,
+
+    /// Deadline for each Redis command in milliseconds; past it the request
+    /// gets 503 [default: 250].
+    #[arg(long, env = "TESSERA_REDIS_TIMEOUT_MS", value_name = "MS")]
+    pub redis_timeout_ms: Option<u64>,
+
+    /// Keep recently used sessions in memory, invalidated through Redis
+    /// pub/sub [default: true].
+    #[arg(long, env = "TESSERA_NEAR_CACHE", value_name = "BOOL")]
+    pub near_cache: Option<bool>,
+
+    /// A file holding the server secret (32 bytes raw, or 64 hex digits, or
+    /// base64), so that several nodes agree. The secret may instead be given
+    /// in the TESSERA_SECRET variable. Without either, <data-dir>/secret is
+    /// generated.
+    #[arg(long, env = "TESSERA_SECRET_FILE", value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+
     /// Log filter in tracing's syntax [default: info].
     #[arg(long, env = "TESSERA_LOG", value_name = "FILTER")]
     pub log: Option<String>,
@@ -121,6 +146,28 @@ pub enum OtpDelivery {
     Console,
     /// POSTed to this URL.
     Webhook(reqwest::Url),
+}
+
+/// Where the server secret comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// `<data-dir>/secret`, generated on first start.
+    DataDir,
+    /// A file given by configuration.
+    File(PathBuf),
+    /// The value of `TESSERA_SECRET`.
+    Value(String),
+}
+
+/// Redis settings.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// Where Redis is.
+    pub target: tessera::store::redis::RedisTarget,
+    /// Per-command deadline.
+    pub timeout: Duration,
+    /// Whether to keep the near cache.
+    pub near_cache: bool,
 }
 
 /// The resolved configuration of one server.
@@ -144,6 +191,10 @@ pub struct Settings {
     pub expiry: ExpiryPolicy,
     /// Log filter.
     pub log: String,
+    /// Redis, if configured.
+    pub redis: Option<RedisSettings>,
+    /// The server secret's source.
+    pub secret: SecretSource,
 }
 
 impl Settings {
@@ -159,6 +210,8 @@ impl Settings {
             trusted_proxies: Vec::new(),
             expiry: ExpiryPolicy::default(),
             log: "info".into(),
+            redis: None,
+            secret: SecretSource::DataDir,
         }
     }
 }
@@ -190,6 +243,10 @@ impl ServeArgs {
             idle_timeout: self.idle_timeout.or(file.idle_timeout),
             absolute_timeout: self.absolute_timeout.or(file.absolute_timeout),
             log: self.log.or(file.log),
+            redis: self.redis.or(file.redis),
+            redis_timeout_ms: self.redis_timeout_ms.or(file.redis_timeout_ms),
+            near_cache: self.near_cache.or(file.near_cache),
+            secret_file: self.secret_file.or(file.secret_file),
         }
     }
 
@@ -214,7 +271,22 @@ impl ServeArgs {
         let idle = self.idle_timeout.map(Duration::from_secs).unwrap_or(defaults.expiry.idle());
         let absolute = self.absolute_timeout.map(Duration::from_secs).unwrap_or(defaults.expiry.absolute());
         let expiry = ExpiryPolicy::new(idle, absolute).map_err(|e| format!("session timeouts: {e}"))?;
+        let redis = match self.redis {
+            None => None,
+            Some(url) => Some(RedisSettings {
+                target: tessera::store::redis::RedisTarget::parse(&url).map_err(|e| format!("--redis: {e}"))?,
+                timeout: Duration::from_millis(self.redis_timeout_ms.unwrap_or(250).max(1)),
+                near_cache: self.near_cache.unwrap_or(true),
+            }),
+        };
+        let secret = match (std::env::var("TESSERA_SECRET").ok().filter(|s| !s.is_empty()), self.secret_file) {
+            (Some(value), _) => SecretSource::Value(value),
+            (None, Some(path)) => SecretSource::File(path),
+            (None, None) => SecretSource::DataDir,
+        };
         Ok(Settings {
+            redis,
+            secret,
             bind: self.bind.unwrap_or(defaults.bind),
             data_dir: self.data_dir.unwrap_or(defaults.data_dir),
             carrier: match self.carrier.unwrap_or(CarrierArg::Auto) {

@@ -93,6 +93,15 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+impl From<tessera::StoreError> for ApiError {
+    fn from(e: tessera::StoreError) -> Self {
+        match e {
+            tessera::StoreError::Unavailable(reason) => Self::Unavailable(reason),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let failure = match self {

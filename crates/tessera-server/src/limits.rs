@@ -3,8 +3,12 @@
 
 use std::time::Duration;
 
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
+use redis::Script;
 use sqlx::SqlitePool;
+use tessera::store::redis::RedisConn;
 use tessera::Timestamp;
 
 use crate::error::ApiError;
@@ -93,5 +97,47 @@ impl RateLimiter for SqliteLimiter {
         .await?;
         tx.commit().await?;
         Ok(None)
+    }
+}
+
+/// Counters in Redis, shared by every node: one hash per bucket, checked
+/// and counted in one script.
+#[derive(Debug, Clone)]
+pub struct RedisLimiter {
+    conn: RedisConn,
+    prefix: String,
+}
+
+/// ARGV: now, window (ms), limit. Returns 0 when counted, else the
+/// milliseconds until the window ends.
+static HIT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local h = redis.call('HMGET', KEYS[1], 'start', 'hits')
+local now, window, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local start, hits = tonumber(h[1]), tonumber(h[2])
+if not start or now - start >= window then start, hits = now, 0 end
+if hits >= limit then return math.max(start + window - now, 1) end
+redis.call('HSET', KEYS[1], 'start', start, 'hits', hits + 1)
+redis.call('PEXPIRE', KEYS[1], start + window - now + 60000)
+return 0
+"#,
+    )
+});
+
+impl RedisLimiter {
+    /// Counters under `<prefix>:rl:` on `conn`.
+    pub fn new(conn: RedisConn, prefix: &str) -> Self {
+        Self { conn, prefix: format!("{prefix}:rl:") }
+    }
+}
+
+#[async_trait]
+impl RateLimiter for RedisLimiter {
+    async fn hit(&self, bucket: &str, limit: u32, window: Duration, now: Timestamp) -> Result<Option<u64>, ApiError> {
+        let mut call = HIT.prepare_invoke();
+        call.key(format!("{}{bucket}", self.prefix)).arg(now.as_millis()).arg(window.as_millis() as u64).arg(limit);
+        let wait_ms: u64 = self.conn.run(|mut c| async move { call.invoke_async(&mut c).await }).await?;
+        Ok((wait_ms > 0).then(|| wait_ms.div_ceil(1000)))
     }
 }

@@ -43,6 +43,36 @@ impl ServerSecret {
         }
     }
 
+    /// Reads a key file: 32 raw bytes, or the text forms of [`ServerSecret::parse`].
+    pub fn from_file(path: &Path) -> Result<Self, String> {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if let Ok(raw) = <[u8; 32]>::try_from(bytes.as_slice()) {
+            return Ok(Self(raw));
+        }
+        Self::parse(&String::from_utf8_lossy(&bytes)).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Parses a secret given as configuration: 64 hex digits or the base64
+    /// (standard or URL-safe, padded or not) of 32 bytes.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        use base64::Engine;
+        let text = text.trim();
+        let bytes = if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            (0..32).map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).expect("hex digits")).collect()
+        } else {
+            let engines = [
+                base64::engine::general_purpose::STANDARD,
+                base64::engine::general_purpose::URL_SAFE,
+                base64::engine::general_purpose::STANDARD_NO_PAD,
+                base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            ];
+            engines.iter().find_map(|e| e.decode(text).ok()).unwrap_or_default()
+        };
+        let bytes: [u8; 32] =
+            bytes.try_into().map_err(|_| "the secret must be 32 bytes, as 64 hex digits or base64".to_owned())?;
+        Ok(Self(bytes))
+    }
+
     /// HMAC-SHA256 of `parts` (each length-prefixed, so no two different
     /// lists of parts can collide) under a purpose label.
     pub fn mac(&self, purpose: &str, parts: &[&[u8]]) -> [u8; 32] {
@@ -84,6 +114,16 @@ mod tests {
         let s = ServerSecret([7; 32]);
         assert_ne!(s.mac("otp", &[b"ab", b"c"]), s.mac("otp", &[b"a", b"bc"]));
         assert_ne!(s.mac("otp", &[b"x"]), s.mac("csrf", &[b"x"]));
+    }
+
+    #[test]
+    fn configured_secrets_parse_as_hex_or_base64() {
+        let hex = "00".repeat(31) + "ff";
+        let from_hex = ServerSecret::parse(&hex).unwrap();
+        let from_b64 = ServerSecret::parse("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAP8=").unwrap();
+        assert_eq!(from_hex.mac("t", &[]), from_b64.mac("t", &[]));
+        assert!(ServerSecret::parse("too short").is_err());
+        assert!(ServerSecret::parse(&"00".repeat(16)).is_err());
     }
 
     #[test]

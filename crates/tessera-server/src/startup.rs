@@ -10,7 +10,10 @@ use axum::response::Response;
 use axum::Router;
 use http::{header, HeaderName, HeaderValue, Method, Request};
 use sqlx::SqlitePool;
-use tessera::{Clock, CookieSettings, CsrfPolicy, ErrorCode, SessionConfig, SessionLayer, SessionStore, SqliteStore};
+use tessera::store::redis::{NearCacheConfig, RedisConn, RedisStoreConfig};
+use tessera::{
+    Clock, CookieSettings, CsrfPolicy, ErrorCode, RedisStore, SessionConfig, SessionLayer, SessionStore, SqliteStore,
+};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -19,9 +22,11 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::client_ip::{self, TrustedProxies};
-use crate::configuration::{OtpDelivery, Settings};
-use crate::limits::SqliteLimiter;
-use crate::otp::{ConsoleSender, OtpPolicy, OtpSender, OtpService, SqliteChallenges, WebhookSender};
+use crate::configuration::{OtpDelivery, SecretSource, Settings};
+use crate::limits::{RateLimiter, RedisLimiter, SqliteLimiter};
+use crate::otp::{
+    ChallengeStore, ConsoleSender, OtpPolicy, OtpSender, OtpService, RedisChallenges, SqliteChallenges, WebhookSender,
+};
 use crate::routes::{self, params::MAX_BODY, AppState, LoginLimits};
 use crate::secret::ServerSecret;
 use crate::users::Users;
@@ -43,16 +48,18 @@ impl Application {
     pub async fn build(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
         std::fs::create_dir_all(&settings.data_dir)
             .map_err(|e| format!("cannot create {}: {e}", settings.data_dir.display()))?;
-        let secret = ServerSecret::load_or_create(&settings.data_dir.join("secret"))
-            .map_err(|e| format!("server secret: {e}"))?;
+        let secret = match &settings.secret {
+            SecretSource::DataDir => ServerSecret::load_or_create(&settings.data_dir.join("secret"))
+                .map_err(|e| format!("server secret: {e}"))?,
+            SecretSource::File(path) => ServerSecret::from_file(path)?,
+            SecretSource::Value(text) => ServerSecret::parse(text).map_err(|e| format!("TESSERA_SECRET: {e}"))?,
+        };
         let db_path = settings.data_dir.join("tessera.db");
         let pool = tessera::store::sqlite::connect(&db_path)
             .await
             .map_err(|e| format!("cannot open {}: {e}", db_path.display()))?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        let store = Arc::new(SqliteStore::with_pool(pool.clone()).await?);
-        let challenges = Arc::new(SqliteChallenges::new(pool.clone()));
-        let limiter = Arc::new(SqliteLimiter::new(pool.clone()));
+        let backends = Backends::open(settings, &pool).await?;
 
         let sender: Arc<dyn OtpSender> = match &settings.otp {
             OtpDelivery::Console => {
@@ -65,9 +72,9 @@ impl Application {
             tracing::warn!("--dev: session cookies are sent without Secure over plain HTTP; never in production");
         }
         let otp = OtpService {
-            store: challenges.clone(),
+            store: backends.challenges.clone(),
             sender,
-            limiter: limiter.clone(),
+            limiter: backends.limiter.clone(),
             secret,
             clock: clock.clone(),
             policy: OtpPolicy::default(),
@@ -75,10 +82,11 @@ impl Application {
         let state = AppState {
             users: Users::new(pool.clone()),
             otp,
-            limiter: limiter.clone(),
+            limiter: backends.limiter.clone(),
             login_limits: LoginLimits::default(),
             clock: clock.clone(),
             pool: pool.clone(),
+            redis: backends.redis.clone(),
         };
         let session_config = SessionConfig {
             carrier: settings.carrier,
@@ -87,7 +95,7 @@ impl Application {
             csrf: CsrfPolicy::new(settings.allowed_origins.clone()),
         };
         let router = routes::router(state)
-            .layer(SessionLayer::with_clock(store.clone(), session_config, clock.clone()))
+            .layer(SessionLayer::with_clock(backends.sessions.clone(), session_config, clock.clone()))
             .layer(DefaultBodyLimit::max(MAX_BODY))
             .layer(axum::middleware::from_fn_with_state(
                 TrustedProxies(Arc::new(settings.trusted_proxies.clone())),
@@ -107,7 +115,7 @@ impl Application {
 
         let listener =
             TcpListener::bind(settings.bind).await.map_err(|e| format!("cannot bind {}: {e}", settings.bind))?;
-        let maintenance = spawn_maintenance(store, challenges, limiter, clock);
+        let maintenance = spawn_maintenance(backends.sessions, pool.clone(), clock);
         Ok(Self { listener, router, database: pool, maintenance })
     }
 
@@ -153,13 +161,53 @@ fn cors(settings: &Settings) -> CorsLayer {
         .max_age(Duration::from_secs(600))
 }
 
-/// Every minute: drop lapsed sessions, expired challenges and old counters.
-fn spawn_maintenance(
-    sessions: Arc<SqliteStore>,
-    challenges: Arc<SqliteChallenges>,
-    limiter: Arc<SqliteLimiter>,
-    clock: Arc<dyn Clock>,
-) -> JoinHandle<()> {
+/// Where sessions, OTP challenges and rate limits live: all in Redis when
+/// it is configured (so every node shares them), else all in the SQLite file.
+struct Backends {
+    sessions: Arc<dyn SessionStore>,
+    challenges: Arc<dyn ChallengeStore>,
+    limiter: Arc<dyn RateLimiter>,
+    redis: Option<RedisConn>,
+}
+
+impl Backends {
+    async fn open(settings: &Settings, pool: &SqlitePool) -> Result<Self, StartupError> {
+        let Some(redis) = &settings.redis else {
+            return Ok(Self {
+                sessions: Arc::new(SqliteStore::with_pool(pool.clone()).await?),
+                challenges: Arc::new(SqliteChallenges::new(pool.clone())),
+                limiter: Arc::new(SqliteLimiter::new(pool.clone())),
+                redis: None,
+            });
+        };
+        let conn = RedisConn::connect(redis.target.clone(), redis.timeout)
+            .await
+            .map_err(|e| format!("cannot reach Redis at {:?}: {e}", redis.target))?;
+        let config = RedisStoreConfig {
+            timeout: redis.timeout,
+            near_cache: redis.near_cache.then(NearCacheConfig::default),
+            ..RedisStoreConfig::default()
+        };
+        let prefix = config.prefix.clone();
+        let store = RedisStore::with_connection(conn.clone(), config);
+        if let Some(policy) = store.evicting_policy().await {
+            tracing::warn!(%policy, "Redis maxmemory-policy may evict session keys; use noeviction");
+        }
+        tracing::info!(target = ?redis.target, near_cache = redis.near_cache, "sessions, OTP and rate limits in Redis");
+        Ok(Self {
+            sessions: Arc::new(store),
+            challenges: Arc::new(RedisChallenges::new(conn.clone(), &prefix)),
+            limiter: Arc::new(RedisLimiter::new(conn.clone(), &prefix)),
+            redis: Some(conn),
+        })
+    }
+}
+
+/// Every minute: drop lapsed sessions, expired challenges and old counters
+/// from the SQLite file (Redis expires its keys by itself).
+fn spawn_maintenance(sessions: Arc<dyn SessionStore>, pool: SqlitePool, clock: Arc<dyn Clock>) -> JoinHandle<()> {
+    let challenges = SqliteChallenges::new(pool.clone());
+    let limiter = SqliteLimiter::new(pool);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

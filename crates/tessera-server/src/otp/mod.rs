@@ -17,7 +17,7 @@ use crate::error::ApiError;
 use crate::limits::{self, Limit, RateLimiter};
 use crate::secret::ServerSecret;
 pub use sender::{ConsoleSender, OtpSender, WebhookSender};
-pub use store::{Attempt, ChallengeStore, SqliteChallenges};
+pub use store::{Attempt, ChallengeStore, RedisChallenges, SqliteChallenges};
 
 /// Lifetimes, caps and throttles for codes.
 #[derive(Debug, Clone)]

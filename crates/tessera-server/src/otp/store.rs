@@ -1,8 +1,12 @@
 //! Where pending challenges live.
 
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
+use redis::Script;
 use sqlx::SqlitePool;
 use subtle::ConstantTimeEq;
+use tessera::store::redis::RedisConn;
 use tessera::Timestamp;
 
 use crate::domain::Telephone;
@@ -124,5 +128,94 @@ impl ChallengeStore for SqliteChallenges {
         };
         tx.commit().await?;
         Ok(outcome)
+    }
+}
+
+/// Challenges in Redis, one hash per phone, shared by every node.
+///
+/// Expiry is judged against the server clock passed in (the field `exp`);
+/// the key's TTL only cleans up.
+#[derive(Debug, Clone)]
+pub struct RedisChallenges {
+    conn: RedisConn,
+    prefix: String,
+}
+
+static PUT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'mac', ARGV[1], 'exp', ARGV[2], 'attempts', 0)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+"#,
+    )
+});
+
+static DISCARD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new("if redis.call('HGET', KEYS[1], 'mac') == ARGV[1] then redis.call('DEL', KEYS[1]) end")
+});
+
+/// 0: no live challenge, 1: verified, 2: mismatch. ARGV: mac, now, max attempts.
+static ATTEMPT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local h = redis.call('HMGET', KEYS[1], 'mac', 'exp', 'attempts')
+if not h[1] then return 0 end
+if tonumber(h[2]) <= tonumber(ARGV[2]) or tonumber(h[3]) >= tonumber(ARGV[3]) then
+  redis.call('DEL', KEYS[1])
+  return 0
+end
+if h[1] == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+if redis.call('HINCRBY', KEYS[1], 'attempts', 1) >= tonumber(ARGV[3]) then redis.call('DEL', KEYS[1]) end
+return 2
+"#,
+    )
+});
+
+impl RedisChallenges {
+    /// Challenges under `<prefix>:otp:` on `conn`.
+    pub fn new(conn: RedisConn, prefix: &str) -> Self {
+        Self { conn, prefix: format!("{prefix}:otp:") }
+    }
+
+    fn key(&self, phone: &Telephone) -> String {
+        format!("{}{}", self.prefix, phone.as_str())
+    }
+}
+
+#[async_trait]
+impl ChallengeStore for RedisChallenges {
+    async fn put(&self, phone: &Telephone, mac: &[u8; 32], expires_at: Timestamp) -> Result<(), ApiError> {
+        let mut call = PUT.prepare_invoke();
+        // Keep the key a minute past the code's life; expiry itself is `exp`.
+        let ttl_ms = expires_at.since(tessera::Clock::now(&tessera::SystemClock)).as_millis() as u64 + 60_000;
+        call.key(self.key(phone)).arg(&mac[..]).arg(expires_at.as_millis()).arg(ttl_ms);
+        Ok(self.conn.run(|mut c| async move { call.invoke_async::<()>(&mut c).await }).await?)
+    }
+
+    async fn discard(&self, phone: &Telephone, mac: &[u8; 32]) -> Result<(), ApiError> {
+        let mut call = DISCARD.prepare_invoke();
+        call.key(self.key(phone)).arg(&mac[..]);
+        Ok(self.conn.run(|mut c| async move { call.invoke_async::<()>(&mut c).await }).await?)
+    }
+
+    async fn attempt(
+        &self,
+        phone: &Telephone,
+        mac: &[u8; 32],
+        now: Timestamp,
+        max_attempts: u32,
+    ) -> Result<Attempt, ApiError> {
+        let mut call = ATTEMPT.prepare_invoke();
+        call.key(self.key(phone)).arg(&mac[..]).arg(now.as_millis()).arg(max_attempts);
+        let outcome: i64 = self.conn.run(|mut c| async move { call.invoke_async(&mut c).await }).await?;
+        Ok(match outcome {
+            1 => Attempt::Verified,
+            2 => Attempt::Mismatch,
+            _ => Attempt::NoChallenge,
+        })
     }
 }

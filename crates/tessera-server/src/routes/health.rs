@@ -7,10 +7,19 @@ use tessera::{ErrorCode, Success};
 
 use super::AppState;
 
-/// `GET /healthz`
+/// `GET /healthz`: 200 when the database (and Redis, if configured)
+/// answer, else 503 so that a load balancer routes around this node.
 pub async fn healthz(State(state): State<AppState>) -> Response {
-    match sqlx::query("SELECT 1").execute(&state.pool).await {
-        Ok(_) => Success(json!({"status": "ok"})).into_response(),
+    let database = sqlx::query("SELECT 1").execute(&state.pool).await.map(|_| ()).map_err(|e| e.to_string());
+    let redis = match &state.redis {
+        None => Ok(()),
+        Some(conn) => conn
+            .run(|mut c| async move { redis::cmd("PING").query_async::<()>(&mut c).await })
+            .await
+            .map_err(|e| e.to_string()),
+    };
+    match database.and(redis) {
+        Ok(()) => Success(json!({"status": "ok"})).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "health check failed");
             ErrorCode::SESSION_STORE_UNAVAILABLE.into_response()

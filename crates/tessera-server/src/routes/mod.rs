@@ -49,6 +49,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// The database, for health checks.
     pub pool: SqlitePool,
+    /// Redis, when configured, for health checks.
+    pub redis: Option<tessera::store::redis::RedisConn>,
 }
 
 /// All routes.

@@ -30,7 +30,7 @@ pub struct Sink {
 }
 
 impl Sink {
-    async fn start() -> (Self, SocketAddr) {
+    pub async fn start() -> (Self, SocketAddr) {
         let sink = Sink { status: Arc::new(AtomicU16::new(200)), ..Default::default() };
         let app = Router::new()
             .route(
