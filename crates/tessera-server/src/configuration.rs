@@ -127,6 +127,11 @@ pub struct ServeArgs {
     #[arg(long, env = "TESSERA_NEAR_CACHE", value_name = "BOOL")]
     pub near_cache: Option<bool>,
 
+    /// The user database: postgres://user@host/db (shared by every node) or
+    /// sqlite:///path [default: the SQLite file in --data-dir].
+    #[arg(long, env = "TESSERA_DATABASE", value_name = "URL")]
+    pub database: Option<String>,
+
     /// A file holding the server secret (32 bytes raw, or 64 hex digits, or
     /// base64), so that several nodes agree. The secret may instead be given
     /// in the TESSERA_SECRET variable. Without either, <data-dir>/secret is
@@ -195,6 +200,8 @@ pub struct Settings {
     pub redis: Option<RedisSettings>,
     /// The server secret's source.
     pub secret: SecretSource,
+    /// The user database URL; `None`: the SQLite file in the data directory.
+    pub database: Option<String>,
 }
 
 impl Settings {
@@ -212,6 +219,7 @@ impl Settings {
             log: "info".into(),
             redis: None,
             secret: SecretSource::DataDir,
+            database: None,
         }
     }
 }
@@ -247,6 +255,7 @@ impl ServeArgs {
             redis_timeout_ms: self.redis_timeout_ms.or(file.redis_timeout_ms),
             near_cache: self.near_cache.or(file.near_cache),
             secret_file: self.secret_file.or(file.secret_file),
+            database: self.database.or(file.database),
         }
     }
 
@@ -284,7 +293,12 @@ impl ServeArgs {
             (None, Some(path)) => SecretSource::File(path),
             (None, None) => SecretSource::DataDir,
         };
+        if let Some(url) = &self.database {
+            crate::users::Engine::of(url)
+                .ok_or_else(|| format!("--database must be postgres://… or sqlite:…, not {url:?}"))?;
+        }
         Ok(Settings {
+            database: self.database,
             redis,
             secret,
             bind: self.bind.unwrap_or(defaults.bind),

@@ -58,7 +58,15 @@ impl Application {
         let pool = tessera::store::sqlite::connect(&db_path)
             .await
             .map_err(|e| format!("cannot open {}: {e}", db_path.display()))?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
+        let mut local = sqlx::migrate!("./migrations/local");
+        // The user tables may share this file; their migrations are tracked
+        // in the same table.
+        local.set_ignore_missing(true);
+        local.run(&pool).await?;
+        let users = match &settings.database {
+            Some(url) => Users::connect(url).await?,
+            None => Users::connect(&format!("sqlite://{}", db_path.display())).await?,
+        };
         let backends = Backends::open(settings, &pool).await?;
 
         let sender: Arc<dyn OtpSender> = match &settings.otp {
@@ -80,7 +88,7 @@ impl Application {
             policy: OtpPolicy::default(),
         };
         let state = AppState {
-            users: Users::new(pool.clone()),
+            users,
             otp,
             limiter: backends.limiter.clone(),
             login_limits: LoginLimits::default(),

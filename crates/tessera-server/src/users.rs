@@ -1,7 +1,12 @@
-//! The user repository: `user_info` and `user_password`.
+//! The user repository: `user_info` and `user_password`, in SQLite (one
+//! machine) or PostgreSQL (many), through sqlx's `Any` driver: the queries
+//! are written once, with `$N` placeholders that both engines accept.
+
+use std::time::Duration;
 
 use serde::Serialize;
-use sqlx::SqlitePool;
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyPool;
 
 use crate::domain::{NewUser, Telephone};
 use crate::error::ApiError;
@@ -25,13 +30,57 @@ pub struct User {
 /// Users in SQL.
 #[derive(Debug, Clone)]
 pub struct Users {
-    pool: SqlitePool,
+    pool: AnyPool,
+}
+
+/// Which engine a database URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// `sqlite:` URLs.
+    Sqlite,
+    /// `postgres:` / `postgresql:` URLs.
+    Postgres,
+}
+
+impl Engine {
+    /// The engine of `url`, if supported.
+    pub fn of(url: &str) -> Option<Self> {
+        if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Self::Postgres)
+        } else {
+            None
+        }
+    }
 }
 
 impl Users {
-    /// Users in `pool`'s database (migrated by startup).
-    pub fn new(pool: SqlitePool) -> Self {
-        Self { pool }
+    /// Connects to the user database at `url` and applies its migrations.
+    pub async fn connect(url: &str) -> Result<Self, String> {
+        sqlx::any::install_default_drivers();
+        let engine = Engine::of(url).ok_or_else(|| format!("unsupported database URL {url:?}"))?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(3))
+            .connect(url)
+            .await
+            .map_err(|e| format!("cannot open the user database: {e}"))?;
+        let mut migrator = match engine {
+            Engine::Sqlite => sqlx::migrate!("./migrations/users/sqlite"),
+            Engine::Postgres => sqlx::migrate!("./migrations/users/postgres"),
+        };
+        // The SQLite file also holds the service's local tables, whose
+        // migrations are tracked in the same table.
+        migrator.set_ignore_missing(true);
+        migrator.run(&pool).await.map_err(|e| format!("user database migrations: {e}"))?;
+        Ok(Self { pool })
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), ApiError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
     }
 
     /// Creates a user and their password row in one transaction; `None`
@@ -39,7 +88,7 @@ impl Users {
     pub async fn insert(&self, user: &NewUser, password_hash: &str) -> Result<Option<User>, ApiError> {
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query_scalar::<_, i64>(
-            "INSERT INTO user_info (name, gender, age, telphone, register_mode) VALUES (?, ?, ?, ?, 'byphone')
+            "INSERT INTO user_info (name, gender, age, telphone, register_mode) VALUES ($1, $2, $3, $4, 'byphone')
              ON CONFLICT (telphone) DO NOTHING RETURNING id",
         )
         .bind(user.name.as_str())
@@ -49,7 +98,7 @@ impl Users {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(id) = inserted else { return Ok(None) };
-        sqlx::query("INSERT INTO user_password (encrpt_password, user_id) VALUES (?, ?)")
+        sqlx::query("INSERT INTO user_password (encrpt_password, user_id) VALUES ($1, $2)")
             .bind(password_hash)
             .bind(id)
             .execute(&mut *tx)
@@ -66,7 +115,7 @@ impl Users {
 
     /// The user with `id`.
     pub async fn by_id(&self, id: i64) -> Result<Option<User>, ApiError> {
-        Ok(sqlx::query_as::<_, User>("SELECT id, name, gender, age, telphone FROM user_info WHERE id = ?")
+        Ok(sqlx::query_as::<_, User>("SELECT id, name, gender, age, telphone FROM user_info WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?)
@@ -82,7 +131,7 @@ impl Users {
         }
         let row = sqlx::query_as::<_, Row>(
             "SELECT u.id, u.name, u.gender, u.age, u.telphone, p.encrpt_password
-             FROM user_info u JOIN user_password p ON p.user_id = u.id WHERE u.telphone = ?",
+             FROM user_info u JOIN user_password p ON p.user_id = u.id WHERE u.telphone = $1",
         )
         .bind(phone.as_str())
         .fetch_optional(&self.pool)

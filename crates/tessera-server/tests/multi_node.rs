@@ -4,46 +4,12 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use support::node::Node;
 use support::{e164, Sink, PASSWORD, PHONE};
 use tessera_testkit::RedisServer;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-
-const SECRET: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-
-struct Node {
-    child: Child,
-    base: String,
-}
-
-impl Node {
-    async fn start(redis: &str, data: &Path, sink: &str) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-            .args(["serve", "--dev", "--bind", "127.0.0.1:0", "--log", "warn", "--otp-sender", "webhook"])
-            .args(["--otp-webhook", sink, "--redis", redis])
-            .arg("--data-dir")
-            .arg(data)
-            .env("TESSERA_SECRET", SECRET)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = tokio::time::timeout(Duration::from_secs(30), out.next_line()).await.unwrap().unwrap().unwrap();
-        let base = line.strip_prefix("tessera listening on ").expect("start-up line").to_owned();
-        Self { child, base }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
-    }
-}
 
 async fn status(http: &reqwest::Client, node: &Node, token: &str) -> u16 {
     http.get(node.url("/user/me")).bearer_auth(token).send().await.unwrap().status().as_u16()
@@ -81,7 +47,7 @@ async fn three_nodes_share_sessions_revocations_and_throttles() {
     let sink_url = format!("http://{sink_addr}/sms");
     let mut nodes = Vec::new();
     for _ in 0..3 {
-        nodes.push(Node::start(&redis.url(), data.path(), &sink_url).await);
+        nodes.push(Node::start(data.path(), &sink_url, &["--redis", &redis.url()]).await);
     }
     let http = reqwest::Client::new();
 

@@ -10,7 +10,8 @@ use super::AppState;
 /// `GET /healthz`: 200 when the database (and Redis, if configured)
 /// answer, else 503 so that a load balancer routes around this node.
 pub async fn healthz(State(state): State<AppState>) -> Response {
-    let database = sqlx::query("SELECT 1").execute(&state.pool).await.map(|_| ()).map_err(|e| e.to_string());
+    let local = sqlx::query("SELECT 1").execute(&state.pool).await.map(|_| ()).map_err(|e| e.to_string());
+    let database = local.and(state.users.ping().await.map_err(|e| e.to_string()));
     let redis = match &state.redis {
         None => Ok(()),
         Some(conn) => conn

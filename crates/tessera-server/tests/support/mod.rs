@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod node;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
