@@ -254,3 +254,12 @@ async fn a_slow_redis_is_a_503_too() {
     assert!(started.elapsed() < Duration::from_millis(800), "gave up after {:?}", started.elapsed());
     let _ = sleeper.join();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evicting_maxmemory_policy_is_reported() {
+    let safe = store(&standalone().url(), false).await;
+    assert_eq!(safe.evicting_policy().await, None, "the harness runs noeviction, Redis's default");
+    let lru = RedisServer::start_with(&["--maxmemory-policy", "volatile-lru"]);
+    let risky = store(&lru.url(), false).await;
+    assert_eq!(risky.evicting_policy().await.as_deref(), Some("volatile-lru"));
+}
