@@ -263,3 +263,32 @@ async fn an_evicting_maxmemory_policy_is_reported() {
     let risky = store(&lru.url(), false).await;
     assert_eq!(risky.evicting_policy().await.as_deref(), Some("volatile-lru"));
 }
+
+/// The PTTL of the one key matching `pattern` on any of `nodes`.
+fn pttl(nodes: &[&RedisServer], pattern: &str) -> i64 {
+    for node in nodes {
+        let keys = node.cmd(&format!("KEYS {pattern}"));
+        if let Some(name) = keys.lines().find(|l| !l.starts_with('*') && !l.starts_with('$')) {
+            return node.cmd(&format!("PTTL {name}")).trim_start_matches(':').trim().parse().unwrap();
+        }
+    }
+    panic!("no key matches {pattern}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_indexes_expire_with_their_last_session_on_every_topology() {
+    let c = cluster();
+    let nodes: Vec<&RedisServer> = c.nodes.iter().collect();
+    for (url, nodes, steered) in
+        [(standalone().url(), vec![standalone()], true), (c.url(), nodes.clone(), true), (c.url(), nodes, false)]
+    {
+        let store = store(&url, false).await;
+        let user = UserId::parse(format!("ttl-{}", &SessionToken::generate().key().to_hex()[..8])).unwrap();
+        // Unsteered keys land in another slot than the index on a Cluster.
+        let key = if steered { store.issue_token(Some(&user)).key() } else { SessionToken::generate().key() };
+        store.create(&key, &record_for(Some(user.as_str()))).await.unwrap();
+        let ttl = pttl(&nodes, &format!("*:u:{}", user.as_str()));
+        assert!(ttl > 11 * 3600 * 1000 && ttl <= 12 * 3600 * 1000, "index TTL {ttl} ({url}, steered: {steered})");
+        assert_eq!(store.list_user(&user, tessera::Clock::now(&tessera::SystemClock)).await.unwrap().len(), 1);
+    }
+}

@@ -393,25 +393,13 @@ impl SessionStore for RedisStore {
                 let same_slot_index = index.as_deref().filter(|i| self.together(&name, i));
                 self.create_script(&name, same_slot_index, None, record).await?;
                 if let (Some(index), None) = (&index, same_slot_index) {
-                    let (index, name) = (index.clone(), name.clone());
-                    let score = record.absolute_deadline.as_millis();
-                    self.conn
-                        .run(|mut c| async move {
-                            redis::pipe()
-                                .cmd("ZADD")
-                                .arg(&index)
-                                .arg(score)
-                                .arg(&name)
-                                .ignore()
-                                .cmd("PEXPIREAT")
-                                .arg(&index)
-                                .arg(score)
-                                .arg("GT")
-                                .ignore()
-                                .query_async::<()>(&mut c)
-                                .await
-                        })
-                        .await?;
+                    let mut invocation = scripts::INDEX.prepare_invoke();
+                    invocation
+                        .key(index)
+                        .arg(&name)
+                        .arg(record.absolute_deadline.as_millis())
+                        .arg(SystemClock.now().as_millis());
+                    self.conn.run(|mut c| async move { invocation.invoke_async::<()>(&mut c).await }).await?;
                 }
                 if let Some(old_name) = &old_name {
                     self.delete_name(old_name).await?;

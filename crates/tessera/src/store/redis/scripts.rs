@@ -56,6 +56,19 @@ return 1
     )
 });
 
+/// Index a session whose key lives in another Cluster slot than the index.
+/// KEYS: user index. ARGV: session key, index score, now.
+pub static INDEX: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[1], last[2])
+"#,
+    )
+});
+
 /// Save changed attributes with the per-attribute version check.
 /// KEYS: session. ARGV: base version, last seen, idle deadline, channel,
 /// n set, (name, value)..., n removed, name...
