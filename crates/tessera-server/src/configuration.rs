@@ -139,6 +139,19 @@ pub struct ServeArgs {
     #[arg(long, env = "TESSERA_SECRET_FILE", value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
 
+    /// Login attempts allowed per phone number per 15 minutes [default: 10].
+    #[arg(long, env = "TESSERA_LOGIN_LIMIT_PER_PHONE", value_name = "N")]
+    pub login_limit_per_phone: Option<u32>,
+
+    /// Login attempts allowed per client address per 15 minutes; raise it
+    /// when many users share one address (NAT) [default: 100].
+    #[arg(long, env = "TESSERA_LOGIN_LIMIT_PER_IP", value_name = "N")]
+    pub login_limit_per_ip: Option<u32>,
+
+    /// OTP sends allowed per client address per hour [default: 20].
+    #[arg(long, env = "TESSERA_OTP_LIMIT_PER_IP", value_name = "N")]
+    pub otp_limit_per_ip: Option<u32>,
+
     /// Log filter in tracing's syntax [default: info].
     #[arg(long, env = "TESSERA_LOG", value_name = "FILTER")]
     pub log: Option<String>,
@@ -202,6 +215,25 @@ pub struct Settings {
     pub secret: SecretSource,
     /// The user database URL; `None`: the SQLite file in the data directory.
     pub database: Option<String>,
+    /// Throttles.
+    pub throttles: Throttles,
+}
+
+/// How many attempts the service allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Throttles {
+    /// Login attempts per phone per 15 minutes.
+    pub login_per_phone: u32,
+    /// Login attempts per client address per 15 minutes.
+    pub login_per_ip: u32,
+    /// OTP sends per client address per hour.
+    pub otp_per_ip: u32,
+}
+
+impl Default for Throttles {
+    fn default() -> Self {
+        Self { login_per_phone: 10, login_per_ip: 100, otp_per_ip: 20 }
+    }
 }
 
 impl Settings {
@@ -220,6 +252,7 @@ impl Settings {
             redis: None,
             secret: SecretSource::DataDir,
             database: None,
+            throttles: Throttles::default(),
         }
     }
 }
@@ -256,6 +289,9 @@ impl ServeArgs {
             near_cache: self.near_cache.or(file.near_cache),
             secret_file: self.secret_file.or(file.secret_file),
             database: self.database.or(file.database),
+            login_limit_per_phone: self.login_limit_per_phone.or(file.login_limit_per_phone),
+            login_limit_per_ip: self.login_limit_per_ip.or(file.login_limit_per_ip),
+            otp_limit_per_ip: self.otp_limit_per_ip.or(file.otp_limit_per_ip),
         }
     }
 
@@ -297,7 +333,13 @@ impl ServeArgs {
             crate::users::Engine::of(url)
                 .ok_or_else(|| format!("--database must be postgres://… or sqlite:…, not {url:?}"))?;
         }
+        let throttles = Throttles {
+            login_per_phone: self.login_limit_per_phone.unwrap_or(defaults.throttles.login_per_phone).max(1),
+            login_per_ip: self.login_limit_per_ip.unwrap_or(defaults.throttles.login_per_ip).max(1),
+            otp_per_ip: self.otp_limit_per_ip.unwrap_or(defaults.throttles.otp_per_ip).max(1),
+        };
         Ok(Settings {
+            throttles,
             database: self.database,
             redis,
             secret,

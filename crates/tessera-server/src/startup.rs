@@ -85,13 +85,16 @@ impl Application {
             limiter: backends.limiter.clone(),
             secret,
             clock: clock.clone(),
-            policy: OtpPolicy::default(),
+            policy: OtpPolicy {
+                per_ip_hourly: crate::limits::Limit::new(settings.throttles.otp_per_ip, Duration::from_secs(3600)),
+                ..OtpPolicy::default()
+            },
         };
         let state = AppState {
             users,
             otp,
             limiter: backends.limiter.clone(),
-            login_limits: LoginLimits::default(),
+            login_limits: LoginLimits::new(settings.throttles.login_per_phone, settings.throttles.login_per_ip),
             clock: clock.clone(),
             pool: pool.clone(),
             redis: backends.redis.clone(),

@@ -147,3 +147,19 @@ async fn logins_are_throttled_per_phone() {
         app.post("/user/login").json(&json!({"telephone": PHONE, "password": support::PASSWORD})).send().await.unwrap();
     assert_eq!(failure(r).await, (429, 10003));
 }
+
+#[tokio::test]
+async fn throttles_are_configurable() {
+    let app = TestServer::spawn_with(|s| {
+        s.throttles.login_per_phone = 2;
+        s.throttles.otp_per_ip = 1;
+    })
+    .await;
+    let attempt = || app.post("/user/login").json(&json!({"telephone": PHONE, "password": "whatever it is"})).send();
+    assert_eq!(attempt().await.unwrap().status(), 401);
+    assert_eq!(attempt().await.unwrap().status(), 401);
+    assert_eq!(failure(attempt().await.unwrap()).await, (429, 10003));
+    assert_eq!(app.post("/user/getotp").json(&json!({"telephone": PHONE})).send().await.unwrap().status(), 200);
+    let r = app.post("/user/getotp").json(&json!({"telephone": "13900000000"})).send().await.unwrap();
+    assert_eq!(failure(r).await, (429, 10003), "one send per address per hour");
+}

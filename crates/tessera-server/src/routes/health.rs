@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde_json::{json, Value};
 use tessera::{ErrorCode, Success};
 
 use super::AppState;
@@ -26,4 +26,10 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
             ErrorCode::SESSION_STORE_UNAVAILABLE.into_response()
         }
     }
+}
+
+/// `GET /`: what this is. Touches nothing, so it doubles as the benchmarks'
+/// no-session ceiling (a body about the size of `/user/me`'s).
+pub async fn about() -> Success<Value> {
+    Success(json!({"service": "tessera", "version": env!("CARGO_PKG_VERSION"), "docs": "/README.md"}))
 }

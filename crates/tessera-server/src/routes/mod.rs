@@ -27,10 +27,11 @@ pub struct LoginLimits {
     pub per_ip: Limit,
 }
 
-impl Default for LoginLimits {
-    fn default() -> Self {
+impl LoginLimits {
+    /// `per_phone` and `per_ip` attempts per 15 minutes.
+    pub fn new(per_phone: u32, per_ip: u32) -> Self {
         let quarter = Duration::from_secs(15 * 60);
-        Self { per_phone: Limit::new(10, quarter), per_ip: Limit::new(100, quarter) }
+        Self { per_phone: Limit::new(per_phone, quarter), per_ip: Limit::new(per_ip, quarter) }
     }
 }
 
@@ -56,6 +57,7 @@ pub struct AppState {
 /// All routes.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(health::about))
         .route("/healthz", get(health::healthz))
         .route("/user/getotp", post(user::get_otp))
         .route("/user/register", post(user::register))

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use axum::extract::{Query, State};
 use axum::Extension;
 use serde_json::{json, Value};
-use tessera::{AuthUser, CarrierKind, ClientIp, Session, Success, UserId};
+use tessera::{AuthUser, CarrierKind, ClientIp, Key, Session, Success, UserId};
 
 use super::params::Params;
 use super::AppState;
@@ -18,6 +18,10 @@ use crate::otp::Verdict;
 use crate::users::User;
 
 type ApiResult = Result<Success<Value>, ApiError>;
+
+/// The logged-in user's profile, kept in the session at login (as the
+/// course kept LOGIN_USER) so that "who am I" costs no database query.
+pub const LOGIN_USER: Key<User> = Key::new("user");
 
 fn telephone(params: &Params) -> Result<Telephone, ApiError> {
     let raw = params.telephone().ok_or_else(|| ApiError::Validation("手机号不能为空".into()))?;
@@ -88,6 +92,9 @@ pub async fn login(
         (None, Some(password)) => login_by_password(&state, &phone, password).await?,
         (None, None) => return Err(ApiError::Validation("密码不能为空".into())),
     };
+    // Set before login so that it is written with the new session: login
+    // stays one store operation.
+    session.insert(LOGIN_USER, &user).await?;
     let grant = session.login(UserId::from(user.id)).await?;
     tracing::info!(user = user.id, "logged in");
     Ok(Success(match grant.carrier {
@@ -129,8 +136,12 @@ fn user_id(user: &AuthUser) -> Result<i64, ApiError> {
     user.user_id.as_str().parse().map_err(ApiError::internal)
 }
 
-/// `GET /user/me`
+/// `GET /user/me`: from the session; from the database only for sessions
+/// that predate the profile attribute.
 pub async fn me(State(state): State<AppState>, user: AuthUser) -> ApiResult {
+    if let Some(profile) = user.session.get(LOGIN_USER).await? {
+        return Ok(Success(json!(profile)));
+    }
     match state.users.by_id(user_id(&user)?).await? {
         Some(found) => Ok(Success(json!(found))),
         None => {
