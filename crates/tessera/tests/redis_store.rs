@@ -292,3 +292,18 @@ async fn user_indexes_expire_with_their_last_session_on_every_topology() {
         assert_eq!(store.list_user(&user, tessera::Clock::now(&tessera::SystemClock)).await.unwrap().len(), 1);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_already_past_its_deadlines_is_stored_and_gone_not_an_error() {
+    for url in [standalone().url(), cluster().url()] {
+        let store = store(&url, false).await;
+        let user = UserId::parse("late").unwrap();
+        let key = store.issue_token(Some(&user)).key();
+        let mut record = record_for(Some("late"));
+        record.idle_deadline = record.created_at - Duration::from_secs(1);
+        record.absolute_deadline = record.created_at - Duration::from_secs(1);
+        store.create(&key, &record).await.unwrap();
+        assert_eq!(store.load(&key).await.unwrap(), None, "expired on arrival ({url})");
+        assert!(store.list_user(&user, record.created_at).await.unwrap().is_empty());
+    }
+}

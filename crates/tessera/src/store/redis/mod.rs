@@ -13,7 +13,7 @@
 //! Round trips: load is one `HGETALL` (none on a near-cache hit); save,
 //! touch, delete and create/rotate are one script each.
 
-mod codec;
+pub mod codec;
 pub mod conn;
 mod near_cache;
 mod scripts;

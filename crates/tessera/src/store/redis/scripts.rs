@@ -44,7 +44,7 @@ if KEYS[2] then
   redis.call('ZADD', KEYS[2], ARGV[2], KEYS[1])
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
   local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
-  redis.call('PEXPIREAT', KEYS[2], last[2])
+  if last[2] then redis.call('PEXPIREAT', KEYS[2], last[2]) end
 end
 if KEYS[3] then
   redis.call('DEL', KEYS[3])
@@ -64,7 +64,7 @@ pub static INDEX: LazyLock<Script> = LazyLock::new(|| {
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-redis.call('PEXPIREAT', KEYS[1], last[2])
+if last[2] then redis.call('PEXPIREAT', KEYS[1], last[2]) end
 "#,
     )
 });
