@@ -41,6 +41,7 @@ pub struct Application {
     router: Router,
     database: SqlitePool,
     maintenance: JoinHandle<()>,
+    _lock: Option<std::fs::File>,
 }
 
 impl Application {
@@ -127,7 +128,7 @@ impl Application {
         let listener =
             TcpListener::bind(settings.bind).await.map_err(|e| format!("cannot bind {}: {e}", settings.bind))?;
         let maintenance = spawn_maintenance(backends.sessions, pool.clone(), clock);
-        Ok(Self { listener, router, database: pool, maintenance })
+        Ok(Self { listener, router, database: pool, maintenance, _lock: backends._lock })
     }
 
     /// The bound address (the real port when asked for port 0).
@@ -179,13 +180,36 @@ struct Backends {
     challenges: Arc<dyn ChallengeStore>,
     limiter: Arc<dyn RateLimiter>,
     redis: Option<RedisConn>,
+    /// The data directory's lock, held while sessions live in its file.
+    _lock: Option<std::fs::File>,
+}
+
+/// Takes `<data-dir>/tessera.lock` exclusively, or explains who has it.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, StartupError> {
+    let path = dir.join("tessera.lock");
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "another tessera process serves {} with sessions in its SQLite file; \
+             give every node --redis to share sessions, or a data directory of its own",
+            dir.display()
+        )
+        .into()),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display()).into()),
+    }
 }
 
 impl Backends {
     async fn open(settings: &Settings, pool: &SqlitePool) -> Result<Self, StartupError> {
         let Some(redis) = &settings.redis else {
+            // Sessions in the local file: this process must be its only
+            // writer for the in-memory cache to be sound, so it holds the
+            // data directory's lock (released when the process exits).
+            let lock = lock_data_dir(&settings.data_dir)?;
             return Ok(Self {
-                sessions: Arc::new(SqliteStore::with_pool(pool.clone()).await?),
+                sessions: Arc::new(SqliteStore::with_pool(pool.clone()).await?.with_cache(100_000)),
+                _lock: Some(lock),
                 challenges: Arc::new(SqliteChallenges::new(pool.clone())),
                 limiter: Arc::new(SqliteLimiter::new(pool.clone())),
                 redis: None,
@@ -210,6 +234,7 @@ impl Backends {
             challenges: Arc::new(RedisChallenges::new(conn.clone(), &prefix)),
             limiter: Arc::new(RedisLimiter::new(conn.clone(), &prefix)),
             redis: Some(conn),
+            _lock: None,
         })
     }
 }

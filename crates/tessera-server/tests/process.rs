@@ -146,3 +146,20 @@ async fn a_config_file_is_read() {
     assert!(data.path().join("d").join("tessera.db").exists(), "data-dir from the file was used");
     child.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_second_process_without_redis_refuses_a_data_directory_in_use() {
+    let data = tempfile::tempdir().unwrap();
+    let first = Server::start(data.path()).await;
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        Command::new(BIN).args(["serve", "--dev", "--bind", "127.0.0.1:0"]).arg("--data-dir").arg(data.path()).output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another tessera process") && err.contains("--redis"), "{err}");
+    first.stop().await;
+}

@@ -15,6 +15,14 @@ mod sqlite {
     });
 }
 
+mod sqlite_with_cache {
+    use std::sync::Arc;
+    tessera::store_conformance_tests!(async {
+        let dir = tempfile::tempdir().unwrap().keep();
+        Arc::new(tessera::SqliteStore::open(dir.join("sessions.db")).await.unwrap().with_cache(1000))
+    });
+}
+
 /// The embedded store keeps sessions across a process restart: a second
 /// store opened on the same file sees what the first one wrote.
 #[tokio::test]

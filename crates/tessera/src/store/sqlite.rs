@@ -11,9 +11,12 @@
 //! across processes.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use quick_cache::sync::Cache;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
@@ -44,9 +47,18 @@ const COLUMNS: &str =
     "key, user_id, created_at, last_seen, idle_deadline, absolute_deadline, version, attributes, client, csrf_token";
 
 /// Sessions in a SQLite database file.
+///
+/// With [`SqliteStore::with_cache`] the store also keeps recently loaded
+/// records in memory and drops them on every write. That is only sound
+/// while no other process writes the same file, which the caller must
+/// guarantee (the server holds an exclusive lock on its data directory).
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    cache: Option<Arc<Cache<SessionKey, Arc<SessionRecord>>>>,
+    /// Bumped by every write, so a load that raced with one does not put
+    /// the old copy back.
+    epoch: Arc<AtomicU64>,
 }
 
 fn unavailable(e: sqlx::Error) -> StoreError {
@@ -62,7 +74,22 @@ impl SqliteStore {
     /// Uses an existing pool, creating the table if needed.
     pub async fn with_pool(pool: SqlitePool) -> Result<Self, StoreError> {
         sqlx::raw_sql(SCHEMA).execute(&pool).await.map_err(unavailable)?;
-        Ok(Self { pool })
+        Ok(Self { pool, cache: None, epoch: Arc::default() })
+    }
+
+    /// Serves loads of up to `capacity` recent sessions from memory. Only
+    /// for a process that is the file's sole writer (see the type's docs).
+    pub fn with_cache(mut self, capacity: usize) -> Self {
+        self.cache = Some(Arc::new(Cache::new(capacity.max(1))));
+        self
+    }
+
+    /// Drops a cached copy; called after the write has committed.
+    fn forget(&self, key: &SessionKey) {
+        if let Some(cache) = &self.cache {
+            self.epoch.fetch_add(1, Ordering::AcqRel);
+            cache.remove(key);
+        }
     }
 
     /// Closes the pool. Every later operation fails as
@@ -143,12 +170,22 @@ impl SessionStore for SqliteStore {
     }
 
     async fn load(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {
+        if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(key)) {
+            return Ok(Some((*hit).clone()));
+        }
+        let epoch = self.epoch.load(Ordering::Acquire);
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM tessera_sessions WHERE key = ?"))
             .bind(&key.as_bytes()[..])
             .fetch_optional(&self.pool)
             .await
             .map_err(unavailable)?;
-        row.map(|r| decode(&r).map(|k| k.record)).transpose()
+        let record = row.map(|r| decode(&r).map(|k| k.record)).transpose()?;
+        if let (Some(cache), Some(record)) = (&self.cache, &record) {
+            if self.epoch.load(Ordering::Acquire) == epoch {
+                cache.insert(*key, Arc::new(record.clone()));
+            }
+        }
+        Ok(record)
     }
 
     async fn save(&self, key: &SessionKey, change: &SessionChange) -> Result<u64, StoreError> {
@@ -176,6 +213,7 @@ impl SessionStore for SqliteStore {
         .await
         .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
+        self.forget(key);
         Ok(version)
     }
 
@@ -189,6 +227,7 @@ impl SessionStore for SqliteStore {
         .execute(&self.pool)
         .await
         .map_err(unavailable)?;
+        self.forget(key);
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
@@ -201,6 +240,7 @@ impl SessionStore for SqliteStore {
             .execute(&self.pool)
             .await
             .map_err(unavailable)?;
+        self.forget(key);
         Ok(done.rows_affected() > 0)
     }
 
@@ -223,13 +263,19 @@ impl SessionStore for SqliteStore {
         // A zero-length blob matches no key, so "keep nothing" needs no
         // second statement.
         let keep: &[u8] = keep.map(|k| &k.as_bytes()[..]).unwrap_or(&[]);
-        let done = sqlx::query("DELETE FROM tessera_sessions WHERE user_id = ? AND key <> ?")
-            .bind(user.as_str())
-            .bind(keep)
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        Ok(done.rows_affected())
+        let deleted: Vec<Vec<u8>> =
+            sqlx::query_scalar("DELETE FROM tessera_sessions WHERE user_id = ? AND key <> ? RETURNING key")
+                .bind(user.as_str())
+                .bind(keep)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?;
+        for key in &deleted {
+            if let Ok(bytes) = <[u8; 32]>::try_from(key.as_slice()) {
+                self.forget(&SessionKey::from_bytes(bytes));
+            }
+        }
+        Ok(deleted.len() as u64)
     }
 
     async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
