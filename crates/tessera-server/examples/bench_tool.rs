@@ -23,7 +23,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Create COUNT logged-in sessions of user 1 and write their tokens, one a line.
+    /// Create COUNT logged-in sessions, one per user (ids 1..=COUNT), and
+    /// write their tokens, one a line.
     Seed {
         /// `redis://…` (any --redis form) or a data directory for the embedded store.
         #[arg(long)]
@@ -77,14 +78,16 @@ enum Cmd {
     },
 }
 
-fn profile() -> Value {
-    json!({"id": 1, "name": "张三", "gender": 1, "age": 30, "telephone": "+8613800000000"})
+fn profile(id: i64) -> Value {
+    json!({"id": id, "name": "张三", "gender": 1, "age": 30, "telephone": format!("+86138{id:08}")})
 }
 
-fn record() -> SessionRecord {
+/// A typical logged-in session of user `id`: profile attribute, browser
+/// user agent, address.
+fn record(id: i64) -> SessionRecord {
     let now = SystemClock.now();
     let mut record = SessionRecord {
-        user_id: Some(UserId::from(1)),
+        user_id: Some(UserId::from(id)),
         attributes: Default::default(),
         created_at: now,
         last_seen: now,
@@ -94,7 +97,7 @@ fn record() -> SessionRecord {
         client: ClientMeta::new(Some("Mozilla/5.0 (X11; Linux x86_64) bench"), Some([127, 0, 0, 1].into())),
         csrf_token: CsrfToken::generate(),
     };
-    record.attributes.insert("user".into(), Attribute { value: Some(profile()), version: 0 });
+    record.attributes.insert("user".into(), Attribute { value: Some(profile(id)), version: 0 });
     record
 }
 
@@ -109,16 +112,15 @@ async fn open(store: &str) -> Arc<dyn SessionStore> {
 }
 
 async fn seed(store: Arc<dyn SessionStore>, count: usize) -> Vec<String> {
-    let user = UserId::from(1);
     let mut tokens = Vec::with_capacity(count);
-    for chunk in (0..count).collect::<Vec<_>>().chunks(256) {
+    for chunk in (1..=count as i64).collect::<Vec<_>>().chunks(256) {
         let batch: Vec<_> = chunk
             .iter()
-            .map(|_| {
+            .map(|&id| {
                 let store = store.clone();
-                let token = store.issue_token(Some(&user));
+                let token = store.issue_token(Some(&UserId::from(id)));
                 async move {
-                    store.create(&token.key(), &record()).await.expect("create");
+                    store.create(&token.key(), &record(id)).await.expect("create");
                     token.expose()
                 }
             })
@@ -209,7 +211,7 @@ async fn propagation(redis: &str, a: &str, b: &str, count: usize) {
 async fn logins(url: &str, data_dir: &std::path::Path, sink_port: u16, concurrency: usize, duration: Duration) {
     // Users straight into the user table, all with one Argon2id hash (each
     // login still verifies it in full).
-    let users = 2000;
+    let users = 20_000;
     let pool = tessera::store::sqlite::connect(&data_dir.join("tessera.db")).await.unwrap();
     let hash = tessera_server::credentials::hash(tessera_server::domain::Password::parse("bench password").unwrap())
         .await

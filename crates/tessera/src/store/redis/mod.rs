@@ -100,6 +100,11 @@ fn key_from_name(name: &str) -> Option<SessionKey> {
     SessionKey::from_hex(name.rsplit_once(":s:")?.1)
 }
 
+/// A session's member in its user's index: the digest's 64 hex digits.
+fn member_of(name: &str) -> &str {
+    name.rsplit_once(":s:").map_or(name, |(_, hex)| hex)
+}
+
 impl RedisStore {
     /// Connects to the Redis at `url` (see [`RedisTarget`] for the forms).
     pub async fn connect(url: &str, config: RedisStoreConfig) -> Result<Self, StoreError> {
@@ -190,7 +195,9 @@ impl RedisStore {
             .arg(expire_at)
             .arg(record.absolute_deadline.as_millis())
             .arg(SystemClock.now().as_millis())
-            .arg(&self.channel);
+            .arg(&self.channel)
+            .arg(member_of(name))
+            .arg(old.map(member_of).unwrap_or_default());
         for (field, value) in codec::encode(record) {
             invocation.arg(field).arg(value);
         }
@@ -208,10 +215,12 @@ impl RedisStore {
         Ok(n > 0)
     }
 
+    /// The session key names in a user's index (after pruning by deadline).
     async fn index_members(&self, index: &str) -> Result<Vec<String>, StoreError> {
         let mut invocation = scripts::LIST_INDEX.prepare_invoke();
         invocation.key(index).arg(SystemClock.now().as_millis());
-        self.conn.run(|mut c| async move { invocation.invoke_async(&mut c).await }).await
+        let members: Vec<String> = self.conn.run(|mut c| async move { invocation.invoke_async(&mut c).await }).await?;
+        Ok(members.iter().filter_map(|m| SessionKey::from_hex(m)).map(|k| self.session_name(&k)).collect())
     }
 
     async fn hgetall(&self, name: String) -> Result<Option<SessionRecord>, StoreError> {
@@ -330,6 +339,7 @@ impl SessionStore for RedisStore {
         if !gone.is_empty() {
             // Prune what expired by idleness or was deleted elsewhere.
             let index = index.clone();
+            let gone: Vec<String> = gone.iter().map(|n| member_of(n).to_owned()).collect();
             self.conn
                 .run(|mut c| async move { redis::cmd("ZREM").arg(index).arg(gone).query_async::<i64>(&mut c).await })
                 .await?;
@@ -352,13 +362,17 @@ impl SessionStore for RedisStore {
                 invocation.key(member);
             }
             invocation.arg(&self.channel);
+            for member in &members {
+                invocation.arg(member_of(member));
+            }
             self.conn.run(|mut c| async move { invocation.invoke_async::<u64>(&mut c).await }).await?
         } else {
             let mut n = 0;
             for member in &members {
                 n += u64::from(self.delete_name(member).await?);
             }
-            let (index, members) = (index.clone(), members.clone());
+            let index = index.clone();
+            let members: Vec<String> = members.iter().map(|m| member_of(m).to_owned()).collect();
             self.conn
                 .run(|mut c| async move { redis::cmd("ZREM").arg(index).arg(members).query_async::<i64>(&mut c).await })
                 .await?;
@@ -396,7 +410,7 @@ impl SessionStore for RedisStore {
                     let mut invocation = scripts::INDEX.prepare_invoke();
                     invocation
                         .key(index)
-                        .arg(&name)
+                        .arg(member_of(&name))
                         .arg(record.absolute_deadline.as_millis())
                         .arg(SystemClock.now().as_millis());
                     self.conn.run(|mut c| async move { invocation.invoke_async::<()>(&mut c).await }).await?;

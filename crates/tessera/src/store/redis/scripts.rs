@@ -32,23 +32,27 @@ redis.call('PEXPIREAT', KEYS[1], math.min(idle, x))
 
 /// Create (and with KEYS[3], replace an old session of the same slot).
 /// KEYS: session, [user index, [old session]].
-/// ARGV: pexpireat, index score, now, channel, field/value pairs...
+/// ARGV: pexpireat, index score, now, channel, index member of the new
+/// session, index member of the old one (or ''), field/value pairs...
 /// Returns 0 when the key exists (nothing written), 1 otherwise.
+///
+/// Index members are the 64-hex digests, not key names: at most 64 bytes,
+/// so a small index stays a compact listpack instead of a skiplist.
 pub static CREATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+redis.call('HSET', KEYS[1], unpack(ARGV, 7))
 redis.call('PEXPIREAT', KEYS[1], ARGV[1])
 if KEYS[2] then
-  redis.call('ZADD', KEYS[2], ARGV[2], KEYS[1])
+  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[5])
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
   local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
   if last[2] then redis.call('PEXPIREAT', KEYS[2], last[2]) end
 end
 if KEYS[3] then
   redis.call('DEL', KEYS[3])
-  if KEYS[2] then redis.call('ZREM', KEYS[2], KEYS[3]) end
+  redis.call('ZREM', KEYS[2], ARGV[6])
   redis.call('PUBLISH', ARGV[4], KEYS[3])
 end
 return 1
@@ -57,7 +61,7 @@ return 1
 });
 
 /// Index a session whose key lives in another Cluster slot than the index.
-/// KEYS: user index. ARGV: session key, index score, now.
+/// KEYS: user index. ARGV: index member, index score, now.
 pub static INDEX: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -137,7 +141,8 @@ return redis.call('ZRANGE', KEYS[1], 0, -1)
 });
 
 /// End sessions of one user atomically. KEYS: user index, then the
-/// sessions to end (all in the index's slot). ARGV: channel.
+/// sessions to end (all in the index's slot). ARGV: channel, then the
+/// index members of those sessions, in the same order.
 /// Returns how many existed.
 pub static DELETE_USER: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -145,7 +150,7 @@ pub static DELETE_USER: LazyLock<Script> = LazyLock::new(|| {
 local n = 0
 for k = 2, #KEYS do
   n = n + redis.call('DEL', KEYS[k])
-  redis.call('ZREM', KEYS[1], KEYS[k])
+  redis.call('ZREM', KEYS[1], ARGV[k])
 end
 if #KEYS > 1 then redis.call('PUBLISH', ARGV[1], table.concat(KEYS, ' ', 2)) end
 return n
