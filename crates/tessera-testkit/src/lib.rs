@@ -349,3 +349,58 @@ impl RedisCluster {
         self.nodes.iter().map(|n| n.commandstats().get(command).copied().unwrap_or(0)).sum()
     }
 }
+
+/// Watches a server with `MONITOR` and counts the commands clients send
+/// (commands that Lua scripts run on the server are listed by `MONITOR`
+/// as `[.. lua]` and not counted: they are not round trips).
+#[derive(Debug)]
+pub struct Monitor {
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Monitor {
+    /// Starts watching the server on `port`.
+    pub fn start(port: u16) -> Self {
+        use std::io::BufRead;
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("redis answers");
+        stream.write_all(b"MONITOR\r\n").expect("MONITOR");
+        stream.set_read_timeout(Some(Duration::from_millis(50))).expect("timeout");
+        let mut reader = std::io::BufReader::new(stream);
+        let mut first = String::new();
+        reader.read_line(&mut first).ok(); // +OK
+        let (out, flag) = (lines.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut line = String::new();
+            while !flag.load(Ordering::Relaxed) {
+                match reader.read_line(&mut line) {
+                    Ok(0) => break,
+                    Ok(_) => {
+                        out.lock().unwrap().push(std::mem::take(&mut line));
+                    }
+                    Err(_) => {} // timeout: look at the flag again
+                }
+            }
+        });
+        Self { lines, stop, thread: Some(thread) }
+    }
+
+    /// Commands sent by clients so far (after a short settle, so that
+    /// lines already on the wire are counted).
+    pub fn client_commands(&self) -> usize {
+        std::thread::sleep(Duration::from_millis(100));
+        self.lines.lock().unwrap().iter().filter(|l| !l.contains(" lua]")).count()
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

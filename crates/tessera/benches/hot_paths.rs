@@ -66,9 +66,9 @@ fn tokens(c: &mut Criterion) {
 
 fn records(c: &mut Criterion) {
     let record = typical_record();
-    let fields = codec::encode(&record);
-    c.bench_function("record/encode (redis hash)", |b| b.iter(|| codec::encode(black_box(&record))));
-    c.bench_function("record/decode (redis hash)", |b| b.iter(|| codec::decode(black_box(fields.clone()))));
+    let value = codec::encode(&record);
+    c.bench_function("record/encode (redis value)", |b| b.iter(|| codec::encode(black_box(&record))));
+    c.bench_function("record/decode (redis value)", |b| b.iter(|| codec::decode(black_box(&value))));
     let json = serde_json::to_vec(&record).unwrap();
     c.bench_function("baseline/serde_json decode of the record", |b| {
         b.iter(|| serde_json::from_slice::<SessionRecord>(black_box(&json)).unwrap())
@@ -111,9 +111,9 @@ fn near_cache(c: &mut Criterion) {
     let sha = mean(|| {
         black_box(Sha256::digest(black_box([7u8; 32])));
     });
-    let fields = codec::encode(&record);
+    let value = codec::encode(&record);
     let decode = mean(|| {
-        black_box(codec::decode(fields.clone()).unwrap());
+        black_box(codec::decode(&value).unwrap());
     });
     let json = serde_json::to_vec(&record).unwrap();
     let json_decode = mean(|| {

@@ -1,6 +1,6 @@
 //! Sessions in Redis: standalone, Sentinel or Cluster, with a near cache.
 //!
-//! Layout: a session is one hash, `<prefix>:{tt}:s:<sha256 hex>`, where
+//! Layout: a session is one JSON value, `<prefix>:{tt}:s:<sha256 hex>`, where
 //! `tt` is the first byte of the digest; its TTL is the idle deadline capped
 //! by the absolute deadline (`PEXPIREAT`). A user's sessions are indexed in
 //! a sorted set `<prefix>:{tt}:u:<user>` scored by absolute deadline, where
@@ -10,7 +10,7 @@
 //! tag: login, logout-everywhere and index upkeep are single scripts, with
 //! no CROSSSLOT on a Cluster.
 //!
-//! Round trips: load is one `HGETALL` (none on a near-cache hit); save,
+//! Round trips: load is one `GET` (none on a near-cache hit); save,
 //! touch, delete and create/rotate are one script each.
 
 pub mod codec;
@@ -198,9 +198,7 @@ impl RedisStore {
             .arg(&self.channel)
             .arg(member_of(name))
             .arg(old.map(member_of).unwrap_or_default());
-        for (field, value) in codec::encode(record) {
-            invocation.arg(field).arg(value);
-        }
+        invocation.arg(codec::encode(record));
         let created: i64 = self.conn.run(|mut c| async move { invocation.invoke_async(&mut c).await }).await?;
         if created == 0 {
             return Err(StoreError::Conflict("session key exists".into()));
@@ -223,10 +221,10 @@ impl RedisStore {
         Ok(members.iter().filter_map(|m| SessionKey::from_hex(m)).map(|k| self.session_name(&k)).collect())
     }
 
-    async fn hgetall(&self, name: String) -> Result<Option<SessionRecord>, StoreError> {
-        let pairs: Vec<(String, Vec<u8>)> =
-            self.conn.run(|mut c| async move { redis::cmd("HGETALL").arg(name).query_async(&mut c).await }).await?;
-        codec::decode(pairs)
+    async fn get(&self, name: String) -> Result<Option<SessionRecord>, StoreError> {
+        let value: Option<Vec<u8>> =
+            self.conn.run(|mut c| async move { redis::cmd("GET").arg(name).query_async(&mut c).await }).await?;
+        value.map(|v| codec::decode(&v)).transpose()
     }
 }
 
@@ -256,7 +254,7 @@ impl SessionStore for RedisStore {
             }
             None => None,
         };
-        let record = self.hgetall(self.session_name(key)).await?;
+        let record = self.get(self.session_name(key)).await?;
         if let (Some(cache), Some(epoch), Some(record)) = (&self.cache, epoch, &record) {
             cache.insert(*key, record, epoch);
         }
@@ -273,7 +271,7 @@ impl SessionStore for RedisStore {
             .arg(&self.channel)
             .arg(change.set.len());
         for (name, value) in &change.set {
-            invocation.arg(name).arg(serde_json::to_vec(value).expect("JSON values serialise"));
+            invocation.arg(name).arg(value.to_string());
         }
         invocation.arg(change.removed.len());
         for name in &change.removed {
@@ -322,7 +320,7 @@ impl SessionStore for RedisStore {
     async fn list_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<KeyedRecord>, StoreError> {
         let index = self.index_name(user);
         let members = self.index_members(&index).await?;
-        let loads = members.iter().map(|name| self.hgetall(name.clone()));
+        let loads = members.iter().map(|name| self.get(name.clone()));
         let records = futures_util::future::join_all(loads).await;
         let mut live = Vec::new();
         let mut gone = Vec::new();

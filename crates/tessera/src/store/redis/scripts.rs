@@ -3,29 +3,25 @@
 //! is one round trip. Every key a script touches shares the session's hash
 //! tag, so they work unchanged on a Cluster.
 //!
-//! Session hash fields: `u` user, `c` created, `l` last seen, `i` idle
-//! deadline, `x` absolute deadline, `ver` version, `m` client metadata,
-//! `t` CSRF token, `a:<name>` attribute value, `v:<name>` the version that
-//! last wrote it (a `v:` without `a:` is a removal's tombstone).
+//! A session is one JSON value (see `codec`); scripts that change it decode
+//! it with `cjson`, edit versions, deadlines and attribute *strings*, and
+//! write it back. Numbers are milliseconds (13 digits, exact under cjson's
+//! 14-digit formatting) and small versions.
 
 use std::sync::LazyLock;
 
 use redis::Script;
 
 /// Shared by save and touch: move `l` and `i` forward (never back) from
-/// ARGV[2] and ARGV[3], and expire the key at the earlier deadline.
-macro_rules! activity {
+/// ARGV[2] and ARGV[3], write the value back and expire the key at the
+/// earlier deadline. Expects the decoded value in `s`.
+macro_rules! activity_and_write {
     () => {
         r#"
-local l = tonumber(redis.call('HGET', KEYS[1], 'l'))
-if tonumber(ARGV[2]) > l then redis.call('HSET', KEYS[1], 'l', ARGV[2]) end
-local idle = tonumber(redis.call('HGET', KEYS[1], 'i'))
-if tonumber(ARGV[3]) > idle then
-  idle = tonumber(ARGV[3])
-  redis.call('HSET', KEYS[1], 'i', ARGV[3])
-end
-local x = tonumber(redis.call('HGET', KEYS[1], 'x'))
-redis.call('PEXPIREAT', KEYS[1], math.min(idle, x))
+if tonumber(ARGV[2]) > s.l then s.l = tonumber(ARGV[2]) end
+if tonumber(ARGV[3]) > s.i then s.i = tonumber(ARGV[3]) end
+redis.call('SET', KEYS[1], cjson.encode(s))
+redis.call('PEXPIREAT', KEYS[1], math.min(s.i, s.x))
 "#
     };
 }
@@ -33,7 +29,7 @@ redis.call('PEXPIREAT', KEYS[1], math.min(idle, x))
 /// Create (and with KEYS[3], replace an old session of the same slot).
 /// KEYS: session, [user index, [old session]].
 /// ARGV: pexpireat, index score, now, channel, index member of the new
-/// session, index member of the old one (or ''), field/value pairs...
+/// session, index member of the old one (or ''), the value.
 /// Returns 0 when the key exists (nothing written), 1 otherwise.
 ///
 /// Index members are the 64-hex digests, not key names: at most 64 bytes,
@@ -41,8 +37,7 @@ redis.call('PEXPIREAT', KEYS[1], math.min(idle, x))
 pub static CREATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 7))
+if not redis.call('SET', KEYS[1], ARGV[7], 'NX') then return 0 end
 redis.call('PEXPIREAT', KEYS[1], ARGV[1])
 if KEYS[2] then
   redis.call('ZADD', KEYS[2], ARGV[2], ARGV[5])
@@ -75,39 +70,37 @@ if last[2] then redis.call('PEXPIREAT', KEYS[1], last[2]) end
 
 /// Save changed attributes with the per-attribute version check.
 /// KEYS: session. ARGV: base version, last seen, idle deadline, channel,
-/// n set, (name, value)..., n removed, name...
+/// n set, (name, JSON text)..., n removed, name...
 /// Returns {version}, {-1, name} on conflict, {-2} when there is no session.
 pub static SAVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return {-2} end
+local raw = redis.call('GET', KEYS[1])
+if not raw then return {-2} end
+local s = cjson.decode(raw)
+if type(s.a) ~= 'table' or next(s.a) == nil then s.a = {} end
 local base = tonumber(ARGV[1])
 local nset = tonumber(ARGV[5])
 local rem = 6 + 2 * nset
 local nrem = tonumber(ARGV[rem])
+local function stale(name)
+  local a = s.a[name]
+  return a and a[1] > base
+end
 for k = 0, nset - 1 do
-  local av = redis.call('HGET', KEYS[1], 'v:' .. ARGV[6 + 2 * k])
-  if av and tonumber(av) > base then return {-1, ARGV[6 + 2 * k]} end
+  if stale(ARGV[6 + 2 * k]) then return {-1, ARGV[6 + 2 * k]} end
 end
 for k = 1, nrem do
-  local av = redis.call('HGET', KEYS[1], 'v:' .. ARGV[rem + k])
-  if av and tonumber(av) > base then return {-1, ARGV[rem + k]} end
+  if stale(ARGV[rem + k]) then return {-1, ARGV[rem + k]} end
 end
-local v = redis.call('HINCRBY', KEYS[1], 'ver', 1)
-for k = 0, nset - 1 do
-  local name = ARGV[6 + 2 * k]
-  redis.call('HSET', KEYS[1], 'a:' .. name, ARGV[7 + 2 * k], 'v:' .. name, v)
-end
-for k = 1, nrem do
-  local name = ARGV[rem + k]
-  redis.call('HDEL', KEYS[1], 'a:' .. name)
-  redis.call('HSET', KEYS[1], 'v:' .. name, v)
-end
+s.v = s.v + 1
+for k = 0, nset - 1 do s.a[ARGV[6 + 2 * k]] = {s.v, ARGV[7 + 2 * k]} end
+for k = 1, nrem do s.a[ARGV[rem + k]] = {s.v, cjson.null} end
 "#,
-        activity!(),
+        activity_and_write!(),
         r#"
 redis.call('PUBLISH', ARGV[4], KEYS[1])
-return {v}
+return {s.v}
 "#
     ))
 });
@@ -115,7 +108,15 @@ return {v}
 /// Record activity. KEYS: session. ARGV: unused, last seen, idle deadline.
 /// Returns 0 when there is no session.
 pub static TOUCH: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!("if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n", activity!(), "return 1\n"))
+    Script::new(concat!(
+        r#"
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 0 end
+local s = cjson.decode(raw)
+"#,
+        activity_and_write!(),
+        "return 1\n"
+    ))
 });
 
 /// Delete and announce. KEYS: session. ARGV: channel. Returns 1 if it existed.
