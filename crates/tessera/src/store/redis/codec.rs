@@ -22,6 +22,9 @@ use crate::csrf::CsrfToken;
 use crate::record::{Attribute, ClientMeta, SessionRecord, UserId};
 use crate::store::StoreError;
 
+/// Attributes as stored: name → (version, JSON text, or `None` once removed).
+type StoredAttributes = BTreeMap<String, (u64, Option<String>)>;
+
 #[derive(Serialize, Deserialize)]
 struct Stored {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -35,16 +38,16 @@ struct Stored {
     t: CsrfToken,
     /// name → [version, JSON text or null for a removal]
     #[serde(default, deserialize_with = "attributes")]
-    a: BTreeMap<String, (u64, Option<String>)>,
+    a: StoredAttributes,
 }
 
 /// `cjson` writes an empty table as `{}` but a Lua-side empty map could in
 /// principle come back as `[]`; accept both.
-fn attributes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, (u64, Option<String>)>, D::Error> {
+fn attributes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<StoredAttributes, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum MapOrEmpty {
-        Map(BTreeMap<String, (u64, Option<String>)>),
+        Map(StoredAttributes),
         Empty([(); 0]),
     }
     Ok(match MapOrEmpty::deserialize(d)? {
