@@ -27,7 +27,7 @@ use crate::limits::{RateLimiter, RedisLimiter, SqliteLimiter};
 use crate::otp::{
     ChallengeStore, ConsoleSender, OtpPolicy, OtpSender, OtpService, RedisChallenges, SqliteChallenges, WebhookSender,
 };
-use crate::routes::{self, params::MAX_BODY, AppState, LoginLimits};
+use crate::routes::{self, params::MAX_BODY, LoginLimits, Services};
 use crate::secret::ServerSecret;
 use crate::users::Users;
 
@@ -91,7 +91,7 @@ impl Application {
                 ..OtpPolicy::default()
             },
         };
-        let state = AppState {
+        let state = Services {
             users,
             otp,
             limiter: backends.limiter.clone(),

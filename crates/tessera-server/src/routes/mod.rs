@@ -35,9 +35,13 @@ impl LoginLimits {
     }
 }
 
-/// What every handler can reach.
-#[derive(Debug, Clone)]
-pub struct AppState {
+/// What every handler can reach, behind one `Arc`: axum clones the state
+/// for every request, and one reference count is cheaper than a dozen.
+pub type AppState = Arc<Services>;
+
+/// The services handlers use.
+#[derive(Debug)]
+pub struct Services {
     /// The user repository.
     pub users: Users,
     /// OTP issue and check.
@@ -55,7 +59,8 @@ pub struct AppState {
 }
 
 /// All routes.
-pub fn router(state: AppState) -> Router {
+pub fn router(state: Services) -> Router {
+    let state: AppState = Arc::new(state);
     Router::new()
         .route("/", get(health::about))
         .route("/healthz", get(health::healthz))
