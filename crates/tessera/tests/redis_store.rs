@@ -302,3 +302,15 @@ async fn a_record_already_past_its_deadlines_is_stored_and_gone_not_an_error() {
         assert!(store.list_user(&user, record.created_at).await.unwrap().is_empty());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_that_stops_answering_is_not_trusted() {
+    let server = RedisServer::start();
+    let store = store(&server.url(), true).await;
+    trusted(&store).await;
+    // The connection stays open but nothing answers: only the listener's
+    // PING can tell this from a quiet channel.
+    tessera_testkit::command(server.port(), "CLIENT PAUSE 3000 ALL").unwrap();
+    eventually("distrust while Redis does not answer", async || !store.near_cache().unwrap().is_trusted()).await;
+    eventually("trust again once it answers", async || store.near_cache().unwrap().is_trusted()).await;
+}

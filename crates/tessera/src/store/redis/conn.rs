@@ -148,6 +148,11 @@ impl RedisConn {
         &self.inner.target
     }
 
+    /// Whether the master is found through sentinels.
+    pub fn is_sentinel(&self) -> bool {
+        matches!(self.inner.backend, Backend::Sentinel { .. })
+    }
+
     /// The per-call deadline.
     pub fn timeout(&self) -> Duration {
         self.inner.timeout
