@@ -152,6 +152,11 @@ pub struct ServeArgs {
     #[arg(long, env = "TESSERA_OTP_LIMIT_PER_IP", value_name = "N")]
     pub otp_limit_per_ip: Option<u32>,
 
+    /// The most sessions one user may hold; a login beyond it ends the
+    /// user's oldest session. 0 means no cap [default: 10].
+    #[arg(long, env = "TESSERA_MAX_SESSIONS_PER_USER", value_name = "N")]
+    pub max_sessions_per_user: Option<usize>,
+
     /// Log filter in tracing's syntax [default: info].
     #[arg(long, env = "TESSERA_LOG", value_name = "FILTER")]
     pub log: Option<String>,
@@ -217,6 +222,8 @@ pub struct Settings {
     pub database: Option<String>,
     /// Throttles.
     pub throttles: Throttles,
+    /// Per-user session cap; `None`: none.
+    pub max_sessions_per_user: Option<usize>,
 }
 
 /// How many attempts the service allows.
@@ -253,6 +260,7 @@ impl Settings {
             secret: SecretSource::DataDir,
             database: None,
             throttles: Throttles::default(),
+            max_sessions_per_user: Some(10),
         }
     }
 }
@@ -292,6 +300,7 @@ impl ServeArgs {
             login_limit_per_phone: self.login_limit_per_phone.or(file.login_limit_per_phone),
             login_limit_per_ip: self.login_limit_per_ip.or(file.login_limit_per_ip),
             otp_limit_per_ip: self.otp_limit_per_ip.or(file.otp_limit_per_ip),
+            max_sessions_per_user: self.max_sessions_per_user.or(file.max_sessions_per_user),
         }
     }
 
@@ -339,6 +348,11 @@ impl ServeArgs {
             otp_per_ip: self.otp_limit_per_ip.unwrap_or(defaults.throttles.otp_per_ip).max(1),
         };
         Ok(Settings {
+            max_sessions_per_user: match self.max_sessions_per_user {
+                None => defaults.max_sessions_per_user,
+                Some(0) => None,
+                Some(n) => Some(n),
+            },
             throttles,
             database: self.database,
             redis,

@@ -105,6 +105,7 @@ impl Application {
             cookie: if settings.dev { CookieSettings::insecure_dev() } else { CookieSettings::default() },
             expiry: settings.expiry,
             csrf: CsrfPolicy::new(settings.allowed_origins.clone()),
+            max_sessions_per_user: settings.max_sessions_per_user,
         };
         let router = routes::router(state)
             .layer(SessionLayer::with_clock(backends.sessions.clone(), session_config, clock.clone()))

@@ -72,7 +72,7 @@ impl CookieSettings {
 }
 
 /// Everything [`SessionLayer`](crate::SessionLayer) needs to know.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SessionConfig {
     /// Where tokens are accepted from.
     pub carrier: CarrierMode,
@@ -82,6 +82,21 @@ pub struct SessionConfig {
     pub expiry: ExpiryPolicy,
     /// CSRF rules for cookie-carried requests.
     pub csrf: CsrfPolicy,
+    /// The most sessions one user may hold (10); a login beyond it ends the
+    /// user's oldest sessions. `None`: no cap.
+    pub max_sessions_per_user: Option<usize>,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            carrier: CarrierMode::default(),
+            cookie: CookieSettings::default(),
+            expiry: ExpiryPolicy::default(),
+            csrf: CsrfPolicy::default(),
+            max_sessions_per_user: Some(10),
+        }
+    }
 }
 
 #[cfg(test)]

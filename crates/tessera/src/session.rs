@@ -232,15 +232,45 @@ impl Session {
             attributes.remove(&name);
         }
         let token = self.0.shared.store.issue_token(Some(&user));
-        let record = self.new_record(Some(user), attributes);
+        let record = self.new_record(Some(user.clone()), attributes);
         let key = token.key();
-        self.0.shared.store.rotate(old.as_ref(), &key, &record).await?;
+        let count = self.0.shared.store.rotate(old.as_ref(), &key, &record).await?;
+        if let Some(cap) = self.0.shared.config.max_sessions_per_user {
+            self.enforce_cap(&user, &key, cap, count).await?;
+        }
         tracing::info!(session = %key.short(), old = ?old.map(|k| k.short()), "session rotated on login");
         let csrf_token = record.csrf_token.clone();
         state.current = Current::Live { key, record };
         state.issued = Some(token.clone());
         state.ended = false;
         Ok(LoginGrant { token, carrier: self.0.respond_via, csrf_token })
+    }
+
+    /// Ends the user's oldest sessions (by creation) beyond `cap`, never
+    /// `keep`. `count` is the store's tally from the login, if it had one:
+    /// under the cap, nothing more is asked of the store.
+    async fn enforce_cap(
+        &self,
+        user: &UserId,
+        keep: &SessionKey,
+        cap: usize,
+        count: Option<usize>,
+    ) -> Result<(), SessionError> {
+        if count.is_some_and(|n| n <= cap) {
+            return Ok(());
+        }
+        let store = &self.0.shared.store;
+        let mut sessions = store.list_user(user, self.0.now).await?;
+        if sessions.len() <= cap {
+            return Ok(());
+        }
+        sessions.sort_by_key(|k| (k.record.created_at, k.key));
+        let excess = sessions.len() - cap;
+        for ended in sessions.iter().filter(|k| k.key != *keep).take(excess) {
+            store.delete(&ended.key).await?;
+            tracing::info!(session = %ended.key.short(), "oldest session ended: per-user cap of {cap} reached");
+        }
+        Ok(())
     }
 
     /// Ends the caller's session: deletes the record now; the layer then

@@ -355,3 +355,18 @@ async fn users_list_their_sessions_without_seeing_tokens() {
     assert!(!text.contains(&phone) && !text.contains(&laptop));
     assert_eq!(list[0]["ip"], "127.0.0.1");
 }
+
+#[tokio::test]
+async fn a_login_beyond_the_per_user_cap_ends_the_oldest_session() {
+    let app = TestApp::spawn(SessionConfig { max_sessions_per_user: Some(2), ..dev() }).await;
+    let first = app.login_header("alice").await;
+    app.clock.advance(Duration::from_secs(1));
+    let second = app.login_header("alice").await;
+    app.clock.advance(Duration::from_secs(1));
+    let bob = app.login_header("bob").await;
+    let third = app.login_header("alice").await;
+    assert_eq!(app.get("/me").bearer_auth(&first).send().await.unwrap().status(), 401, "the oldest went");
+    for token in [&second, &third, &bob] {
+        assert_eq!(app.get("/me").bearer_auth(token).send().await.unwrap().status(), 200);
+    }
+}

@@ -314,3 +314,18 @@ async fn a_subscription_that_stops_answering_is_not_trusted() {
     eventually("distrust while Redis does not answer", async || !store.near_cache().unwrap().is_trusted()).await;
     eventually("trust again once it answers", async || store.near_cache().unwrap().is_trusted()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_user_cap_holds_on_redis() {
+    let store = Arc::new(store(&standalone().url(), true).await);
+    let app = TestApp::spawn_on(store, SessionConfig { max_sessions_per_user: Some(2), ..dev() }).await;
+    let user = format!("cap-{}", &SessionToken::generate().key().to_hex()[..8]);
+    let first = app.login_header(&user).await;
+    app.clock.advance(Duration::from_secs(1));
+    let second = app.login_header(&user).await;
+    app.clock.advance(Duration::from_secs(1));
+    let third = app.login_header(&user).await;
+    assert_eq!(app.get("/me").bearer_auth(&first).send().await.unwrap().status(), 401);
+    assert_eq!(app.get("/me").bearer_auth(&second).send().await.unwrap().status(), 200);
+    assert_eq!(app.get("/me").bearer_auth(&third).send().await.unwrap().status(), 200);
+}

@@ -107,17 +107,21 @@ pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
     /// record is written before the old one is deleted, so a failure in
     /// between leaves the caller logged in rather than logged out.
     /// Networked stores override this to do it in one round trip.
+    ///
+    /// Returns how many sessions the record's user has now, when the store
+    /// learns it for free (the layer enforces the per-user cap with it, and
+    /// lists the sessions itself when the answer is `None`).
     async fn rotate(
         &self,
         old: Option<&SessionKey>,
         new: &SessionKey,
         record: &SessionRecord,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<usize>, StoreError> {
         self.create(new, record).await?;
         if let Some(old) = old {
             self.delete(old).await?;
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Deletes sessions that lapsed before `now`; returns how many. Stores
@@ -160,7 +164,7 @@ impl<S: SessionStore + ?Sized> SessionStore for std::sync::Arc<S> {
         old: Option<&SessionKey>,
         new: &SessionKey,
         record: &SessionRecord,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<usize>, StoreError> {
         (**self).rotate(old, new, record).await
     }
     async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {

@@ -82,7 +82,12 @@ impl<S: SessionStore> SessionStore for Counting<S> {
         self.write();
         self.inner.delete_user(user, keep).await
     }
-    async fn rotate(&self, old: Option<&SessionKey>, new: &SessionKey, r: &SessionRecord) -> Result<(), StoreError> {
+    async fn rotate(
+        &self,
+        old: Option<&SessionKey>,
+        new: &SessionKey,
+        r: &SessionRecord,
+    ) -> Result<Option<usize>, StoreError> {
         self.write();
         self.inner.rotate(old, new, r).await
     }

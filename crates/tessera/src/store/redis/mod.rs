@@ -181,7 +181,7 @@ impl RedisStore {
         index: Option<&str>,
         old: Option<&str>,
         record: &SessionRecord,
-    ) -> Result<(), StoreError> {
+    ) -> Result<usize, StoreError> {
         let mut invocation = scripts::CREATE.prepare_invoke();
         invocation.key(name);
         if let Some(index) = index {
@@ -203,7 +203,7 @@ impl RedisStore {
         if created == 0 {
             return Err(StoreError::Conflict("session key exists".into()));
         }
-        Ok(())
+        Ok(created as usize - 1)
     }
 
     async fn delete_name(&self, name: &str) -> Result<bool, StoreError> {
@@ -241,7 +241,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn create(&self, key: &SessionKey, record: &SessionRecord) -> Result<(), StoreError> {
-        self.rotate(None, key, record).await
+        self.rotate(None, key, record).await.map(|_| ())
     }
 
     async fn load(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {
@@ -388,7 +388,7 @@ impl SessionStore for RedisStore {
         old: Option<&SessionKey>,
         new: &SessionKey,
         record: &SessionRecord,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<usize>, StoreError> {
         let name = self.session_name(new);
         let old_name = old.map(|k| self.session_name(k));
         let index = record.user_id.as_ref().map(|u| self.index_name(u));
@@ -397,7 +397,12 @@ impl SessionStore for RedisStore {
             (Some(index), old_name)
                 if self.together(&name, index) && old_name.as_ref().is_none_or(|o| self.together(o, index)) =>
             {
-                self.create_script(&name, Some(index), old_name.as_deref(), record).await?;
+                let count = self.create_script(&name, Some(index), old_name.as_deref(), record).await?;
+                if let Some(old) = old {
+                    self.invalidate_local(old);
+                    self.conn.confirm_replicated().await?;
+                }
+                return Ok(Some(count));
             }
             // Keys in different Cluster slots (or an anonymous session):
             // new first, then the index, then the old one goes.
@@ -422,7 +427,7 @@ impl SessionStore for RedisStore {
             self.invalidate_local(old);
             self.conn.confirm_replicated().await?;
         }
-        Ok(())
+        Ok(None)
     }
 }
 

@@ -30,7 +30,8 @@ redis.call('PEXPIREAT', KEYS[1], math.min(s.i, s.x))
 /// KEYS: session, [user index, [old session]].
 /// ARGV: pexpireat, index score, now, channel, index member of the new
 /// session, index member of the old one (or ''), the value.
-/// Returns 0 when the key exists (nothing written), 1 otherwise.
+/// Returns 0 when the key exists (nothing written), else 1 + the number of
+/// sessions in the user index afterwards.
 ///
 /// Index members are the 64-hex digests, not key names: at most 64 bytes,
 /// so a small index stays a compact listpack instead of a skiplist.
@@ -50,6 +51,7 @@ if KEYS[3] then
   redis.call('ZREM', KEYS[2], ARGV[6])
   redis.call('PUBLISH', ARGV[4], KEYS[3])
 end
+if KEYS[2] then return 1 + redis.call('ZCARD', KEYS[2]) end
 return 1
 "#,
     )
