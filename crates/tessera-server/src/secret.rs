@@ -73,6 +73,13 @@ impl ServerSecret {
         Ok(Self(bytes))
     }
 
+    /// A stable pseudonym of `value` for use as a storage key (96 bits of
+    /// HMAC, hex): equal inputs give equal keys, and without the secret the
+    /// key tells nothing about the input.
+    pub fn pseudonym(&self, value: &str) -> String {
+        self.mac("tessera/pseudonym/v1", &[value.as_bytes()])[..12].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// HMAC-SHA256 of `parts` (each length-prefixed, so no two different
     /// lists of parts can collide) under a purpose label.
     pub fn mac(&self, purpose: &str, parts: &[&[u8]]) -> [u8; 32] {

@@ -163,3 +163,21 @@ async fn throttles_are_configurable() {
     let r = app.post("/user/getotp").json(&json!({"telephone": "13900000000"})).send().await.unwrap();
     assert_eq!(failure(r).await, (429, 10003), "one send per address per hour");
 }
+
+#[tokio::test]
+async fn no_store_holds_an_unregistered_phone_in_clear() {
+    let app = TestServer::spawn().await;
+    let stranger = "13977776666";
+    assert_eq!(app.post("/user/getotp").json(&json!({"telephone": stranger})).send().await.unwrap().status(), 200);
+    let r =
+        app.post("/user/login").json(&json!({"telephone": stranger, "password": "guess guess"})).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(app.data.path()).unwrap() {
+        bytes.extend(std::fs::read(entry.unwrap().path()).unwrap_or_default());
+    }
+    assert!(!bytes.is_empty());
+    for needle in [stranger, "7777666", "127.0.0.1"] {
+        assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_bytes()), "{needle} found at rest");
+    }
+}

@@ -70,6 +70,12 @@ pub struct OtpService {
 }
 
 impl OtpService {
+    /// The key under which `value` (a phone number, a client address) is
+    /// stored and counted: a keyed hash, so no store holds it in clear.
+    pub fn pseudonym(&self, value: &str) -> String {
+        self.secret.pseudonym(value)
+    }
+
     fn mac(&self, phone: &Telephone, code: &OtpCode) -> [u8; 32] {
         self.secret.mac("tessera/otp/v1", &[phone.as_str().as_bytes(), code.expose().as_bytes()])
     }
@@ -80,22 +86,23 @@ impl OtpService {
     pub async fn send(&self, phone: &Telephone, client: &str) -> Result<(), ApiError> {
         let now = self.clock.now();
         let p = &self.policy;
+        let subject = self.pseudonym(phone.as_str());
         limits::check(
             &*self.limiter,
             now,
             &[
-                (format!("otp-phone-burst:{phone}"), p.per_phone_burst),
-                (format!("otp-phone-hour:{phone}"), p.per_phone_hourly),
-                (format!("otp-ip-hour:{client}"), p.per_ip_hourly),
+                (format!("otp-phone-burst:{subject}"), p.per_phone_burst),
+                (format!("otp-phone-hour:{subject}"), p.per_phone_hourly),
+                (format!("otp-ip-hour:{}", self.pseudonym(client)), p.per_ip_hourly),
             ],
         )
         .await?;
         let code = OtpCode::generate();
         let mac = self.mac(phone, &code);
-        self.store.put(phone, &mac, now + p.lifetime).await?;
+        self.store.put(&subject, &mac, now + p.lifetime).await?;
         if let Err(reason) = self.sender.send(phone, &code, p.lifetime).await {
             // A code the user never received must not stay guessable.
-            self.store.discard(phone, &mac).await?;
+            self.store.discard(&subject, &mac).await?;
             return Err(ApiError::OtpSendFailed(reason));
         }
         tracing::info!(phone = %phone.masked(), "OTP sent");
@@ -106,7 +113,8 @@ impl OtpService {
     /// counted, and the challenge dies after the attempt cap.
     pub async fn verify(&self, phone: &Telephone, code: &OtpCode) -> Result<Verdict, ApiError> {
         let mac = self.mac(phone, code);
-        let verdict = match self.store.attempt(phone, &mac, self.clock.now(), self.policy.max_attempts).await? {
+        let subject = self.pseudonym(phone.as_str());
+        let verdict = match self.store.attempt(&subject, &mac, self.clock.now(), self.policy.max_attempts).await? {
             Attempt::Verified => Verdict::Verified,
             Attempt::Mismatch => Verdict::Mismatch,
             Attempt::NoChallenge => Verdict::Expired,

@@ -9,7 +9,6 @@ use subtle::ConstantTimeEq;
 use tessera::store::redis::RedisConn;
 use tessera::Timestamp;
 
-use crate::domain::Telephone;
 use crate::error::ApiError;
 
 /// The result of one attempt at a challenge.
@@ -23,18 +22,20 @@ pub enum Attempt {
     NoChallenge,
 }
 
-/// Pending OTP challenges, one per phone. Each method is atomic.
+/// Pending OTP challenges, one per phone, filed under the phone's keyed
+/// pseudonym (see `OtpService::pseudonym`), so a dump of the store lists no
+/// phone numbers. Each method is atomic.
 #[async_trait]
 pub trait ChallengeStore: Send + Sync + std::fmt::Debug + 'static {
     /// Stores a challenge, replacing any pending one (and its attempt count).
-    async fn put(&self, phone: &Telephone, mac: &[u8; 32], expires_at: Timestamp) -> Result<(), ApiError>;
+    async fn put(&self, subject: &str, mac: &[u8; 32], expires_at: Timestamp) -> Result<(), ApiError>;
     /// Deletes the challenge if it is still the one with `mac`.
-    async fn discard(&self, phone: &Telephone, mac: &[u8; 32]) -> Result<(), ApiError>;
+    async fn discard(&self, subject: &str, mac: &[u8; 32]) -> Result<(), ApiError>;
     /// Checks `mac` against the live challenge: consumes it when right,
     /// counts a wrong try, and deletes it at `max_attempts` wrong tries.
     async fn attempt(
         &self,
-        phone: &Telephone,
+        subject: &str,
         mac: &[u8; 32],
         now: Timestamp,
         max_attempts: u32,
@@ -65,13 +66,13 @@ impl SqliteChallenges {
 
 #[async_trait]
 impl ChallengeStore for SqliteChallenges {
-    async fn put(&self, phone: &Telephone, mac: &[u8; 32], expires_at: Timestamp) -> Result<(), ApiError> {
+    async fn put(&self, subject: &str, mac: &[u8; 32], expires_at: Timestamp) -> Result<(), ApiError> {
         sqlx::query(
-            "INSERT INTO otp_challenge (telephone, code_mac, expires_at, attempts) VALUES (?, ?, ?, 0)
-             ON CONFLICT (telephone) DO UPDATE SET code_mac = excluded.code_mac,
+            "INSERT INTO otp_challenge (subject, code_mac, expires_at, attempts) VALUES (?, ?, ?, 0)
+             ON CONFLICT (subject) DO UPDATE SET code_mac = excluded.code_mac,
                  expires_at = excluded.expires_at, attempts = 0",
         )
-        .bind(phone.as_str())
+        .bind(subject)
         .bind(&mac[..])
         .bind(expires_at.as_millis())
         .execute(&self.pool)
@@ -79,9 +80,9 @@ impl ChallengeStore for SqliteChallenges {
         Ok(())
     }
 
-    async fn discard(&self, phone: &Telephone, mac: &[u8; 32]) -> Result<(), ApiError> {
-        sqlx::query("DELETE FROM otp_challenge WHERE telephone = ? AND code_mac = ?")
-            .bind(phone.as_str())
+    async fn discard(&self, subject: &str, mac: &[u8; 32]) -> Result<(), ApiError> {
+        sqlx::query("DELETE FROM otp_challenge WHERE subject = ? AND code_mac = ?")
+            .bind(subject)
             .bind(&mac[..])
             .execute(&self.pool)
             .await?;
@@ -90,18 +91,18 @@ impl ChallengeStore for SqliteChallenges {
 
     async fn attempt(
         &self,
-        phone: &Telephone,
+        subject: &str,
         mac: &[u8; 32],
         now: Timestamp,
         max_attempts: u32,
     ) -> Result<Attempt, ApiError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let row: Option<(Vec<u8>, i64, i64)> =
-            sqlx::query_as("SELECT code_mac, expires_at, attempts FROM otp_challenge WHERE telephone = ?")
-                .bind(phone.as_str())
+            sqlx::query_as("SELECT code_mac, expires_at, attempts FROM otp_challenge WHERE subject = ?")
+                .bind(subject)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let delete = sqlx::query("DELETE FROM otp_challenge WHERE telephone = ?").bind(phone.as_str());
+        let delete = sqlx::query("DELETE FROM otp_challenge WHERE subject = ?").bind(subject);
         let outcome = match row {
             None => Attempt::NoChallenge,
             Some((_, expires_at, attempts))
@@ -118,8 +119,8 @@ impl ChallengeStore for SqliteChallenges {
                 if attempts + 1 >= i64::from(max_attempts) {
                     delete.execute(&mut *tx).await?;
                 } else {
-                    sqlx::query("UPDATE otp_challenge SET attempts = attempts + 1 WHERE telephone = ?")
-                        .bind(phone.as_str())
+                    sqlx::query("UPDATE otp_challenge SET attempts = attempts + 1 WHERE subject = ?")
+                        .bind(subject)
                         .execute(&mut *tx)
                         .await?;
                 }
@@ -181,36 +182,36 @@ impl RedisChallenges {
         Self { conn, prefix: format!("{prefix}:otp:") }
     }
 
-    fn key(&self, phone: &Telephone) -> String {
-        format!("{}{}", self.prefix, phone.as_str())
+    fn key(&self, subject: &str) -> String {
+        format!("{}{}", self.prefix, subject)
     }
 }
 
 #[async_trait]
 impl ChallengeStore for RedisChallenges {
-    async fn put(&self, phone: &Telephone, mac: &[u8; 32], expires_at: Timestamp) -> Result<(), ApiError> {
+    async fn put(&self, subject: &str, mac: &[u8; 32], expires_at: Timestamp) -> Result<(), ApiError> {
         let mut call = PUT.prepare_invoke();
         // Keep the key a minute past the code's life; expiry itself is `exp`.
         let ttl_ms = expires_at.since(tessera::Clock::now(&tessera::SystemClock)).as_millis() as u64 + 60_000;
-        call.key(self.key(phone)).arg(&mac[..]).arg(expires_at.as_millis()).arg(ttl_ms);
+        call.key(self.key(subject)).arg(&mac[..]).arg(expires_at.as_millis()).arg(ttl_ms);
         Ok(self.conn.run(|mut c| async move { call.invoke_async::<()>(&mut c).await }).await?)
     }
 
-    async fn discard(&self, phone: &Telephone, mac: &[u8; 32]) -> Result<(), ApiError> {
+    async fn discard(&self, subject: &str, mac: &[u8; 32]) -> Result<(), ApiError> {
         let mut call = DISCARD.prepare_invoke();
-        call.key(self.key(phone)).arg(&mac[..]);
+        call.key(self.key(subject)).arg(&mac[..]);
         Ok(self.conn.run(|mut c| async move { call.invoke_async::<()>(&mut c).await }).await?)
     }
 
     async fn attempt(
         &self,
-        phone: &Telephone,
+        subject: &str,
         mac: &[u8; 32],
         now: Timestamp,
         max_attempts: u32,
     ) -> Result<Attempt, ApiError> {
         let mut call = ATTEMPT.prepare_invoke();
-        call.key(self.key(phone)).arg(&mac[..]).arg(now.as_millis()).arg(max_attempts);
+        call.key(self.key(subject)).arg(&mac[..]).arg(now.as_millis()).arg(max_attempts);
         let outcome: i64 = self.conn.run(|mut c| async move { call.invoke_async(&mut c).await }).await?;
         Ok(match outcome {
             1 => Attempt::Verified,

@@ -84,7 +84,10 @@ pub async fn login(
     limits::check(
         &*state.limiter,
         state.clock.now(),
-        &[(format!("login-phone:{phone}"), limits.per_phone), (format!("login-ip:{}", client(ip)), limits.per_ip)],
+        &[
+            (format!("login-phone:{}", state.otp.pseudonym(phone.as_str())), limits.per_phone),
+            (format!("login-ip:{}", state.otp.pseudonym(&client(ip))), limits.per_ip),
+        ],
     )
     .await?;
     let user = match (params.get("otpCode"), params.raw("password")) {

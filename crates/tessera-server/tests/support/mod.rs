@@ -67,7 +67,7 @@ pub struct TestServer {
     pub sink: Sink,
     pub http: reqwest::Client,
     pub pool: sqlx::SqlitePool,
-    _data: tempfile::TempDir,
+    pub data: tempfile::TempDir,
 }
 
 impl TestServer {
@@ -90,7 +90,7 @@ impl TestServer {
         let pool = app.database().clone();
         tokio::spawn(app.run_until(std::future::pending()));
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        Self { addr, clock, sink, http, pool, _data: data }
+        Self { addr, clock, sink, http, pool, data }
     }
 
     pub fn url(&self, path: &str) -> String {
