@@ -66,7 +66,7 @@ enum Current {
     Absent,
     Live {
         key: SessionKey,
-        record: SessionRecord,
+        record: Arc<SessionRecord>,
     },
 }
 
@@ -240,7 +240,7 @@ impl Session {
         }
         tracing::info!(session = %key.short(), old = ?old.map(|k| k.short()), "session rotated on login");
         let csrf_token = record.csrf_token.clone();
-        state.current = Current::Live { key, record };
+        state.current = Current::Live { key, record: Arc::new(record) };
         state.issued = Some(token.clone());
         state.ended = false;
         Ok(LoginGrant { token, carrier: self.0.respond_via, csrf_token })
@@ -379,7 +379,7 @@ impl Session {
                 let token = shared.store.issue_token(None);
                 let record = self.new_record(None, std::mem::take(set));
                 shared.store.create(&token.key(), &record).await?;
-                *current = Current::Live { key: token.key(), record };
+                *current = Current::Live { key: token.key(), record: Arc::new(record) };
                 *issued = Some(token);
             }
             _ => {}

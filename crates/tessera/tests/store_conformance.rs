@@ -39,7 +39,7 @@ async fn sqlite_sessions_survive_reopening_the_file() {
         store.close().await;
     }
     let reopened = SqliteStore::open(&path).await.unwrap();
-    assert_eq!(reopened.load(&key).await.unwrap(), Some(record));
+    assert_eq!(reopened.load(&key).await.unwrap().as_deref(), Some(&record));
 }
 
 /// Nothing in the file holds the token itself, only its digest.

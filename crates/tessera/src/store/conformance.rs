@@ -69,11 +69,11 @@ pub async fn create_then_load_round_trips(store: DynStore) {
     r.attributes
         .insert("cart".into(), crate::record::Attribute { value: Some(json!({"items": ["书", 2]})), version: 0 });
     store.create(&k, &r).await.unwrap();
-    assert_eq!(store.load(&k).await.unwrap(), Some(r));
+    assert_eq!(store.load(&k).await.unwrap().as_deref(), Some(&r));
     let anon = record_for(None);
     let k2 = key();
     store.create(&k2, &anon).await.unwrap();
-    assert_eq!(store.load(&k2).await.unwrap(), Some(anon));
+    assert_eq!(store.load(&k2).await.unwrap().as_deref(), Some(&anon));
 }
 
 /// Creating under an existing key fails and keeps the original.
@@ -83,7 +83,7 @@ pub async fn create_never_overwrites(store: DynStore) {
     store.create(&k, &first).await.unwrap();
     let err = store.create(&k, &record_for(Some("mallory"))).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
-    assert_eq!(store.load(&k).await.unwrap(), Some(first));
+    assert_eq!(store.load(&k).await.unwrap().as_deref(), Some(&first));
 }
 
 /// Unknown keys load as `None`; writes to them are `NotFound`.
@@ -242,7 +242,7 @@ pub async fn rotate_replaces_old_by_new(store: DynStore) {
     let logged_in = record_for(Some("alice"));
     store.rotate(Some(&old), &new, &logged_in).await.unwrap();
     assert_eq!(store.load(&old).await.unwrap(), None);
-    assert_eq!(store.load(&new).await.unwrap(), Some(logged_in.clone()));
+    assert_eq!(store.load(&new).await.unwrap().as_deref(), Some(&logged_in));
     let uid = UserId::parse("alice").unwrap();
     assert!(store.list_user(&uid, now()).await.unwrap().iter().any(|k| k.key == new));
     // Rotating onto an existing key fails and leaves the old session alone.

@@ -2,7 +2,7 @@
 //! process and are not shared between processes.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
@@ -65,8 +65,8 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
-    async fn load(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {
-        Ok(self.lock().sessions.get(key).cloned())
+    async fn load(&self, key: &SessionKey) -> Result<Option<Arc<SessionRecord>>, StoreError> {
+        Ok(self.lock().sessions.get(key).cloned().map(Arc::new))
     }
 
     async fn save(&self, key: &SessionKey, change: &SessionChange) -> Result<u64, StoreError> {

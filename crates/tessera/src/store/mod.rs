@@ -6,6 +6,7 @@
 //! the layer calls at most one of them per request in the common case.
 
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
@@ -85,8 +86,9 @@ pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
     /// Stores a new session.
     async fn create(&self, key: &SessionKey, record: &SessionRecord) -> Result<(), StoreError>;
 
-    /// Loads a session, `None` if there is none under `key`.
-    async fn load(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError>;
+    /// Loads a session, `None` if there is none under `key`. Shared, so a
+    /// store that caches can hand out its copy without cloning it.
+    async fn load(&self, key: &SessionKey) -> Result<Option<Arc<SessionRecord>>, StoreError>;
 
     /// Saves changed attributes; returns the record's new version.
     async fn save(&self, key: &SessionKey, change: &SessionChange) -> Result<u64, StoreError>;
@@ -134,14 +136,14 @@ pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
 
 /// A shared store is a store, so wrappers and tests can hold `Arc`s.
 #[async_trait]
-impl<S: SessionStore + ?Sized> SessionStore for std::sync::Arc<S> {
+impl<S: SessionStore + ?Sized> SessionStore for Arc<S> {
     fn issue_token(&self, user: Option<&UserId>) -> SessionToken {
         (**self).issue_token(user)
     }
     async fn create(&self, key: &SessionKey, record: &SessionRecord) -> Result<(), StoreError> {
         (**self).create(key, record).await
     }
-    async fn load(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {
+    async fn load(&self, key: &SessionKey) -> Result<Option<Arc<SessionRecord>>, StoreError> {
         (**self).load(key).await
     }
     async fn save(&self, key: &SessionKey, change: &SessionChange) -> Result<u64, StoreError> {

@@ -169,9 +169,9 @@ impl SessionStore for SqliteStore {
         }
     }
 
-    async fn load(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {
+    async fn load(&self, key: &SessionKey) -> Result<Option<Arc<SessionRecord>>, StoreError> {
         if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(key)) {
-            return Ok(Some((*hit).clone()));
+            return Ok(Some(hit));
         }
         let epoch = self.epoch.load(Ordering::Acquire);
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM tessera_sessions WHERE key = ?"))
@@ -179,10 +179,10 @@ impl SessionStore for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(unavailable)?;
-        let record = row.map(|r| decode(&r).map(|k| k.record)).transpose()?;
+        let record = row.map(|r| decode(&r).map(|k| Arc::new(k.record))).transpose()?;
         if let (Some(cache), Some(record)) = (&self.cache, &record) {
             if self.epoch.load(Ordering::Acquire) == epoch {
-                cache.insert(*key, Arc::new(record.clone()));
+                cache.insert(*key, record.clone());
             }
         }
         Ok(record)

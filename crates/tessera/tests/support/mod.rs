@@ -58,7 +58,7 @@ impl<S: SessionStore> SessionStore for Counting<S> {
         self.write();
         self.inner.create(key, record).await
     }
-    async fn load(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {
+    async fn load(&self, key: &SessionKey) -> Result<Option<Arc<SessionRecord>>, StoreError> {
         self.read();
         self.inner.load(key).await
     }

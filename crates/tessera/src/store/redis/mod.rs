@@ -244,7 +244,7 @@ impl SessionStore for RedisStore {
         self.rotate(None, key, record).await.map(|_| ())
     }
 
-    async fn load(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {
+    async fn load(&self, key: &SessionKey) -> Result<Option<Arc<SessionRecord>>, StoreError> {
         let epoch = match &self.cache {
             Some(cache) => {
                 if let Some(hit) = cache.get(key) {
@@ -254,9 +254,9 @@ impl SessionStore for RedisStore {
             }
             None => None,
         };
-        let record = self.get(self.session_name(key)).await?;
+        let record = self.get(self.session_name(key)).await?.map(Arc::new);
         if let (Some(cache), Some(epoch), Some(record)) = (&self.cache, epoch, &record) {
-            cache.insert(*key, record, epoch);
+            cache.insert(*key, record.clone(), epoch);
         }
         Ok(record)
     }

@@ -53,7 +53,7 @@ impl NearCache {
     }
 
     /// A cached copy, if trusted and fresh.
-    pub fn get(&self, key: &SessionKey) -> Option<SessionRecord> {
+    pub fn get(&self, key: &SessionKey) -> Option<Arc<SessionRecord>> {
         if !self.is_trusted() {
             return None;
         }
@@ -62,13 +62,13 @@ impl NearCache {
             self.entries.remove(key);
             return None;
         }
-        Some((*record).clone())
+        Some(record)
     }
 
     /// Keeps a copy loaded at `epoch`, unless an invalidation came since.
-    pub fn insert(&self, key: SessionKey, record: &SessionRecord, epoch: u64) {
+    pub fn insert(&self, key: SessionKey, record: Arc<SessionRecord>, epoch: u64) {
         if self.is_trusted() && self.epoch() == epoch {
-            self.entries.insert(key, (Arc::new(record.clone()), Instant::now()));
+            self.entries.insert(key, (record, Instant::now()));
         }
     }
 
