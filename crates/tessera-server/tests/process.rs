@@ -1,73 +1,27 @@
 //! The real `tessera` binary: start-up, console OTP sender, SIGTERM, and a
 //! restart on the same data directory after which tokens still work.
 
+mod support;
+
+use std::ffi::OsStr;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-use tokio::sync::mpsc;
+use support::node::{Node, BIN};
+use tokio::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tessera");
-
-struct Server {
-    child: Child,
-    base: String,
-    lines: mpsc::UnboundedReceiver<String>,
-}
-
-impl Server {
-    async fn start(data: &Path) -> Self {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--dev", "--bind", "127.0.0.1:0", "--otp-sender", "console", "--log", "warn"])
-            .arg("--data-dir")
-            .arg(data)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let (tx, mut lines) = mpsc::unbounded_channel();
-        let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = out.next_line().await {
-                let _ = tx.send(line);
-            }
-        });
-        let base = loop {
-            let line = tokio::time::timeout(Duration::from_secs(30), lines.recv()).await.unwrap().unwrap();
-            if let Some(url) = line.strip_prefix("tessera listening on ") {
-                break url.to_owned();
-            }
-        };
-        Self { child, base, lines }
-    }
-
-    /// The next code the console sender prints.
-    async fn code(&mut self) -> String {
-        loop {
-            let line = tokio::time::timeout(Duration::from_secs(10), self.lines.recv()).await.unwrap().unwrap();
-            if let Some(rest) = line.strip_prefix("code ") {
-                return rest.split(' ').next().unwrap().to_owned();
-            }
-        }
-    }
-
-    async fn stop(mut self) {
-        let pid = self.child.id().unwrap().to_string();
-        std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let status = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await.unwrap().unwrap();
-        assert!(status.success(), "SIGTERM is a clean shutdown: {status}");
-    }
+/// A node with the console OTP sender on `data`.
+async fn console_node(data: &Path) -> Node {
+    Node::launch([OsStr::new("--otp-sender"), OsStr::new("console"), OsStr::new("--data-dir"), data.as_os_str()], &[])
+        .await
 }
 
 #[tokio::test]
 async fn tokens_survive_a_restart_on_the_same_data_directory() {
     let data = tempfile::tempdir().unwrap();
     let http = reqwest::Client::new();
-    let mut server = Server::start(data.path()).await;
+    let mut server = console_node(data.path()).await;
     let base = server.base.clone();
 
     let r = http.post(format!("{base}/user/getotp")).json(&json!({"telephone": "13812345678"})).send().await.unwrap();
@@ -97,7 +51,7 @@ async fn tokens_survive_a_restart_on_the_same_data_directory() {
         assert_eq!(mode & 0o777, 0o600);
     }
 
-    let server = Server::start(data.path()).await;
+    let server = console_node(data.path()).await;
     let r = http.get(format!("{}/user/me", server.base)).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["data"]["telephone"], "+8613812345678");
@@ -132,25 +86,16 @@ async fn a_config_file_is_read() {
     let data = tempfile::tempdir().unwrap();
     let config = data.path().join("tessera.toml");
     std::fs::write(&config, format!("data-dir = {:?}\ncarrier = \"header\"\n", data.path().join("d"))).unwrap();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--dev", "--bind", "127.0.0.1:0", "--log", "warn", "--config"])
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), out.next_line()).await.unwrap().unwrap().unwrap();
-    assert!(line.starts_with("tessera listening on"), "{line}");
+    let node = Node::launch([OsStr::new("--config"), config.as_os_str()], &[]).await;
+    assert!(node.base.starts_with("http://127.0.0.1:"), "{}", node.base);
     assert!(data.path().join("d").join("tessera.db").exists(), "data-dir from the file was used");
-    child.kill().await.unwrap();
+    node.stop().await;
 }
 
 #[tokio::test]
 async fn a_second_process_without_redis_refuses_a_data_directory_in_use() {
     let data = tempfile::tempdir().unwrap();
-    let first = Server::start(data.path()).await;
+    let first = console_node(data.path()).await;
     let out = tokio::time::timeout(
         Duration::from_secs(30),
         Command::new(BIN).args(["serve", "--dev", "--bind", "127.0.0.1:0"]).arg("--data-dir").arg(data.path()).output(),

@@ -1,43 +1,85 @@
-//! A `tessera` server process, for tests that need real separate nodes.
+//! A real `tessera` server process, for tests that need the binary itself
+//! or several separate nodes.
 
+use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
 
-/// The secret every test node shares (as operators would set TESSERA_SECRET).
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_tessera");
+
+/// The secret every webhook test node shares (as operators would set TESSERA_SECRET).
 pub const SECRET: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 pub struct Node {
     pub child: Child,
     pub base: String,
+    lines: mpsc::UnboundedReceiver<String>,
 }
 
 impl Node {
-    /// Starts a node on `data` that sends codes to `sink`, with `extra` flags.
-    pub async fn start(data: &Path, sink: &str, extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-            .args(["serve", "--dev", "--bind", "127.0.0.1:0", "--log", "warn", "--otp-sender", "webhook"])
-            .args(["--otp-webhook", sink])
-            .args(extra)
-            .arg("--data-dir")
-            .arg(data)
-            .env("TESSERA_SECRET", SECRET)
+    /// Runs `tessera serve --dev --bind 127.0.0.1:0 --log warn ARGS` with
+    /// `env`, and waits for its start-up line.
+    pub async fn launch<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>, env: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--dev", "--bind", "127.0.0.1:0", "--log", "warn"])
+            .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .unwrap();
+        let (tx, mut lines) = mpsc::unbounded_channel();
         let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = tokio::time::timeout(Duration::from_secs(30), out.next_line()).await.unwrap().unwrap().unwrap();
-        let base = line.strip_prefix("tessera listening on ").expect("start-up line").to_owned();
-        Self { child, base }
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = out.next_line().await {
+                let _ = tx.send(line);
+            }
+        });
+        let base = loop {
+            let line =
+                tokio::time::timeout(Duration::from_secs(30), lines.recv()).await.unwrap().expect("start-up line");
+            if let Some(url) = line.strip_prefix("tessera listening on ") {
+                break url.to_owned();
+            }
+        };
+        Self { child, base, lines }
+    }
+
+    /// A node on `data` that sends codes to `sink`, with `extra` flags.
+    pub async fn start(data: &Path, sink: &str, extra: &[&str]) -> Self {
+        let mut args: Vec<&OsStr> = ["--otp-sender", "webhook", "--otp-webhook", sink].map(OsStr::new).to_vec();
+        args.extend(extra.iter().map(OsStr::new));
+        args.extend([OsStr::new("--data-dir"), data.as_os_str()]);
+        Self::launch(args, &[("TESSERA_SECRET", SECRET)]).await
     }
 
     /// The URL of `path` on this node.
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// The next code the console OTP sender prints.
+    pub async fn code(&mut self) -> String {
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(10), self.lines.recv()).await.unwrap().unwrap();
+            if let Some(rest) = line.strip_prefix("code ") {
+                return rest.split(' ').next().unwrap().to_owned();
+            }
+        }
+    }
+
+    /// SIGTERM, and insists on a clean exit.
+    pub async fn stop(mut self) {
+        let pid = self.child.id().unwrap().to_string();
+        std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await.unwrap().unwrap();
+        assert!(status.success(), "SIGTERM is a clean shutdown: {status}");
     }
 }

@@ -239,7 +239,7 @@ impl RedisConn {
     /// Waits until the last write reached a replica (Sentinel deployments
     /// only; elsewhere a no-op), so that a revocation survives a failover.
     pub async fn confirm_replicated(&self) -> Result<(), StoreError> {
-        if !matches!(self.inner.backend, Backend::Sentinel { .. }) {
+        if !self.is_sentinel() {
             return Ok(());
         }
         let wait_ms = (self.inner.timeout.as_millis() / 2).max(1) as u64;

@@ -392,17 +392,12 @@ impl SessionStore for RedisStore {
         let name = self.session_name(new);
         let old_name = old.map(|k| self.session_name(k));
         let index = record.user_id.as_ref().map(|u| self.index_name(u));
-        match (&index, &old_name) {
+        let count = match (&index, &old_name) {
             // The common case, one script: create, index, delete the old.
             (Some(index), old_name)
                 if self.together(&name, index) && old_name.as_ref().is_none_or(|o| self.together(o, index)) =>
             {
-                let count = self.create_script(&name, Some(index), old_name.as_deref(), record).await?;
-                if let Some(old) = old {
-                    self.invalidate_local(old);
-                    self.conn.confirm_replicated().await?;
-                }
-                return Ok(Some(count));
+                Some(self.create_script(&name, Some(index), old_name.as_deref(), record).await?)
             }
             // Keys in different Cluster slots (or an anonymous session):
             // new first, then the index, then the old one goes.
@@ -421,13 +416,14 @@ impl SessionStore for RedisStore {
                 if let Some(old_name) = &old_name {
                     self.delete_name(old_name).await?;
                 }
+                None
             }
-        }
+        };
         if let Some(old) = old {
             self.invalidate_local(old);
             self.conn.confirm_replicated().await?;
         }
-        Ok(None)
+        Ok(count)
     }
 }
 
