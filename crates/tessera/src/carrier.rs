@@ -33,8 +33,10 @@ pub enum Presented {
     Nothing,
     /// Something in a carrier that is not a well-formed token.
     Malformed(CarrierKind),
-    /// A well-formed token (which may still be unknown to the store).
+    /// A well-formed session token (which may still be unknown to the store).
     Token(SessionToken, CarrierKind),
+    /// Something shaped like a signed access token (token mode), not yet verified.
+    Access(String, CarrierKind),
 }
 
 impl Presented {
@@ -42,29 +44,57 @@ impl Presented {
     pub fn carrier(&self) -> Option<CarrierKind> {
         match self {
             Self::Nothing => None,
-            Self::Malformed(c) | Self::Token(_, c) => Some(*c),
+            Self::Malformed(c) | Self::Token(_, c) | Self::Access(_, c) => Some(*c),
         }
     }
 }
 
+/// Which kind of credential a deployment hands out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenFormat {
+    /// Opaque session tokens.
+    Session,
+    /// Signed access tokens (JWT).
+    Signed,
+}
+
+impl TokenFormat {
+    fn classify(self, text: &str, carrier: CarrierKind) -> Presented {
+        match self {
+            Self::Session => {
+                SessionToken::parse(text).map_or(Presented::Malformed(carrier), |t| Presented::Token(t, carrier))
+            }
+            Self::Signed if looks_like_jwt(text) => Presented::Access(text.to_owned(), carrier),
+            Self::Signed => Presented::Malformed(carrier),
+        }
+    }
+}
+
+/// Three base64url segments within the size limit: worth verifying.
+fn looks_like_jwt(text: &str) -> bool {
+    text.len() <= crate::signed::MAX_TOKEN_LEN
+        && text.bytes().filter(|b| *b == b'.').count() == 2
+        && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
 /// Finds the request's credential under `mode`.
-pub fn read(mode: CarrierMode, cookie: &CookieSettings, headers: &HeaderMap) -> Presented {
+pub fn read(mode: CarrierMode, cookie: &CookieSettings, headers: &HeaderMap, format: TokenFormat) -> Presented {
     if mode != CarrierMode::Cookie {
-        if let Some(found) = read_header(headers) {
+        if let Some(found) = read_header(headers, format) {
             // A header token wins outright: falling back to the cookie would
             // let a cross-site request ride on it.
             return found;
         }
     }
     if mode != CarrierMode::Header {
-        if let Some(found) = read_cookie(&cookie.wire_name(), headers) {
-            return found;
+        if let Some(value) = read_cookie(&cookie.wire_name(), headers) {
+            return format.classify(&value, CarrierKind::Cookie);
         }
     }
     Presented::Nothing
 }
 
-fn read_header(headers: &HeaderMap) -> Option<Presented> {
+fn read_header(headers: &HeaderMap, format: TokenFormat) -> Option<Presented> {
     let bearer = headers.get_all(header::AUTHORIZATION).iter().find_map(|v| {
         let v = v.to_str().ok()?;
         let (scheme, rest) = v.split_once(' ')?;
@@ -80,10 +110,11 @@ fn read_header(headers: &HeaderMap) -> Option<Presented> {
         (Some(b), [one]) if one.as_bytes() == b.as_bytes() => b,
         _ => return Some(malformed),
     };
-    Some(SessionToken::parse(&text).map_or(malformed, |t| Presented::Token(t, CarrierKind::Header)))
+    Some(format.classify(&text, CarrierKind::Header))
 }
 
-fn read_cookie(name: &str, headers: &HeaderMap) -> Option<Presented> {
+/// The value of cookie `name`, if the request has one.
+pub fn read_cookie(name: &str, headers: &HeaderMap) -> Option<String> {
     let mut found = None;
     for value in headers.get_all(header::COOKIE) {
         let Ok(text) = value.to_str() else { continue };
@@ -95,11 +126,7 @@ fn read_cookie(name: &str, headers: &HeaderMap) -> Option<Presented> {
             }
         }
     }
-    let value = found?;
-    Some(
-        SessionToken::parse(&value)
-            .map_or(Presented::Malformed(CarrierKind::Cookie), |t| Presented::Token(t, CarrierKind::Cookie)),
-    )
+    found
 }
 
 /// Which carrier a newly issued token goes back in.
@@ -130,6 +157,25 @@ pub fn expired_cookie(settings: &CookieSettings) -> HeaderValue {
     HeaderValue::from_str(&cookie).expect("cookie text is a valid header value")
 }
 
+/// The `Set-Cookie` value that hands a signed access token to a browser.
+pub fn access_cookie(settings: &CookieSettings, token: &str, max_age: Duration) -> HeaderValue {
+    let cookie = build(settings, token.to_owned(), max_age);
+    HeaderValue::from_str(&cookie).expect("cookie text is a valid header value")
+}
+
+/// The `Set-Cookie` value for a refresh token: sent back only to `path`,
+/// and never on cross-site requests (`SameSite=Strict`).
+pub fn refresh_cookie(settings: &CookieSettings, path: &str, token: Option<&str>, max_age: Duration) -> HeaderValue {
+    let secs = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
+    let cookie = Cookie::build((settings.refresh_wire_name(), token.unwrap_or_default().to_owned()))
+        .http_only(true)
+        .secure(settings.secure)
+        .same_site(cookie::SameSite::Strict)
+        .path(path.to_owned())
+        .max_age(cookie::time::Duration::seconds(secs));
+    HeaderValue::from_str(&cookie.build().to_string()).expect("cookie text is a valid header value")
+}
+
 fn build(settings: &CookieSettings, value: String, max_age: Duration) -> String {
     let secs = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
     let mut cookie = Cookie::build((settings.wire_name(), value))
@@ -148,6 +194,8 @@ fn build(settings: &CookieSettings, value: String, max_age: Duration) -> String 
 mod tests {
     use super::*;
 
+    const S: TokenFormat = TokenFormat::Session;
+
     fn headers(pairs: &[(&str, String)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
@@ -164,16 +212,19 @@ mod tests {
             ("authorization", format!("Bearer {}", a.expose())),
             ("cookie", format!("__Host-tessera={}", b.expose())),
         ]);
-        assert_eq!(read(CarrierMode::Auto, &s, &h), Presented::Token(a.clone(), CarrierKind::Header));
-        assert_eq!(read(CarrierMode::Cookie, &s, &h), Presented::Token(b, CarrierKind::Cookie));
-        assert_eq!(read(CarrierMode::Header, &s, &h), Presented::Token(a, CarrierKind::Header));
+        assert_eq!(read(CarrierMode::Auto, &s, &h, S), Presented::Token(a.clone(), CarrierKind::Header));
+        assert_eq!(read(CarrierMode::Cookie, &s, &h, S), Presented::Token(b, CarrierKind::Cookie));
+        assert_eq!(read(CarrierMode::Header, &s, &h, S), Presented::Token(a, CarrierKind::Header));
     }
 
     #[test]
     fn a_malformed_header_token_does_not_fall_back_to_the_cookie() {
         let b = SessionToken::generate();
         let h = headers(&[("x-auth-token", "garbage".into()), ("cookie", format!("__Host-tessera={}", b.expose()))]);
-        assert_eq!(read(CarrierMode::Auto, &CookieSettings::default(), &h), Presented::Malformed(CarrierKind::Header));
+        assert_eq!(
+            read(CarrierMode::Auto, &CookieSettings::default(), &h, S),
+            Presented::Malformed(CarrierKind::Header)
+        );
     }
 
     #[test]
@@ -181,24 +232,27 @@ mod tests {
         let a = SessionToken::generate();
         let s = CookieSettings::default();
         let h = headers(&[("x-auth-token", a.expose())]);
-        assert_eq!(read(CarrierMode::Header, &s, &h), Presented::Token(a.clone(), CarrierKind::Header));
+        assert_eq!(read(CarrierMode::Header, &s, &h, S), Presented::Token(a.clone(), CarrierKind::Header));
         let h = headers(&[("authorization", format!("bearer  {}", a.expose()))]);
-        assert_eq!(read(CarrierMode::Header, &s, &h), Presented::Token(a.clone(), CarrierKind::Header));
+        assert_eq!(read(CarrierMode::Header, &s, &h, S), Presented::Token(a.clone(), CarrierKind::Header));
         let h = headers(&[("authorization", format!("Bearer {}", a.expose())), ("x-auth-token", a.expose())]);
-        assert_eq!(read(CarrierMode::Header, &s, &h), Presented::Token(a, CarrierKind::Header));
+        assert_eq!(read(CarrierMode::Header, &s, &h, S), Presented::Token(a, CarrierKind::Header));
     }
 
     #[test]
     fn conflicting_header_tokens_are_malformed() {
         let (a, b) = (SessionToken::generate(), SessionToken::generate());
         let h = headers(&[("authorization", format!("Bearer {}", a.expose())), ("x-auth-token", b.expose())]);
-        assert_eq!(read(CarrierMode::Auto, &CookieSettings::default(), &h), Presented::Malformed(CarrierKind::Header));
+        assert_eq!(
+            read(CarrierMode::Auto, &CookieSettings::default(), &h, S),
+            Presented::Malformed(CarrierKind::Header)
+        );
     }
 
     #[test]
     fn other_authorization_schemes_are_not_ours() {
         let h = headers(&[("authorization", "Basic dXNlcjpwYXNz".into())]);
-        assert_eq!(read(CarrierMode::Auto, &CookieSettings::default(), &h), Presented::Nothing);
+        assert_eq!(read(CarrierMode::Auto, &CookieSettings::default(), &h, S), Presented::Nothing);
     }
 
     #[test]
@@ -206,11 +260,11 @@ mod tests {
         let a = SessionToken::generate();
         let s = CookieSettings::insecure_dev();
         let h = headers(&[("cookie", format!("theme=dark; tessera={}; x=1", a.expose()))]);
-        assert_eq!(read(CarrierMode::Cookie, &s, &h), Presented::Token(a, CarrierKind::Cookie));
+        assert_eq!(read(CarrierMode::Cookie, &s, &h, S), Presented::Token(a, CarrierKind::Cookie));
         let h = headers(&[("cookie", "tessera=%00%0d%0a".into())]);
-        assert_eq!(read(CarrierMode::Cookie, &s, &h), Presented::Malformed(CarrierKind::Cookie));
+        assert_eq!(read(CarrierMode::Cookie, &s, &h, S), Presented::Malformed(CarrierKind::Cookie));
         // The insecure name is not accepted by a secure deployment.
-        assert_eq!(read(CarrierMode::Cookie, &CookieSettings::default(), &h), Presented::Nothing);
+        assert_eq!(read(CarrierMode::Cookie, &CookieSettings::default(), &h, S), Presented::Nothing);
     }
 
     #[test]
@@ -236,5 +290,36 @@ mod tests {
         let gone = expired_cookie(&CookieSettings::insecure_dev());
         let gone = gone.to_str().unwrap();
         assert!(gone.starts_with("tessera=;") && gone.contains("Max-Age=0") && !gone.contains("Secure"), "{gone}");
+    }
+
+    #[test]
+    fn token_mode_takes_jwt_shapes_and_refuses_the_rest() {
+        let s = CookieSettings::default();
+        let jwt = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiIxIn0.c2ln";
+        let h = headers(&[("authorization", format!("Bearer {jwt}"))]);
+        assert_eq!(
+            read(CarrierMode::Auto, &s, &h, TokenFormat::Signed),
+            Presented::Access(jwt.into(), CarrierKind::Header)
+        );
+        let session = SessionToken::generate();
+        for bad in
+            [session.expose(), "a.b".into(), "a.b.c.d".into(), "a.b.c%".into(), format!("a.b.{}", "c".repeat(9000))]
+        {
+            let h = headers(&[("x-auth-token", bad.clone())]);
+            assert_eq!(
+                read(CarrierMode::Auto, &s, &h, TokenFormat::Signed),
+                Presented::Malformed(CarrierKind::Header),
+                "{bad:.40}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_refresh_cookie_is_confined_to_its_path_and_strict() {
+        let c = refresh_cookie(&CookieSettings::default(), "/auth/refresh", Some("tok"), Duration::from_secs(60));
+        let c = c.to_str().unwrap();
+        for part in ["__Secure-tessera-refresh=tok", "HttpOnly", "Secure", "SameSite=Strict", "Path=/auth/refresh"] {
+            assert!(c.contains(part), "{part} missing from {c}");
+        }
     }
 }

@@ -69,6 +69,16 @@ impl CookieSettings {
             (false, _) => self.name.clone(),
         }
     }
+
+    /// The refresh-token cookie's name on the wire (token mode). It is
+    /// restricted to the refresh path, which the `__Host-` prefix forbids,
+    /// so a secure deployment uses `__Secure-`.
+    pub fn refresh_wire_name(&self) -> String {
+        match self.secure {
+            true => format!("__Secure-{}-refresh", self.name),
+            false => format!("{}-refresh", self.name),
+        }
+    }
 }
 
 /// Everything [`SessionLayer`](crate::SessionLayer) needs to know.

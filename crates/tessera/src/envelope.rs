@@ -42,6 +42,10 @@ impl ErrorCode {
         Self::new(10006, "SESSION_CONFLICT", StatusCode::CONFLICT, "会话已被并发修改，请重试");
     /// 20003: the caller is not logged in (no, malformed, ended or expired token).
     pub const USER_NOT_LOGIN: Self = Self::new(20003, "USER_NOT_LOGIN", StatusCode::UNAUTHORIZED, "用户还未登陆");
+    /// 20009: the refresh token is malformed, unknown, expired or was
+    /// already used (token mode); the client must log in again.
+    pub const REFRESH_TOKEN_INVALID: Self =
+        Self::new(20009, "REFRESH_TOKEN_INVALID", StatusCode::UNAUTHORIZED, "刷新令牌无效，请重新登录");
 
     /// A code; for applications' own constants.
     pub const fn new(code: u32, name: &'static str, status: StatusCode, message: &'static str) -> Self {

@@ -20,6 +20,13 @@ pub enum SessionError {
     /// A stored attribute does not decode as the type asked for: 500.
     #[error("session attribute {0:?} has an unexpected shape")]
     Decode(&'static str),
+    /// A refresh token that is malformed, unknown, expired, or reused
+    /// (whose family is then revoked): 401 / 20009.
+    #[error("refresh token rejected")]
+    RefreshRejected,
+    /// An access token could not be signed (bad key material): 500.
+    #[error("{0}")]
+    Signing(String),
     /// The handler asked for a session but `SessionLayer` is not installed: 500.
     #[error("SessionLayer is not installed on this route")]
     MissingLayer,
@@ -44,7 +51,8 @@ impl SessionError {
             Self::Unavailable(_) => ErrorCode::SESSION_STORE_UNAVAILABLE,
             Self::Conflict(_) => ErrorCode::SESSION_CONFLICT,
             Self::NotLoggedIn => ErrorCode::USER_NOT_LOGIN,
-            Self::Decode(_) | Self::MissingLayer => ErrorCode::UNKNOWN_ERROR,
+            Self::RefreshRejected => ErrorCode::REFRESH_TOKEN_INVALID,
+            Self::Decode(_) | Self::MissingLayer | Self::Signing(_) => ErrorCode::UNKNOWN_ERROR,
         }
     }
 }
@@ -53,10 +61,10 @@ impl IntoResponse for SessionError {
     fn into_response(self) -> Response {
         match &self {
             Self::Unavailable(_) => tracing::warn!(error = %self, "session store unavailable"),
-            Self::Decode(_) | Self::MissingLayer => {
+            Self::Decode(_) | Self::MissingLayer | Self::Signing(_) => {
                 tracing::error!(error = %self, "session misuse")
             }
-            Self::Conflict(_) | Self::NotLoggedIn => tracing::debug!(error = %self),
+            Self::Conflict(_) | Self::NotLoggedIn | Self::RefreshRejected => tracing::debug!(error = %self),
         }
         Failure::new(self.code()).into_response()
     }

@@ -16,13 +16,14 @@ use axum::response::{IntoResponse, Response};
 use http::{header, HeaderMap, HeaderValue, Method, Request};
 use tower::{Layer, Service};
 
-use crate::carrier::{self, CarrierKind, Presented};
+use crate::carrier::{self, CarrierKind, Presented, TokenFormat};
 use crate::clock::{Clock, SystemClock};
-use crate::config::SessionConfig;
+use crate::config::{CarrierMode, SessionConfig};
 use crate::csrf::{CsrfVerdict, CSRF_HEADER};
 use crate::envelope::ErrorCode;
 use crate::record::ClientMeta;
-use crate::session::{Outcome, Session, Shared};
+use crate::session::{Credentials, Outcome, Session, Shared};
+use crate::signed::SignedTokens;
 use crate::store::SessionStore;
 
 /// The client's address as the application decided it (e.g. from a
@@ -45,7 +46,17 @@ impl SessionLayer {
 
     /// A layer with an injected clock (tests move it past timeouts).
     pub fn with_clock(store: Arc<dyn SessionStore>, config: SessionConfig, clock: Arc<dyn Clock>) -> Self {
-        Self { shared: Arc::new(Shared { store, config, clock }) }
+        Self { shared: Arc::new(Shared { store, config, clock, tokens: None }) }
+    }
+
+    /// Token mode: logins hand out signed access tokens and refresh
+    /// tokens (see [`crate::signed`]) instead of session tokens, and
+    /// requests are authenticated by verifying the access token.
+    pub fn with_signed_tokens(self, tokens: SignedTokens) -> Self {
+        let Shared { store, config, clock, .. } = &*self.shared;
+        let shared =
+            Shared { store: store.clone(), config: config.clone(), clock: clock.clone(), tokens: Some(tokens) };
+        Self { shared: Arc::new(shared) }
     }
 
     /// The configuration in force.
@@ -89,10 +100,17 @@ where
         let shared = self.shared.clone();
         Box::pin(async move {
             let config = &shared.config;
-            let presented = carrier::read(config.carrier, &config.cookie, req.headers());
+            let format = if shared.tokens.is_some() { TokenFormat::Signed } else { TokenFormat::Session };
+            let presented = carrier::read(config.carrier, &config.cookie, req.headers(), format);
             let respond_via = carrier::respond_via(config.carrier, &presented, req.headers());
             let client = client_meta(&req);
-            let session = Session::new(shared.clone(), presented.clone(), respond_via, client);
+            let refresh_cookie = match (&shared.tokens, config.carrier) {
+                (Some(_), CarrierMode::Auto | CarrierMode::Cookie) => {
+                    carrier::read_cookie(&config.cookie.refresh_wire_name(), req.headers())
+                }
+                _ => None,
+            };
+            let session = Session::new(shared.clone(), presented.clone(), respond_via, client, refresh_cookie);
 
             let csrf = check_csrf(&session, &presented, respond_via, req.method(), req.headers());
             if let Err(rejection) = csrf.await {
@@ -144,7 +162,7 @@ async fn check_csrf(
         CsrfVerdict::Allowed => Ok(()),
         CsrfVerdict::Rejected => Err(csrf_rejection()),
         CsrfVerdict::NeedsToken => {
-            if !matches!(presented, Presented::Token(..)) {
+            if !matches!(presented, Presented::Token(..) | Presented::Access(..)) {
                 return Ok(()); // nothing a forged request could ride on
             }
             let echoed = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
@@ -171,22 +189,45 @@ fn apply(shared: &Shared, session: &Session, outcome: Outcome, response: &mut Re
     let cookie = &shared.config.cookie;
     match outcome {
         Outcome::Unchanged => return,
-        Outcome::Issued(token, absolute_deadline) => match session.respond_via() {
-            CarrierKind::Cookie => {
-                let max_age = absolute_deadline.since(session.now());
-                headers.append(header::SET_COOKIE, carrier::session_cookie(cookie, &token, max_age));
+        Outcome::Issued(credentials, absolute_deadline) => {
+            let now = session.now();
+            match (session.respond_via(), credentials) {
+                (CarrierKind::Cookie, Credentials::Session(token)) => {
+                    let max_age = absolute_deadline.since(now);
+                    headers.append(header::SET_COOKIE, carrier::session_cookie(cookie, &token, max_age));
+                }
+                (CarrierKind::Cookie, Credentials::Signed(pair)) => {
+                    let access = carrier::access_cookie(cookie, &pair.access, pair.access_expires.since(now));
+                    headers.append(header::SET_COOKIE, access);
+                    let path = refresh_path(shared);
+                    let refresh = pair.refresh.expose();
+                    let max_age = absolute_deadline.since(now);
+                    headers.append(header::SET_COOKIE, carrier::refresh_cookie(cookie, path, Some(&refresh), max_age));
+                }
+                (CarrierKind::Header, credentials) => {
+                    let token = match credentials {
+                        Credentials::Session(token) => token.expose(),
+                        Credentials::Signed(pair) => pair.access,
+                    };
+                    let value = HeaderValue::from_str(&token).expect("tokens are header-safe");
+                    headers.insert(carrier::AUTH_TOKEN_HEADER, value);
+                }
             }
-            CarrierKind::Header => {
-                let value = HeaderValue::from_str(&token.expose()).expect("tokens are header-safe");
-                headers.insert(carrier::AUTH_TOKEN_HEADER, value);
-            }
-        },
+        }
         Outcome::Ended => {
             if session.respond_via() == CarrierKind::Cookie || session.carrier() == Some(CarrierKind::Cookie) {
                 headers.append(header::SET_COOKIE, carrier::expired_cookie(cookie));
+                if shared.tokens.is_some() {
+                    let gone = carrier::refresh_cookie(cookie, refresh_path(shared), None, std::time::Duration::ZERO);
+                    headers.append(header::SET_COOKIE, gone);
+                }
             }
         }
     }
     // A response that carries or clears a credential must never be cached.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+fn refresh_path(shared: &Shared) -> &str {
+    shared.tokens.as_ref().map_or("/", |t| t.settings().refresh_path.as_str())
 }

@@ -24,6 +24,7 @@ mod layer;
 pub mod policy;
 pub mod record;
 mod session;
+pub mod signed;
 pub mod store;
 pub mod token;
 
@@ -38,7 +39,8 @@ pub use key::Key;
 pub use layer::{ClientIp, SessionLayer, SessionService};
 pub use policy::ExpiryPolicy;
 pub use record::{ClientMeta, SessionRecord, UserId};
-pub use session::{LoginGrant, Session, SessionInfo};
+pub use session::{Credentials, LoginGrant, Session, SessionInfo};
+pub use signed::{SignedTokens, TokenSettings};
 #[cfg(feature = "redis")]
 pub use store::RedisStore;
 #[cfg(feature = "sqlite")]

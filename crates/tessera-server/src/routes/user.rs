@@ -101,7 +101,7 @@ pub async fn login(
     let grant = session.login(UserId::from(user.id)).await?;
     tracing::info!(user = user.id, "logged in");
     Ok(Success(match grant.carrier {
-        CarrierKind::Header => json!({"token": grant.token.expose(), "user": user}),
+        CarrierKind::Header => json!({"token": grant.token(), "user": user}),
         CarrierKind::Cookie => json!({"csrfToken": grant.csrf_token.expose(), "user": user}),
     }))
 }

@@ -90,6 +90,12 @@ pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
     /// store that caches can hand out its copy without cloning it.
     async fn load(&self, key: &SessionKey) -> Result<Option<Arc<SessionRecord>>, StoreError>;
 
+    /// Loads a session past any cache this store keeps, for decisions that
+    /// must see the latest write (refresh-token rotation).
+    async fn load_uncached(&self, key: &SessionKey) -> Result<Option<Arc<SessionRecord>>, StoreError> {
+        self.load(key).await
+    }
+
     /// Saves changed attributes; returns the record's new version.
     async fn save(&self, key: &SessionKey, change: &SessionChange) -> Result<u64, StoreError>;
 
@@ -145,6 +151,9 @@ impl<S: SessionStore + ?Sized> SessionStore for Arc<S> {
     }
     async fn load(&self, key: &SessionKey) -> Result<Option<Arc<SessionRecord>>, StoreError> {
         (**self).load(key).await
+    }
+    async fn load_uncached(&self, key: &SessionKey) -> Result<Option<Arc<SessionRecord>>, StoreError> {
+        (**self).load_uncached(key).await
     }
     async fn save(&self, key: &SessionKey, change: &SessionChange) -> Result<u64, StoreError> {
         (**self).save(key, change).await

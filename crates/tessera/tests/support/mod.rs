@@ -106,7 +106,7 @@ async fn login(session: Session, Json(body): Json<Value>) -> Result<Success<Valu
     let user = UserId::parse(body["user"].as_str().unwrap_or("alice")).unwrap();
     let grant = session.login(user).await?;
     Ok(Success(match grant.carrier {
-        CarrierKind::Header => json!({"token": grant.token.expose()}),
+        CarrierKind::Header => json!({"token": grant.token()}),
         CarrierKind::Cookie => json!({"csrfToken": grant.csrf_token.expose()}),
     }))
 }

@@ -261,6 +261,10 @@ impl SessionStore for RedisStore {
         Ok(record)
     }
 
+    async fn load_uncached(&self, key: &SessionKey) -> Result<Option<Arc<SessionRecord>>, StoreError> {
+        Ok(self.get(self.session_name(key)).await?.map(Arc::new))
+    }
+
     async fn save(&self, key: &SessionKey, change: &SessionChange) -> Result<u64, StoreError> {
         let mut invocation = scripts::SAVE.prepare_invoke();
         invocation

@@ -5,6 +5,11 @@
 //! Attribute changes are collected and saved once, after the handler, as one
 //! versioned write. Login and logout act at once, so a handler knows whether
 //! they succeeded before it answers.
+//!
+//! In token mode (see [`crate::signed`]) the same handle stands for the
+//! caller's token family; `signed.rs` holds what differs.
+
+mod signed;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -22,6 +27,7 @@ use crate::csrf::CsrfToken;
 use crate::error::SessionError;
 use crate::key::Key;
 use crate::record::{Attribute, Attributes, ClientMeta, SessionChange, SessionRecord, UserId};
+use crate::signed::{SignedTokens, TokenPair};
 use crate::store::SessionStore;
 use crate::token::{SessionKey, SessionToken};
 
@@ -31,6 +37,8 @@ pub(crate) struct Shared {
     pub store: Arc<dyn SessionStore>,
     pub config: SessionConfig,
     pub clock: Arc<dyn Clock>,
+    /// Token mode: sign and verify access tokens instead of session tokens.
+    pub tokens: Option<SignedTokens>,
 }
 
 /// A handle on the caller's session, valid for one request.
@@ -44,6 +52,10 @@ struct Inner {
     presented: Presented,
     respond_via: CarrierKind,
     client: ClientMeta,
+    /// Token mode: the refresh cookie, if the request carried one.
+    refresh_cookie: Option<String>,
+    /// Where a refresh decided its answer goes, overriding `respond_via`.
+    answer_via: std::sync::OnceLock<CarrierKind>,
     now: Timestamp,
     state: Mutex<State>,
 }
@@ -53,8 +65,8 @@ struct State {
     current: Current,
     set: BTreeMap<String, serde_json::Value>,
     removed: BTreeSet<String>,
-    /// A token created during this request, to be handed to the client.
-    issued: Option<SessionToken>,
+    /// Credentials created during this request, to be handed to the client.
+    issued: Option<Credentials>,
     /// The caller's session was ended during this request.
     ended: bool,
 }
@@ -68,19 +80,79 @@ enum Current {
         key: SessionKey,
         record: Arc<SessionRecord>,
     },
+    /// Token mode: a verified access token; the family record is loaded
+    /// only if a handler needs more than the user.
+    Verified {
+        family: SessionKey,
+        user: UserId,
+    },
 }
 
-/// What a login handed out.
+impl Current {
+    /// The session's key (the family's, in token mode) and user, if logged in.
+    fn logged_in(&self) -> Option<(SessionKey, UserId)> {
+        match self {
+            Self::Live { key, record } => Some((*key, record.user_id.clone()?)),
+            Self::Verified { family, user } => Some((*family, user.clone())),
+            _ => None,
+        }
+    }
+
+    fn key(&self) -> Option<SessionKey> {
+        match self {
+            Self::Live { key, .. } | Self::Verified { family: key, .. } => Some(*key),
+            _ => None,
+        }
+    }
+}
+
+/// What a login or refresh hands the client.
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    /// An opaque session token.
+    Session(SessionToken),
+    /// A signed access token and a refresh token.
+    Signed(TokenPair),
+}
+
+/// What a login (or, in token mode, a refresh) handed out.
 #[derive(Debug, Clone)]
 pub struct LoginGrant {
-    /// The new token. Put it in the response body only when
+    /// The new credentials. Put them in the response body only when
     /// [`LoginGrant::carrier`] is [`CarrierKind::Header`]; the layer sets
-    /// the cookie or the `X-Auth-Token` header itself.
-    pub token: SessionToken,
-    /// The carrier the token goes back in.
+    /// the cookies or the `X-Auth-Token` header itself.
+    pub credentials: Credentials,
+    /// The carrier the credentials go back in.
     pub carrier: CarrierKind,
     /// The new session's CSRF synchronizer token, for pages to echo.
     pub csrf_token: CsrfToken,
+}
+
+impl LoginGrant {
+    /// What the client presents from now on: the session token, or the
+    /// access token in token mode.
+    pub fn token(&self) -> String {
+        match &self.credentials {
+            Credentials::Session(token) => token.expose(),
+            Credentials::Signed(pair) => pair.access.clone(),
+        }
+    }
+
+    /// The refresh token (token mode only).
+    pub fn refresh_token(&self) -> Option<String> {
+        match &self.credentials {
+            Credentials::Session(_) => None,
+            Credentials::Signed(pair) => Some(pair.refresh.expose()),
+        }
+    }
+
+    /// Seconds until the access token expires (token mode only).
+    pub fn expires_in(&self, now: Timestamp) -> Option<u64> {
+        match &self.credentials {
+            Credentials::Session(_) => None,
+            Credentials::Signed(pair) => Some(pair.access_expires.since(now).as_secs()),
+        }
+    }
 }
 
 /// One of a user's sessions, as shown in a list of devices.
@@ -106,16 +178,31 @@ pub struct SessionInfo {
 pub(crate) enum Outcome {
     /// Nothing to tell the client.
     Unchanged,
-    /// Hand out a new token, valid until the given absolute deadline.
-    Issued(SessionToken, Timestamp),
+    /// Hand out new credentials, valid until the given absolute deadline.
+    Issued(Credentials, Timestamp),
     /// Make the client forget its token.
     Ended,
 }
 
 impl Session {
-    pub(crate) fn new(shared: Arc<Shared>, presented: Presented, respond_via: CarrierKind, client: ClientMeta) -> Self {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        presented: Presented,
+        respond_via: CarrierKind,
+        client: ClientMeta,
+        refresh_cookie: Option<String>,
+    ) -> Self {
         let now = shared.clock.now();
-        Self(Arc::new(Inner { shared, presented, respond_via, client, now, state: Mutex::default() }))
+        Self(Arc::new(Inner {
+            shared,
+            presented,
+            respond_via,
+            client,
+            refresh_cookie,
+            answer_via: std::sync::OnceLock::new(),
+            now,
+            state: Mutex::default(),
+        }))
     }
 
     /// How the caller's token travelled, if it sent one.
@@ -125,7 +212,7 @@ impl Session {
 
     /// The carrier a token issued now goes back in.
     pub fn respond_via(&self) -> CarrierKind {
-        self.0.respond_via
+        self.0.answer_via.get().copied().unwrap_or(self.0.respond_via)
     }
 
     pub(crate) fn config(&self) -> &SessionConfig {
@@ -145,7 +232,24 @@ impl Session {
         Ok(state)
     }
 
+    /// The state with the record loaded, for what a verified access token
+    /// alone cannot answer (attributes, CSRF token).
+    async fn state_with_record(&self) -> Result<tokio::sync::MutexGuard<'_, State>, SessionError> {
+        let mut state = self.state().await?;
+        if let Current::Verified { family, .. } = &state.current {
+            let family = *family;
+            state.current = match self.0.shared.store.load(&family).await? {
+                Some(record) if !record.is_expired(self.0.now) => Current::Live { key: family, record },
+                _ => Current::Absent,
+            };
+        }
+        Ok(state)
+    }
+
     async fn load(&self) -> Result<Current, SessionError> {
+        if let Presented::Access(token, _) = &self.0.presented {
+            return self.verify_access(token);
+        }
         let Presented::Token(token, _) = &self.0.presented else {
             return Ok(Current::Absent);
         };
@@ -162,20 +266,17 @@ impl Session {
 
     /// Whether the caller has a live session.
     pub async fn exists(&self) -> Result<bool, SessionError> {
-        Ok(matches!(self.state().await?.current, Current::Live { .. }))
+        Ok(matches!(self.state().await?.current, Current::Live { .. } | Current::Verified { .. }))
     }
 
     /// The logged-in user, `None` for an anonymous or absent session.
     pub async fn user_id(&self) -> Result<Option<UserId>, SessionError> {
-        Ok(match &self.state().await?.current {
-            Current::Live { record, .. } => record.user_id.clone(),
-            _ => None,
-        })
+        Ok(self.state().await?.current.logged_in().map(|(_, user)| user))
     }
 
     /// The session's CSRF synchronizer token, if there is a session.
     pub async fn csrf_token(&self) -> Result<Option<CsrfToken>, SessionError> {
-        Ok(match &self.state().await?.current {
+        Ok(match &self.state_with_record().await?.current {
             Current::Live { record, .. } => Some(record.csrf_token.clone()),
             _ => None,
         })
@@ -183,7 +284,7 @@ impl Session {
 
     /// Reads a typed attribute, including changes made earlier in this request.
     pub async fn get<T: Serialize + DeserializeOwned>(&self, key: Key<T>) -> Result<Option<T>, SessionError> {
-        let state = self.state().await?;
+        let state = self.state_with_record().await?;
         let name = key.name();
         let value = if state.removed.contains(name) {
             None
@@ -201,7 +302,7 @@ impl Session {
     /// session gets a new anonymous one.
     pub async fn insert<T: Serialize + DeserializeOwned>(&self, key: Key<T>, value: &T) -> Result<(), SessionError> {
         let value = serde_json::to_value(value).map_err(|_| SessionError::Decode(key.name()))?;
-        let mut state = self.state().await?;
+        let mut state = self.state_with_record().await?;
         state.removed.remove(key.name());
         state.set.insert(key.name().to_owned(), value);
         Ok(())
@@ -209,7 +310,7 @@ impl Session {
 
     /// Removes an attribute; saved after the handler.
     pub async fn remove<T>(&self, key: Key<T>) -> Result<(), SessionError> {
-        let mut state = self.state().await?;
+        let mut state = self.state_with_record().await?;
         state.set.remove(key.name());
         state.removed.insert(key.name().to_owned());
         Ok(())
@@ -225,6 +326,7 @@ impl Session {
         let mut state = self.state().await?;
         let (old, mut attributes) = match &state.current {
             Current::Live { key, record } => (Some(*key), live_values(&record.attributes)),
+            Current::Verified { family, .. } => (Some(*family), BTreeMap::new()),
             _ => (None, BTreeMap::new()),
         };
         attributes.extend(std::mem::take(&mut state.set));
@@ -232,18 +334,28 @@ impl Session {
             attributes.remove(&name);
         }
         let token = self.0.shared.store.issue_token(Some(&user));
-        let record = self.new_record(Some(user.clone()), attributes);
         let key = token.key();
+        let mut record = self.new_record(Some(user.clone()), attributes);
+        // Token mode: the key is the new family's; the session token that
+        // hashes to it is never handed out.
+        let refresh = self.0.shared.tokens.as_ref().map(|_| self.open_family(key, &mut record));
         let count = self.0.shared.store.rotate(old.as_ref(), &key, &record).await?;
         if let Some(cap) = self.0.shared.config.max_sessions_per_user {
             self.enforce_cap(&user, &key, cap, count).await?;
         }
+        if let Some(old) = old {
+            self.revoke_families(&[old]).await?;
+        }
         tracing::info!(session = %key.short(), old = ?old.map(|k| k.short()), "session rotated on login");
         let csrf_token = record.csrf_token.clone();
+        let credentials = match refresh {
+            Some(refresh) => Credentials::Signed(self.sign_pair(&user, key, refresh, self.0.now, &record)?),
+            None => Credentials::Session(token),
+        };
         state.current = Current::Live { key, record: Arc::new(record) };
-        state.issued = Some(token.clone());
+        state.issued = Some(credentials.clone());
         state.ended = false;
-        Ok(LoginGrant { token, carrier: self.0.respond_via, csrf_token })
+        Ok(LoginGrant { credentials, carrier: self.respond_via(), csrf_token })
     }
 
     /// Ends the user's oldest sessions (by creation) beyond `cap`, never
@@ -266,24 +378,33 @@ impl Session {
         }
         sessions.sort_by_key(|k| (k.record.created_at, k.key));
         let excess = sessions.len() - cap;
-        for ended in sessions.iter().filter(|k| k.key != *keep).take(excess) {
-            store.delete(&ended.key).await?;
-            tracing::info!(session = %ended.key.short(), "oldest session ended: per-user cap of {cap} reached");
+        let mut ended = Vec::with_capacity(excess);
+        for oldest in sessions.iter().filter(|k| k.key != *keep).take(excess) {
+            store.delete(&oldest.key).await?;
+            ended.push(oldest.key);
+            tracing::info!(session = %oldest.key.short(), "oldest session ended: per-user cap of {cap} reached");
         }
-        Ok(())
+        self.revoke_families(&ended).await
     }
 
     /// Ends the caller's session: deletes the record now; the layer then
     /// expires the cookie. Returns whether there was a session.
     pub async fn logout(&self) -> Result<bool, SessionError> {
         let mut state = self.state().await?;
-        let had = match &state.current {
-            Current::Live { key, .. } => {
-                self.0.shared.store.delete(key).await?;
+        // Token mode: a browser whose access token has lapsed still names
+        // its family by the refresh cookie it proves to hold.
+        let key = match state.current.key() {
+            Some(key) => Some(key),
+            None => self.family_of_refresh_cookie().await?,
+        };
+        let had = match key {
+            Some(key) => {
+                self.0.shared.store.delete(&key).await?;
+                self.revoke_families(&[key]).await?;
                 tracing::info!(session = %key.short(), "session ended");
                 true
             }
-            _ => false,
+            None => false,
         };
         *state = State { current: Current::Absent, ended: true, ..State::default() };
         Ok(had)
@@ -318,28 +439,45 @@ impl Session {
         if target.key == current {
             return self.logout().await;
         }
-        Ok(self.0.shared.store.delete(&target.key).await?)
+        let deleted = self.0.shared.store.delete(&target.key).await?;
+        self.revoke_families(&[target.key]).await?;
+        Ok(deleted)
     }
 
     /// Ends every session of the logged-in user but the caller's; returns how many.
     pub async fn revoke_others(&self) -> Result<u64, SessionError> {
         let (user, current) = self.logged_in().await?;
-        Ok(self.0.shared.store.delete_user(&user, Some(&current)).await?)
+        let families = self.families_of(&user, Some(current)).await?;
+        let ended = self.0.shared.store.delete_user(&user, Some(&current)).await?;
+        self.revoke_families(&families).await?;
+        Ok(ended)
+    }
+
+    /// Ends every session of the logged-in user, the caller's included
+    /// ("log out everywhere"); returns how many. In token mode every
+    /// access token the user holds is refused from now on, on every node.
+    pub async fn logout_everywhere(&self) -> Result<u64, SessionError> {
+        let (user, _) = self.logged_in().await?;
+        let families = self.families_of(&user, None).await?;
+        let ended = self.0.shared.store.delete_user(&user, None).await?;
+        if let Some(tokens) = &self.0.shared.tokens {
+            let mut revocations: Vec<_> = families.iter().map(|f| tokens.family_revocation(f, self.0.now)).collect();
+            revocations.push(tokens.user_revocation(&user, self.0.now));
+            tokens.revoke(&revocations).await?;
+        }
+        tracing::info!(user = %user, sessions = ended, "logged out everywhere");
+        *self.0.state.lock().await = State { current: Current::Absent, ended: true, ..State::default() };
+        Ok(ended)
     }
 
     async fn logged_in(&self) -> Result<(UserId, SessionKey), SessionError> {
-        match &self.state().await?.current {
-            Current::Live { key, record } => {
-                let user = record.user_id.clone().ok_or(SessionError::NotLoggedIn)?;
-                Ok((user, *key))
-            }
-            _ => Err(SessionError::NotLoggedIn),
-        }
+        let (key, user) = self.state().await?.current.logged_in().ok_or(SessionError::NotLoggedIn)?;
+        Ok((user, key))
     }
 
     /// Whether `presented` is the session's CSRF token. No session, no match.
     pub(crate) async fn csrf_matches(&self, presented: Option<&str>) -> Result<bool, SessionError> {
-        let state = self.state().await?;
+        let state = self.state_with_record().await?;
         Ok(match (&state.current, presented) {
             (Current::Live { record, .. }, Some(p)) => record.csrf_token.verify(p),
             _ => false,
@@ -375,17 +513,24 @@ impl Session {
                     tracing::warn!(session = %key.short(), error = %e, "touch failed");
                 }
             }
+            Current::Absent if !set.is_empty() && shared.tokens.is_some() => {
+                // Token mode keeps no anonymous state: there is no token
+                // that could name it.
+                tracing::debug!("attributes of an anonymous caller dropped in token mode");
+            }
             Current::Absent if !set.is_empty() => {
                 let token = shared.store.issue_token(None);
                 let record = self.new_record(None, std::mem::take(set));
                 shared.store.create(&token.key(), &record).await?;
                 *current = Current::Live { key: token.key(), record: Arc::new(record) };
-                *issued = Some(token);
+                *issued = Some(Credentials::Session(token));
             }
             _ => {}
         }
         Ok(match (issued.take(), &*current, *ended) {
-            (Some(token), Current::Live { record, .. }, _) => Outcome::Issued(token, record.absolute_deadline),
+            (Some(credentials), Current::Live { record, .. }, _) => {
+                Outcome::Issued(credentials, record.absolute_deadline)
+            }
             (_, _, true) => Outcome::Ended,
             _ => Outcome::Unchanged,
         })

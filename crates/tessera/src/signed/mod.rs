@@ -1,0 +1,335 @@
+//! Signed stateless tokens: a short-lived JWT access token that any node
+//! verifies by CPU alone, and an opaque refresh token rotated on every use.
+//!
+//! A login in token mode opens a *family*: a record in the session store
+//! (listed, capped, timed out and revoked like any session) that holds the
+//! digests of its refresh tokens. Access tokens name the family in `sid`.
+//! Requests carrying an access token cost no store round trip: the
+//! signature is checked (or found in the verified-token cache) and the
+//! family and user are looked up in this node's [`RevocationList`], which a
+//! [`RevocationStore`] keeps current on every node.
+//!
+//! Other services verify tokens with [`Verifier`] and the issuer's JWKS.
+
+mod claims;
+mod keys;
+mod refresh;
+mod revocation;
+mod verify;
+
+use std::fmt;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use jsonwebtoken::Header;
+use quick_cache::sync::Cache;
+use sha2::Sha256;
+
+pub use claims::AccessClaims;
+pub use keys::{KeyError, KeyRing, KeySet, KeyStatus, SigningAlgorithm, StoredKey, VerifyingKeys};
+pub use refresh::{RefreshFormatError, RefreshToken};
+pub(crate) use refresh::{RefreshState, Standing, REFRESH_STATE};
+pub use revocation::{MemoryRevocations, Revocation, RevocationList, RevocationStore};
+pub use verify::{verify, Expectations, Rejection, ACCESS_TOKEN_TYPE, MAX_KID_LEN, MAX_LEEWAY, MAX_TOKEN_LEN};
+
+use crate::clock::{SystemClock, Timestamp};
+use crate::record::UserId;
+use crate::store::StoreError;
+use crate::token::SessionKey;
+use crate::Clock;
+
+/// How signed tokens are issued and judged.
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    /// The `iss` claim, required and compared exactly.
+    pub issuer: String,
+    /// The `aud` claim, required and compared exactly.
+    pub audience: String,
+    /// Access-token lifetime (10 minutes).
+    pub access_ttl: Duration,
+    /// Clock skew forgiven on `exp` and `nbf` (30 s; at most 60 s).
+    pub leeway: Duration,
+    /// Two refreshes with the same token this close together get the same
+    /// new pair instead of a theft verdict (10 s).
+    pub refresh_grace: Duration,
+    /// The path the refresh cookie is restricted to.
+    pub refresh_path: String,
+    /// How many verified access tokens a node remembers (10 000).
+    pub verified_cache: usize,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        Self {
+            issuer: "tessera".into(),
+            audience: "tessera".into(),
+            access_ttl: Duration::from_secs(600),
+            leeway: Duration::from_secs(30),
+            refresh_grace: Duration::from_secs(10),
+            refresh_path: "/auth/refresh".into(),
+            verified_cache: 10_000,
+        }
+    }
+}
+
+impl TokenSettings {
+    /// How long a revocation must be remembered: until every access token
+    /// it could concern has expired.
+    pub fn revocation_lifetime(&self) -> Duration {
+        self.access_ttl + self.leeway.min(MAX_LEEWAY) + Duration::from_secs(1)
+    }
+}
+
+/// The `sid` claim of a family.
+pub fn sid_of(family: &SessionKey) -> String {
+    URL_SAFE_NO_PAD.encode(family.as_bytes())
+}
+
+/// The family a `sid` claim names.
+pub fn family_of(sid: &str) -> Option<SessionKey> {
+    let mut bytes = [0u8; 32];
+    match URL_SAFE_NO_PAD.decode_slice(sid.as_bytes(), &mut bytes) {
+        Ok(32) if sid.len() == 43 => Some(SessionKey::from_bytes(bytes)),
+        _ => None,
+    }
+}
+
+/// An access token and the refresh token that goes with it.
+#[derive(Debug, Clone)]
+pub struct TokenPair {
+    /// The signed access token (JWT).
+    pub access: String,
+    /// When the access token expires.
+    pub access_expires: Timestamp,
+    /// The refresh token.
+    pub refresh: RefreshToken,
+    /// When the family ends whatever happens (its absolute deadline).
+    pub refresh_expires: Timestamp,
+}
+
+/// A failure to sign a token (bad key material): an internal error.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot sign an access token: {0}")]
+pub struct SigningError(String);
+
+/// One node's signed-token engine: keys, verified-token cache and
+/// revocation list. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct SignedTokens(Arc<Inner>);
+
+struct Inner {
+    settings: TokenSettings,
+    expect: Expectations,
+    ring: RwLock<Arc<KeyRing>>,
+    revocations: Arc<RevocationList>,
+    store: Arc<dyn RevocationStore>,
+    verified: Cache<String, Arc<AccessClaims>>,
+    derive_key: [u8; 32],
+}
+
+impl fmt::Debug for SignedTokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SignedTokens")
+            .field("settings", &self.0.settings)
+            .field("keys", &*self.ring())
+            .field("revocations", &self.0.revocations.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SignedTokens {
+    /// An engine signing with `keys`, its revocation list loaded from and
+    /// kept current by `store`. `derive_key` (256 secret bits, the same on
+    /// every node) derives refresh-token successors and token ids.
+    pub async fn new(
+        settings: TokenSettings,
+        keys: &KeySet,
+        store: Arc<dyn RevocationStore>,
+        derive_key: [u8; 32],
+    ) -> Result<Self, StoreError> {
+        let ring = KeyRing::new(keys).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let revocations = Arc::new(RevocationList::new());
+        store.attach(revocations.clone()).await?;
+        let expect = Expectations::new(&settings.issuer, &settings.audience, settings.leeway);
+        Ok(Self(Arc::new(Inner {
+            verified: Cache::new(settings.verified_cache.max(1)),
+            settings,
+            expect,
+            ring: RwLock::new(Arc::new(ring)),
+            revocations,
+            store,
+            derive_key,
+        })))
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &TokenSettings {
+        &self.0.settings
+    }
+
+    fn ring(&self) -> Arc<KeyRing> {
+        self.0.ring.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Switches to a new key set (after a rotation). Tokens under keys no
+    /// longer in the set are refused from now on, cached or not.
+    pub fn set_keys(&self, keys: &KeySet) -> Result<(), KeyError> {
+        let ring = Arc::new(KeyRing::new(keys)?);
+        *self.0.ring.write().unwrap_or_else(|p| p.into_inner()) = ring;
+        self.0.verified.clear();
+        Ok(())
+    }
+
+    /// The public keys, as `GET /.well-known/jwks.json` serves them.
+    pub fn jwks(&self) -> serde_json::Value {
+        self.ring().jwks().clone()
+    }
+
+    /// This node's revocation list.
+    pub fn revocations(&self) -> &Arc<RevocationList> {
+        &self.0.revocations
+    }
+
+    /// Verifies an access token at `now`: signature (or the cache of
+    /// verified tokens), claims, then the revocation list.
+    pub fn verify(&self, token: &str, now: Timestamp) -> Result<Arc<AccessClaims>, Rejection> {
+        let leeway = self.0.expect.leeway().as_secs() as i64;
+        let claims = match self.0.verified.get(token) {
+            // Never served past `exp`, whatever the cache holds.
+            Some(hit) if now.as_secs() < hit.exp.saturating_add(leeway) => hit,
+            _ => {
+                let claims = Arc::new(verify(token, self.ring().verifying(), &self.0.expect, now)?);
+                self.0.verified.insert(token.to_owned(), claims.clone());
+                claims
+            }
+        };
+        // Checked on every use, so a revocation takes effect on cached
+        // tokens as on new ones.
+        self.0.revocations.check(&claims)?;
+        Ok(claims)
+    }
+
+    /// Signs an access token for `user` in `family`, issued at `issued`.
+    /// Its id derives from `refresh`, so the same rotation signs the same
+    /// token twice over (the grace window relies on it).
+    pub(crate) fn issue(
+        &self,
+        user: &UserId,
+        family: &SessionKey,
+        refresh: &RefreshToken,
+        issued: Timestamp,
+    ) -> Result<(String, Timestamp), SigningError> {
+        let ring = self.ring();
+        let (kid, alg, key) = ring.signing();
+        let iat = issued.as_secs();
+        let ttl = self.0.settings.access_ttl.as_secs() as i64;
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0.derive_key).expect("HMAC takes any key length");
+        mac.update(b"tessera/jti/v1");
+        mac.update(&refresh.digest());
+        let claims = AccessClaims {
+            iss: self.0.settings.issuer.clone(),
+            aud: self.0.settings.audience.clone(),
+            sub: user.clone(),
+            sid: sid_of(family),
+            iat,
+            nbf: iat,
+            exp: iat + ttl,
+            jti: URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..16]),
+        };
+        let mut header = Header::new(alg.jwt());
+        header.typ = Some(ACCESS_TOKEN_TYPE.into());
+        header.kid = Some(kid.to_owned());
+        let token = jsonwebtoken::encode(&header, &claims, key).map_err(|e| SigningError(e.to_string()))?;
+        Ok((token, Timestamp::from_millis((iat + ttl) * 1000)))
+    }
+
+    pub(crate) fn derive_key(&self) -> &[u8; 32] {
+        &self.0.derive_key
+    }
+
+    /// The entry that revokes `family` from `now`.
+    pub fn family_revocation(&self, family: &SessionKey, now: Timestamp) -> Revocation {
+        Revocation::Family { sid: sid_of(family), until: now + self.0.settings.revocation_lifetime() }
+    }
+
+    /// The entry that revokes every token `user` was issued before `now`.
+    pub fn user_revocation(&self, user: &UserId, now: Timestamp) -> Revocation {
+        Revocation::User {
+            user: user.clone(),
+            not_before: now.as_secs(),
+            until: now + self.0.settings.revocation_lifetime(),
+        }
+    }
+
+    /// Revokes at once on this node, then records and pushes to all nodes.
+    pub async fn revoke(&self, revocations: &[Revocation]) -> Result<(), StoreError> {
+        if revocations.is_empty() {
+            return Ok(());
+        }
+        self.0.revocations.add(revocations);
+        self.0.store.revoke(revocations).await
+    }
+}
+
+/// Verifies a Tessera issuer's access tokens in another service, from the
+/// issuer's JWKS alone, and optionally its revocation stream.
+///
+/// ```no_run
+/// # async fn demo(jwks: &str, token: &str) {
+/// use tessera::signed::Verifier;
+/// let verifier = Verifier::from_jwks(jwks, "tessera", "tessera").unwrap();
+/// let claims = verifier.verify(token).unwrap();
+/// println!("user {} in family {}", claims.sub, claims.sid);
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    keys: VerifyingKeys,
+    expect: Expectations,
+    revocations: Option<Arc<RevocationList>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Verifier {
+    /// A verifier for tokens of `issuer` for `audience`, with the keys of a
+    /// JWKS document (as served at the issuer's `/.well-known/jwks.json`).
+    pub fn from_jwks(jwks: &str, issuer: &str, audience: &str) -> Result<Self, KeyError> {
+        Ok(Self {
+            keys: VerifyingKeys::from_jwks(jwks)?,
+            expect: Expectations::new(issuer, audience, Duration::from_secs(30)),
+            revocations: None,
+            clock: Arc::new(SystemClock),
+        })
+    }
+
+    /// Also refuses revoked tokens, by a list a [`RevocationStore`] keeps
+    /// current (e.g. the issuer's Redis through `RedisRevocations`).
+    pub fn with_revocations(mut self, list: Arc<RevocationList>) -> Self {
+        self.revocations = Some(list);
+        self
+    }
+
+    /// Judges time by `clock` (tests).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Replaces the keys (after fetching the JWKS again).
+    pub fn set_jwks(&mut self, jwks: &str) -> Result<(), KeyError> {
+        self.keys = VerifyingKeys::from_jwks(jwks)?;
+        Ok(())
+    }
+
+    /// The claims of a valid, unrevoked access token.
+    pub fn verify(&self, token: &str) -> Result<AccessClaims, Rejection> {
+        let claims = verify(token, &self.keys, &self.expect, self.clock.now())?;
+        if let Some(list) = &self.revocations {
+            list.check(&claims)?;
+        }
+        Ok(claims)
+    }
+}

@@ -1,0 +1,304 @@
+//! Revocation of signed tokens, known to every node without a store round
+//! trip per request.
+//!
+//! An access token is checked against this node's in-memory
+//! [`RevocationList`]: revoked families (`sid`) and per-user "not before"
+//! times. A [`RevocationStore`] records each revocation durably and pushes
+//! it to every node's list; a node whose list is not loaded (starting, or
+//! cut off from the push) refuses to judge tokens at all. Entries expire
+//! when the last access token they could concern has, so the list stays
+//! small.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+
+use async_trait::async_trait;
+
+use super::claims::AccessClaims;
+use super::verify::Rejection;
+use crate::clock::Timestamp;
+use crate::record::UserId;
+use crate::store::StoreError;
+
+/// One revocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revocation {
+    /// Every token of a session family.
+    Family {
+        /// The family (`sid` claim).
+        sid: String,
+        /// When the entry may be forgotten.
+        until: Timestamp,
+    },
+    /// Every token of a user issued before a time ("log out everywhere").
+    User {
+        /// The user (`sub` claim).
+        user: UserId,
+        /// Tokens with `iat` before this (seconds) are revoked.
+        not_before: i64,
+        /// When the entry may be forgotten.
+        until: Timestamp,
+    },
+}
+
+impl Revocation {
+    /// When the entry may be forgotten.
+    pub fn until(&self) -> Timestamp {
+        match self {
+            Self::Family { until, .. } | Self::User { until, .. } => *until,
+        }
+    }
+
+    /// The entry as one line of text, for stores and channels:
+    /// `f <until> <sid>` or `u <until> <not_before> <user>`.
+    pub fn encode(&self) -> String {
+        match self {
+            Self::Family { sid, until } => format!("f {} {sid}", until.as_millis()),
+            Self::User { user, not_before, until } => format!("u {} {not_before} {user}", until.as_millis()),
+        }
+    }
+
+    /// Parses [`Revocation::encode`]'s output.
+    pub fn decode(text: &str) -> Option<Self> {
+        let mut parts = text.splitn(3, ' ');
+        let (kind, until, rest) = (parts.next()?, parts.next()?, parts.next()?);
+        let until = Timestamp::from_millis(until.parse().ok()?);
+        match kind {
+            "f" if !rest.is_empty() && !rest.contains(' ') => Some(Self::Family { sid: rest.to_owned(), until }),
+            "u" => {
+                let (not_before, user) = rest.split_once(' ')?;
+                Some(Self::User { user: UserId::parse(user).ok()?, not_before: not_before.parse().ok()?, until })
+            }
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Entries {
+    families: HashMap<String, Timestamp>,
+    users: HashMap<UserId, (i64, Timestamp)>,
+}
+
+impl Entries {
+    fn add(&mut self, revocation: &Revocation) {
+        match revocation {
+            Revocation::Family { sid, until } => {
+                let slot = self.families.entry(sid.clone()).or_insert(*until);
+                *slot = (*slot).max(*until);
+            }
+            Revocation::User { user, not_before, until } => {
+                let slot = self.users.entry(user.clone()).or_insert((*not_before, *until));
+                *slot = (slot.0.max(*not_before), slot.1.max(*until));
+            }
+        }
+    }
+}
+
+/// This node's view of what is revoked.
+#[derive(Debug, Default)]
+pub struct RevocationList {
+    entries: RwLock<Entries>,
+    ready: AtomicBool,
+}
+
+impl RevocationList {
+    /// An empty list, not ready until a store has loaded it.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether the list is loaded and being kept current.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Marks the list (not) trustworthy.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    /// Adds revocations.
+    pub fn add(&self, revocations: &[Revocation]) {
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        for r in revocations {
+            entries.add(r);
+        }
+    }
+
+    /// Replaces the whole list with a freshly loaded one and marks it ready.
+    pub fn load(&self, revocations: &[Revocation]) {
+        let mut fresh = Entries::default();
+        for r in revocations {
+            fresh.add(r);
+        }
+        *self.entries.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        self.set_ready(true);
+    }
+
+    /// Forgets entries that can no longer matter at `now`.
+    pub fn prune(&self, now: Timestamp) {
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        entries.families.retain(|_, until| *until > now);
+        entries.users.retain(|_, (_, until)| *until > now);
+    }
+
+    /// How many entries are held.
+    pub fn len(&self) -> usize {
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        entries.families.len() + entries.users.len()
+    }
+
+    /// Whether no entry is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether `claims` may still be honoured.
+    pub fn check(&self, claims: &AccessClaims) -> Result<(), Rejection> {
+        if !self.is_ready() {
+            return Err(Rejection::NotReady);
+        }
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        if entries.families.contains_key(&claims.sid) {
+            return Err(Rejection::Revoked);
+        }
+        // Strictly before: a login in the same second as "everywhere" must
+        // work; the families alive at that moment are revoked by `sid`.
+        if entries.users.get(&claims.sub).is_some_and(|(not_before, _)| claims.iat < *not_before) {
+            return Err(Rejection::Revoked);
+        }
+        Ok(())
+    }
+}
+
+/// Where revocations are recorded and how they reach every node.
+#[async_trait]
+pub trait RevocationStore: Send + Sync + fmt::Debug + 'static {
+    /// Records `revocations` durably and pushes them to every attached list
+    /// (on every node).
+    async fn revoke(&self, revocations: &[Revocation]) -> Result<(), StoreError>;
+
+    /// Loads the current set into `list` and keeps it current for as long
+    /// as the list lives, marking it not ready whenever it cannot.
+    async fn attach(&self, list: Arc<RevocationList>) -> Result<(), StoreError>;
+}
+
+/// Revocations for one process: pushed to the lists of this process only,
+/// and kept in memory (see `SqliteRevocations` for the durable kind).
+#[derive(Debug, Default)]
+pub struct MemoryRevocations {
+    lists: Mutex<Vec<Weak<RevocationList>>>,
+    kept: Mutex<Vec<Revocation>>,
+}
+
+impl MemoryRevocations {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Pushes `revocations` to every live attached list.
+    pub fn deliver(&self, revocations: &[Revocation]) {
+        let mut lists = self.lists.lock().unwrap_or_else(|p| p.into_inner());
+        lists.retain(|weak| match weak.upgrade() {
+            Some(list) => {
+                list.add(revocations);
+                true
+            }
+            None => false,
+        });
+    }
+
+    /// Attaches `list`, loading it with `current`.
+    pub fn attach_loaded(&self, list: &Arc<RevocationList>, current: &[Revocation]) {
+        list.load(current);
+        self.lists.lock().unwrap_or_else(|p| p.into_inner()).push(Arc::downgrade(list));
+    }
+}
+
+#[async_trait]
+impl RevocationStore for MemoryRevocations {
+    async fn revoke(&self, revocations: &[Revocation]) -> Result<(), StoreError> {
+        self.kept.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(revocations);
+        self.deliver(revocations);
+        Ok(())
+    }
+
+    async fn attach(&self, list: Arc<RevocationList>) -> Result<(), StoreError> {
+        let current = self.kept.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        self.attach_loaded(&list, &current);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(sid: &str, user: &str, iat: i64) -> AccessClaims {
+        AccessClaims {
+            iss: "i".into(),
+            aud: "a".into(),
+            sub: UserId::parse(user).unwrap(),
+            sid: sid.into(),
+            iat,
+            nbf: iat,
+            exp: iat + 600,
+            jti: "j".into(),
+        }
+    }
+
+    #[test]
+    fn entries_round_trip_as_text() {
+        let until = Timestamp::from_millis(1_700_000_000_000);
+        for r in [
+            Revocation::Family { sid: "abc_-1".into(), until },
+            Revocation::User { user: UserId::parse("user 7").unwrap(), not_before: 1_700_000_000, until },
+        ] {
+            assert_eq!(Revocation::decode(&r.encode()), Some(r));
+        }
+        for junk in ["", "f", "f 1", "f x abc", "f 1 a b", "u 1 x 7", "z 1 a"] {
+            assert_eq!(Revocation::decode(junk), None, "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn a_list_judges_nothing_until_loaded() {
+        let list = RevocationList::new();
+        assert_eq!(list.check(&claims("s", "1", 10)), Err(Rejection::NotReady));
+        list.load(&[]);
+        assert_eq!(list.check(&claims("s", "1", 10)), Ok(()));
+    }
+
+    #[test]
+    fn families_and_user_cutoffs_are_revoked_until_they_expire() {
+        let list = RevocationList::new();
+        let until = Timestamp::from_millis(100_000);
+        list.load(&[
+            Revocation::Family { sid: "gone".into(), until },
+            Revocation::User { user: UserId::from(7), not_before: 50, until },
+        ]);
+        assert_eq!(list.check(&claims("gone", "1", 10)), Err(Rejection::Revoked));
+        assert_eq!(list.check(&claims("kept", "7", 49)), Err(Rejection::Revoked));
+        assert_eq!(list.check(&claims("kept", "7", 50)), Ok(()), "a login after the cutoff is fine");
+        assert_eq!(list.check(&claims("kept", "8", 10)), Ok(()));
+        list.prune(until);
+        assert!(list.is_empty());
+    }
+
+    #[tokio::test]
+    async fn memory_revocations_reach_every_attached_list() {
+        let store = MemoryRevocations::new();
+        let (a, b) = (Arc::new(RevocationList::new()), Arc::new(RevocationList::new()));
+        store.attach(a.clone()).await.unwrap();
+        let until = Timestamp::from_millis(i64::MAX);
+        store.revoke(&[Revocation::Family { sid: "x".into(), until }]).await.unwrap();
+        store.attach(b.clone()).await.unwrap();
+        for list in [&a, &b] {
+            assert_eq!(list.check(&claims("x", "1", 1)), Err(Rejection::Revoked));
+        }
+    }
+}
