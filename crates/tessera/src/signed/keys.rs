@@ -333,6 +333,27 @@ impl KeyRing {
         (&self.signing.0, self.signing.1, &self.signing.2)
     }
 
+    /// Signs `claims` as an access token with the current key.
+    pub fn sign(&self, claims: &super::AccessClaims) -> Result<String, super::SigningError> {
+        let (kid, alg, key) = self.signing();
+        let mut header = jsonwebtoken::Header::new(alg.jwt());
+        header.typ = Some(super::ACCESS_TOKEN_TYPE.into());
+        header.kid = Some(kid.to_owned());
+        jsonwebtoken::encode(&header, claims, key).map_err(|e| super::SigningError(e.to_string()))
+    }
+
+    /// Signs any header and payload with the current key, as given: for
+    /// tests that must show what a verifier does with hostile headers
+    /// under a valid signature. Never use it to issue tokens.
+    #[doc(hidden)]
+    pub fn sign_raw(&self, header: &Value, payload: &Value) -> String {
+        let (_, alg, key) = self.signing();
+        let message =
+            format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(payload.to_string()));
+        let signature = jsonwebtoken::crypto::sign(message.as_bytes(), key, alg.jwt()).expect("the current key signs");
+        format!("{message}.{signature}")
+    }
+
     /// The keys tokens are verified with.
     pub fn verifying(&self) -> &VerifyingKeys {
         &self.verifying

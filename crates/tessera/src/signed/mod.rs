@@ -24,7 +24,6 @@ use std::time::Duration;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use jsonwebtoken::Header;
 use quick_cache::sync::Cache;
 use sha2::Sha256;
 
@@ -113,7 +112,7 @@ pub struct TokenPair {
 /// A failure to sign a token (bad key material): an internal error.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot sign an access token: {0}")]
-pub struct SigningError(String);
+pub struct SigningError(pub(crate) String);
 
 /// One node's signed-token engine: keys, verified-token cache and
 /// revocation list. Cheap to clone; clones share everything.
@@ -222,8 +221,6 @@ impl SignedTokens {
         refresh: &RefreshToken,
         issued: Timestamp,
     ) -> Result<(String, Timestamp), SigningError> {
-        let ring = self.ring();
-        let (kid, alg, key) = ring.signing();
         let iat = issued.as_secs();
         let ttl = self.0.settings.access_ttl.as_secs() as i64;
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0.derive_key).expect("HMAC takes any key length");
@@ -239,10 +236,7 @@ impl SignedTokens {
             exp: iat + ttl,
             jti: URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..16]),
         };
-        let mut header = Header::new(alg.jwt());
-        header.typ = Some(ACCESS_TOKEN_TYPE.into());
-        header.kid = Some(kid.to_owned());
-        let token = jsonwebtoken::encode(&header, &claims, key).map_err(|e| SigningError(e.to_string()))?;
+        let token = self.ring().sign(&claims)?;
         Ok((token, Timestamp::from_millis((iat + ttl) * 1000)))
     }
 

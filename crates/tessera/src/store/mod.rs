@@ -17,6 +17,8 @@ use crate::token::{SessionKey, SessionToken};
 pub mod memory;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+#[cfg(feature = "sqlite")]
+mod sqlite_revocations;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -24,10 +26,12 @@ pub mod conformance;
 pub mod redis;
 
 #[cfg(feature = "redis")]
-pub use self::redis::RedisStore;
+pub use self::redis::{RedisRevocations, RedisStore};
 pub use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite_revocations::SqliteRevocations;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]

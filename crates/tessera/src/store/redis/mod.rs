@@ -16,8 +16,12 @@
 pub mod codec;
 pub mod conn;
 mod near_cache;
+mod revocations;
 mod scripts;
+mod subscription;
 pub mod target;
+
+pub use revocations::RedisRevocations;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -118,9 +122,8 @@ impl RedisStore {
     pub fn with_connection(conn: RedisConn, config: RedisStoreConfig) -> Self {
         let channel = format!("{}:invalidate", config.prefix);
         let cache = config.near_cache.map(|c| Arc::new(NearCache::new(c.capacity, c.max_age)));
-        let listener = cache.as_ref().map(|cache| {
-            near_cache::spawn_invalidation_listener(cache.clone(), conn.clone(), channel.clone(), key_from_name)
-        });
+        let listener =
+            cache.as_ref().map(|cache| subscription::spawn_listener(cache.clone(), conn.clone(), channel.clone()));
         let cluster = matches!(conn.target(), RedisTarget::Cluster(_));
         Self { conn, prefix: config.prefix, channel, cluster, cache, listener }
     }

@@ -15,11 +15,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+use async_trait::async_trait;
 use quick_cache::sync::Cache;
 
-use super::conn::RedisConn;
+use super::subscription::Follower;
 use crate::record::SessionRecord;
+use crate::store::StoreError;
 use crate::token::SessionKey;
 
 /// The near cache of one node.
@@ -100,92 +101,22 @@ impl NearCache {
     }
 }
 
-/// How often the listener proves its subscription is alive (a `PING` on
-/// the pub/sub connection) and, under Sentinel, still on the current master.
-const CHECK_EVERY: Duration = Duration::from_secs(1);
+#[async_trait]
+impl Follower for NearCache {
+    async fn subscribed(&self) -> Result<(), StoreError> {
+        self.trust_afresh();
+        tracing::info!("near cache subscribed; trusting it");
+        Ok(())
+    }
 
-/// Keeps the subscription up for as long as the cache lives: subscribe,
-/// flush, trust; on loss, distrust and try again.
-///
-/// Loss is a closed connection, a `PING` that gets no answer (a half-open
-/// TCP connection would otherwise look like a quiet channel), or, under
-/// Sentinel, a master that is no longer the one subscribed to (a demoted
-/// but reachable master would never see the new master's publishes).
-pub fn spawn_invalidation_listener(
-    cache: Arc<NearCache>,
-    conn: RedisConn,
-    channel: String,
-    parse: fn(&str) -> Option<SessionKey>,
-) -> tokio::task::JoinHandle<()> {
-    let weak = Arc::downgrade(&cache);
-    drop(cache);
-    tokio::spawn(async move {
-        let mut backoff = Duration::from_millis(50);
-        loop {
-            let Some(cache) = weak.upgrade() else { return };
-            let subscribed = async {
-                let client = conn.pubsub_client().await?;
-                let server = client.get_connection_info().addr().to_string();
-                let mut pubsub = client.get_async_pubsub().await?;
-                pubsub.subscribe(&channel).await?;
-                Ok::<_, redis::RedisError>((pubsub, server))
-            };
-            match tokio::time::timeout(Duration::from_secs(2), subscribed).await {
-                Ok(Ok((mut pubsub, server))) => {
-                    cache.trust_afresh();
-                    tracing::info!(%server, "near cache subscribed; trusting it");
-                    backoff = Duration::from_millis(50);
-                    drop(cache);
-                    let mut checked = Instant::now();
-                    loop {
-                        let next = tokio::time::timeout(CHECK_EVERY, pubsub.on_message().next()).await;
-                        let Some(cache) = weak.upgrade() else { return };
-                        match next {
-                            Ok(Some(message)) => {
-                                let payload: String = message.get_payload().unwrap_or_default();
-                                for key in payload.split(' ').filter_map(parse) {
-                                    cache.invalidate(&key);
-                                }
-                            }
-                            Ok(None) => break,
-                            Err(_) => {}
-                        }
-                        if checked.elapsed() >= CHECK_EVERY {
-                            checked = Instant::now();
-                            if !still_good(&conn, &mut pubsub, &server).await {
-                                break;
-                            }
-                        }
-                    }
-                    let Some(cache) = weak.upgrade() else { return };
-                    cache.distrust();
-                    tracing::warn!("near cache subscription lost; serving from Redis until it is back");
-                }
-                Ok(Err(e)) => {
-                    cache.distrust();
-                    tracing::debug!(error = %e, "near cache cannot subscribe yet");
-                }
-                Err(_) => cache.distrust(),
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(2));
+    fn message(&self, payload: &str) {
+        for key in payload.split(' ').filter_map(super::key_from_name) {
+            self.invalidate(&key);
         }
-    })
-}
+    }
 
-/// Whether the subscription still answers and is still on the master.
-async fn still_good(conn: &RedisConn, pubsub: &mut redis::aio::PubSub, server: &str) -> bool {
-    let limit = conn.timeout().max(Duration::from_millis(500));
-    let pong = tokio::time::timeout(limit, pubsub.ping::<redis::Value>()).await;
-    if !matches!(pong, Ok(Ok(_))) {
-        return false;
-    }
-    if !conn.is_sentinel() {
-        return true;
-    }
-    match tokio::time::timeout(limit, conn.pubsub_client()).await {
-        Ok(Ok(client)) => client.get_connection_info().addr().to_string() == server,
-        // The sentinels cannot say: keep the subscription rather than flap.
-        _ => true,
+    fn lost(&self) {
+        self.distrust();
+        tracing::warn!("near cache subscription lost; serving from Redis until it is back");
     }
 }

@@ -160,3 +160,24 @@ return n
 "#,
     )
 });
+
+/// Record revocations and tell every node.
+/// KEYS: the revocation set. ARGV: now, channel, then (until, entry) pairs.
+/// Entries past their time are dropped on the way; the set expires with
+/// its last entry.
+pub static REVOKE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local entries = {}
+for i = 3, #ARGV, 2 do
+  redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1])
+  entries[#entries + 1] = ARGV[i + 1]
+end
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if last[2] then redis.call('PEXPIREAT', KEYS[1], last[2]) end
+redis.call('PUBLISH', ARGV[2], table.concat(entries, '\n'))
+return #entries
+"#,
+    )
+});

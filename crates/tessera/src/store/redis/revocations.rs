@@ -1,0 +1,116 @@
+//! Signed-token revocations in Redis, pushed to every node by pub/sub.
+//!
+//! Entries live in one sorted set scored by the time they may be forgotten,
+//! so loading the current set is one `ZRANGEBYSCORE` and the set prunes
+//! itself. A revocation is one script: add, prune, publish. Each node
+//! follows the channel like the near cache does; while its subscription is
+//! down its list is not ready and access tokens get 503, never a guess.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+use super::conn::RedisConn;
+use super::scripts;
+use super::subscription::{spawn_listener, Follower};
+use crate::clock::{Clock, SystemClock};
+use crate::signed::{Revocation, RevocationList, RevocationStore};
+use crate::store::StoreError;
+
+/// Revocations shared by every node on one Redis.
+#[derive(Debug)]
+pub struct RedisRevocations {
+    conn: RedisConn,
+    set: String,
+    channel: String,
+    listeners: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    followers: Mutex<Vec<Arc<ListFollower>>>,
+}
+
+impl Drop for RedisRevocations {
+    fn drop(&mut self) {
+        for listener in self.listeners.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            listener.abort();
+        }
+    }
+}
+
+impl RedisRevocations {
+    /// Revocations under `<prefix>:revoked`, announced on `<prefix>:revocations`.
+    pub fn new(conn: RedisConn, prefix: &str) -> Self {
+        Self {
+            conn,
+            set: format!("{prefix}:revoked"),
+            channel: format!("{prefix}:revocations"),
+            listeners: Mutex::default(),
+            followers: Mutex::default(),
+        }
+    }
+}
+
+async fn load(conn: &RedisConn, set: &str) -> Result<Vec<Revocation>, StoreError> {
+    let set = set.to_owned();
+    let now = SystemClock.now().as_millis();
+    let entries: Vec<String> = conn
+        .run(|mut c| async move {
+            redis::cmd("ZRANGEBYSCORE").arg(set).arg(format!("({now}")).arg("+inf").query_async(&mut c).await
+        })
+        .await?;
+    Ok(entries.iter().filter_map(|e| Revocation::decode(e)).collect())
+}
+
+#[async_trait]
+impl RevocationStore for RedisRevocations {
+    async fn revoke(&self, revocations: &[Revocation]) -> Result<(), StoreError> {
+        let mut invocation = scripts::REVOKE.prepare_invoke();
+        invocation.key(&self.set).arg(SystemClock.now().as_millis()).arg(&self.channel);
+        for r in revocations {
+            invocation.arg(r.until().as_millis()).arg(r.encode());
+        }
+        let _: i64 = self.conn.run(|mut c| async move { invocation.invoke_async(&mut c).await }).await?;
+        // Under Sentinel, wait for a replica: a failover must not forget it.
+        self.conn.confirm_replicated().await
+    }
+
+    async fn attach(&self, list: Arc<RevocationList>) -> Result<(), StoreError> {
+        // Loaded here once so that a node starts only with its list ready
+        // (and Redis reachable); the listener reloads after every
+        // (re)subscription.
+        list.load(&load(&self.conn, &self.set).await?);
+        let follower = Arc::new(ListFollower { list, conn: self.conn.clone(), set: self.set.clone() });
+        let listener = spawn_listener(follower.clone(), self.conn.clone(), self.channel.clone());
+        self.followers.lock().unwrap_or_else(|p| p.into_inner()).push(follower);
+        self.listeners.lock().unwrap_or_else(|p| p.into_inner()).push(listener);
+        Ok(())
+    }
+}
+
+/// Keeps one node's list current.
+#[derive(Debug)]
+struct ListFollower {
+    list: Arc<RevocationList>,
+    conn: RedisConn,
+    set: String,
+}
+
+#[async_trait]
+impl Follower for ListFollower {
+    async fn subscribed(&self) -> Result<(), StoreError> {
+        self.list.load(&load(&self.conn, &self.set).await?);
+        tracing::info!(entries = self.list.len(), "revocation list loaded; accepting access tokens");
+        Ok(())
+    }
+
+    fn message(&self, payload: &str) {
+        let entries: Vec<Revocation> = payload.lines().filter_map(Revocation::decode).collect();
+        self.list.add(&entries);
+        self.list.prune(SystemClock.now());
+    }
+
+    fn lost(&self) {
+        if self.list.is_ready() {
+            tracing::warn!("revocation subscription lost; refusing access tokens until it is back");
+        }
+        self.list.set_ready(false);
+    }
+}

@@ -1,0 +1,104 @@
+//! Signed-token revocations for a single process, kept in its SQLite file
+//! so that a restart still refuses what was revoked before it.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sqlx::SqlitePool;
+
+use super::StoreError;
+use crate::clock::{Clock, SystemClock};
+use crate::signed::{MemoryRevocations, Revocation, RevocationList, RevocationStore};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS tessera_revocations (
+    entry TEXT PRIMARY KEY NOT NULL,
+    until INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
+/// Revocations in the SQLite file, delivered to this process's lists.
+#[derive(Debug)]
+pub struct SqliteRevocations {
+    pool: SqlitePool,
+    local: MemoryRevocations,
+}
+
+impl SqliteRevocations {
+    /// Uses `pool`, creating the table if needed.
+    pub async fn new(pool: SqlitePool) -> Result<Self, StoreError> {
+        sqlx::raw_sql(SCHEMA).execute(&pool).await.map_err(StoreError::unavailable)?;
+        Ok(Self { pool, local: MemoryRevocations::new() })
+    }
+}
+
+#[async_trait]
+impl RevocationStore for SqliteRevocations {
+    async fn revoke(&self, revocations: &[Revocation]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(StoreError::unavailable)?;
+        sqlx::query("DELETE FROM tessera_revocations WHERE until <= ?")
+            .bind(SystemClock.now().as_millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::unavailable)?;
+        for r in revocations {
+            sqlx::query("INSERT OR IGNORE INTO tessera_revocations (entry, until) VALUES (?, ?)")
+                .bind(r.encode())
+                .bind(r.until().as_millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::unavailable)?;
+        }
+        tx.commit().await.map_err(StoreError::unavailable)?;
+        self.local.deliver(revocations);
+        Ok(())
+    }
+
+    async fn attach(&self, list: Arc<RevocationList>) -> Result<(), StoreError> {
+        let entries: Vec<String> = sqlx::query_scalar("SELECT entry FROM tessera_revocations WHERE until > ?")
+            .bind(SystemClock.now().as_millis())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::unavailable)?;
+        let current: Vec<Revocation> = entries.iter().filter_map(|e| Revocation::decode(e)).collect();
+        self.local.attach_loaded(&list, &current);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Timestamp;
+    use crate::record::UserId;
+    use crate::signed::{AccessClaims, Rejection};
+
+    #[tokio::test]
+    async fn revocations_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let until = Timestamp::from_millis(i64::MAX / 2);
+        let claims = AccessClaims {
+            iss: "i".into(),
+            aud: "a".into(),
+            sub: UserId::from(1),
+            sid: "fam".into(),
+            iat: 1,
+            nbf: 1,
+            exp: 2,
+            jti: "j".into(),
+        };
+        {
+            let store = SqliteRevocations::new(super::super::sqlite::connect(&path).await.unwrap()).await.unwrap();
+            let list = Arc::new(RevocationList::new());
+            store.attach(list.clone()).await.unwrap();
+            assert_eq!(list.check(&claims), Ok(()));
+            store.revoke(&[Revocation::Family { sid: "fam".into(), until }]).await.unwrap();
+            assert_eq!(list.check(&claims), Err(Rejection::Revoked), "delivered to the attached list at once");
+        }
+        let store = SqliteRevocations::new(super::super::sqlite::connect(&path).await.unwrap()).await.unwrap();
+        let list = Arc::new(RevocationList::new());
+        store.attach(list.clone()).await.unwrap();
+        assert_eq!(list.check(&claims), Err(Rejection::Revoked), "reloaded after a restart");
+    }
+}
