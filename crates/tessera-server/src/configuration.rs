@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
-use tessera::{AllowedOrigin, CarrierMode, ExpiryPolicy};
+use tessera::signed::SigningAlgorithm;
+use tessera::{AllowedOrigin, CarrierMode, ExpiryPolicy, TokenSettings};
 
 /// The tessera command line.
 #[derive(Debug, Parser)]
@@ -29,6 +30,40 @@ pub struct Cli {
 pub enum Command {
     /// Run the user service.
     Serve(ServeArgs),
+    /// Manage the access-token signing keys (token mode).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+/// `tessera keys …`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make the published next key the signing key and publish a new next
+    /// key. Running servers pick the change up within a second; tokens
+    /// signed by the previous key stay valid until they expire.
+    Rotate(ServeArgs),
+}
+
+/// What logins hand out (see the README's "Signed tokens").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokensArg {
+    /// Opaque session tokens, sessions in the store (the default).
+    Opaque,
+    /// Signed access tokens (JWT) with rotating refresh tokens.
+    Signed,
+}
+
+/// The access-token signing algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlgorithmArg {
+    /// Ed25519.
+    Eddsa,
+    /// ECDSA P-256.
+    Es256,
+    /// HMAC-SHA256 (keys are not published; other services must introspect).
+    Hs256,
 }
 
 /// Where tokens travel (see the README's "Carriers").
@@ -160,6 +195,48 @@ pub struct ServeArgs {
     /// Log filter in tracing's syntax [default: info].
     #[arg(long, env = "TESSERA_LOG", value_name = "FILTER")]
     pub log: Option<String>,
+
+    /// What logins hand out: opaque session tokens, or signed access
+    /// tokens with rotating refresh tokens [default: opaque].
+    #[arg(long, env = "TESSERA_TOKENS", value_enum)]
+    pub tokens: Option<TokensArg>,
+
+    /// Access-token signing algorithm [default: eddsa].
+    #[arg(long, env = "TESSERA_TOKEN_ALGORITHM", value_enum)]
+    pub token_algorithm: Option<AlgorithmArg>,
+
+    /// Access-token lifetime in seconds [default: 600].
+    #[arg(long, env = "TESSERA_ACCESS_TTL", value_name = "SECS")]
+    pub access_ttl: Option<u64>,
+
+    /// Two refreshes with one token within this many seconds get the same
+    /// new pair instead of a theft verdict [default: 10].
+    #[arg(long, env = "TESSERA_REFRESH_GRACE", value_name = "SECS")]
+    pub refresh_grace: Option<u64>,
+
+    /// The signing-key file, shared by every node (a shared volume or a
+    /// mounted secret) [default: <data-dir>/signing-keys.json].
+    #[arg(long, env = "TESSERA_KEYS_FILE", value_name = "FILE")]
+    pub keys_file: Option<PathBuf>,
+
+    /// Rotate the signing key automatically after this many seconds; 0
+    /// turns automatic rotation off [default: 2592000, 30 days].
+    #[arg(long, env = "TESSERA_KEY_ROTATION_INTERVAL", value_name = "SECS")]
+    pub key_rotation_interval: Option<u64>,
+
+    /// The `iss` of access tokens [default: tessera].
+    #[arg(long, env = "TESSERA_ISSUER", value_name = "ISS")]
+    pub issuer: Option<String>,
+
+    /// The `aud` of access tokens [default: tessera].
+    #[arg(long, env = "TESSERA_AUDIENCE", value_name = "AUD")]
+    pub audience: Option<String>,
+
+    /// The secret services present (HTTP Basic password, or
+    /// `client_secret`) to call POST /oauth/introspect; without it the
+    /// endpoint is off. At least 16 characters.
+    #[arg(long, env = "TESSERA_INTROSPECTION_SECRET", value_name = "SECRET", hide_env_values = true)]
+    pub introspection_secret: Option<String>,
 }
 
 /// Where OTP codes go.
@@ -224,6 +301,43 @@ pub struct Settings {
     pub throttles: Throttles,
     /// Per-user session cap; `None`: none.
     pub max_sessions_per_user: Option<usize>,
+    /// Token mode, if logins hand out signed tokens.
+    pub tokens: Option<TokenConfig>,
+    /// The secret for `POST /oauth/introspect`; `None`: endpoint off.
+    pub introspection_secret: Option<String>,
+}
+
+/// Token-mode settings.
+#[derive(Debug, Clone)]
+pub struct TokenConfig {
+    /// Issue and verification rules.
+    pub settings: TokenSettings,
+    /// The algorithm new keys get.
+    pub algorithm: SigningAlgorithm,
+    /// The key file; `None`: `<data-dir>/signing-keys.json`.
+    pub keys_file: Option<PathBuf>,
+    /// Automatic rotation interval; `None`: off.
+    pub rotation_interval: Option<Duration>,
+}
+
+impl Default for TokenConfig {
+    /// Ed25519, 10-minute access tokens, keys in the data directory,
+    /// rotated every 30 days.
+    fn default() -> Self {
+        Self {
+            settings: TokenSettings::default(),
+            algorithm: SigningAlgorithm::EdDSA,
+            keys_file: None,
+            rotation_interval: Some(Duration::from_secs(30 * 24 * 3600)),
+        }
+    }
+}
+
+impl TokenConfig {
+    /// The key file for a server on `data_dir`.
+    pub fn keys_file(&self, data_dir: &std::path::Path) -> PathBuf {
+        self.keys_file.clone().unwrap_or_else(|| data_dir.join("signing-keys.json"))
+    }
 }
 
 /// How many attempts the service allows.
@@ -261,6 +375,8 @@ impl Settings {
             database: None,
             throttles: Throttles::default(),
             max_sessions_per_user: Some(10),
+            tokens: None,
+            introspection_secret: None,
         }
     }
 }
@@ -301,6 +417,15 @@ impl ServeArgs {
             login_limit_per_ip: self.login_limit_per_ip.or(file.login_limit_per_ip),
             otp_limit_per_ip: self.otp_limit_per_ip.or(file.otp_limit_per_ip),
             max_sessions_per_user: self.max_sessions_per_user.or(file.max_sessions_per_user),
+            tokens: self.tokens.or(file.tokens),
+            token_algorithm: self.token_algorithm.or(file.token_algorithm),
+            access_ttl: self.access_ttl.or(file.access_ttl),
+            refresh_grace: self.refresh_grace.or(file.refresh_grace),
+            keys_file: self.keys_file.or(file.keys_file),
+            key_rotation_interval: self.key_rotation_interval.or(file.key_rotation_interval),
+            issuer: self.issuer.or(file.issuer),
+            audience: self.audience.or(file.audience),
+            introspection_secret: self.introspection_secret.or(file.introspection_secret),
         }
     }
 
@@ -347,7 +472,25 @@ impl ServeArgs {
             login_per_ip: self.login_limit_per_ip.unwrap_or(defaults.throttles.login_per_ip).max(1),
             otp_per_ip: self.otp_limit_per_ip.unwrap_or(defaults.throttles.otp_per_ip).max(1),
         };
+        let tokens = match self.tokens.unwrap_or(TokensArg::Opaque) {
+            TokensArg::Opaque => None,
+            TokensArg::Signed => Some(token_config(
+                self.token_algorithm,
+                self.access_ttl,
+                self.refresh_grace,
+                self.keys_file,
+                self.key_rotation_interval,
+                self.issuer,
+                self.audience,
+                &expiry,
+            )?),
+        };
+        if self.introspection_secret.as_ref().is_some_and(|s| s.chars().count() < 16) {
+            return Err("--introspection-secret must be at least 16 characters".into());
+        }
         Ok(Settings {
+            tokens,
+            introspection_secret: self.introspection_secret,
             max_sessions_per_user: match self.max_sessions_per_user {
                 None => defaults.max_sessions_per_user,
                 Some(0) => None,
@@ -374,6 +517,54 @@ impl ServeArgs {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
+fn token_config(
+    algorithm: Option<AlgorithmArg>,
+    access_ttl: Option<u64>,
+    refresh_grace: Option<u64>,
+    keys_file: Option<PathBuf>,
+    rotation: Option<u64>,
+    issuer: Option<String>,
+    audience: Option<String>,
+    expiry: &ExpiryPolicy,
+) -> Result<TokenConfig, String> {
+    let defaults = TokenSettings::default();
+    let access_ttl = access_ttl.map(Duration::from_secs).unwrap_or(defaults.access_ttl);
+    if access_ttl.is_zero() || access_ttl > Duration::from_secs(24 * 3600) {
+        return Err("--access-ttl must be between 1 second and a day".into());
+    }
+    // A family's idle deadline moves only when it refreshes, which a client
+    // does about once per access-token lifetime.
+    if access_ttl >= expiry.idle() {
+        return Err("--access-ttl must be shorter than --idle-timeout (refreshes keep a family alive)".into());
+    }
+    let nonempty = |v: Option<String>, name: &str, default: String| match v {
+        Some(v) if v.trim().is_empty() => Err(format!("--{name} must not be empty")),
+        Some(v) => Ok(v),
+        None => Ok(default),
+    };
+    Ok(TokenConfig {
+        settings: TokenSettings {
+            issuer: nonempty(issuer, "issuer", defaults.issuer.clone())?,
+            audience: nonempty(audience, "audience", defaults.audience.clone())?,
+            access_ttl,
+            refresh_grace: refresh_grace.map(Duration::from_secs).unwrap_or(defaults.refresh_grace),
+            ..defaults
+        },
+        algorithm: match algorithm.unwrap_or(AlgorithmArg::Eddsa) {
+            AlgorithmArg::Eddsa => SigningAlgorithm::EdDSA,
+            AlgorithmArg::Es256 => SigningAlgorithm::ES256,
+            AlgorithmArg::Hs256 => SigningAlgorithm::HS256,
+        },
+        keys_file,
+        rotation_interval: match rotation.unwrap_or(TokenConfig::default().rotation_interval.map_or(0, |d| d.as_secs()))
+        {
+            0 => None,
+            secs => Some(Duration::from_secs(secs)),
+        },
+    })
+}
+
 /// A repeatable option given at all replaces the file's list.
 fn or_list<T>(given: Vec<T>, file: Vec<T>) -> Vec<T> {
     if given.is_empty() {
@@ -392,6 +583,7 @@ mod tests {
         argv.extend_from_slice(args);
         match Cli::try_parse_from(argv).unwrap().command {
             Command::Serve(a) => a,
+            Command::Keys(_) => unreachable!(),
         }
     }
 
@@ -439,6 +631,26 @@ mod tests {
         let bad_timeouts =
             parse(&["--idle-timeout", "100", "--absolute-timeout", "50"]).merged_over(ServeArgs::default());
         assert!(bad_timeouts.into_settings().is_err());
+    }
+
+    #[test]
+    fn token_mode_is_opt_in_and_checked() {
+        assert!(parse(&[]).merged_over(ServeArgs::default()).into_settings().unwrap().tokens.is_none());
+        let s = parse(&["--tokens", "signed", "--token-algorithm", "es256", "--access-ttl", "300"])
+            .merged_over(ServeArgs::default())
+            .into_settings()
+            .unwrap();
+        let tokens = s.tokens.unwrap();
+        assert_eq!(tokens.algorithm, SigningAlgorithm::ES256);
+        assert_eq!(tokens.settings.access_ttl, Duration::from_secs(300));
+        assert_eq!(tokens.keys_file(std::path::Path::new("/d")), PathBuf::from("/d/signing-keys.json"));
+        let too_long = parse(&["--tokens", "signed", "--access-ttl", "3600"]).merged_over(ServeArgs::default());
+        assert!(too_long.into_settings().unwrap_err().contains("--idle-timeout"));
+        let weak = parse(&["--introspection-secret", "short"]).merged_over(ServeArgs::default());
+        assert!(weak.into_settings().is_err());
+        let file: ServeArgs = toml::from_str("tokens = \"signed\"\nkey-rotation-interval = 0").unwrap();
+        let s = parse(&[]).merged_over(file).into_settings().unwrap();
+        assert!(s.tokens.unwrap().rotation_interval.is_none());
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod limits;
 pub mod otp;
 pub mod routes;
 pub mod secret;
+pub mod signing_keys;
 pub mod startup;
 pub mod telemetry;
 pub mod users;

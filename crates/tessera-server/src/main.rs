@@ -2,14 +2,18 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use tessera::SystemClock;
-use tessera_server::configuration::{Cli, Command};
+use tessera::{Clock, SystemClock};
+use tessera_server::configuration::{Cli, Command, KeysCommand, ServeArgs};
+use tessera_server::signing_keys::KeyFile;
 use tessera_server::startup::Application;
 use tessera_server::telemetry;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let Command::Serve(args) = Cli::parse().command;
+    let args = match Cli::parse().command {
+        Command::Serve(args) => args,
+        Command::Keys(KeysCommand::Rotate(args)) => return rotate_keys(args),
+    };
     let settings = match args.resolve() {
         Ok(settings) => settings,
         Err(message) => {
@@ -30,6 +34,35 @@ async fn main() -> ExitCode {
     match app.run_until(shutdown_signal()).await {
         Ok(()) => {
             tracing::info!("shut down cleanly");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tessera: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `tessera keys rotate`: the same settings as `serve` name the key file.
+fn rotate_keys(args: ServeArgs) -> ExitCode {
+    let settings = match args.resolve() {
+        Ok(settings) => settings,
+        Err(message) => {
+            eprintln!("tessera: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = settings.tokens.clone().unwrap_or_default();
+    let file = KeyFile::new(config.keys_file(&settings.data_dir));
+    let retired_for = config.settings.revocation_lifetime();
+    match file.rotate(config.algorithm, SystemClock.now(), retired_for) {
+        Ok(set) => {
+            let current = set.current().map(|k| k.kid.as_str()).unwrap_or("?");
+            println!("rotated {}: signing key is now {current}", file.path().display());
+            println!(
+                "the previous key verifies for another {}s; servers pick the change up within a second",
+                retired_for.as_secs()
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

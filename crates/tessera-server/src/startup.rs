@@ -10,9 +10,12 @@ use axum::response::Response;
 use axum::Router;
 use http::{header, HeaderName, HeaderValue, Method, Request};
 use sqlx::SqlitePool;
+use tessera::signed::RevocationStore;
 use tessera::store::redis::{NearCacheConfig, RedisConn, RedisStoreConfig};
+use tessera::store::{RedisRevocations, SqliteRevocations};
 use tessera::{
-    Clock, CookieSettings, CsrfPolicy, ErrorCode, RedisStore, SessionConfig, SessionLayer, SessionStore, SqliteStore,
+    Clock, CookieSettings, CsrfPolicy, ErrorCode, RedisStore, SessionConfig, SessionLayer, SessionStore, SignedTokens,
+    SqliteStore,
 };
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -22,13 +25,14 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::client_ip::{self, TrustedProxies};
-use crate::configuration::{OtpDelivery, SecretSource, Settings};
+use crate::configuration::{OtpDelivery, SecretSource, Settings, TokenConfig};
 use crate::limits::{RateLimiter, RedisLimiter, SqliteLimiter};
 use crate::otp::{
     ChallengeStore, ConsoleSender, OtpPolicy, OtpSender, OtpService, RedisChallenges, SqliteChallenges, WebhookSender,
 };
 use crate::routes::{self, params::MAX_BODY, LoginLimits, Services};
 use crate::secret::ServerSecret;
+use crate::signing_keys::{spawn_key_watcher, KeyFile};
 use crate::users::Users;
 
 /// Any start-up failure, explained.
@@ -40,7 +44,7 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     database: SqlitePool,
-    maintenance: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
     _lock: Option<std::fs::File>,
 }
 
@@ -69,6 +73,20 @@ impl Application {
             None => Users::connect(&format!("sqlite://{}", db_path.display())).await?,
         };
         let backends = Backends::open(settings, &pool).await?;
+        let mut background = Vec::new();
+        let tokens = match &settings.tokens {
+            Some(config) => {
+                let revocations: Arc<dyn RevocationStore> = match &backends.redis {
+                    Some(conn) => Arc::new(RedisRevocations::new(conn.clone(), &RedisStoreConfig::default().prefix)),
+                    None => Arc::new(SqliteRevocations::new(pool.clone()).await?),
+                };
+                let derive_key = secret.mac("tessera/token-derivation/v1", &[]);
+                let (tokens, watcher) = token_engine(settings, config, revocations, derive_key, clock.clone()).await?;
+                background.push(watcher);
+                Some(tokens)
+            }
+            None => None,
+        };
 
         let sender: Arc<dyn OtpSender> = match &settings.otp {
             OtpDelivery::Console => {
@@ -99,6 +117,9 @@ impl Application {
             clock: clock.clone(),
             pool: pool.clone(),
             redis: backends.redis.clone(),
+            sessions: backends.sessions.clone(),
+            tokens: tokens.clone(),
+            introspection_secret: settings.introspection_secret.clone(),
         };
         let session_config = SessionConfig {
             carrier: settings.carrier,
@@ -107,8 +128,12 @@ impl Application {
             csrf: CsrfPolicy::new(settings.allowed_origins.clone()),
             max_sessions_per_user: settings.max_sessions_per_user,
         };
+        let mut sessions = SessionLayer::with_clock(backends.sessions.clone(), session_config, clock.clone());
+        if let Some(tokens) = tokens {
+            sessions = sessions.with_signed_tokens(tokens);
+        }
         let router = routes::router(state)
-            .layer(SessionLayer::with_clock(backends.sessions.clone(), session_config, clock.clone()))
+            .layer(sessions)
             .layer(DefaultBodyLimit::max(MAX_BODY))
             .layer(axum::middleware::from_fn_with_state(
                 TrustedProxies(Arc::new(settings.trusted_proxies.clone())),
@@ -128,8 +153,8 @@ impl Application {
 
         let listener =
             TcpListener::bind(settings.bind).await.map_err(|e| format!("cannot bind {}: {e}", settings.bind))?;
-        let maintenance = spawn_maintenance(backends.sessions, pool.clone(), clock);
-        Ok(Self { listener, router, database: pool, maintenance, _lock: backends._lock })
+        background.push(spawn_maintenance(backends.sessions, pool.clone(), clock));
+        Ok(Self { listener, router, database: pool, background, _lock: backends._lock })
     }
 
     /// The bound address (the real port when asked for port 0).
@@ -147,7 +172,9 @@ impl Application {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
         let result = axum::serve(self.listener, service).with_graceful_shutdown(shutdown).await;
-        self.maintenance.abort();
+        for task in &self.background {
+            task.abort();
+        }
         result
     }
 }
@@ -172,6 +199,30 @@ fn cors(settings: &Settings) -> CorsLayer {
         ])
         .expose_headers([HeaderName::from_static("x-auth-token")])
         .max_age(Duration::from_secs(600))
+}
+
+/// The token-mode engine: keys from the key file (made on first start),
+/// revocations loaded before the first request, and the key watcher.
+async fn token_engine(
+    settings: &Settings,
+    config: &TokenConfig,
+    revocations: Arc<dyn RevocationStore>,
+    derive_key: [u8; 32],
+    clock: Arc<dyn Clock>,
+) -> Result<(SignedTokens, JoinHandle<()>), StartupError> {
+    let file = KeyFile::new(config.keys_file(&settings.data_dir));
+    let keys = file.load_or_create(config.algorithm, clock.now())?;
+    let tokens = SignedTokens::new(config.settings.clone(), &keys, revocations, derive_key)
+        .await
+        .map_err(|e| format!("signed tokens: {e}"))?;
+    tracing::info!(
+        keys = %file.path().display(),
+        algorithm = config.algorithm.as_str(),
+        revoked = tokens.revocations().len(),
+        "token mode: signed access tokens with rotating refresh tokens"
+    );
+    let watcher = spawn_key_watcher(file, tokens.clone(), config.clone(), clock);
+    Ok((tokens, watcher))
 }
 
 /// Where sessions, OTP challenges and rate limits live: all in Redis when

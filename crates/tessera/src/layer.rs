@@ -197,7 +197,7 @@ fn apply(shared: &Shared, session: &Session, outcome: Outcome, response: &mut Re
                     headers.append(header::SET_COOKIE, carrier::session_cookie(cookie, &token, max_age));
                 }
                 (CarrierKind::Cookie, Credentials::Signed(pair)) => {
-                    let access = carrier::access_cookie(cookie, &pair.access, pair.access_expires.since(now));
+                    let access = carrier::access_cookie(cookie, &pair.access, pair.access_lifetime(now));
                     headers.append(header::SET_COOKIE, access);
                     let path = refresh_path(shared);
                     let refresh = pair.refresh.expose();

@@ -1,6 +1,8 @@
 //! The HTTP API: paths, and the state handlers share.
 
+mod auth;
 mod health;
+mod introspect;
 pub mod params;
 mod sessions;
 mod user;
@@ -11,7 +13,7 @@ use std::time::Duration;
 use axum::routing::{delete, get, post};
 use axum::Router;
 use sqlx::SqlitePool;
-use tessera::{Clock, Failure};
+use tessera::{Clock, Failure, SessionStore, SignedTokens};
 
 use crate::error::codes;
 use crate::limits::{Limit, RateLimiter};
@@ -56,18 +58,33 @@ pub struct Services {
     pub pool: SqlitePool,
     /// Redis, when configured, for health checks.
     pub redis: Option<tessera::store::redis::RedisConn>,
+    /// The session store, for introspecting opaque tokens.
+    pub sessions: Arc<dyn SessionStore>,
+    /// Token mode's engine, when logins hand out signed tokens.
+    pub tokens: Option<SignedTokens>,
+    /// The secret introspection clients present; `None`: endpoint off.
+    pub introspection_secret: Option<String>,
 }
 
-/// All routes.
+/// All routes. Token mode adds `/auth/refresh` and the JWKS; a configured
+/// introspection secret adds `/oauth/introspect`.
 pub fn router(state: Services) -> Router {
     let state: AppState = Arc::new(state);
-    Router::new()
+    let mut router = Router::new();
+    if state.tokens.is_some() {
+        router = router.route("/auth/refresh", post(auth::refresh)).route("/.well-known/jwks.json", get(auth::jwks));
+    }
+    if state.introspection_secret.is_some() {
+        router = router.route("/oauth/introspect", post(introspect::introspect));
+    }
+    router
         .route("/", get(health::about))
         .route("/healthz", get(health::healthz))
         .route("/user/getotp", post(user::get_otp))
         .route("/user/register", post(user::register))
         .route("/user/login", post(user::login))
         .route("/user/logout", post(user::logout))
+        .route("/user/logout-everywhere", post(user::logout_everywhere))
         .route("/user/me", get(user::me))
         .route("/user/get", get(user::get_user))
         .route("/user/csrf", get(user::csrf))

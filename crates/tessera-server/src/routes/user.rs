@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use axum::extract::{Query, State};
 use axum::Extension;
 use serde_json::{json, Value};
-use tessera::{AuthUser, CarrierKind, ClientIp, Key, Session, Success, UserId};
+use tessera::{AuthUser, CarrierKind, ClientIp, Key, LoginGrant, Session, Success, UserId};
 
 use super::params::Params;
 use super::AppState;
@@ -100,10 +100,29 @@ pub async fn login(
     session.insert(LOGIN_USER, &user).await?;
     let grant = session.login(UserId::from(user.id)).await?;
     tracing::info!(user = user.id, "logged in");
-    Ok(Success(match grant.carrier {
-        CarrierKind::Header => json!({"token": grant.token(), "user": user}),
-        CarrierKind::Cookie => json!({"csrfToken": grant.csrf_token.expose(), "user": user}),
-    }))
+    let mut body = grant_body(&grant, session.now());
+    body["user"] = json!(user);
+    Ok(Success(body))
+}
+
+/// What a login or refresh tells the client. Header clients get their
+/// credentials in the body (`token` is the access token in token mode, so
+/// clients written for opaque tokens keep working); browsers get cookies
+/// and only the CSRF token.
+pub fn grant_body(grant: &LoginGrant, now: tessera::Timestamp) -> Value {
+    let mut body = match grant.carrier {
+        CarrierKind::Header => json!({"token": grant.token()}),
+        CarrierKind::Cookie => json!({"csrfToken": grant.csrf_token.expose()}),
+    };
+    if let Some(expires_in) = grant.expires_in(now) {
+        body["expiresIn"] = json!(expires_in);
+        if grant.carrier == CarrierKind::Header {
+            body["accessToken"] = json!(grant.token());
+            body["refreshToken"] = json!(grant.refresh_token());
+            body["tokenType"] = json!("Bearer");
+        }
+    }
+    body
 }
 
 async fn login_by_password(state: &AppState, phone: &Telephone, password: &str) -> Result<User, ApiError> {
@@ -132,6 +151,14 @@ async fn login_by_otp(state: &AppState, phone: &Telephone, code: &str) -> Result
 pub async fn logout(session: Session) -> ApiResult {
     session.logout().await?;
     Ok(Success(Value::Null))
+}
+
+/// `POST /user/logout-everywhere`: ends every session of the caller, this
+/// one included; in token mode every access token they hold stops working
+/// on every node.
+pub async fn logout_everywhere(user: AuthUser) -> ApiResult {
+    let ended = user.session.logout_everywhere().await?;
+    Ok(Success(json!({"revoked": ended})))
 }
 
 fn user_id(user: &AuthUser) -> Result<i64, ApiError> {

@@ -150,7 +150,7 @@ impl LoginGrant {
     pub fn expires_in(&self, now: Timestamp) -> Option<u64> {
         match &self.credentials {
             Credentials::Session(_) => None,
-            Credentials::Signed(pair) => Some(pair.access_expires.since(now).as_secs()),
+            Credentials::Signed(pair) => Some(pair.access_lifetime(now).as_secs()),
         }
     }
 }

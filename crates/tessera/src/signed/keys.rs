@@ -217,6 +217,9 @@ impl StoredKey {
 pub struct KeySet {
     /// The keys, in no particular order.
     pub keys: Vec<StoredKey>,
+    /// When the current key started signing (milliseconds since the epoch).
+    #[serde(default)]
+    pub rotated_at: i64,
 }
 
 impl KeySet {
@@ -227,6 +230,7 @@ impl KeySet {
                 StoredKey::generate(alg, KeyStatus::Current, now),
                 StoredKey::generate(alg, KeyStatus::Next, now),
             ],
+            rotated_at: now.as_millis(),
         }
     }
 
@@ -258,7 +262,13 @@ impl KeySet {
         }
         self.keys.retain(|k| k.status != KeyStatus::Next);
         self.keys.push(StoredKey::generate(alg, KeyStatus::Next, now));
+        self.rotated_at = now.as_millis();
         self.prune(now);
+    }
+
+    /// Whether the current key has signed for `interval` or longer.
+    pub fn rotation_due(&self, now: Timestamp, interval: Duration) -> bool {
+        now >= Timestamp::from_millis(self.rotated_at) + interval
     }
 
     /// Removes retired keys whose tokens have all expired; whether any went.

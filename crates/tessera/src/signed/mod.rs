@@ -109,6 +109,20 @@ pub struct TokenPair {
     pub refresh_expires: Timestamp,
 }
 
+impl TokenPair {
+    /// How long the access token has left at `now`, in the whole seconds
+    /// its claims count in.
+    pub fn access_lifetime(&self, now: Timestamp) -> Duration {
+        Duration::from_secs(self.access_expires.as_secs().saturating_sub(now.as_secs()).max(0) as u64)
+    }
+}
+
+/// Whether `record` is a token family (opened by a token-mode login)
+/// rather than a session: its key is no credential.
+pub fn is_token_family(record: &crate::record::SessionRecord) -> bool {
+    record.attribute(REFRESH_STATE.name()).is_some()
+}
+
 /// A failure to sign a token (bad key material): an internal error.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot sign an access token: {0}")]

@@ -1,0 +1,30 @@
+//! Token mode's own endpoints: refresh, and the public keys.
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use http::header;
+use serde_json::Value;
+use tessera::{Session, Success};
+
+use super::params::Params;
+use super::user::grant_body;
+use super::AppState;
+use crate::error::ApiError;
+
+/// `POST /auth/refresh {refreshToken}` (header clients) or with the
+/// refresh cookie (browsers): a new pair, the old refresh token dead.
+pub async fn refresh(session: Session, params: Params) -> Result<Success<Value>, ApiError> {
+    let grant = session.refresh(params.raw("refreshToken")).await?;
+    Ok(Success(grant_body(&grant, session.now())))
+}
+
+/// `GET /.well-known/jwks.json`: current, next and still-valid retired
+/// public keys, as a plain JWKS (no envelope: verifiers expect RFC 7517).
+pub async fn jwks(State(state): State<AppState>) -> Response {
+    let Some(tokens) = &state.tokens else { return crate::error::codes::NOT_FOUND.into_response() };
+    let mut response = Json(tokens.jwks()).into_response();
+    // The next key is published ahead of use, so a short cache is safe.
+    response.headers_mut().insert(header::CACHE_CONTROL, http::HeaderValue::from_static("public, max-age=300"));
+    response
+}

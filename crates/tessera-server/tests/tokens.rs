@@ -1,0 +1,300 @@
+//! Token mode end to end over HTTP: signed access tokens, rotating refresh
+//! tokens, theft detection and its grace window, instant revocation, the
+//! browser flow with two cookies, the JWKS and key rotation.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::{json, Value};
+use support::{failure, TestServer, ORIGIN, PHONE};
+use tessera_server::configuration::TokenConfig;
+
+const OTHER_PHONE: &str = "13912345678";
+
+async fn server() -> TestServer {
+    let server = TestServer::spawn_with(|s| s.tokens = Some(TokenConfig::default())).await;
+    server.register(PHONE).await;
+    server
+}
+
+/// A header client's login: (access, refresh).
+async fn login(server: &TestServer, phone: &str) -> (String, String) {
+    let r = server
+        .post("/user/login")
+        .header("x-auth-mode", "header")
+        .json(&json!({"telephone": phone, "password": support::PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let access_header = r.headers()["x-auth-token"].to_str().unwrap().to_owned();
+    let data = r.json::<Value>().await.unwrap()["data"].clone();
+    let access = data["accessToken"].as_str().unwrap().to_owned();
+    assert_eq!(data["token"], access, "`token` is the access token for clients of the opaque mode");
+    assert_eq!(access_header, access);
+    assert_eq!(data["tokenType"], "Bearer");
+    assert_eq!(data["expiresIn"], 600);
+    (access, data["refreshToken"].as_str().unwrap().to_owned())
+}
+
+async fn refresh(server: &TestServer, token: &str) -> reqwest::Response {
+    server.post("/auth/refresh").json(&json!({"refreshToken": token})).send().await.unwrap()
+}
+
+async fn pair(r: reqwest::Response) -> (String, String) {
+    assert_eq!(r.status(), 200);
+    let data = r.json::<Value>().await.unwrap()["data"].clone();
+    (data["accessToken"].as_str().unwrap().to_owned(), data["refreshToken"].as_str().unwrap().to_owned())
+}
+
+async fn me(server: &TestServer, access: &str) -> u16 {
+    server.get("/user/me").bearer_auth(access).send().await.unwrap().status().as_u16()
+}
+
+fn decode(part: &str) -> Value {
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn login_hands_out_a_strict_access_token_and_an_opaque_refresh_token() {
+    let server = server().await;
+    let (access, refresh_token) = login(&server, PHONE).await;
+    let parts: Vec<&str> = access.split('.').collect();
+    let (header, claims) = (decode(parts[0]), decode(parts[1]));
+    assert_eq!(header["alg"], "EdDSA");
+    assert_eq!(header["typ"], "at+jwt");
+    for claim in ["iss", "aud", "sub", "sid", "iat", "nbf", "exp", "jti"] {
+        assert!(claims.get(claim).is_some(), "{claim} missing from {claims}");
+    }
+    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 600);
+    assert_eq!(claims["iss"], "tessera");
+    let jwks: Value = server.get("/.well-known/jwks.json").send().await.unwrap().json().await.unwrap();
+    let kids: Vec<&Value> = jwks["keys"].as_array().unwrap().iter().map(|k| &k["kid"]).collect();
+    assert_eq!(kids.len(), 2, "current and next");
+    assert!(kids.contains(&&header["kid"]));
+    assert_eq!(refresh_token.len(), 86);
+    assert!(!refresh_token.contains('.'), "the refresh token is opaque");
+
+    assert_eq!(me(&server, &access).await, 200);
+    // The refresh token is no access token, and the reverse.
+    assert_eq!(failure(server.get("/user/me").bearer_auth(&refresh_token).send().await.unwrap()).await, (401, 20003));
+    assert_eq!(failure(refresh(&server, &access).await).await, (401, 20009));
+    // Nothing of either is stored in the clear.
+    let db = std::fs::read(server.data.path().join("tessera.db")).unwrap();
+    for secret in [&refresh_token[43..], &access] {
+        assert!(!db.windows(20).any(|w| w == &secret.as_bytes()[..20]), "a token is stored in the clear");
+    }
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_reuse_revokes_the_whole_family() {
+    let server = server().await;
+    let (_, first) = login(&server, PHONE).await;
+    let (access2, second) = pair(refresh(&server, &first).await).await;
+    assert_ne!(first, second);
+    assert_eq!(me(&server, &access2).await, 200);
+    let (access3, third) = pair(refresh(&server, &second).await).await;
+    assert_eq!(me(&server, &access3).await, 200);
+
+    // Past the grace window, the rotated-away token comes back: a thief.
+    server.clock.advance(Duration::from_secs(11));
+    assert_eq!(failure(refresh(&server, &first).await).await, (401, 20009));
+    assert_eq!(me(&server, &access3).await, 401, "the family's live access token dies at once");
+    assert_eq!(failure(refresh(&server, &third).await).await, (401, 20009), "and so does its refresh token");
+}
+
+#[tokio::test]
+async fn the_same_refresh_token_sent_twice_concurrently_gets_one_new_pair() {
+    let server = server().await;
+    let (_, first) = login(&server, PHONE).await;
+    let (a, b) = tokio::join!(refresh(&server, &first), refresh(&server, &first));
+    let (a, b) = (pair(a).await, pair(b).await);
+    assert_eq!(a, b, "both callers hold the same new pair");
+    assert_eq!(me(&server, &a.0).await, 200, "no theft verdict");
+    let (access, _) = pair(refresh(&server, &a.1).await).await;
+    assert_eq!(me(&server, &access).await, 200);
+}
+
+#[tokio::test]
+async fn an_expired_access_token_is_refused_and_a_refresh_brings_the_client_back() {
+    let server = server().await;
+    let (access, refresh_token) = login(&server, PHONE).await;
+    server.clock.advance(Duration::from_secs(600 + 31));
+    assert_eq!(me(&server, &access).await, 401);
+    let (fresh, _) = pair(refresh(&server, &refresh_token).await).await;
+    assert_eq!(me(&server, &fresh).await, 200);
+    // A family idle past its timeout is over.
+    server.clock.advance(Duration::from_secs(31 * 60));
+    let (_, late) = login(&server, PHONE).await;
+    server.clock.advance(Duration::from_secs(31 * 60));
+    assert_eq!(failure(refresh(&server, &late).await).await, (401, 20009));
+}
+
+#[tokio::test]
+async fn logout_revokes_the_access_token_before_it_expires() {
+    let server = server().await;
+    let (access, refresh_token) = login(&server, PHONE).await;
+    let r = server.post("/user/logout").bearer_auth(&access).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(me(&server, &access).await, 401);
+    assert_eq!(failure(refresh(&server, &refresh_token).await).await, (401, 20009));
+}
+
+#[tokio::test]
+async fn devices_are_token_families_and_revoking_one_kills_its_access_token() {
+    let server = server().await;
+    let (mine, _) = login(&server, PHONE).await;
+    let (theirs, _) = login(&server, PHONE).await;
+    let listed: Value = server.get("/user/sessions").bearer_auth(&mine).send().await.unwrap().json().await.unwrap();
+    let sessions = listed["data"].as_array().unwrap();
+    assert_eq!(sessions.len(), 2);
+    let other = sessions.iter().find(|s| s["current"] == false).unwrap()["id"].as_str().unwrap().to_owned();
+    let r = server.delete(&format!("/user/sessions/{other}")).bearer_auth(&mine).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(me(&server, &theirs).await, 401);
+    assert_eq!(me(&server, &mine).await, 200);
+
+    let (third, _) = login(&server, PHONE).await;
+    let r: Value = server.delete("/user/sessions").bearer_auth(&mine).send().await.unwrap().json().await.unwrap();
+    assert_eq!(r["data"]["revoked"], 1);
+    assert_eq!(me(&server, &third).await, 401);
+}
+
+#[tokio::test]
+async fn logout_everywhere_revokes_every_token_of_the_user_and_only_theirs() {
+    let server = server().await;
+    server.register(OTHER_PHONE).await;
+    let (a, _) = login(&server, PHONE).await;
+    let (b, b_refresh) = login(&server, PHONE).await;
+    let (other, _) = login(&server, OTHER_PHONE).await;
+    let r: Value = server.post("/user/logout-everywhere").bearer_auth(&a).send().await.unwrap().json().await.unwrap();
+    assert_eq!(r["data"]["revoked"], 2);
+    assert_eq!(me(&server, &a).await, 401);
+    assert_eq!(me(&server, &b).await, 401);
+    assert_eq!(failure(refresh(&server, &b_refresh).await).await, (401, 20009));
+    assert_eq!(me(&server, &other).await, 200, "another user is untouched");
+    let (again, _) = login(&server, PHONE).await;
+    assert_eq!(me(&server, &again).await, 200, "logging in again works at once");
+}
+
+fn cookies(r: &reqwest::Response) -> Vec<String> {
+    r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect()
+}
+
+fn cookie_pair(set: &[String], name: &str) -> String {
+    set.iter().find(|c| c.starts_with(&format!("{name}="))).unwrap().split(';').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn browsers_get_two_http_only_cookies_and_refresh_by_cookie() {
+    let server = server().await;
+    let r = server
+        .post("/user/login")
+        .header("origin", ORIGIN)
+        .form(&[("telephone", PHONE), ("password", support::PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let set = cookies(&r);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["data"].get("refreshToken").is_none() && body["data"].get("token").is_none(), "{body}");
+    let csrf = body["data"]["csrfToken"].as_str().unwrap().to_owned();
+    let access_cookie = set.iter().find(|c| c.starts_with("tessera=")).unwrap();
+    let refresh_cookie = set.iter().find(|c| c.starts_with("tessera-refresh=")).unwrap();
+    for part in ["HttpOnly", "Path=/", "Max-Age=600"] {
+        assert!(access_cookie.contains(part), "{access_cookie}");
+    }
+    for part in ["HttpOnly", "Path=/auth/refresh", "SameSite=Strict"] {
+        assert!(refresh_cookie.contains(part), "{refresh_cookie}");
+    }
+    let access = cookie_pair(&set, "tessera");
+    let refresh_pair = cookie_pair(&set, "tessera-refresh");
+    let r = server.get("/user/me").header("cookie", &access).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    // A forged cross-site refresh is refused; our own page refreshes.
+    let r = server.post("/auth/refresh").header("cookie", &refresh_pair).header("origin", "https://evil.example");
+    assert_eq!(failure(r.send().await.unwrap()).await, (403, 10005));
+    let r = server.post("/auth/refresh").header("cookie", &refresh_pair).header("origin", ORIGIN).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let set = cookies(&r);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["data"].get("refreshToken").is_none(), "browsers never see the refresh token: {body}");
+    let (access, refresh_pair) = (cookie_pair(&set, "tessera"), cookie_pair(&set, "tessera-refresh"));
+
+    // Cookie-carried state changes need the CSRF token or our origin.
+    let r = server.post("/user/logout").header("cookie", &access).send().await.unwrap();
+    assert_eq!(failure(r).await, (403, 10005));
+    let r =
+        server.post("/user/logout").header("cookie", format!("{access}; {refresh_pair}")).header("x-csrf-token", &csrf);
+    let r = r.send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let cleared = cookies(&r);
+    assert!(cleared.iter().any(|c| c.starts_with("tessera=;") && c.contains("Max-Age=0")), "{cleared:?}");
+    assert!(cleared.iter().any(|c| c.starts_with("tessera-refresh=;") && c.contains("Max-Age=0")), "{cleared:?}");
+    assert_eq!(server.get("/user/me").header("cookie", &access).send().await.unwrap().status(), 401);
+}
+
+#[tokio::test]
+async fn a_browser_whose_access_token_lapsed_still_logs_out_by_its_refresh_cookie() {
+    let server = server().await;
+    let r = server
+        .post("/user/login")
+        .header("origin", ORIGIN)
+        .form(&[("telephone", PHONE), ("password", support::PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    let set = cookies(&r);
+    let refresh_pair = cookie_pair(&set, "tessera-refresh");
+    let refresh_value = refresh_pair.split_once('=').unwrap().1.to_owned();
+    server.clock.advance(Duration::from_secs(700));
+    let r = server.post("/user/logout").header("cookie", &refresh_pair).header("origin", ORIGIN).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(failure(refresh(&server, &refresh_value).await).await, (401, 20009), "the family is over");
+}
+
+#[tokio::test]
+async fn key_rotation_logs_nobody_out_and_is_picked_up_by_the_running_server() {
+    let server = server().await;
+    let (old_access, old_refresh) = login(&server, PHONE).await;
+    let old_kid = decode(old_access.split('.').next().unwrap())["kid"].clone();
+    let jwks = |s: &TestServer| {
+        let url = s.url("/.well-known/jwks.json");
+        async move { reqwest::get(url).await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let next_kid = jwks(&server).await["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].clone())
+        .find(|k| *k != old_kid)
+        .unwrap();
+
+    let out = std::process::Command::new(support::node::BIN)
+        .args(["keys", "rotate", "--data-dir"])
+        .arg(server.data.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let started = Instant::now();
+    while jwks(&server).await["keys"].as_array().unwrap().len() != 3 {
+        assert!(started.elapsed() < Duration::from_secs(5), "the server never reloaded its keys");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(me(&server, &old_access).await, 200, "a token of the previous key stays valid");
+    let (new_access, _) = pair(refresh(&server, &old_refresh).await).await;
+    assert_eq!(decode(new_access.split('.').next().unwrap())["kid"], next_kid, "the published next key signs now");
+    assert_eq!(me(&server, &new_access).await, 200);
+}
+
+#[tokio::test]
+async fn opaque_mode_has_no_token_endpoints() {
+    let server = TestServer::spawn().await;
+    assert_eq!(failure(server.get("/.well-known/jwks.json").send().await.unwrap()).await, (404, 10007));
+    assert_eq!(failure(refresh(&server, &"A".repeat(86)).await).await, (404, 10007));
+}
