@@ -93,3 +93,38 @@ async fn a_sentinel_failover_keeps_sessions_and_revocations() {
     let body: Value = app.get("/user/sessions").bearer_auth(&fresh).send().await.unwrap().json().await.unwrap();
     assert_eq!(body["data"].as_array().unwrap().len(), 2, "kept and fresh");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_mode_refuses_to_judge_access_tokens_while_cut_off_from_revocations() {
+    let mut redis = RedisServer::start();
+    let app = TestServer::spawn_with(|s| {
+        on_redis(redis.url())(s);
+        s.tokens = Some(tessera_server::configuration::TokenConfig::default());
+    })
+    .await;
+    app.register(PHONE).await;
+    let access = app.login_header(PHONE).await;
+    assert_eq!(me(&app, &access).await, 200);
+
+    // No store round trip per request, yet no blind trust either: once the
+    // revocation feed is lost, a revocation could go unseen, so 503.
+    redis.kill();
+    let started = Instant::now();
+    let refused = loop {
+        let r = app.get("/user/me").bearer_auth(&access).send().await.unwrap();
+        if r.status() == 503 {
+            break r;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "still judging tokens without the revocation feed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(refused.headers()["retry-after"], "1");
+    assert_eq!(failure(refused).await, (503, 10004));
+
+    redis.restart();
+    let started = Instant::now();
+    while me(&app, &access).await != 200 {
+        assert!(started.elapsed() < Duration::from_secs(10), "never resubscribed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

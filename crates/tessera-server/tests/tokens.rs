@@ -298,3 +298,25 @@ async fn opaque_mode_has_no_token_endpoints() {
     assert_eq!(failure(server.get("/.well-known/jwks.json").send().await.unwrap()).await, (404, 10007));
     assert_eq!(failure(refresh(&server, &"A".repeat(86)).await).await, (404, 10007));
 }
+
+#[tokio::test]
+async fn introspection_answers_for_opaque_session_tokens_too_and_is_off_without_a_secret() {
+    use support::introspect::{introspect, INTROSPECTION_SECRET};
+    let server = TestServer::spawn_with(|s| s.introspection_secret = Some(INTROSPECTION_SECRET.into())).await;
+    let user = server.register(PHONE).await;
+    let token = server.login_header(PHONE).await;
+    let base = format!("http://{}", server.addr);
+    let (code, body) = introspect(&base, INTROSPECTION_SECRET, &token).await;
+    assert_eq!(code, 200);
+    assert_eq!(body["active"], true, "{body}");
+    assert_eq!(body["token_type"], "session");
+    assert_eq!(body["sub"], user["id"].to_string());
+    assert!(body["exp"].as_i64().unwrap() > body["iat"].as_i64().unwrap());
+    let r = server.post("/user/logout").bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(introspect(&base, INTROSPECTION_SECRET, &token).await.1, json!({"active": false}));
+
+    let closed = TestServer::spawn().await;
+    let (code, _) = introspect(&format!("http://{}", closed.addr), INTROSPECTION_SECRET, &token).await;
+    assert_eq!(code, 404, "no secret configured, no endpoint");
+}

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod introspect;
 pub mod node;
 
 use std::net::SocketAddr;
