@@ -33,6 +33,10 @@ enum Cmd {
         count: usize,
         #[arg(long)]
         out: PathBuf,
+        /// Token mode: write signed access tokens (signed with the key file
+        /// the node will use) for the seeded families instead of session tokens.
+        #[arg(long)]
+        signing_keys: Option<PathBuf>,
     },
     /// POST to URL COUNT times and write each answer's cookie (`name=value`), one a line.
     Cookies {
@@ -130,6 +134,35 @@ async fn seed(store: Arc<dyn SessionStore>, count: usize) -> Vec<String> {
     tokens
 }
 
+/// Access tokens for the families filed under the keys of `tokens` (the
+/// session tokens `seed` made), valid for an hour.
+fn sign_access_tokens(file: &std::path::Path, tokens: &[String]) -> Vec<String> {
+    use tessera::signed::{sid_of, AccessClaims, KeyRing, SigningAlgorithm};
+    let keys = tessera_server::signing_keys::KeyFile::new(file.to_path_buf())
+        .load_or_create(SigningAlgorithm::EdDSA, SystemClock.now())
+        .expect("key file");
+    let ring = KeyRing::new(&keys).expect("keys");
+    let now = SystemClock.now().as_secs();
+    tokens
+        .iter()
+        .enumerate()
+        .map(|(i, token)| {
+            let key = tessera::SessionToken::parse(token).expect("seeded token").key();
+            let claims = AccessClaims {
+                iss: "tessera".into(),
+                aud: "tessera".into(),
+                sub: UserId::from(i as i64 + 1),
+                sid: sid_of(&key),
+                iat: now,
+                nbf: now,
+                exp: now + 3600,
+                jti: format!("bench-{i}"),
+            };
+            ring.sign(&claims).expect("sign")
+        })
+        .collect()
+}
+
 async fn futures_join<F: std::future::Future<Output = String> + Send + 'static>(futures: Vec<F>) -> Vec<String> {
     let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
     let mut out = Vec::with_capacity(handles.len());
@@ -153,8 +186,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 #[tokio::main]
 async fn main() {
     match Cli::parse().command {
-        Cmd::Seed { store, count, out } => {
-            let tokens = seed(open(&store).await, count).await;
+        Cmd::Seed { store, count, out, signing_keys } => {
+            let mut tokens = seed(open(&store).await, count).await;
+            if let Some(file) = signing_keys {
+                tokens = sign_access_tokens(&file, &tokens);
+            }
             std::fs::write(&out, tokens.join("\n") + "\n").unwrap();
             eprintln!("seeded {count} sessions into {store}");
         }

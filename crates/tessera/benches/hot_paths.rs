@@ -5,7 +5,10 @@
 //! - the token format check, on a good and on a malformed token;
 //! - session record encode/decode for Redis, against serde_json alone;
 //! - a near-cache hit in `RedisStore::load`, against a `HashMap` lookup
-//!   plus clone (the floor for serving an owned record from memory).
+//!   plus clone (the floor for serving an owned record from memory);
+//! - signing and verifying access tokens (EdDSA, ES256, HS256), and a
+//!   verified-token cache hit in `SignedTokens::verify` against a full
+//!   Ed25519 verification.
 //!
 //! `cargo bench -p tessera --bench hot_paths`. The near-cache case starts a
 //! real `redis-server` on a free port through the test harness.
@@ -130,6 +133,53 @@ fn near_cache(c: &mut Criterion) {
     println!("  near-cache hit / HashMap+clone: {:>8.2?} / {:>8.2?} = {:.2}", hit, floor, ratio(hit, floor));
 }
 
+fn signed(c: &mut Criterion) {
+    use tessera::signed::{verify, AccessClaims, Expectations, KeyRing, KeySet, MemoryRevocations, SigningAlgorithm};
+    let now = tessera::Clock::now(&tessera::SystemClock);
+    let claims = AccessClaims {
+        iss: "tessera".into(),
+        aud: "tessera".into(),
+        sub: UserId::from(42),
+        sid: "c2lkLW9mLXRoZS1mYW1pbHktMDEyMzQ1Njc4OWFiY2RlZg".into(),
+        iat: now.as_secs(),
+        nbf: now.as_secs(),
+        exp: now.as_secs() + 600,
+        jti: "AAECAwQFBgcICQoLDA0ODw".into(),
+    };
+    let expect = Expectations::new("tessera", "tessera", Duration::from_secs(30));
+    for alg in [SigningAlgorithm::EdDSA, SigningAlgorithm::ES256, SigningAlgorithm::HS256] {
+        let ring = KeyRing::new(&KeySet::generate(alg, now)).unwrap();
+        let token = ring.sign(&claims).unwrap();
+        c.bench_function(&format!("jwt/sign {}", alg.as_str()), |b| b.iter(|| ring.sign(black_box(&claims)).unwrap()));
+        c.bench_function(&format!("jwt/verify {}", alg.as_str()), |b| {
+            b.iter(|| verify(black_box(&token), ring.verifying(), &expect, now).unwrap())
+        });
+    }
+    let keys = KeySet::generate(SigningAlgorithm::EdDSA, now);
+    let ring = KeyRing::new(&keys).unwrap();
+    let token = ring.sign(&claims).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let engine = rt
+        .block_on(tessera::SignedTokens::new(
+            tessera::TokenSettings::default(),
+            &keys,
+            Arc::new(MemoryRevocations::new()),
+            [1; 32],
+        ))
+        .unwrap();
+    engine.verify(&token, now).unwrap(); // now cached
+    c.bench_function("jwt/verified-token cache hit (SignedTokens::verify)", |b| {
+        b.iter(|| engine.verify(black_box(&token), now).unwrap())
+    });
+    let hit = mean(|| {
+        black_box(engine.verify(&token, now).unwrap());
+    });
+    let full = mean(|| {
+        black_box(verify(&token, ring.verifying(), &expect, now).unwrap());
+    });
+    println!("  cached verify / full EdDSA verify: {:>8.2?} / {:>8.2?} = {:.2}", hit, full, ratio(hit, full));
+}
+
 fn ratio(a: Duration, b: Duration) -> f64 {
     a.as_secs_f64() / b.as_secs_f64().max(1e-12)
 }
@@ -137,6 +187,6 @@ fn ratio(a: Duration, b: Duration) -> f64 {
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_millis(500));
-    targets = tokens, records, near_cache
+    targets = tokens, records, near_cache, signed
 }
 criterion_main!(benches);
