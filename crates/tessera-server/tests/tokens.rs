@@ -320,3 +320,53 @@ async fn introspection_answers_for_opaque_session_tokens_too_and_is_off_without_
     let (code, _) = introspect(&format!("http://{}", closed.addr), INTROSPECTION_SECRET, &token).await;
     assert_eq!(code, 404, "no secret configured, no endpoint");
 }
+
+#[tokio::test]
+async fn the_per_user_cap_ends_the_oldest_family_and_its_access_token() {
+    let server = TestServer::spawn_with(|s| {
+        s.tokens = Some(TokenConfig::default());
+        s.max_sessions_per_user = Some(2);
+    })
+    .await;
+    server.register(PHONE).await;
+    let (oldest, _) = login(&server, PHONE).await;
+    server.clock.advance(Duration::from_millis(5));
+    let (middle, _) = login(&server, PHONE).await;
+    server.clock.advance(Duration::from_millis(5));
+    let (newest, _) = login(&server, PHONE).await;
+    assert_eq!(me(&server, &oldest).await, 401, "the third login ended the oldest family");
+    assert_eq!(me(&server, &middle).await, 200);
+    assert_eq!(me(&server, &newest).await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_mode_works_on_a_redis_cluster() {
+    use tessera::store::redis::RedisTarget;
+    use tessera_server::configuration::RedisSettings;
+    let cluster = tessera_testkit::RedisCluster::start();
+    let url = cluster.url();
+    let server = TestServer::spawn_with(move |s| {
+        s.tokens = Some(TokenConfig::default());
+        s.redis = Some(RedisSettings {
+            target: RedisTarget::parse(&url).unwrap(),
+            timeout: Duration::from_millis(500),
+            near_cache: true,
+        });
+    })
+    .await;
+    server.register(PHONE).await;
+    let (access, first) = login(&server, PHONE).await;
+    let (other, _) = login(&server, PHONE).await;
+    assert_eq!(me(&server, &access).await, 200);
+    let (a, b) = tokio::join!(refresh(&server, &first), refresh(&server, &first));
+    let ((access2, second), again) = (pair(a).await, pair(b).await);
+    assert_eq!(again.1, second, "the grace window holds on a cluster too");
+    assert_eq!(me(&server, &access2).await, 200);
+    let r: Value = server.delete("/user/sessions").bearer_auth(&access2).send().await.unwrap().json().await.unwrap();
+    assert_eq!(r["data"]["revoked"], 1);
+    assert_eq!(me(&server, &other).await, 401);
+    let r = server.post("/user/logout").bearer_auth(&access2).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(me(&server, &access2).await, 401);
+    assert_eq!(failure(refresh(&server, &second).await).await, (401, 20009));
+}

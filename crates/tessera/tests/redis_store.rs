@@ -329,3 +329,28 @@ async fn the_per_user_cap_holds_on_redis() {
     assert_eq!(app.get("/me").bearer_auth(&second).send().await.unwrap().status(), 200);
     assert_eq!(app.get("/me").bearer_auth(&third).send().await.unwrap().status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_uncached_goes_past_the_near_cache() {
+    let server = standalone();
+    let cfg = config(true);
+    let prefix = cfg.prefix.clone();
+    let store = RedisStore::connect(&server.url(), cfg).await.unwrap();
+    trusted(&store).await;
+    let user = UserId::parse("uncached").unwrap();
+    let key = store.issue_token(Some(&user)).key();
+    store.create(&key, &record_for(Some("uncached"))).await.unwrap();
+    assert!(store.load(&key).await.unwrap().is_some(), "now cached");
+    // Deleted behind the store's back: no invalidation is published.
+    let pattern = format!("{prefix}:*:s:{}", key.to_hex());
+    let script =
+        "local n = 0 for _, k in ipairs(redis.call('KEYS', ARGV[1])) do n = n + redis.call('DEL', k) end return n";
+    let deleted: i64 = store
+        .connection()
+        .run(|mut c| async move { redis::cmd("EVAL").arg(script).arg(0).arg(pattern).query_async(&mut c).await })
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1);
+    assert!(store.load(&key).await.unwrap().is_some(), "the near cache still has its copy");
+    assert!(store.load_uncached(&key).await.unwrap().is_none(), "load_uncached asks Redis");
+}

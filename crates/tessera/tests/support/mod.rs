@@ -20,17 +20,34 @@ use tessera::{
 };
 use tokio::sync::Barrier;
 
-/// A real store with counters on every call.
+/// A real store with counters on every call, and optionally a gate that
+/// holds the first uncached loads, after they have read, until that many
+/// requests have read (so concurrent requests see the same version for certain).
 #[derive(Debug)]
 pub struct Counting<S> {
     pub inner: S,
     pub loads: AtomicU64,
     pub writes: AtomicU64,
+    pub uncached: AtomicU64,
+    pub conflicts: AtomicU64,
+    gate: Option<(u64, Barrier)>,
 }
 
 impl<S> Counting<S> {
     pub fn new(inner: S) -> Self {
-        Self { inner, loads: AtomicU64::new(0), writes: AtomicU64::new(0) }
+        Self {
+            inner,
+            loads: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+            uncached: AtomicU64::new(0),
+            conflicts: AtomicU64::new(0),
+            gate: None,
+        }
+    }
+
+    /// The first `n` uncached loads each wait until all `n` have started.
+    pub fn gated(inner: S, n: usize) -> Self {
+        Self { gate: Some((n as u64, Barrier::new(n))), ..Self::new(inner) }
     }
     pub fn loads(&self) -> u64 {
         self.loads.load(Ordering::SeqCst)
@@ -62,9 +79,24 @@ impl<S: SessionStore> SessionStore for Counting<S> {
         self.read();
         self.inner.load(key).await
     }
+    async fn load_uncached(&self, key: &SessionKey) -> Result<Option<Arc<SessionRecord>>, StoreError> {
+        self.read();
+        let seen = self.uncached.fetch_add(1, Ordering::SeqCst);
+        let loaded = self.inner.load_uncached(key).await;
+        if let Some((n, barrier)) = &self.gate {
+            if seen < *n {
+                barrier.wait().await;
+            }
+        }
+        loaded
+    }
     async fn save(&self, key: &SessionKey, change: &SessionChange) -> Result<u64, StoreError> {
         self.write();
-        self.inner.save(key, change).await
+        let saved = self.inner.save(key, change).await;
+        if matches!(saved, Err(StoreError::Conflict(_))) {
+            self.conflicts.fetch_add(1, Ordering::SeqCst);
+        }
+        saved
     }
     async fn touch(&self, key: &SessionKey, last_seen: Timestamp, idle: Timestamp) -> Result<(), StoreError> {
         self.write();

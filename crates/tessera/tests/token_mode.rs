@@ -1,0 +1,84 @@
+//! The layer in token mode over real HTTP: what a request with an access
+//! token costs the store (nothing), and the refresh race decided by the
+//! store's version check.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use support::Counting;
+use tessera::signed::{KeySet, MemoryRevocations, SigningAlgorithm};
+use tessera::{
+    AuthUser, Clock, MemoryStore, Session, SessionConfig, SessionError, SessionLayer, SignedTokens, Success,
+    SystemClock, TokenSettings, UserId,
+};
+
+async fn login(session: Session) -> Result<Success<Value>, SessionError> {
+    let grant = session.login(UserId::from(7)).await?;
+    Ok(Success(json!({"access": grant.token(), "refresh": grant.refresh_token()})))
+}
+
+async fn refresh(session: Session, Json(body): Json<Value>) -> Result<Success<Value>, SessionError> {
+    let grant = session.refresh(body["refresh"].as_str()).await?;
+    Ok(Success(json!({"access": grant.token(), "refresh": grant.refresh_token()})))
+}
+
+async fn me(user: AuthUser) -> Success<Value> {
+    Success(json!({"user": user.user_id.as_str()}))
+}
+
+async fn spawn(store: Arc<Counting<MemoryStore>>) -> SocketAddr {
+    let keys = KeySet::generate(SigningAlgorithm::EdDSA, SystemClock.now());
+    let tokens =
+        SignedTokens::new(TokenSettings::default(), &keys, Arc::new(MemoryRevocations::new()), [5; 32]).await.unwrap();
+    let app = Router::new()
+        .route("/login", post(login))
+        .route("/refresh", post(refresh))
+        .route("/me", get(me))
+        .layer(SessionLayer::new(store, SessionConfig::default()).with_signed_tokens(tokens));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+async fn post_json(http: &reqwest::Client, url: String, body: Value) -> Value {
+    let r = http.post(url).header("x-auth-mode", "header").json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    r.json::<Value>().await.unwrap()["data"].clone()
+}
+
+#[tokio::test]
+async fn an_access_token_costs_the_store_nothing() {
+    let store = Arc::new(Counting::new(MemoryStore::new()));
+    let addr = spawn(store.clone()).await;
+    let http = reqwest::Client::new();
+    let grant = post_json(&http, format!("http://{addr}/login"), json!({})).await;
+    let before = store.calls();
+    for _ in 0..5 {
+        let r = http.get(format!("http://{addr}/me")).bearer_auth(grant["access"].as_str().unwrap()).send().await;
+        assert_eq!(r.unwrap().json::<Value>().await.unwrap()["data"]["user"], "7");
+    }
+    assert_eq!(store.calls() - before, 0, "verified by CPU alone: no load, no touch");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_refreshes_that_read_the_same_version_end_with_one_pair() {
+    // Both refreshes are held until each has read the family: both see the
+    // token as current, both try to rotate, the store lets one commit.
+    let store = Arc::new(Counting::gated(MemoryStore::new(), 2));
+    let addr = spawn(store.clone()).await;
+    let http = reqwest::Client::new();
+    let grant = post_json(&http, format!("http://{addr}/login"), json!({})).await;
+    let url = format!("http://{addr}/refresh");
+    let body = json!({"refresh": grant["refresh"]});
+    let (a, b) = tokio::join!(post_json(&http, url.clone(), body.clone()), post_json(&http, url, body));
+    assert_eq!(a, b, "the loser of the race gets the winner's pair");
+    assert_eq!(store.conflicts.load(std::sync::atomic::Ordering::SeqCst), 1, "decided by the version check");
+    let r = http.get(format!("http://{addr}/me")).bearer_auth(a["access"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
