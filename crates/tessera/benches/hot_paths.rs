@@ -177,7 +177,7 @@ fn signed(c: &mut Criterion) {
     let full = mean(|| {
         black_box(verify(&token, ring.verifying(), &expect, now).unwrap());
     });
-    println!("  cached verify / full EdDSA verify: {:>8.2?} / {:>8.2?} = {:.2}", hit, full, ratio(hit, full));
+    println!("  cached verify / full EdDSA verify: {:>8.2?} / {:>8.2?} = {:.4}", hit, full, ratio(hit, full));
 }
 
 fn ratio(a: Duration, b: Duration) -> f64 {
