@@ -73,3 +73,24 @@ async fn ending_ones_own_session_by_id_is_a_logout() {
     assert_eq!(r.status(), 200);
     assert_eq!(app.get("/user/me").bearer_auth(&token).send().await.unwrap().status(), 401);
 }
+
+#[tokio::test]
+async fn logout_everywhere_ends_every_session_of_the_caller_and_clears_the_cookie() {
+    let app = TestServer::spawn().await;
+    app.register(PHONE).await;
+    app.register("13900000002").await;
+    let (cookie, csrf) = app.login_cookie(PHONE).await;
+    let phone = app.login_header(PHONE).await;
+    let stranger = app.login_header("13900000002").await;
+    let r = app.post("/user/logout-everywhere").header("cookie", &cookie).header("x-csrf-token", &csrf);
+    let r = r.send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let cleared = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    assert_eq!(r.json::<Value>().await.unwrap()["data"]["revoked"], 2);
+    assert_eq!(app.get("/user/me").header("cookie", &cookie).send().await.unwrap().status(), 401);
+    assert_eq!(app.get("/user/me").bearer_auth(&phone).send().await.unwrap().status(), 401);
+    assert_eq!(app.get("/user/me").bearer_auth(&stranger).send().await.unwrap().status(), 200);
+    let r = app.post("/user/logout-everywhere").bearer_auth(&phone).send().await.unwrap();
+    assert_eq!(failure(r).await, (401, 20003));
+}

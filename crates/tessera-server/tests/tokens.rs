@@ -370,3 +370,26 @@ async fn token_mode_works_on_a_redis_cluster() {
     assert_eq!(me(&server, &access2).await, 401);
     assert_eq!(failure(refresh(&server, &second).await).await, (401, 20009));
 }
+
+#[tokio::test]
+async fn keys_rotate_on_their_own_when_the_interval_is_up() {
+    let server = TestServer::spawn_with(|s| {
+        s.tokens = Some(TokenConfig { rotation_interval: Some(Duration::from_secs(300)), ..TokenConfig::default() })
+    })
+    .await;
+    server.register(PHONE).await;
+    let (access, refresh_token) = login(&server, PHONE).await;
+    let jwks = || async { server.get("/.well-known/jwks.json").send().await.unwrap().json::<Value>().await.unwrap() };
+    assert_eq!(jwks().await["keys"].as_array().unwrap().len(), 2);
+    server.clock.advance(Duration::from_secs(301));
+    let started = Instant::now();
+    while jwks().await["keys"].as_array().unwrap().len() != 3 {
+        assert!(started.elapsed() < Duration::from_secs(5), "no automatic rotation");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(me(&server, &access).await, 200, "nobody is logged out by a rotation");
+    let (fresh, _) = pair(refresh(&server, &refresh_token).await).await;
+    let kid = |t: &str| decode(t.split('.').next().unwrap())["kid"].clone();
+    assert_ne!(kid(&fresh), kid(&access), "new tokens are signed by the new key");
+    assert_eq!(me(&server, &fresh).await, 200);
+}

@@ -56,7 +56,8 @@ pub struct TokenSettings {
     pub refresh_grace: Duration,
     /// The path the refresh cookie is restricted to.
     pub refresh_path: String,
-    /// How many verified access tokens a node remembers (10 000).
+    /// How many verified access tokens a node remembers (100 000, as many
+    /// as the near cache keeps sessions; about 600 bytes each).
     pub verified_cache: usize,
 }
 
@@ -69,7 +70,7 @@ impl Default for TokenSettings {
             leeway: Duration::from_secs(30),
             refresh_grace: Duration::from_secs(10),
             refresh_path: "/auth/refresh".into(),
-            verified_cache: 10_000,
+            verified_cache: 100_000,
         }
     }
 }
