@@ -93,7 +93,12 @@ async fn login_hands_out_a_strict_access_token_and_an_opaque_refresh_token() {
 async fn refresh_rotates_and_reuse_revokes_the_whole_family() {
     let server = server().await;
     let (_, first) = login(&server, PHONE).await;
-    let (access2, second) = pair(refresh(&server, &first).await).await;
+    let r = refresh(&server, &first).await;
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["data"]["user"]["telephone"], "+8613812345678", "answered like a login: {answer}");
+    let access2 = answer["data"]["accessToken"].as_str().unwrap().to_owned();
+    let second = answer["data"]["refreshToken"].as_str().unwrap().to_owned();
     assert_ne!(first, second);
     assert_eq!(me(&server, &access2).await, 200);
     let (access3, third) = pair(refresh(&server, &second).await).await;

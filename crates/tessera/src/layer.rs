@@ -46,7 +46,7 @@ impl SessionLayer {
 
     /// A layer with an injected clock (tests move it past timeouts).
     pub fn with_clock(store: Arc<dyn SessionStore>, config: SessionConfig, clock: Arc<dyn Clock>) -> Self {
-        Self { shared: Arc::new(Shared { store, config, clock, tokens: None }) }
+        Self { shared: Arc::new(Shared { store, config, clock, tokens: None, refresh_cookie: None }) }
     }
 
     /// Token mode: logins hand out signed access tokens and refresh
@@ -54,8 +54,17 @@ impl SessionLayer {
     /// requests are authenticated by verifying the access token.
     pub fn with_signed_tokens(self, tokens: SignedTokens) -> Self {
         let Shared { store, config, clock, .. } = &*self.shared;
-        let shared =
-            Shared { store: store.clone(), config: config.clone(), clock: clock.clone(), tokens: Some(tokens) };
+        let refresh_cookie = match config.carrier {
+            CarrierMode::Auto | CarrierMode::Cookie => Some(config.cookie.refresh_wire_name()),
+            CarrierMode::Header => None,
+        };
+        let shared = Shared {
+            store: store.clone(),
+            config: config.clone(),
+            clock: clock.clone(),
+            tokens: Some(tokens),
+            refresh_cookie,
+        };
         Self { shared: Arc::new(shared) }
     }
 
@@ -104,12 +113,8 @@ where
             let presented = carrier::read(config.carrier, &config.cookie, req.headers(), format);
             let respond_via = carrier::respond_via(config.carrier, &presented, req.headers());
             let client = client_meta(&req);
-            let refresh_cookie = match (&shared.tokens, config.carrier) {
-                (Some(_), CarrierMode::Auto | CarrierMode::Cookie) => {
-                    carrier::read_cookie(&config.cookie.refresh_wire_name(), req.headers())
-                }
-                _ => None,
-            };
+            let refresh_cookie =
+                shared.refresh_cookie.as_ref().and_then(|name| carrier::read_cookie(name, req.headers()));
             let session = Session::new(shared.clone(), presented.clone(), respond_via, client, refresh_cookie);
 
             let csrf = check_csrf(&session, &presented, respond_via, req.method(), req.headers());

@@ -39,6 +39,8 @@ pub(crate) struct Shared {
     pub clock: Arc<dyn Clock>,
     /// Token mode: sign and verify access tokens instead of session tokens.
     pub tokens: Option<SignedTokens>,
+    /// Token mode: the refresh cookie's wire name, looked for on every request.
+    pub refresh_cookie: Option<String>,
 }
 
 /// A handle on the caller's session, valid for one request.
