@@ -4,39 +4,13 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
-
 use serde_json::{json, Value};
 use support::node::Node;
 use support::{e164, Sink, PASSWORD, PHONE};
 use tessera_testkit::RedisServer;
 
-async fn status(http: &reqwest::Client, node: &Node, token: &str) -> u16 {
-    http.get(node.url("/user/me")).bearer_auth(token).send().await.unwrap().status().as_u16()
-}
-
-/// Polls (bounded) until `node` answers `want` for `token`; returns how long it took.
-async fn until_status(http: &reqwest::Client, node: &Node, token: &str, want: u16) -> Duration {
-    let started = Instant::now();
-    loop {
-        if status(http, node, token).await == want {
-            return started.elapsed();
-        }
-        assert!(started.elapsed() < Duration::from_secs(5), "{} never answered {want}", node.base);
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 async fn login(http: &reqwest::Client, node: &Node) -> String {
-    let r = http
-        .post(node.url("/user/login"))
-        .header("x-auth-mode", "header")
-        .json(&json!({"telephone": PHONE, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json::<Value>().await.unwrap()["data"]["token"].as_str().unwrap().to_owned()
+    node.login_header(http).await["token"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,14 +40,14 @@ async fn three_nodes_share_sessions_revocations_and_throttles() {
     // Log in through node 1; the token works everywhere.
     let token = login(&http, &nodes[0]).await;
     for node in &nodes {
-        assert_eq!(status(&http, node, &token).await, 200);
+        assert_eq!(node.me_status(&http, &token).await, 200);
     }
 
     // Log out on node 3: nodes 1 and 2 (which have the session cached) refuse it.
     let r = http.post(nodes[2].url("/user/logout")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), 200);
     for node in &nodes[..2] {
-        let took = until_status(&http, node, &token, 401).await;
+        let took = node.until_status(&http, &token, 401).await;
         eprintln!("logout on node 3 honoured by {} after {took:?}", node.base);
     }
 
@@ -81,19 +55,19 @@ async fn three_nodes_share_sessions_revocations_and_throttles() {
     let a = login(&http, &nodes[0]).await;
     let b = login(&http, &nodes[1]).await;
     for node in &nodes {
-        assert_eq!(status(&http, node, &a).await, 200);
+        assert_eq!(node.me_status(&http, &a).await, 200);
     }
     let r = http.delete(nodes[1].url("/user/sessions")).bearer_auth(&b).send().await.unwrap();
     assert_eq!(r.json::<Value>().await.unwrap()["data"]["revoked"], 1);
     for node in [&nodes[0], &nodes[2]] {
-        until_status(&http, node, &a, 401).await;
+        node.until_status(&http, &a, 401).await;
     }
 
     // Node 1 dies hard: sessions keep working on the others.
     nodes[0].child.start_kill().unwrap();
     nodes[0].child.wait().await.unwrap();
     for node in &nodes[1..] {
-        assert_eq!(status(&http, node, &b).await, 200);
+        assert_eq!(node.me_status(&http, &b).await, 200);
     }
 
     // OTP send throttles are counted across nodes.

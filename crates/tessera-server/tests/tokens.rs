@@ -189,6 +189,14 @@ fn cookies(r: &reqwest::Response) -> Vec<String> {
     r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect()
 }
 
+/// A browser's login (form post from our own page).
+async fn browser_login(server: &TestServer) -> reqwest::Response {
+    let form = [("telephone", PHONE), ("password", support::PASSWORD)];
+    let r = server.post("/user/login").header("origin", ORIGIN).form(&form).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    r
+}
+
 fn cookie_pair(set: &[String], name: &str) -> String {
     set.iter().find(|c| c.starts_with(&format!("{name}="))).unwrap().split(';').next().unwrap().to_owned()
 }
@@ -196,14 +204,7 @@ fn cookie_pair(set: &[String], name: &str) -> String {
 #[tokio::test]
 async fn browsers_get_two_http_only_cookies_and_refresh_by_cookie() {
     let server = server().await;
-    let r = server
-        .post("/user/login")
-        .header("origin", ORIGIN)
-        .form(&[("telephone", PHONE), ("password", support::PASSWORD)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let r = browser_login(&server).await;
     let set = cookies(&r);
     let body: Value = r.json().await.unwrap();
     assert!(body["data"].get("refreshToken").is_none() && body["data"].get("token").is_none(), "{body}");
@@ -247,14 +248,7 @@ async fn browsers_get_two_http_only_cookies_and_refresh_by_cookie() {
 #[tokio::test]
 async fn a_browser_whose_access_token_lapsed_still_logs_out_by_its_refresh_cookie() {
     let server = server().await;
-    let r = server
-        .post("/user/login")
-        .header("origin", ORIGIN)
-        .form(&[("telephone", PHONE), ("password", support::PASSWORD)])
-        .send()
-        .await
-        .unwrap();
-    let set = cookies(&r);
+    let set = cookies(&browser_login(&server).await);
     let refresh_pair = cookie_pair(&set, "tessera-refresh");
     let refresh_value = refresh_pair.split_once('=').unwrap().1.to_owned();
     server.clock.advance(Duration::from_secs(700));

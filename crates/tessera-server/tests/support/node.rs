@@ -4,8 +4,9 @@
 use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
@@ -81,5 +82,37 @@ impl Node {
         std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         let status = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await.unwrap().unwrap();
         assert!(status.success(), "SIGTERM is a clean shutdown: {status}");
+    }
+}
+
+impl Node {
+    /// The status `GET /user/me` answers with `token` (a session or access token).
+    pub async fn me_status(&self, http: &reqwest::Client, token: &str) -> u16 {
+        http.get(self.url("/user/me")).bearer_auth(token).send().await.unwrap().status().as_u16()
+    }
+
+    /// Polls (bounded) until `GET /user/me` answers `want`; returns how long it took.
+    pub async fn until_status(&self, http: &reqwest::Client, token: &str, want: u16) -> Duration {
+        let started = Instant::now();
+        loop {
+            if self.me_status(http, token).await == want {
+                return started.elapsed();
+            }
+            assert!(started.elapsed() < Duration::from_secs(5), "{} never answered {want}", self.base);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// A header client's password login of [`super::PHONE`]: the answer's `data`.
+    pub async fn login_header(&self, http: &reqwest::Client) -> Value {
+        let r = http
+            .post(self.url("/user/login"))
+            .header("x-auth-mode", "header")
+            .json(&json!({"telephone": super::PHONE, "password": super::PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json::<Value>().await.unwrap()["data"].clone()
     }
 }

@@ -103,6 +103,7 @@ impl Follower for ListFollower {
 
     fn message(&self, payload: &str) {
         let entries: Vec<Revocation> = payload.lines().filter_map(Revocation::decode).collect();
+        tracing::debug!(entries = entries.len(), "revocations received");
         self.list.add(&entries);
         self.list.prune(SystemClock.now());
     }
