@@ -538,6 +538,17 @@ fn token_config(
     if access_ttl >= expiry.idle() {
         return Err("--access-ttl must be shorter than --idle-timeout (refreshes keep a family alive)".into());
     }
+    let refresh_grace = refresh_grace.map(Duration::from_secs).unwrap_or(defaults.refresh_grace);
+    // Within the window a reused token is forgiven: keep it short.
+    if refresh_grace > Duration::from_secs(60) {
+        return Err("--refresh-grace must be at most 60 seconds".into());
+    }
+    let rotation = rotation.unwrap_or(TokenConfig::default().rotation_interval.map_or(0, |d| d.as_secs()));
+    // Verifiers may cache the JWKS for a minute; a rotation sooner than a
+    // few minutes after the last could sign with a key they have not seen.
+    if rotation != 0 && rotation < 300 {
+        return Err("--key-rotation-interval must be 0 (off) or at least 300 seconds".into());
+    }
     let nonempty = |v: Option<String>, name: &str, default: String| match v {
         Some(v) if v.trim().is_empty() => Err(format!("--{name} must not be empty")),
         Some(v) => Ok(v),
@@ -548,7 +559,7 @@ fn token_config(
             issuer: nonempty(issuer, "issuer", defaults.issuer.clone())?,
             audience: nonempty(audience, "audience", defaults.audience.clone())?,
             access_ttl,
-            refresh_grace: refresh_grace.map(Duration::from_secs).unwrap_or(defaults.refresh_grace),
+            refresh_grace,
             ..defaults
         },
         algorithm: match algorithm.unwrap_or(AlgorithmArg::Eddsa) {
@@ -557,8 +568,7 @@ fn token_config(
             AlgorithmArg::Hs256 => SigningAlgorithm::HS256,
         },
         keys_file,
-        rotation_interval: match rotation.unwrap_or(TokenConfig::default().rotation_interval.map_or(0, |d| d.as_secs()))
-        {
+        rotation_interval: match rotation {
             0 => None,
             secs => Some(Duration::from_secs(secs)),
         },
@@ -646,6 +656,10 @@ mod tests {
         assert_eq!(tokens.keys_file(std::path::Path::new("/d")), PathBuf::from("/d/signing-keys.json"));
         let too_long = parse(&["--tokens", "signed", "--access-ttl", "3600"]).merged_over(ServeArgs::default());
         assert!(too_long.into_settings().unwrap_err().contains("--idle-timeout"));
+        for bad in [["--refresh-grace", "61"], ["--key-rotation-interval", "60"]] {
+            let args = parse(&["--tokens", "signed", bad[0], bad[1]]).merged_over(ServeArgs::default());
+            assert!(args.into_settings().is_err(), "{bad:?}");
+        }
         let weak = parse(&["--introspection-secret", "short"]).merged_over(ServeArgs::default());
         assert!(weak.into_settings().is_err());
         let file: ServeArgs = toml::from_str("tokens = \"signed\"\nkey-rotation-interval = 0").unwrap();

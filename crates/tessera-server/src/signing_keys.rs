@@ -8,7 +8,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tessera::signed::{KeySet, SigningAlgorithm};
 use tessera::{Clock, SignedTokens, Timestamp};
@@ -95,60 +95,79 @@ impl KeyFile {
             Ok(true)
         })
     }
-
-    fn modified(&self) -> Option<SystemTime> {
-        std::fs::metadata(&self.path).and_then(|m| m.modified()).ok()
-    }
 }
 
-/// Keeps `tokens` on the file's keys: reloads when the file changes,
-/// rotates when the interval is up, and drops retired keys whose tokens
-/// have all expired.
+/// Keeps `tokens` on the file's keys: reloads when the file's content
+/// changes, rotates when the interval is up, and drops retired keys whose
+/// tokens have all expired. `in_use` is the set the node started with.
+/// File work (a lock may be held by another node) runs on the blocking pool.
 pub fn spawn_key_watcher(
     file: KeyFile,
     tokens: SignedTokens,
     config: TokenConfig,
     clock: Arc<dyn Clock>,
+    in_use: KeySet,
 ) -> JoinHandle<()> {
     let retired_for = config.settings.revocation_lifetime();
     tokio::spawn(async move {
-        let mut seen = file.modified();
-        let mut in_use: Option<KeySet> = KeySet::load(file.path()).ok().flatten();
+        // Nothing seen yet: the first look reloads, which also catches a
+        // rotation by another node since this one read the file at start.
+        let mut seen: Option<Vec<u8>> = None;
+        let mut in_use = in_use;
         let mut tick = tokio::time::interval(WATCH_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
             let now = clock.now();
-            if let Some(interval) = config.rotation_interval {
-                match file.rotate_if_due(config.algorithm, now, interval, retired_for) {
-                    Ok(true) => tracing::info!("signing key rotated (automatic interval)"),
-                    Ok(false) => {}
-                    Err(e) => tracing::warn!(error = %e, "automatic key rotation failed"),
-                }
-            }
-            let modified = file.modified();
-            if modified != seen {
-                match KeySet::load(file.path()) {
-                    Ok(Some(set)) => {
-                        seen = modified;
-                        in_use = Some(set);
+            let (f, alg, interval) = (file.clone(), config.algorithm, config.rotation_interval);
+            let read = tokio::task::spawn_blocking(move || {
+                if let Some(interval) = interval {
+                    match f.rotate_if_due(alg, now, interval, retired_for) {
+                        Ok(true) => tracing::info!("signing key rotated (automatic interval)"),
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!(error = %e, "automatic key rotation failed"),
                     }
-                    Ok(None) => {
-                        tracing::warn!(file = %file.path().display(), "key file missing; keeping the keys in memory")
+                }
+                std::fs::read(f.path())
+            })
+            .await;
+            let changed = match read {
+                Ok(Ok(bytes)) if Some(&bytes) != seen.as_ref() => {
+                    let parsed = std::str::from_utf8(&bytes)
+                        .map_err(|e| e.to_string())
+                        .and_then(|text| KeySet::from_json(text).map_err(|e| e.to_string()));
+                    match parsed {
+                        Ok(set) => {
+                            seen = Some(bytes);
+                            in_use = set;
+                            true
+                        }
+                        // A half-written file cannot be seen (atomic rename);
+                        // anything else unusable is an operator's mistake.
+                        Err(e) => {
+                            tracing::error!(error = %e, "key file unusable; keeping the keys in memory");
+                            false
+                        }
                     }
-                    Err(e) => tracing::warn!(error = %e, "key file unreadable; keeping the keys in memory"),
                 }
-                if seen != modified {
-                    continue;
+                Ok(Ok(_)) => false,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, file = %file.path().display(), "key file unreadable; keeping the keys in memory");
+                    false
                 }
-            } else if !in_use.as_mut().is_some_and(|set| set.prune(now)) {
-                continue;
-            }
-            let Some(set) = in_use.as_mut() else { continue };
-            set.prune(now);
-            match tokens.set_keys(set) {
-                Ok(()) => tracing::info!(current = ?set.current().map(|k| &k.kid), "signing keys in use updated"),
-                Err(e) => tracing::error!(error = %e, "key file unusable; keeping the previous keys"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "key watcher task failed");
+                    false
+                }
+            };
+            let pruned = in_use.prune(now);
+            if changed || pruned {
+                match tokens.set_keys(&in_use) {
+                    Ok(()) => {
+                        tracing::info!(current = ?in_use.current().map(|k| &k.kid), "signing keys in use updated")
+                    }
+                    Err(e) => tracing::error!(error = %e, "key file unusable; keeping the previous keys"),
+                }
             }
         }
     })

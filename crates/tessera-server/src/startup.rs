@@ -221,7 +221,7 @@ async fn token_engine(
         revoked = tokens.revocations().len(),
         "token mode: signed access tokens with rotating refresh tokens"
     );
-    let watcher = spawn_key_watcher(file, tokens.clone(), config.clone(), clock);
+    let watcher = spawn_key_watcher(file, tokens.clone(), config.clone(), clock, keys);
     Ok((tokens, watcher))
 }
 

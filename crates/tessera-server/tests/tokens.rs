@@ -214,17 +214,20 @@ async fn browsers_get_two_http_only_cookies_and_refresh_by_cookie() {
     for part in ["HttpOnly", "Path=/", "Max-Age=600"] {
         assert!(access_cookie.contains(part), "{access_cookie}");
     }
-    for part in ["HttpOnly", "Path=/auth/refresh", "SameSite=Strict"] {
-        assert!(refresh_cookie.contains(part), "{refresh_cookie}");
+    for part in ["HttpOnly", "Path=/auth", "SameSite=Strict"] {
+        assert!(refresh_cookie.split("; ").any(|p| p == part), "{part} missing from {refresh_cookie}");
     }
     let access = cookie_pair(&set, "tessera");
     let refresh_pair = cookie_pair(&set, "tessera-refresh");
     let r = server.get("/user/me").header("cookie", &access).send().await.unwrap();
     assert_eq!(r.status(), 200);
 
-    // A forged cross-site refresh is refused; our own page refreshes.
+    // A forged cross-site refresh is refused, whatever it asks to be answered
+    // in; our own page refreshes.
     let r = server.post("/auth/refresh").header("cookie", &refresh_pair).header("origin", "https://evil.example");
     assert_eq!(failure(r.send().await.unwrap()).await, (403, 10005));
+    let r = server.post("/auth/refresh").header("cookie", &refresh_pair).header("origin", "https://evil.example");
+    assert_eq!(failure(r.header("x-auth-mode", "header").send().await.unwrap()).await, (403, 10005));
     let r = server.post("/auth/refresh").header("cookie", &refresh_pair).header("origin", ORIGIN).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let set = cookies(&r);
@@ -252,7 +255,8 @@ async fn a_browser_whose_access_token_lapsed_still_logs_out_by_its_refresh_cooki
     let refresh_pair = cookie_pair(&set, "tessera-refresh");
     let refresh_value = refresh_pair.split_once('=').unwrap().1.to_owned();
     server.clock.advance(Duration::from_secs(700));
-    let r = server.post("/user/logout").header("cookie", &refresh_pair).header("origin", ORIGIN).send().await.unwrap();
+    // The refresh cookie travels only under /auth: that is where a browser logs out.
+    let r = server.post("/auth/logout").header("cookie", &refresh_pair).header("origin", ORIGIN).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(failure(refresh(&server, &refresh_value).await).await, (401, 20009), "the family is over");
 }

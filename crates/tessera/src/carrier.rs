@@ -123,6 +123,23 @@ fn read_header(headers: &HeaderMap, format: TokenFormat) -> Option<Presented> {
     Some(format.classify(&text, CarrierKind::Header))
 }
 
+/// The value of cookie `name` if the request has exactly one; none when it
+/// has several (the refresh cookie cannot carry the `__Host-` prefix, so a
+/// sibling subdomain could plant a second one: refusing both beats picking
+/// the planted one).
+pub fn read_unique_cookie(name: &str, headers: &HeaderMap) -> Option<String> {
+    let mut found = None;
+    for value in headers.get_all(header::COOKIE) {
+        let Ok(text) = value.to_str() else { continue };
+        for cookie in Cookie::split_parse(text).flatten() {
+            if cookie.name() == name && found.replace(cookie.value().to_owned()).is_some() {
+                return None;
+            }
+        }
+    }
+    found
+}
+
 /// The value of cookie `name`, if the request has one.
 pub fn read_cookie(name: &str, headers: &HeaderMap) -> Option<String> {
     let mut found = None;
@@ -322,6 +339,15 @@ mod tests {
                 "{bad:.40}"
             );
         }
+    }
+
+    #[test]
+    fn a_cookie_sent_twice_is_not_unique() {
+        let h = headers(&[("cookie", "r=a; x=1".into())]);
+        assert_eq!(read_unique_cookie("r", &h), Some("a".into()));
+        let h = headers(&[("cookie", "r=a; r=b".into())]);
+        assert_eq!(read_unique_cookie("r", &h), None);
+        assert_eq!(read_cookie("r", &h), Some("a".into()));
     }
 
     #[test]

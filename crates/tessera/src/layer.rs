@@ -114,7 +114,7 @@ where
             let respond_via = carrier::respond_via(config.carrier, &presented, req.headers());
             let client = client_meta(&req);
             let refresh_cookie =
-                shared.refresh_cookie.as_ref().and_then(|name| carrier::read_cookie(name, req.headers()));
+                shared.refresh_cookie.as_ref().and_then(|name| carrier::read_unique_cookie(name, req.headers()));
             let session = Session::new(shared.clone(), presented.clone(), respond_via, client, refresh_cookie);
 
             let csrf = check_csrf(&session, &presented, respond_via, req.method(), req.headers());
@@ -157,8 +157,8 @@ async fn check_csrf(
         Some(CarrierKind::Header) => false,
         // No credential yet, but the answer may set a cookie (a browser
         // logging in): refuse foreign origins so nobody can log a victim
-        // into the attacker's account.
-        None => respond_via == CarrierKind::Cookie,
+        // into the attacker's account. A refresh cookie is a credential too.
+        None => respond_via == CarrierKind::Cookie || session.has_refresh_cookie(),
     };
     if !relies_on_cookie {
         return Ok(());
@@ -234,5 +234,5 @@ fn apply(shared: &Shared, session: &Session, outcome: Outcome, response: &mut Re
 }
 
 fn refresh_path(shared: &Shared) -> &str {
-    shared.tokens.as_ref().map_or("/", |t| t.settings().refresh_path.as_str())
+    shared.tokens.as_ref().map_or("/", |t| t.settings().refresh_cookie_path.as_str())
 }

@@ -272,3 +272,14 @@ async fn swapping_keys_drops_tokens_under_removed_keys_even_from_the_cache() {
     tokens.set_keys(&KeySet::generate(SigningAlgorithm::EdDSA, NOW)).unwrap();
     assert_eq!(tokens.verify(&token, NOW).err(), Some(Rejection::UnknownKey));
 }
+
+#[tokio::test]
+async fn a_token_meant_to_outlive_its_revocation_is_refused() {
+    // Revocations are remembered for one access-token lifetime (10 min by
+    // default); a token signed to live an hour could outlive its revocation.
+    let (keys, ring) = ring(SigningAlgorithm::EdDSA);
+    let tokens = engine(&keys).await;
+    let long = ring.sign(&AccessClaims { exp: NOW_SECS + 3600, ..claims() }).unwrap();
+    assert_eq!(tokens.verify(&long, NOW).err(), Some(Rejection::Expired));
+    assert!(tokens.verify(&ring.sign(&claims()).unwrap(), NOW).is_ok());
+}

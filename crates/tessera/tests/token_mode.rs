@@ -32,6 +32,10 @@ async fn me(user: AuthUser) -> Success<Value> {
 }
 
 async fn spawn(store: Arc<Counting<MemoryStore>>) -> SocketAddr {
+    spawn_with_tokens(store).await.0
+}
+
+async fn spawn_with_tokens(store: Arc<Counting<MemoryStore>>) -> (SocketAddr, SignedTokens) {
     let keys = KeySet::generate(SigningAlgorithm::EdDSA, SystemClock.now());
     let tokens =
         SignedTokens::new(TokenSettings::default(), &keys, Arc::new(MemoryRevocations::new()), [5; 32]).await.unwrap();
@@ -39,11 +43,11 @@ async fn spawn(store: Arc<Counting<MemoryStore>>) -> SocketAddr {
         .route("/login", post(login))
         .route("/refresh", post(refresh))
         .route("/me", get(me))
-        .layer(SessionLayer::new(store, SessionConfig::default()).with_signed_tokens(tokens));
+        .layer(SessionLayer::new(store, SessionConfig::default()).with_signed_tokens(tokens.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
+    (addr, tokens)
 }
 
 async fn post_json(http: &reqwest::Client, url: String, body: Value) -> Value {
@@ -81,4 +85,24 @@ async fn two_refreshes_that_read_the_same_version_end_with_one_pair() {
     assert_eq!(store.conflicts.load(std::sync::atomic::Ordering::SeqCst), 1, "decided by the version check");
     let r = http.get(format!("http://{addr}/me")).bearer_auth(a["access"].as_str().unwrap()).send().await.unwrap();
     assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn a_revoked_family_cannot_refresh_even_while_its_record_remains() {
+    // Revocation is recorded before the record is deleted; should the
+    // deletion fail, the family's refresh token must still be dead.
+    let store = Arc::new(Counting::new(MemoryStore::new()));
+    let (addr, tokens) = spawn_with_tokens(store.clone()).await;
+    let http = reqwest::Client::new();
+    let grant = post_json(&http, format!("http://{addr}/login"), json!({})).await;
+    let refresh = tessera::signed::RefreshToken::parse(grant["refresh"].as_str().unwrap()).unwrap();
+    tokens.revoke(&[tokens.family_revocation(&refresh.family(), SystemClock.now())]).await.unwrap();
+    let r = http.post(format!("http://{addr}/refresh")).json(&json!({"refresh": grant["refresh"]})).send().await;
+    let r = r.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.json::<Value>().await.unwrap()["data"]["errCode"], 20009);
+    assert!(
+        tessera::SessionStore::load(&*store, &refresh.family()).await.unwrap().is_some(),
+        "the record is still there"
+    );
 }

@@ -28,7 +28,8 @@ pub async fn refresh(session: Session, params: Params) -> Result<Success<Value>,
 pub async fn jwks(State(state): State<AppState>) -> Response {
     let Some(tokens) = &state.tokens else { return crate::error::codes::NOT_FOUND.into_response() };
     let mut response = Json(tokens.jwks()).into_response();
-    // The next key is published ahead of use, so a short cache is safe.
-    response.headers_mut().insert(header::CACHE_CONTROL, http::HeaderValue::from_static("public, max-age=300"));
+    // The next key is published ahead of use, so a short cache is safe as
+    // long as rotations are further apart (the interval is at least 300 s).
+    response.headers_mut().insert(header::CACHE_CONTROL, http::HeaderValue::from_static("public, max-age=60"));
     response
 }

@@ -66,13 +66,18 @@ pub struct Services {
     pub introspection_secret: Option<String>,
 }
 
-/// All routes. Token mode adds `/auth/refresh` and the JWKS; a configured
+/// All routes. Token mode adds `/auth/refresh`, `/auth/logout` (where
+/// the refresh cookie is sent, for browsers whose access token lapsed) and
+/// the JWKS; a configured
 /// introspection secret adds `/oauth/introspect`.
 pub fn router(state: Services) -> Router {
     let state: AppState = Arc::new(state);
     let mut router = Router::new();
     if state.tokens.is_some() {
-        router = router.route("/auth/refresh", post(auth::refresh)).route("/.well-known/jwks.json", get(auth::jwks));
+        router = router
+            .route("/auth/refresh", post(auth::refresh))
+            .route("/auth/logout", post(user::logout))
+            .route("/.well-known/jwks.json", get(auth::jwks));
     }
     if state.introspection_secret.is_some() {
         router = router.route("/oauth/introspect", post(introspect::introspect));

@@ -217,6 +217,11 @@ impl Session {
         self.0.answer_via.get().copied().unwrap_or(self.0.respond_via)
     }
 
+    /// Token mode: whether the request carried the refresh cookie.
+    pub(crate) fn has_refresh_cookie(&self) -> bool {
+        self.0.refresh_cookie.is_some()
+    }
+
     pub(crate) fn config(&self) -> &SessionConfig {
         &self.0.shared.config
     }
@@ -341,12 +346,15 @@ impl Session {
         // Token mode: the key is the new family's; the session token that
         // hashes to it is never handed out.
         let refresh = self.0.shared.tokens.as_ref().map(|_| self.open_family(key, &mut record));
+        // In token mode the old family is revoked before it is replaced
+        // (revocation first everywhere: a failure then leaves it alive and
+        // revoked, never deleted and unrevoked).
+        if let Some(old) = old {
+            self.revoke_families(&[old]).await?;
+        }
         let count = self.0.shared.store.rotate(old.as_ref(), &key, &record).await?;
         if let Some(cap) = self.0.shared.config.max_sessions_per_user {
             self.enforce_cap(&user, &key, cap, count).await?;
-        }
-        if let Some(old) = old {
-            self.revoke_families(&[old]).await?;
         }
         tracing::info!(session = %key.short(), old = ?old.map(|k| k.short()), "session rotated on login");
         let csrf_token = record.csrf_token.clone();
@@ -380,13 +388,13 @@ impl Session {
         }
         sessions.sort_by_key(|k| (k.record.created_at, k.key));
         let excess = sessions.len() - cap;
-        let mut ended = Vec::with_capacity(excess);
-        for oldest in sessions.iter().filter(|k| k.key != *keep).take(excess) {
-            store.delete(&oldest.key).await?;
-            ended.push(oldest.key);
-            tracing::info!(session = %oldest.key.short(), "oldest session ended: per-user cap of {cap} reached");
+        let ended: Vec<SessionKey> = sessions.iter().filter(|k| k.key != *keep).take(excess).map(|k| k.key).collect();
+        self.revoke_families(&ended).await?;
+        for oldest in &ended {
+            store.delete(oldest).await?;
+            tracing::info!(session = %oldest.short(), "oldest session ended: per-user cap of {cap} reached");
         }
-        self.revoke_families(&ended).await
+        Ok(())
     }
 
     /// Ends the caller's session: deletes the record now; the layer then
@@ -401,8 +409,8 @@ impl Session {
         };
         let had = match key {
             Some(key) => {
-                self.0.shared.store.delete(&key).await?;
                 self.revoke_families(&[key]).await?;
+                self.0.shared.store.delete(&key).await?;
                 tracing::info!(session = %key.short(), "session ended");
                 true
             }
@@ -441,18 +449,16 @@ impl Session {
         if target.key == current {
             return self.logout().await;
         }
-        let deleted = self.0.shared.store.delete(&target.key).await?;
         self.revoke_families(&[target.key]).await?;
-        Ok(deleted)
+        Ok(self.0.shared.store.delete(&target.key).await?)
     }
 
     /// Ends every session of the logged-in user but the caller's; returns how many.
     pub async fn revoke_others(&self) -> Result<u64, SessionError> {
         let (user, current) = self.logged_in().await?;
         let families = self.families_of(&user, Some(current)).await?;
-        let ended = self.0.shared.store.delete_user(&user, Some(&current)).await?;
         self.revoke_families(&families).await?;
-        Ok(ended)
+        Ok(self.0.shared.store.delete_user(&user, Some(&current)).await?)
     }
 
     /// Ends every session of the logged-in user, the caller's included
@@ -461,12 +467,12 @@ impl Session {
     pub async fn logout_everywhere(&self) -> Result<u64, SessionError> {
         let (user, _) = self.logged_in().await?;
         let families = self.families_of(&user, None).await?;
-        let ended = self.0.shared.store.delete_user(&user, None).await?;
         if let Some(tokens) = &self.0.shared.tokens {
             let mut revocations: Vec<_> = families.iter().map(|f| tokens.family_revocation(f, self.0.now)).collect();
             revocations.push(tokens.user_revocation(&user, self.0.now));
             tokens.revoke(&revocations).await?;
         }
+        let ended = self.0.shared.store.delete_user(&user, None).await?;
         tracing::info!(user = %user, sessions = ended, "logged out everywhere");
         *self.0.state.lock().await = State { current: Current::Absent, ended: true, ..State::default() };
         Ok(ended)

@@ -9,7 +9,7 @@ use crate::carrier::CarrierKind;
 use crate::config::CarrierMode;
 use crate::error::SessionError;
 use crate::record::{Attribute, SessionChange, SessionRecord, UserId};
-use crate::signed::{family_of, RefreshState, RefreshToken, Rejection, Standing, TokenPair, REFRESH_STATE};
+use crate::signed::{family_of, sid_of, RefreshState, RefreshToken, Rejection, Standing, TokenPair, REFRESH_STATE};
 use crate::store::StoreError;
 use crate::token::SessionKey;
 use crate::Timestamp;
@@ -86,7 +86,7 @@ impl Session {
     pub(super) async fn family_of_refresh_cookie(&self) -> Result<Option<SessionKey>, SessionError> {
         let (Some(tokens), Some(text)) = (&self.0.shared.tokens, &self.0.refresh_cookie) else { return Ok(None) };
         let Ok(token) = RefreshToken::parse(text) else { return Ok(None) };
-        let Some(record) = self.0.shared.store.load(&token.family()).await? else { return Ok(None) };
+        let Some(record) = self.0.shared.store.load_uncached(&token.family()).await? else { return Ok(None) };
         let standing = refresh_state(&record)
             .map(|s| s.standing(&token, tokens.derive_key(), self.0.now, tokens.settings().refresh_grace));
         Ok(matches!(standing, Some(Standing::Current | Standing::JustRotated { .. })).then(|| token.family()))
@@ -114,6 +114,9 @@ impl Session {
                 return Err(SessionError::RefreshRejected);
             };
             let user = record.user_id.clone().ok_or(SessionError::RefreshRejected)?;
+            if tokens.revocations().revokes_family(&sid_of(&family), &user, record.created_at.as_secs()) {
+                return Err(SessionError::RefreshRejected);
+            }
             let state = refresh_state(&record).ok_or(SessionError::RefreshRejected)?;
             let next = token.successor(tokens.derive_key());
             match state.standing(&token, tokens.derive_key(), now, grace) {
@@ -140,8 +143,11 @@ impl Session {
                 Standing::Reused => {
                     tracing::warn!(family = %family.short(), generation = state.generation,
                         "refresh token reused after rotation: family revoked");
-                    store.delete(&family).await?;
+                    // Revoked first: should the deletion fail, a retry finds
+                    // the family and judges the same; the other way round a
+                    // failed revocation would be lost with the family.
                     self.revoke_families(&[family]).await?;
+                    store.delete(&family).await?;
                     return Err(SessionError::RefreshRejected);
                 }
                 Standing::Unknown => return Err(SessionError::RefreshRejected),

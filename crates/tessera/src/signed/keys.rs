@@ -285,27 +285,51 @@ impl KeySet {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(KeyError::Io { path: path.display().to_string(), source }),
         };
-        let set: Self =
-            serde_json::from_str(&text).map_err(|e| KeyError::Format(path.display().to_string(), e.to_string()))?;
-        if set.current().is_none() {
-            return Err(KeyError::Format(path.display().to_string(), "no current key".into()));
+        #[cfg(unix)]
+        if let Ok(meta) = std::fs::metadata(path) {
+            use std::os::unix::fs::PermissionsExt;
+            if meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(file = %path.display(), "the signing-key file is readable by others than its owner");
+            }
         }
-        Ok(Some(set))
+        Self::from_json(&text).map(Some).map_err(|e| match e {
+            KeyError::Format(_, why) => KeyError::Format(path.display().to_string(), why),
+            other => other,
+        })
     }
 
-    /// Writes the key file atomically (a temporary file renamed over it),
-    /// readable by the owner only.
+    /// Parses a key file's text; a set must have a current key.
+    pub fn from_json(text: &str) -> Result<Self, KeyError> {
+        let set: Self = serde_json::from_str(text).map_err(|e| KeyError::Format("-".into(), e.to_string()))?;
+        if set.current().is_none() {
+            return Err(KeyError::Format("-".into(), "no current key".into()));
+        }
+        Ok(set)
+    }
+
+    /// Writes the key file atomically: a new temporary file (random name,
+    /// never an existing file or link, owner-only) renamed over it, and the
+    /// directory synced so the rename survives a crash.
     pub fn save(&self, path: &Path) -> Result<(), KeyError> {
         let io = |source| KeyError::Io { path: path.display().to_string(), source };
-        let tmp = path.with_extension("tmp");
+        let mut suffix = [0u8; 9];
+        getrandom::fill(&mut suffix).expect("the OS CSPRNG is unavailable");
+        let tmp = path.with_extension(format!("{}.tmp", URL_SAFE_NO_PAD.encode(suffix)));
         let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
+        options.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let mut file = options.open(&tmp).map_err(io)?;
         let text = serde_json::to_vec_pretty(self).expect("a key set serializes");
-        file.write_all(&text).and_then(|()| file.sync_all()).map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
+        let written = file.write_all(&text).and_then(|()| file.sync_all()).and_then(|()| std::fs::rename(&tmp, path));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io(e));
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+        }
+        Ok(())
     }
 }
 

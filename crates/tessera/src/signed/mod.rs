@@ -18,6 +18,7 @@ mod revocation;
 mod verify;
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -54,8 +55,9 @@ pub struct TokenSettings {
     /// Two refreshes with the same token this close together get the same
     /// new pair instead of a theft verdict (10 s).
     pub refresh_grace: Duration,
-    /// The path the refresh cookie is restricted to.
-    pub refresh_path: String,
+    /// The path the refresh cookie is restricted to: the refresh and
+    /// logout endpoints live under it (`/auth`).
+    pub refresh_cookie_path: String,
     /// How many verified access tokens a node remembers (100 000, as many
     /// as the near cache keeps sessions; about 600 bytes each).
     pub verified_cache: usize,
@@ -69,7 +71,7 @@ impl Default for TokenSettings {
             access_ttl: Duration::from_secs(600),
             leeway: Duration::from_secs(30),
             refresh_grace: Duration::from_secs(10),
-            refresh_path: "/auth/refresh".into(),
+            refresh_cookie_path: "/auth".into(),
             verified_cache: 100_000,
         }
     }
@@ -98,7 +100,7 @@ pub fn family_of(sid: &str) -> Option<SessionKey> {
 }
 
 /// An access token and the refresh token that goes with it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TokenPair {
     /// The signed access token (JWT).
     pub access: String,
@@ -108,6 +110,17 @@ pub struct TokenPair {
     pub refresh: RefreshToken,
     /// When the family ends whatever happens (its absolute deadline).
     pub refresh_expires: Timestamp,
+}
+
+impl fmt::Debug for TokenPair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenPair")
+            .field("access", &"<redacted>")
+            .field("access_expires", &self.access_expires)
+            .field("refresh", &self.refresh)
+            .field("refresh_expires", &self.refresh_expires)
+            .finish()
+    }
 }
 
 impl TokenPair {
@@ -140,7 +153,10 @@ struct Inner {
     ring: RwLock<Arc<KeyRing>>,
     revocations: Arc<RevocationList>,
     store: Arc<dyn RevocationStore>,
-    verified: Cache<String, Arc<AccessClaims>>,
+    /// Verified tokens, each with the key generation it was verified under.
+    verified: Cache<String, (Arc<AccessClaims>, u64)>,
+    /// Bumped by every key change: a cached verdict from older keys is void.
+    generation: AtomicU64,
     derive_key: [u8; 32],
 }
 
@@ -175,6 +191,7 @@ impl SignedTokens {
             ring: RwLock::new(Arc::new(ring)),
             revocations,
             store,
+            generation: AtomicU64::new(0),
             derive_key,
         })))
     }
@@ -193,6 +210,7 @@ impl SignedTokens {
     pub fn set_keys(&self, keys: &KeySet) -> Result<(), KeyError> {
         let ring = Arc::new(KeyRing::new(keys)?);
         *self.0.ring.write().unwrap_or_else(|p| p.into_inner()) = ring;
+        self.0.generation.fetch_add(1, Ordering::AcqRel);
         self.0.verified.clear();
         Ok(())
     }
@@ -211,12 +229,20 @@ impl SignedTokens {
     /// verified tokens), claims, then the revocation list.
     pub fn verify(&self, token: &str, now: Timestamp) -> Result<Arc<AccessClaims>, Rejection> {
         let leeway = self.0.expect.leeway().as_secs() as i64;
+        let generation = self.0.generation.load(Ordering::Acquire);
         let claims = match self.0.verified.get(token) {
-            // Never served past `exp`, whatever the cache holds.
-            Some(hit) if now.as_secs() < hit.exp.saturating_add(leeway) => hit,
+            // Never served past `exp`, nor under keys that have changed since.
+            Some((hit, g)) if g == generation && now.as_secs() < hit.exp.saturating_add(leeway) => hit,
             _ => {
                 let claims = Arc::new(verify(token, self.ring().verifying(), &self.0.expect, now)?);
-                self.0.verified.insert(token.to_owned(), claims.clone());
+                // Revocations are kept for one access-token lifetime; a
+                // token meant to live longer (signed before the lifetime was
+                // lowered, or by a node configured otherwise) could outlive
+                // its revocation, so it is refused.
+                if claims.exp.saturating_sub(claims.iat) > self.0.settings.access_ttl.as_secs() as i64 {
+                    return Err(Rejection::Expired);
+                }
+                self.0.verified.insert(token.to_owned(), (claims.clone(), generation));
                 claims
             }
         };
@@ -279,6 +305,7 @@ impl SignedTokens {
             return Ok(());
         }
         self.0.revocations.add(revocations);
+        self.0.revocations.prune(SystemClock.now());
         self.0.store.revoke(revocations).await
     }
 }

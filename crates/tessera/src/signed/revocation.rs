@@ -156,6 +156,16 @@ impl RevocationList {
         self.len() == 0
     }
 
+    /// Whether a family (by `sid`, of `user`, created at `created_secs`)
+    /// has been revoked, directly or by its user's cutoff. A refresh must
+    /// not mint tokens for it even if its record is still in the store (a
+    /// revocation is recorded before the record is deleted).
+    pub fn revokes_family(&self, sid: &str, user: &UserId, created_secs: i64) -> bool {
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        entries.families.contains_key(sid)
+            || entries.users.get(user).is_some_and(|(not_before, _)| created_secs < *not_before)
+    }
+
     /// Whether `claims` may still be honoured.
     pub fn check(&self, claims: &AccessClaims) -> Result<(), Rejection> {
         if !self.is_ready() {

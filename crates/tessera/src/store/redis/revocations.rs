@@ -17,6 +17,9 @@ use crate::clock::{Clock, SystemClock};
 use crate::signed::{Revocation, RevocationList, RevocationStore};
 use crate::store::StoreError;
 
+/// How long `attach` waits for the first subscription and load.
+const ATTACH_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Revocations shared by every node on one Redis.
 #[derive(Debug)]
 pub struct RedisRevocations {
@@ -73,14 +76,21 @@ impl RevocationStore for RedisRevocations {
     }
 
     async fn attach(&self, list: Arc<RevocationList>) -> Result<(), StoreError> {
-        // Loaded here once so that a node starts only with its list ready
-        // (and Redis reachable); the listener reloads after every
-        // (re)subscription.
-        list.load(&load(&self.conn, &self.set).await?);
-        let follower = Arc::new(ListFollower { list, conn: self.conn.clone(), set: self.set.clone() });
+        // The list becomes ready only once the listener has subscribed and
+        // then loaded (nothing published in between can be missed), and
+        // the node starts only then.
+        list.set_ready(false);
+        let follower = Arc::new(ListFollower { list: list.clone(), conn: self.conn.clone(), set: self.set.clone() });
         let listener = spawn_listener(follower.clone(), self.conn.clone(), self.channel.clone());
         self.followers.lock().unwrap_or_else(|p| p.into_inner()).push(follower);
         self.listeners.lock().unwrap_or_else(|p| p.into_inner()).push(listener);
+        let started = std::time::Instant::now();
+        while !list.is_ready() {
+            if started.elapsed() > ATTACH_WITHIN {
+                return Err(StoreError::Unavailable("cannot subscribe to the revocation channel".into()));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
         Ok(())
     }
 }
