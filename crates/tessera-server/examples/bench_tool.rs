@@ -135,7 +135,8 @@ async fn seed(store: Arc<dyn SessionStore>, count: usize) -> Vec<String> {
 }
 
 /// Access tokens for the families filed under the keys of `tokens` (the
-/// session tokens `seed` made), valid for an hour.
+/// session tokens `seed` made), valid for the default access-token lifetime
+/// (10 minutes: a node refuses tokens meant to live longer than its own).
 fn sign_access_tokens(file: &std::path::Path, tokens: &[String]) -> Vec<String> {
     use tessera::signed::{sid_of, AccessClaims, KeyRing, SigningAlgorithm};
     let keys = tessera_server::signing_keys::KeyFile::new(file.to_path_buf())
@@ -155,7 +156,7 @@ fn sign_access_tokens(file: &std::path::Path, tokens: &[String]) -> Vec<String> 
                 sid: sid_of(&key),
                 iat: now,
                 nbf: now,
-                exp: now + 3600,
+                exp: now + tessera::TokenSettings::default().access_ttl.as_secs() as i64,
                 jti: format!("bench-{i}"),
             };
             ring.sign(&claims).expect("sign")
