@@ -3,16 +3,17 @@ use std::sync::Arc;
 
 use clap::Parser;
 use tessera::{Clock, SystemClock};
-use tessera_server::configuration::{Cli, Command, KeysCommand, ServeArgs};
+use tessera_server::configuration::{Cli, Command, KeysCommand, Settings};
 use tessera_server::signing_keys::KeyFile;
 use tessera_server::startup::Application;
 use tessera_server::telemetry;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = match Cli::parse().command {
-        Command::Serve(args) => args,
-        Command::Keys(KeysCommand::Rotate(args)) => return rotate_keys(args),
+    // Both commands take the serve options, so they are resolved once.
+    let (args, rotate) = match Cli::parse().command {
+        Command::Serve(args) => (args, false),
+        Command::Keys(KeysCommand::Rotate(args)) => (args, true),
     };
     let settings = match args.resolve() {
         Ok(settings) => settings,
@@ -21,6 +22,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if rotate {
+        return rotate_keys(&settings);
+    }
     telemetry::init(&settings.log);
     let app = match Application::build(&settings, Arc::new(SystemClock)).await {
         Ok(app) => app,
@@ -44,14 +48,7 @@ async fn main() -> ExitCode {
 }
 
 /// `tessera keys rotate`: the same settings as `serve` name the key file.
-fn rotate_keys(args: ServeArgs) -> ExitCode {
-    let settings = match args.resolve() {
-        Ok(settings) => settings,
-        Err(message) => {
-            eprintln!("tessera: {message}");
-            return ExitCode::from(2);
-        }
-    };
+fn rotate_keys(settings: &Settings) -> ExitCode {
     let config = settings.tokens.clone().unwrap_or_default();
     let file = KeyFile::new(config.keys_file(&settings.data_dir));
     let retired_for = config.settings.revocation_lifetime();

@@ -27,6 +27,8 @@ pub struct RedisRevocations {
     set: String,
     channel: String,
     listeners: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The listeners hold their followers weakly; these keep them alive
+    /// for as long as this store is.
     followers: Mutex<Vec<Arc<ListFollower>>>,
 }
 
