@@ -78,6 +78,17 @@ pub enum CarrierArg {
     Auto,
 }
 
+impl AlgorithmArg {
+    /// The library's name for it.
+    pub fn algorithm(self) -> SigningAlgorithm {
+        match self {
+            Self::Eddsa => SigningAlgorithm::EdDSA,
+            Self::Es256 => SigningAlgorithm::ES256,
+            Self::Hs256 => SigningAlgorithm::HS256,
+        }
+    }
+}
+
 /// How OTP codes are delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -157,6 +168,14 @@ pub struct ServeArgs {
     #[arg(long, env = "TESSERA_REDIS_TIMEOUT_MS", value_name = "MS")]
     pub redis_timeout_ms: Option<u64>,
 
+    /// How long a node may answer from memory (near cache, revocation
+    /// list) after it last proved its Redis subscription alive, in
+    /// milliseconds; capped at --redis-timeout-ms. This is the worst case
+    /// for a node cut off from Redis to stop honouring an ended session
+    /// [default: 250].
+    #[arg(long, env = "TESSERA_CACHE_LEASE_MS", value_name = "MS")]
+    pub cache_lease_ms: Option<u64>,
+
     /// Keep recently used sessions in memory, invalidated through Redis
     /// pub/sub [default: true].
     #[arg(long, env = "TESSERA_NEAR_CACHE", value_name = "BOOL")]
@@ -174,11 +193,18 @@ pub struct ServeArgs {
     #[arg(long, env = "TESSERA_SECRET_FILE", value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
 
-    /// Login attempts allowed per phone number per 15 minutes [default: 10].
+    /// Failed logins allowed per phone number from one client address per
+    /// 15 minutes; successful logins do not count [default: 10].
     #[arg(long, env = "TESSERA_LOGIN_LIMIT_PER_PHONE", value_name = "N")]
     pub login_limit_per_phone: Option<u32>,
 
-    /// Login attempts allowed per client address per 15 minutes; raise it
+    /// Failed logins allowed per phone number from all addresses together
+    /// per 15 minutes (the ceiling against guessing from many addresses)
+    /// [default: 100].
+    #[arg(long, env = "TESSERA_LOGIN_CEILING_PER_PHONE", value_name = "N")]
+    pub login_ceiling_per_phone: Option<u32>,
+
+    /// Failed logins allowed per client address per 15 minutes; raise it
     /// when many users share one address (NAT) [default: 100].
     #[arg(long, env = "TESSERA_LOGIN_LIMIT_PER_IP", value_name = "N")]
     pub login_limit_per_ip: Option<u32>,
@@ -191,6 +217,22 @@ pub struct ServeArgs {
     /// user's oldest session. 0 means no cap [default: 10].
     #[arg(long, env = "TESSERA_MAX_SESSIONS_PER_USER", value_name = "N")]
     pub max_sessions_per_user: Option<usize>,
+
+    /// A client must send a request's line and headers within this many
+    /// milliseconds [default: 10000].
+    #[arg(long, env = "TESSERA_HEADER_READ_TIMEOUT_MS", value_name = "MS")]
+    pub header_read_timeout_ms: Option<u64>,
+
+    /// A kept-alive connection that moves no bytes for this many
+    /// milliseconds is closed [default: 60000].
+    #[arg(long, env = "TESSERA_KEEP_ALIVE_TIMEOUT_MS", value_name = "MS")]
+    pub keep_alive_timeout_ms: Option<u64>,
+
+    /// Open client connections at most; lowered to fit the process's
+    /// open-file limit. At the cap new connections wait in the listen
+    /// backlog [default: 10000].
+    #[arg(long, env = "TESSERA_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
 
     /// Log filter in tracing's syntax [default: info].
     #[arg(long, env = "TESSERA_LOG", value_name = "FILTER")]
@@ -268,6 +310,8 @@ pub struct RedisSettings {
     pub timeout: Duration,
     /// Whether to keep the near cache.
     pub near_cache: bool,
+    /// How long memory is trusted after the subscription last proved alive.
+    pub cache_lease: Duration,
 }
 
 /// The resolved configuration of one server.
@@ -303,6 +347,12 @@ pub struct Settings {
     pub max_sessions_per_user: Option<usize>,
     /// Token mode, if logins hand out signed tokens.
     pub tokens: Option<TokenConfig>,
+    /// The signing-key file (token mode, and `tessera keys rotate`).
+    pub keys_file: PathBuf,
+    /// The algorithm `--token-algorithm` named, if it did.
+    pub key_algorithm: Option<SigningAlgorithm>,
+    /// Connection bounds of the HTTP front.
+    pub http: crate::http_front::HttpLimits,
     /// The secret for `POST /oauth/introspect`; `None`: endpoint off.
     pub introspection_secret: Option<String>,
 }
@@ -314,8 +364,6 @@ pub struct TokenConfig {
     pub settings: TokenSettings,
     /// The algorithm new keys get.
     pub algorithm: SigningAlgorithm,
-    /// The key file; `None`: `<data-dir>/signing-keys.json`.
-    pub keys_file: Option<PathBuf>,
     /// Automatic rotation interval; `None`: off.
     pub rotation_interval: Option<Duration>,
 }
@@ -327,25 +375,19 @@ impl Default for TokenConfig {
         Self {
             settings: TokenSettings::default(),
             algorithm: SigningAlgorithm::EdDSA,
-            keys_file: None,
             rotation_interval: Some(Duration::from_secs(30 * 24 * 3600)),
         }
-    }
-}
-
-impl TokenConfig {
-    /// The key file for a server on `data_dir`.
-    pub fn keys_file(&self, data_dir: &std::path::Path) -> PathBuf {
-        self.keys_file.clone().unwrap_or_else(|| data_dir.join("signing-keys.json"))
     }
 }
 
 /// How many attempts the service allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Throttles {
-    /// Login attempts per phone per 15 minutes.
+    /// Failed logins per phone and client address per 15 minutes.
     pub login_per_phone: u32,
-    /// Login attempts per client address per 15 minutes.
+    /// Failed logins per phone from every address per 15 minutes.
+    pub login_ceiling_per_phone: u32,
+    /// Failed logins per client address per 15 minutes.
     pub login_per_ip: u32,
     /// OTP sends per client address per hour.
     pub otp_per_ip: u32,
@@ -353,7 +395,7 @@ pub struct Throttles {
 
 impl Default for Throttles {
     fn default() -> Self {
-        Self { login_per_phone: 10, login_per_ip: 100, otp_per_ip: 20 }
+        Self { login_per_phone: 10, login_ceiling_per_phone: 100, login_per_ip: 100, otp_per_ip: 20 }
     }
 }
 
@@ -362,6 +404,7 @@ impl Settings {
     pub fn for_data_dir(data_dir: PathBuf) -> Self {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            keys_file: data_dir.join("signing-keys.json"),
             data_dir,
             carrier: CarrierMode::Auto,
             dev: false,
@@ -376,6 +419,8 @@ impl Settings {
             throttles: Throttles::default(),
             max_sessions_per_user: Some(10),
             tokens: None,
+            key_algorithm: None,
+            http: crate::http_front::HttpLimits::default(),
             introspection_secret: None,
         }
     }
@@ -411,6 +456,11 @@ impl ServeArgs {
             redis: self.redis.or(file.redis),
             redis_timeout_ms: self.redis_timeout_ms.or(file.redis_timeout_ms),
             near_cache: self.near_cache.or(file.near_cache),
+            cache_lease_ms: self.cache_lease_ms.or(file.cache_lease_ms),
+            header_read_timeout_ms: self.header_read_timeout_ms.or(file.header_read_timeout_ms),
+            keep_alive_timeout_ms: self.keep_alive_timeout_ms.or(file.keep_alive_timeout_ms),
+            max_connections: self.max_connections.or(file.max_connections),
+            login_ceiling_per_phone: self.login_ceiling_per_phone.or(file.login_ceiling_per_phone),
             secret_file: self.secret_file.or(file.secret_file),
             database: self.database.or(file.database),
             login_limit_per_phone: self.login_limit_per_phone.or(file.login_limit_per_phone),
@@ -452,12 +502,20 @@ impl ServeArgs {
         let expiry = ExpiryPolicy::new(idle, absolute).map_err(|e| format!("session timeouts: {e}"))?;
         let redis = match self.redis {
             None => None,
-            Some(url) => Some(RedisSettings {
-                target: tessera::store::redis::RedisTarget::parse(&url).map_err(|e| format!("--redis: {e}"))?,
-                timeout: Duration::from_millis(self.redis_timeout_ms.unwrap_or(250).max(1)),
-                near_cache: self.near_cache.unwrap_or(true),
-            }),
+            Some(url) => {
+                let timeout = Duration::from_millis(self.redis_timeout_ms.unwrap_or(250).max(1));
+                Some(RedisSettings {
+                    target: tessera::store::redis::RedisTarget::parse(&url).map_err(|e| format!("--redis: {e}"))?,
+                    timeout,
+                    near_cache: self.near_cache.unwrap_or(true),
+                    // A lease longer than a command's deadline would let
+                    // memory answer for longer than Redis itself could.
+                    cache_lease: Duration::from_millis(self.cache_lease_ms.unwrap_or(250).max(10)).min(timeout),
+                })
+            }
         };
+        let http =
+            http_limits(&defaults.http, self.header_read_timeout_ms, self.keep_alive_timeout_ms, self.max_connections)?;
         let secret = match (std::env::var("TESSERA_SECRET").ok().filter(|s| !s.is_empty()), self.secret_file) {
             (Some(value), _) => SecretSource::Value(value),
             (None, Some(path)) => SecretSource::File(path),
@@ -469,16 +527,22 @@ impl ServeArgs {
         }
         let throttles = Throttles {
             login_per_phone: self.login_limit_per_phone.unwrap_or(defaults.throttles.login_per_phone).max(1),
+            login_ceiling_per_phone: self
+                .login_ceiling_per_phone
+                .unwrap_or(defaults.throttles.login_ceiling_per_phone)
+                .max(1),
             login_per_ip: self.login_limit_per_ip.unwrap_or(defaults.throttles.login_per_ip).max(1),
             otp_per_ip: self.otp_limit_per_ip.unwrap_or(defaults.throttles.otp_per_ip).max(1),
         };
+        let data_dir = self.data_dir.unwrap_or(defaults.data_dir);
+        let keys_file = self.keys_file.unwrap_or_else(|| data_dir.join("signing-keys.json"));
+        let key_algorithm = self.token_algorithm.map(AlgorithmArg::algorithm);
         let tokens = match self.tokens.unwrap_or(TokensArg::Opaque) {
             TokensArg::Opaque => None,
             TokensArg::Signed => Some(token_config(
                 self.token_algorithm,
                 self.access_ttl,
                 self.refresh_grace,
-                self.keys_file,
                 self.key_rotation_interval,
                 self.issuer,
                 self.audience,
@@ -501,7 +565,10 @@ impl ServeArgs {
             redis,
             secret,
             bind: self.bind.unwrap_or(defaults.bind),
-            data_dir: self.data_dir.unwrap_or(defaults.data_dir),
+            data_dir,
+            keys_file,
+            key_algorithm,
+            http,
             carrier: match self.carrier.unwrap_or(CarrierArg::Auto) {
                 CarrierArg::Cookie => CarrierMode::Cookie,
                 CarrierArg::Header => CarrierMode::Header,
@@ -522,7 +589,6 @@ fn token_config(
     algorithm: Option<AlgorithmArg>,
     access_ttl: Option<u64>,
     refresh_grace: Option<u64>,
-    keys_file: Option<PathBuf>,
     rotation: Option<u64>,
     issuer: Option<String>,
     audience: Option<String>,
@@ -562,17 +628,31 @@ fn token_config(
             refresh_grace,
             ..defaults
         },
-        algorithm: match algorithm.unwrap_or(AlgorithmArg::Eddsa) {
-            AlgorithmArg::Eddsa => SigningAlgorithm::EdDSA,
-            AlgorithmArg::Es256 => SigningAlgorithm::ES256,
-            AlgorithmArg::Hs256 => SigningAlgorithm::HS256,
-        },
-        keys_file,
+        algorithm: algorithm.unwrap_or(AlgorithmArg::Eddsa).algorithm(),
         rotation_interval: match rotation {
             0 => None,
             secs => Some(Duration::from_secs(secs)),
         },
     })
+}
+
+/// The HTTP front's bounds from their options.
+fn http_limits(
+    defaults: &crate::http_front::HttpLimits,
+    header_read_ms: Option<u64>,
+    keep_alive_ms: Option<u64>,
+    max_connections: Option<usize>,
+) -> Result<crate::http_front::HttpLimits, String> {
+    let header_read_timeout = header_read_ms.map(Duration::from_millis).unwrap_or(defaults.header_read_timeout);
+    let keep_alive_timeout = keep_alive_ms.map(Duration::from_millis).unwrap_or(defaults.keep_alive_timeout);
+    if header_read_timeout < Duration::from_millis(100) || keep_alive_timeout < Duration::from_millis(100) {
+        return Err("--header-read-timeout-ms and --keep-alive-timeout-ms must be at least 100".into());
+    }
+    let max_connections = max_connections.unwrap_or(defaults.max_connections);
+    if max_connections == 0 {
+        return Err("--max-connections must be at least 1".into());
+    }
+    Ok(crate::http_front::HttpLimits { header_read_timeout, keep_alive_timeout, max_connections, ..*defaults })
 }
 
 /// A repeatable option given at all replaces the file's list.
@@ -653,7 +733,11 @@ mod tests {
         let tokens = s.tokens.unwrap();
         assert_eq!(tokens.algorithm, SigningAlgorithm::ES256);
         assert_eq!(tokens.settings.access_ttl, Duration::from_secs(300));
-        assert_eq!(tokens.keys_file(std::path::Path::new("/d")), PathBuf::from("/d/signing-keys.json"));
+        let s = parse(&["--data-dir", "/d"]).merged_over(ServeArgs::default()).into_settings().unwrap();
+        assert_eq!(s.keys_file, PathBuf::from("/d/signing-keys.json"));
+        let file: ServeArgs = toml::from_str("keys-file = \"/k.json\"").unwrap();
+        let s = parse(&["--data-dir", "/d"]).merged_over(file).into_settings().unwrap();
+        assert_eq!(s.keys_file, PathBuf::from("/k.json"), "the file's key path holds without --tokens signed");
         let too_long = parse(&["--tokens", "signed", "--access-ttl", "3600"]).merged_over(ServeArgs::default());
         assert!(too_long.into_settings().unwrap_err().contains("--idle-timeout"));
         for bad in [["--refresh-grace", "61"], ["--key-rotation-interval", "60"]] {

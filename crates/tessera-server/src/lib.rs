@@ -9,6 +9,7 @@ pub mod configuration;
 pub mod credentials;
 pub mod domain;
 pub mod error;
+pub mod http_front;
 pub mod limits;
 pub mod otp;
 pub mod routes;

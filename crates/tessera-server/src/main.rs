@@ -33,9 +33,16 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let shutdown = match shutdown_signal() {
+        Ok(shutdown) => shutdown,
+        Err(e) => {
+            eprintln!("tessera: cannot listen for signals: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     // Scripts and tests read this line to find the port.
     println!("tessera listening on http://{}", app.local_addr());
-    match app.run_until(shutdown_signal()).await {
+    match app.run_until(shutdown).await {
         Ok(()) => {
             tracing::info!("shut down cleanly");
             ExitCode::SUCCESS
@@ -49,10 +56,12 @@ async fn main() -> ExitCode {
 
 /// `tessera keys rotate`: the same settings as `serve` name the key file.
 fn rotate_keys(settings: &Settings) -> ExitCode {
+    // The same key file as `serve` with these options would use, whatever
+    // --tokens says: an operator rotating a shared file names it, not a mode.
     let config = settings.tokens.clone().unwrap_or_default();
-    let file = KeyFile::new(config.keys_file(&settings.data_dir));
+    let file = KeyFile::new(settings.keys_file.clone());
     let retired_for = config.settings.revocation_lifetime();
-    match file.rotate(config.algorithm, SystemClock.now(), retired_for) {
+    match file.rotate(settings.key_algorithm, SystemClock.now(), retired_for) {
         Ok(set) => {
             let current = set.current().map(|k| k.kid.as_str()).unwrap_or("?");
             println!("rotated {}: signing key is now {current}", file.path().display());
@@ -69,25 +78,27 @@ fn rotate_keys(settings: &Settings) -> ExitCode {
     }
 }
 
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// SIGINT (Ctrl-C) or SIGTERM, listened for from the moment this is made:
+/// a handler registered only when the future is first polled would leave
+/// a window after "listening" in which SIGTERM kills the process.
+#[cfg(unix)]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {},
+            _ = terminate.recv() => {},
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("shutdown requested");
+        tracing::info!("shutdown requested");
+    })
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutdown requested");
+    })
 }

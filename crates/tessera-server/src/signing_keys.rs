@@ -66,10 +66,20 @@ impl KeyFile {
     }
 
     /// Rotates now: next signs, current retires for `retired_for`.
-    pub fn rotate(&self, alg: SigningAlgorithm, now: Timestamp, retired_for: Duration) -> Result<KeySet, String> {
+    /// `alg` is the new keys' algorithm; `None` keeps the current key's
+    /// (EdDSA for a file made now).
+    pub fn rotate(
+        &self,
+        alg: Option<SigningAlgorithm>,
+        now: Timestamp,
+        retired_for: Duration,
+    ) -> Result<KeySet, String> {
         self.locked(|| {
-            let mut set =
-                KeySet::load(&self.path).map_err(|e| e.to_string())?.unwrap_or_else(|| KeySet::generate(alg, now));
+            let loaded = KeySet::load(&self.path).map_err(|e| e.to_string())?;
+            let alg = alg
+                .or_else(|| loaded.as_ref().and_then(|set| set.current().map(|k| k.alg)))
+                .unwrap_or(SigningAlgorithm::EdDSA);
+            let mut set = loaded.unwrap_or_else(|| KeySet::generate(alg, now));
             set.rotate(alg, now, retired_for);
             set.save(&self.path).map_err(|e| e.to_string())?;
             Ok(set)

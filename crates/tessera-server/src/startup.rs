@@ -45,6 +45,7 @@ pub struct Application {
     router: Router,
     database: SqlitePool,
     background: Vec<JoinHandle<()>>,
+    http: crate::http_front::HttpLimits,
     _lock: Option<std::fs::File>,
 }
 
@@ -154,7 +155,7 @@ impl Application {
         let listener =
             TcpListener::bind(settings.bind).await.map_err(|e| format!("cannot bind {}: {e}", settings.bind))?;
         background.push(spawn_maintenance(backends.sessions, pool.clone(), clock));
-        Ok(Self { listener, router, database: pool, background, _lock: backends._lock })
+        Ok(Self { listener, router, database: pool, background, http: settings.http, _lock: backends._lock })
     }
 
     /// The bound address (the real port when asked for port 0).
@@ -170,8 +171,7 @@ impl Application {
 
     /// Serves until `shutdown` completes, then finishes in-flight requests.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
-        let result = axum::serve(self.listener, service).with_graceful_shutdown(shutdown).await;
+        let result = crate::http_front::serve(self.listener, self.router, self.http, shutdown).await;
         for task in &self.background {
             task.abort();
         }
@@ -210,7 +210,7 @@ async fn token_engine(
     derive_key: [u8; 32],
     clock: Arc<dyn Clock>,
 ) -> Result<(SignedTokens, JoinHandle<()>), StartupError> {
-    let file = KeyFile::new(config.keys_file(&settings.data_dir));
+    let file = KeyFile::new(settings.keys_file.clone());
     let keys = file.load_or_create(config.algorithm, clock.now())?;
     let tokens = SignedTokens::new(config.settings.clone(), &keys, revocations, derive_key)
         .await

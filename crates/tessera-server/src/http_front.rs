@@ -1,0 +1,336 @@
+//! The accept loop: HTTP/1.1 connections with the bounds `axum::serve`
+//! does not offer.
+//!
+//! - a header-read timeout: from a connection's start, or from the first
+//!   byte of a later request, its line and headers must be complete within
+//!   the bound (a slowloris client trickling a header line every few
+//!   seconds is cut off when the deadline passes, not reset by each byte);
+//! - an idle keep-alive timeout: a kept-alive connection that sends no
+//!   next request is closed (hyper's own timer, which starts when the
+//!   connection waits for a request head);
+//! - a cap on open connections below the process's file limit: at the cap
+//!   the loop stops accepting (the kernel's backlog holds the rest) instead
+//!   of failing `accept` with `EMFILE` in a hot loop; an `accept` error is
+//!   answered by a short pause, never a spin;
+//! - limits on the number and total size of request headers (431 beyond);
+//! - graceful shutdown: stop accepting, let in-flight requests finish
+//!   (bounded), then return.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tower::ServiceExt;
+
+/// How the front treats connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// A request's headers must arrive within this after its first byte is
+    /// awaited.
+    pub header_read_timeout: Duration,
+    /// A kept-alive connection is closed after this long without a request.
+    pub keep_alive_timeout: Duration,
+    /// Open connections at most; see [`HttpLimits::effective_max_connections`].
+    pub max_connections: usize,
+    /// Request header fields at most.
+    pub max_headers: usize,
+    /// Bytes of request line plus headers at most.
+    pub max_header_bytes: usize,
+    /// In-flight requests get this long to finish on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+            max_headers: 64,
+            max_header_bytes: 16 * 1024,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// File descriptors kept free for everything but client connections
+/// (database, Redis, key file, logs).
+const RESERVED_FDS: usize = 128;
+
+impl HttpLimits {
+    /// The connection cap, lowered to fit under the process's open-file
+    /// limit so the cap is reached before `EMFILE` is.
+    pub fn effective_max_connections(&self) -> usize {
+        match open_file_limit() {
+            Some(limit) => self.max_connections.min(limit.saturating_sub(RESERVED_FDS).max(16)),
+            None => self.max_connections,
+        }
+    }
+}
+
+/// The soft `RLIMIT_NOFILE`, read from `/proc/self/limits` (Linux).
+fn open_file_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// Serves `router` on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: HttpLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let cap = limits.effective_max_connections();
+    let permits = Arc::new(Semaphore::new(cap));
+    let (stop, stopped) = watch::channel(false);
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        // hyper starts this timer whenever the connection waits for a
+        // request head, idle between requests included: it is the
+        // keep-alive timeout. The stricter header deadline is `drive`'s.
+        .header_read_timeout(limits.keep_alive_timeout.max(limits.header_read_timeout))
+        .max_headers(limits.max_headers)
+        .max_header_size(limits.max_header_bytes)
+        .keep_alive(true);
+    let builder = Arc::new(builder);
+    let mut shutdown = pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = accept(&listener, &permits) => accepted,
+        };
+        let Some((stream, peer, permit)) = accepted else { continue };
+        let (builder, router, stopped) = (builder.clone(), router.clone(), stopped.clone());
+        tokio::spawn(async move {
+            let activity = Arc::new(Activity::default());
+            let io = TokioIo::new(Watched { inner: stream, activity: activity.clone() });
+            let connection = builder.serve_connection(io, service_for(router, peer, activity.clone()));
+            if let Err(e) = drive(connection, &activity, limits.header_read_timeout, stopped).await {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    let _ = stop.send(true);
+    // Every connection holds a permit until it is gone.
+    let all_closed = permits.acquire_many(u32::try_from(cap).unwrap_or(u32::MAX));
+    if tokio::time::timeout(limits.shutdown_grace, all_closed).await.is_err() {
+        tracing::warn!("shutdown grace period over; dropping the remaining connections");
+    }
+    Ok(())
+}
+
+/// Waits for a free connection slot, then for a connection. `None` after an
+/// accept error, which has already been waited out.
+async fn accept(
+    listener: &TcpListener,
+    permits: &Arc<Semaphore>,
+) -> Option<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
+    let permit = permits.clone().acquire_owned().await.expect("the semaphore is never closed");
+    match listener.accept().await {
+        Ok((stream, peer)) => {
+            let _ = stream.set_nodelay(true);
+            Some((stream, peer, permit))
+        }
+        Err(e) => {
+            // EMFILE/ENFILE and friends: the condition lasts until some
+            // connection closes, so retrying at once would only spin.
+            tracing::warn!(error = %e, "accept failed; pausing before the next accept");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            None
+        }
+    }
+}
+
+/// The router as a hyper service that tells handlers the peer address and
+/// tells `activity` when a request's headers are complete and answered.
+fn service_for(
+    router: Router,
+    peer: SocketAddr,
+    activity: Arc<Activity>,
+) -> impl hyper::service::Service<
+    http::Request<Incoming>,
+    Response = axum::response::Response,
+    Error = Infallible,
+    Future = impl Future<Output = Result<axum::response::Response, Infallible>> + Send,
+> {
+    hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        activity.headers_complete();
+        let (router, activity) = (router.clone(), activity.clone());
+        async move {
+            let response = router.oneshot(request).await;
+            activity.answered();
+            response
+        }
+    })
+}
+
+/// Runs one connection until it ends. A request whose headers are not
+/// complete within `header_timeout` of its first byte (or of the
+/// connection's start) ends the connection at once; a server shutdown asks
+/// it to close gracefully (the request in flight, if any, is answered first).
+async fn drive<C>(
+    connection: C,
+    activity: &Activity,
+    header_timeout: Duration,
+    mut stopped: watch::Receiver<bool>,
+) -> hyper::Result<()>
+where
+    C: Future<Output = hyper::Result<()>> + GracefulConnection,
+{
+    let mut connection = pin!(connection);
+    let every = (header_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let mut check = tokio::time::interval(every);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => return result,
+            _ = stopped.changed(), if !closing => {
+                connection.as_mut().close_gracefully();
+                closing = true;
+            }
+            _ = check.tick() => {
+                if activity.headers_overdue(header_timeout) {
+                    tracing::debug!("request headers too slow; connection closed");
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// A connection that can be asked to finish its current request and close.
+trait GracefulConnection {
+    fn close_gracefully(self: std::pin::Pin<&mut Self>);
+}
+
+impl<I, S> GracefulConnection for http1::Connection<I, S>
+where
+    S: hyper::service::HttpService<Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    S::ResBody: 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn close_gracefully(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+/// Where a connection is in its request cycle, for the header deadline.
+#[derive(Debug)]
+struct Activity {
+    since: Instant,
+    /// Milliseconds after `since` at which the current request's head
+    /// began arriving (the connection's start for the first request);
+    /// [`NOT_READING_HEAD`] between requests and while one is served.
+    head_since: AtomicU64,
+    /// A request's headers are complete and its answer is not yet given:
+    /// bytes now are its body, not a new head.
+    serving: AtomicBool,
+}
+
+const NOT_READING_HEAD: u64 = u64::MAX;
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self { since: Instant::now(), head_since: AtomicU64::new(0), serving: AtomicBool::new(false) }
+    }
+}
+
+impl Activity {
+    fn now(&self) -> u64 {
+        u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+    }
+
+    /// Bytes arrived: between requests they start the next head's clock.
+    fn bytes_read(&self) {
+        if !self.serving.load(Ordering::Acquire) {
+            let _ = self.head_since.compare_exchange(NOT_READING_HEAD, self.now(), Ordering::AcqRel, Ordering::Relaxed);
+        }
+    }
+
+    fn headers_complete(&self) {
+        self.serving.store(true, Ordering::Release);
+        self.head_since.store(NOT_READING_HEAD, Ordering::Release);
+    }
+
+    fn answered(&self) {
+        self.serving.store(false, Ordering::Release);
+    }
+
+    fn headers_overdue(&self, limit: Duration) -> bool {
+        let started = self.head_since.load(Ordering::Acquire);
+        started != NOT_READING_HEAD && Duration::from_millis(self.now().saturating_sub(started)) >= limit
+    }
+}
+
+/// A stream that tells its [`Activity`] when bytes arrive.
+struct Watched {
+    inner: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.bytes_read();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
