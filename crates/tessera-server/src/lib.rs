@@ -12,6 +12,7 @@ pub mod error;
 pub mod http_front;
 pub mod limits;
 pub mod otp;
+pub mod revocation_archive;
 pub mod routes;
 pub mod secret;
 pub mod signing_keys;

@@ -19,6 +19,10 @@ pub trait RateLimiter: Send + Sync + std::fmt::Debug + 'static {
     /// Records a hit on `bucket` unless it already had `limit` in the
     /// current `window`; then returns the seconds until the window ends.
     async fn hit(&self, bucket: &str, limit: u32, window: Duration, now: Timestamp) -> Result<Option<u64>, ApiError>;
+
+    /// Gives back one hit on `bucket` (an attempt that turned out not to
+    /// count, e.g. a successful login).
+    async fn refund(&self, bucket: &str) -> Result<(), ApiError>;
 }
 
 /// A limit: so many hits per window.
@@ -35,6 +39,14 @@ impl Limit {
     pub const fn new(hits: u32, window: Duration) -> Self {
         Self { hits, window }
     }
+}
+
+/// Gives back the hits [`check`] recorded on `checks` (all of them passed).
+pub async fn refund(limiter: &dyn RateLimiter, checks: &[(String, Limit)]) -> Result<(), ApiError> {
+    for (bucket, _) in checks {
+        limiter.refund(bucket).await?;
+    }
+    Ok(())
 }
 
 /// Checks several limits in turn; the first that refuses decides.
@@ -98,6 +110,14 @@ impl RateLimiter for SqliteLimiter {
         tx.commit().await?;
         Ok(None)
     }
+
+    async fn refund(&self, bucket: &str) -> Result<(), ApiError> {
+        sqlx::query("UPDATE rate_limit SET hits = hits - 1 WHERE bucket = ? AND hits > 0")
+            .bind(bucket)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
 }
 
 /// Counters in Redis, shared by every node: one hash per bucket, checked
@@ -125,6 +145,17 @@ return 0
     )
 });
 
+/// Takes one hit back, never below zero.
+static REFUND: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local hits = tonumber(redis.call('HGET', KEYS[1], 'hits'))
+if hits and hits > 0 then redis.call('HINCRBY', KEYS[1], 'hits', -1) end
+return 0
+"#,
+    )
+});
+
 impl RedisLimiter {
     /// Counters under `<prefix>:rl:` on `conn`.
     pub fn new(conn: RedisConn, prefix: &str) -> Self {
@@ -139,5 +170,12 @@ impl RateLimiter for RedisLimiter {
         call.key(format!("{}{bucket}", self.prefix)).arg(now.as_millis()).arg(window.as_millis() as u64).arg(limit);
         let wait_ms: u64 = self.conn.run(|mut c| async move { call.invoke_async(&mut c).await }).await?;
         Ok((wait_ms > 0).then(|| wait_ms.div_ceil(1000)))
+    }
+
+    async fn refund(&self, bucket: &str) -> Result<(), ApiError> {
+        let mut call = REFUND.prepare_invoke();
+        call.key(format!("{}{bucket}", self.prefix));
+        let _: i64 = self.conn.run(|mut c| async move { call.invoke_async(&mut c).await }).await?;
+        Ok(())
     }
 }

@@ -10,7 +10,7 @@ use axum::response::Response;
 use axum::Router;
 use http::{header, HeaderName, HeaderValue, Method, Request};
 use sqlx::SqlitePool;
-use tessera::signed::RevocationStore;
+use tessera::signed::{RevocationStore, Revocations};
 use tessera::store::redis::{NearCacheConfig, RedisConn, RedisStoreConfig};
 use tessera::store::{RedisRevocations, SqliteRevocations};
 use tessera::{
@@ -30,6 +30,7 @@ use crate::limits::{RateLimiter, RedisLimiter, SqliteLimiter};
 use crate::otp::{
     ChallengeStore, ConsoleSender, OtpPolicy, OtpSender, OtpService, RedisChallenges, SqliteChallenges, WebhookSender,
 };
+use crate::revocation_archive::UserDbArchive;
 use crate::routes::{self, params::MAX_BODY, LoginLimits, Services};
 use crate::secret::ServerSecret;
 use crate::signing_keys::{spawn_key_watcher, KeyFile};
@@ -52,7 +53,7 @@ pub struct Application {
 impl Application {
     /// Opens the data directory, migrates, wires the stores and binds.
     pub async fn build(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
-        std::fs::create_dir_all(&settings.data_dir)
+        create_private_dir(&settings.data_dir)
             .map_err(|e| format!("cannot create {}: {e}", settings.data_dir.display()))?;
         let secret = match &settings.secret {
             SecretSource::DataDir => ServerSecret::load_or_create(&settings.data_dir.join("secret"))
@@ -75,12 +76,10 @@ impl Application {
         };
         let backends = Backends::open(settings, &pool).await?;
         let mut background = Vec::new();
+        let revocation_store = revocation_store(settings, &backends, &pool, &users).await?;
         let tokens = match &settings.tokens {
             Some(config) => {
-                let revocations: Arc<dyn RevocationStore> = match &backends.redis {
-                    Some(conn) => Arc::new(RedisRevocations::new(conn.clone(), &RedisStoreConfig::default().prefix)),
-                    None => Arc::new(SqliteRevocations::new(pool.clone()).await?),
-                };
+                let revocations = revocation_store.clone();
                 let derive_key = secret.mac("tessera/token-derivation/v1", &[]);
                 let (tokens, watcher) = token_engine(settings, config, revocations, derive_key, clock.clone()).await?;
                 background.push(watcher);
@@ -114,7 +113,11 @@ impl Application {
             users,
             otp,
             limiter: backends.limiter.clone(),
-            login_limits: LoginLimits::new(settings.throttles.login_per_phone, settings.throttles.login_per_ip),
+            login_limits: LoginLimits::new(
+                settings.throttles.login_per_phone,
+                settings.throttles.login_ceiling_per_phone,
+                settings.throttles.login_per_ip,
+            ),
             clock: clock.clone(),
             pool: pool.clone(),
             redis: backends.redis.clone(),
@@ -132,9 +135,14 @@ impl Application {
         let mut sessions = SessionLayer::with_clock(backends.sessions.clone(), session_config, clock.clone());
         if let Some(tokens) = tokens {
             sessions = sessions.with_signed_tokens(tokens);
+        } else if backends.redis.is_some() {
+            // Opaque sessions in Redis: what was revoked must survive Redis
+            // losing the deletion. (The SQLite store is its own archive.)
+            sessions = sessions.with_revocations(Revocations::attach(revocation_store).await?);
         }
         let router = routes::router(state)
             .layer(sessions)
+            .layer(axum::middleware::map_response(no_store_by_default))
             .layer(DefaultBodyLimit::max(MAX_BODY))
             .layer(axum::middleware::from_fn_with_state(
                 TrustedProxies(Arc::new(settings.trusted_proxies.clone())),
@@ -179,6 +187,24 @@ impl Application {
     }
 }
 
+/// Creates `dir` (owner-only when this makes it; an existing directory is
+/// the operator's to set).
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Answers carry personal data (profiles, device lists) or secrets (tokens,
+/// CSRF tokens): none may be kept by a browser or shared cache unless its
+/// route said otherwise (the JWKS, which is public and cacheable).
+async fn no_store_by_default(mut response: Response) -> Response {
+    response.headers_mut().entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    response
+}
+
 fn cors(settings: &Settings) -> CorsLayer {
     let origins: Vec<HeaderValue> =
         settings.allowed_origins.iter().filter_map(|o| HeaderValue::from_str(o.as_str()).ok()).collect();
@@ -199,6 +225,24 @@ fn cors(settings: &Settings) -> CorsLayer {
         ])
         .expose_headers([HeaderName::from_static("x-auth-token")])
         .max_age(Duration::from_secs(600))
+}
+
+/// Where revocations are recorded and pushed: Redis, archived in the user
+/// database, when several nodes share Redis; else the local SQLite file.
+async fn revocation_store(
+    settings: &Settings,
+    backends: &Backends,
+    pool: &SqlitePool,
+    users: &Users,
+) -> Result<Arc<dyn RevocationStore>, StartupError> {
+    Ok(match (&backends.redis, &settings.redis) {
+        (Some(conn), Some(redis)) => Arc::new(
+            RedisRevocations::new(conn.clone(), &RedisStoreConfig::default().prefix)
+                .with_lease(redis.cache_lease)
+                .with_archive(Arc::new(UserDbArchive::new(users.pool().clone()))),
+        ),
+        _ => Arc::new(SqliteRevocations::new(pool.clone()).await?),
+    })
 }
 
 /// The token-mode engine: keys from the key file (made on first start),
@@ -272,7 +316,9 @@ impl Backends {
             .map_err(|e| format!("cannot reach Redis at {:?}: {e}", redis.target))?;
         let config = RedisStoreConfig {
             timeout: redis.timeout,
-            near_cache: redis.near_cache.then(NearCacheConfig::default),
+            near_cache: redis
+                .near_cache
+                .then(|| NearCacheConfig { lease: redis.cache_lease, ..NearCacheConfig::default() }),
             ..RedisStoreConfig::default()
         };
         let prefix = config.prefix.clone();

@@ -77,6 +77,11 @@ impl Users {
         Ok(Self { pool })
     }
 
+    /// The pool, for the tables that live beside the users (revocations).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<(), ApiError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;

@@ -6,6 +6,13 @@
 //!
 //! Needs `redis-server` and `redis-cli` on the PATH (`scripts/test`
 //! installs them).
+//!
+//! [`FaultProxy`] sits between a client and one of these servers and
+//! freezes, delays or resets the traffic on demand.
+
+pub mod proxy;
+
+pub use proxy::FaultProxy;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -171,7 +178,19 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// Kills the process (as a crash would).
+    /// The process id while it runs, for tests that signal it themselves
+    /// (`kill -STOP` / `kill -CONT` to freeze it in place).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The directory given as `--dir` (where an append-only file lives); it
+    /// is kept across [`RedisServer::restart`].
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// Kills the process (as a crash would: SIGKILL).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -389,10 +408,16 @@ impl Monitor {
     }
 
     /// Commands sent by clients so far (after a short settle, so that
-    /// lines already on the wire are counted).
+    /// lines already on the wire are counted). Bare `PING`s are not
+    /// counted: they are the subscriptions' heartbeats, not requests'.
     pub fn client_commands(&self) -> usize {
         std::thread::sleep(Duration::from_millis(100));
-        self.lines.lock().unwrap().iter().filter(|l| !l.contains(" lua]")).count()
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| !l.contains(" lua]") && !l.trim_end().ends_with("\"PING\""))
+            .count()
     }
 }
 

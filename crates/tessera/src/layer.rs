@@ -23,7 +23,7 @@ use crate::csrf::{CsrfVerdict, CSRF_HEADER};
 use crate::envelope::ErrorCode;
 use crate::record::ClientMeta;
 use crate::session::{Credentials, Outcome, Session, Shared};
-use crate::signed::SignedTokens;
+use crate::signed::{Revocations, SignedTokens};
 use crate::store::SessionStore;
 
 /// The client's address as the application decided it (e.g. from a
@@ -46,7 +46,9 @@ impl SessionLayer {
 
     /// A layer with an injected clock (tests move it past timeouts).
     pub fn with_clock(store: Arc<dyn SessionStore>, config: SessionConfig, clock: Arc<dyn Clock>) -> Self {
-        Self { shared: Arc::new(Shared { store, config, clock, tokens: None, refresh_cookie: None }) }
+        Self {
+            shared: Arc::new(Shared { store, config, clock, tokens: None, refresh_cookie: None, revocations: None }),
+        }
     }
 
     /// Token mode: logins hand out signed access tokens and refresh
@@ -54,6 +56,7 @@ impl SessionLayer {
     /// requests are authenticated by verifying the access token.
     pub fn with_signed_tokens(self, tokens: SignedTokens) -> Self {
         let Shared { store, config, clock, .. } = &*self.shared;
+        let revocations = Some(tokens.revocation_handle().clone());
         let refresh_cookie = match config.carrier {
             CarrierMode::Auto | CarrierMode::Cookie => Some(config.cookie.refresh_wire_name()),
             CarrierMode::Header => None,
@@ -64,6 +67,29 @@ impl SessionLayer {
             clock: clock.clone(),
             tokens: Some(tokens),
             refresh_cookie,
+            revocations,
+        };
+        Self { shared: Arc::new(shared) }
+    }
+
+    /// Opaque mode: sessions ended by someone other than their holder (from
+    /// another device, by the per-user cap, by "log out everywhere") are
+    /// also recorded in `revocations`, and a loaded session is checked
+    /// against its list, so a store that loses a deletion (Redis restarted
+    /// from an older snapshot) cannot bring such a session back. Token mode
+    /// uses its engine's revocations and ignores this.
+    pub fn with_revocations(self, revocations: Revocations) -> Self {
+        if self.shared.tokens.is_some() {
+            return self;
+        }
+        let Shared { store, config, clock, .. } = &*self.shared;
+        let shared = Shared {
+            store: store.clone(),
+            config: config.clone(),
+            clock: clock.clone(),
+            tokens: None,
+            refresh_cookie: None,
+            revocations: Some(revocations),
         };
         Self { shared: Arc::new(shared) }
     }
@@ -167,10 +193,19 @@ async fn check_csrf(
         CsrfVerdict::Allowed => Ok(()),
         CsrfVerdict::Rejected => Err(csrf_rejection()),
         CsrfVerdict::NeedsToken => {
-            if !matches!(presented, Presented::Token(..) | Presented::Access(..)) {
-                return Ok(()); // nothing a forged request could ride on
-            }
             let echoed = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+            if !matches!(presented, Presented::Token(..) | Presented::Access(..)) {
+                if !session.has_refresh_cookie() {
+                    return Ok(()); // nothing a forged request could ride on
+                }
+                // Only the refresh cookie (`/auth/refresh`, `/auth/logout`):
+                // the same rule, against its family's token.
+                return match session.refresh_csrf_matches(echoed).await {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(csrf_rejection()),
+                    Err(e) => Err(e.into_response()),
+                };
+            }
             match session.exists().await {
                 Err(e) => Err(e.into_response()),
                 Ok(false) => Ok(()), // a dead cookie: the request runs anonymous

@@ -20,20 +20,29 @@ use crate::limits::{Limit, RateLimiter};
 use crate::otp::OtpService;
 use crate::users::Users;
 
-/// Login throttles: per phone and per client address.
+/// Login throttles, counting failed attempts only (a success gives its
+/// attempt back), so nobody can lock a phone's owner out by logging in, and
+/// failures from one address lock out that address, not the phone.
 #[derive(Debug, Clone)]
 pub struct LoginLimits {
-    /// Attempts per phone (10 per 15 minutes).
+    /// Failures per phone from one client address (10 per 15 minutes).
+    pub per_phone_and_ip: Limit,
+    /// Failures per phone from every address together (100 per 15
+    /// minutes): the ceiling on guessing from many addresses.
     pub per_phone: Limit,
-    /// Attempts per client address (100 per 15 minutes).
+    /// Failures per client address (100 per 15 minutes).
     pub per_ip: Limit,
 }
 
 impl LoginLimits {
-    /// `per_phone` and `per_ip` attempts per 15 minutes.
-    pub fn new(per_phone: u32, per_ip: u32) -> Self {
+    /// Limits per 15 minutes.
+    pub fn new(per_phone_and_ip: u32, per_phone: u32, per_ip: u32) -> Self {
         let quarter = Duration::from_secs(15 * 60);
-        Self { per_phone: Limit::new(per_phone, quarter), per_ip: Limit::new(per_ip, quarter) }
+        Self {
+            per_phone_and_ip: Limit::new(per_phone_and_ip, quarter),
+            per_phone: Limit::new(per_phone, quarter),
+            per_ip: Limit::new(per_ip, quarter),
+        }
     }
 }
 

@@ -80,21 +80,16 @@ pub async fn login(
     params: Params,
 ) -> ApiResult {
     let phone = telephone(&params)?;
-    let limits = &state.login_limits;
-    limits::check(
-        &*state.limiter,
-        state.clock.now(),
-        &[
-            (format!("login-phone:{}", state.otp.pseudonym(phone.as_str())), limits.per_phone),
-            (format!("login-ip:{}", state.otp.pseudonym(&client(ip))), limits.per_ip),
-        ],
-    )
-    .await?;
+    let buckets = login_buckets(&state, &phone, &client(ip));
+    // Every attempt takes a slot first (so a burst of parallel guesses is
+    // counted); a success gives its slots back: only failures add up.
+    limits::check(&*state.limiter, state.clock.now(), &buckets).await?;
     let user = match (params.get("otpCode"), params.raw("password")) {
         (Some(code), _) => login_by_otp(&state, &phone, code).await?,
         (None, Some(password)) => login_by_password(&state, &phone, password).await?,
         (None, None) => return Err(ApiError::Validation("密码不能为空".into())),
     };
+    limits::refund(&*state.limiter, &buckets).await?;
     // Set before login so that it is written with the new session: login
     // stays one store operation.
     session.insert(LOGIN_USER, &user).await?;
@@ -103,6 +98,19 @@ pub async fn login(
     let mut body = grant_body(&grant, session.now());
     body["user"] = json!(user);
     Ok(Success(body))
+}
+
+/// The login throttle buckets of `phone` from `ip`, under keyed pseudonyms.
+/// The address's own bucket comes first: once it refuses, that address's
+/// attempts count against nobody's phone.
+fn login_buckets(state: &AppState, phone: &Telephone, ip: &str) -> [(String, limits::Limit); 3] {
+    let (phone, ip) = (state.otp.pseudonym(phone.as_str()), state.otp.pseudonym(ip));
+    let limits = &state.login_limits;
+    [
+        (format!("login-ip:{ip}"), limits.per_ip),
+        (format!("login-phone-ip:{phone}:{ip}"), limits.per_phone_and_ip),
+        (format!("login-phone:{phone}"), limits.per_phone),
+    ]
 }
 
 /// What a login or refresh tells the client. Header clients get their
@@ -191,7 +199,24 @@ pub async fn get_user(
     let id = query.get("id").ok_or_else(|| ApiError::Validation("用户id不能为空".into()))?;
     let id: i64 = id.trim().parse().map_err(|_| ApiError::Validation("用户id必须是整数".into()))?;
     let found = state.users.by_id(id).await?.ok_or(ApiError::UserNotExist)?;
-    Ok(Success(json!(found)))
+    // Another user's public profile only: the telephone is the caller's
+    // own business (`/user/me`), never a directory to harvest.
+    Ok(Success(json!(PublicProfile::from(found))))
+}
+
+/// What any logged-in user may see of another.
+#[derive(Debug, serde::Serialize)]
+struct PublicProfile {
+    id: i64,
+    name: String,
+    gender: i64,
+    age: i64,
+}
+
+impl From<User> for PublicProfile {
+    fn from(user: User) -> Self {
+        Self { id: user.id, name: user.name, gender: user.gender, age: user.age }
+    }
 }
 
 /// `GET /user/csrf`: the synchronizer token for a cookie session, for

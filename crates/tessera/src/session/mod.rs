@@ -9,6 +9,7 @@
 //! In token mode (see [`crate::signed`]) the same handle stands for the
 //! caller's token family; `signed.rs` holds what differs.
 
+mod ending;
 mod signed;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,7 +28,7 @@ use crate::csrf::CsrfToken;
 use crate::error::SessionError;
 use crate::key::Key;
 use crate::record::{Attribute, Attributes, ClientMeta, SessionChange, SessionRecord, UserId};
-use crate::signed::{SignedTokens, TokenPair};
+use crate::signed::{Revocations, SignedTokens, TokenPair};
 use crate::store::SessionStore;
 use crate::token::{SessionKey, SessionToken};
 
@@ -41,6 +42,22 @@ pub(crate) struct Shared {
     pub tokens: Option<SignedTokens>,
     /// Token mode: the refresh cookie's wire name, looked for on every request.
     pub refresh_cookie: Option<String>,
+    /// Revocations every node knows: always in token mode; in opaque mode
+    /// when the application asked for them.
+    pub revocations: Option<Revocations>,
+}
+
+/// How sessions end, which decides what must be remembered beyond the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// The holder logged out (or was logged in anew). Deleting an opaque
+    /// session's record is its end, as durable as the store; a signed
+    /// family is also revoked, for its access tokens live on otherwise.
+    Logout,
+    /// Ended by someone else or by policy: from another device, by the
+    /// per-user cap, "everywhere", refresh-token theft. Also revoked in
+    /// opaque mode, so a store that loses the deletion cannot undo it.
+    Revoked,
 }
 
 /// A handle on the caller's session, valid for one request.
@@ -255,13 +272,22 @@ impl Session {
 
     async fn load(&self) -> Result<Current, SessionError> {
         if let Presented::Access(token, _) = &self.0.presented {
-            return self.verify_access(token);
+            return match self.verify_access(token) {
+                // The list's lease lapsed: a late heartbeat is worth a
+                // short wait; a cut-off node answers 503 after it.
+                Err(SessionError::Unavailable(_)) if self.revocation_list_settles().await => self.verify_access(token),
+                verdict => verdict,
+            };
         }
         let Presented::Token(token, _) = &self.0.presented else {
             return Ok(Current::Absent);
         };
         let key = token.key();
         match self.0.shared.store.load(&key).await? {
+            Some(record) if self.revoked_yet_stored(&key, &record) => {
+                tracing::warn!(session = %key.short(), "a revoked session came back from the store; refused");
+                Ok(Current::Absent)
+            }
             Some(record) if !record.is_expired(self.0.now) => Ok(Current::Live { key, record }),
             Some(_) => {
                 tracing::debug!(session = %key.short(), "session expired");
@@ -350,7 +376,7 @@ impl Session {
         // (revocation first everywhere: a failure then leaves it alive and
         // revoked, never deleted and unrevoked).
         if let Some(old) = old {
-            self.revoke_families(&[old]).await?;
+            self.revoke_families(&[old], Ending::Logout).await?;
         }
         let count = self.0.shared.store.rotate(old.as_ref(), &key, &record).await?;
         if let Some(cap) = self.0.shared.config.max_sessions_per_user {
@@ -389,7 +415,7 @@ impl Session {
         sessions.sort_by_key(|k| (k.record.created_at, k.key));
         let excess = sessions.len() - cap;
         let ended: Vec<SessionKey> = sessions.iter().filter(|k| k.key != *keep).take(excess).map(|k| k.key).collect();
-        self.revoke_families(&ended).await?;
+        self.revoke_families(&ended, Ending::Revoked).await?;
         for oldest in &ended {
             store.delete(oldest).await?;
             tracing::info!(session = %oldest.short(), "oldest session ended: per-user cap of {cap} reached");
@@ -409,7 +435,7 @@ impl Session {
         };
         let had = match key {
             Some(key) => {
-                self.revoke_families(&[key]).await?;
+                self.revoke_families(&[key], Ending::Logout).await?;
                 self.0.shared.store.delete(&key).await?;
                 tracing::info!(session = %key.short(), "session ended");
                 true
@@ -449,7 +475,7 @@ impl Session {
         if target.key == current {
             return self.logout().await;
         }
-        self.revoke_families(&[target.key]).await?;
+        self.revoke_families(&[target.key], Ending::Revoked).await?;
         Ok(self.0.shared.store.delete(&target.key).await?)
     }
 
@@ -457,7 +483,7 @@ impl Session {
     pub async fn revoke_others(&self) -> Result<u64, SessionError> {
         let (user, current) = self.logged_in().await?;
         let families = self.families_of(&user, Some(current)).await?;
-        self.revoke_families(&families).await?;
+        self.revoke_families(&families, Ending::Revoked).await?;
         Ok(self.0.shared.store.delete_user(&user, Some(&current)).await?)
     }
 
@@ -467,11 +493,7 @@ impl Session {
     pub async fn logout_everywhere(&self) -> Result<u64, SessionError> {
         let (user, _) = self.logged_in().await?;
         let families = self.families_of(&user, None).await?;
-        if let Some(tokens) = &self.0.shared.tokens {
-            let mut revocations: Vec<_> = families.iter().map(|f| tokens.family_revocation(f, self.0.now)).collect();
-            revocations.push(tokens.user_revocation(&user, self.0.now));
-            tokens.revoke(&revocations).await?;
-        }
+        self.revoke_everywhere(&user, &families).await?;
         let ended = self.0.shared.store.delete_user(&user, None).await?;
         tracing::info!(user = %user, sessions = ended, "logged out everywhere");
         *self.0.state.lock().await = State { current: Current::Absent, ended: true, ..State::default() };

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{Credentials, Current, LoginGrant, Session, State};
+use super::{Credentials, Current, Ending, LoginGrant, Session, State};
 use crate::carrier::CarrierKind;
 use crate::config::CarrierMode;
 use crate::error::SessionError;
@@ -59,37 +59,33 @@ impl Session {
         Ok(TokenPair { access, access_expires, refresh, refresh_expires: record.absolute_deadline })
     }
 
-    /// Token mode: revokes `families` on every node. Otherwise nothing.
-    pub(super) async fn revoke_families(&self, families: &[SessionKey]) -> Result<(), SessionError> {
-        let Some(tokens) = &self.0.shared.tokens else { return Ok(()) };
-        let revocations: Vec<_> = families.iter().map(|f| tokens.family_revocation(f, self.0.now)).collect();
-        Ok(tokens.revoke(&revocations).await?)
-    }
-
-    /// Token mode: the keys of `user`'s families but `except`, to revoke
-    /// after deleting them. Otherwise none (nothing to revoke).
-    pub(super) async fn families_of(
-        &self,
-        user: &UserId,
-        except: Option<SessionKey>,
-    ) -> Result<Vec<SessionKey>, SessionError> {
-        if self.0.shared.tokens.is_none() {
-            return Ok(vec![]);
-        }
-        let listed = self.0.shared.store.list_user(user, self.0.now).await?;
-        Ok(listed.into_iter().map(|k| k.key).filter(|k| Some(*k) != except).collect())
-    }
-
     /// Token mode: the family of the request's refresh cookie, if the
     /// cookie is that family's current (or just rotated) token. A guessed
     /// or stale cookie names nothing, so it cannot end anyone's family.
     pub(super) async fn family_of_refresh_cookie(&self) -> Result<Option<SessionKey>, SessionError> {
+        Ok(self.refresh_cookie_family().await?.map(|(family, _)| family))
+    }
+
+    /// The family named by the refresh cookie, with its record, if the
+    /// cookie is its current (or just rotated) token.
+    async fn refresh_cookie_family(&self) -> Result<Option<(SessionKey, Arc<SessionRecord>)>, SessionError> {
         let (Some(tokens), Some(text)) = (&self.0.shared.tokens, &self.0.refresh_cookie) else { return Ok(None) };
         let Ok(token) = RefreshToken::parse(text) else { return Ok(None) };
         let Some(record) = self.0.shared.store.load_uncached(&token.family()).await? else { return Ok(None) };
         let standing = refresh_state(&record)
             .map(|s| s.standing(&token, tokens.derive_key(), self.0.now, tokens.settings().refresh_grace));
-        Ok(matches!(standing, Some(Standing::Current | Standing::JustRotated { .. })).then(|| token.family()))
+        Ok(matches!(standing, Some(Standing::Current | Standing::JustRotated { .. })).then(|| (token.family(), record)))
+    }
+
+    /// Whether `presented` is the CSRF token of the family the refresh
+    /// cookie names. A cookie that names no live family matches nothing:
+    /// a request riding on it is refused like any other without its token.
+    pub(crate) async fn refresh_csrf_matches(&self, presented: Option<&str>) -> Result<bool, SessionError> {
+        let Some(presented) = presented else { return Ok(false) };
+        Ok(match self.refresh_cookie_family().await? {
+            Some((_, record)) => record.csrf_token.verify(presented),
+            None => false,
+        })
     }
 
     /// Exchanges a refresh token for a new pair (token mode). `presented`
@@ -146,7 +142,7 @@ impl Session {
                     // Revoked first: should the deletion fail, a retry finds
                     // the family and judges the same; the other way round a
                     // failed revocation would be lost with the family.
-                    self.revoke_families(&[family]).await?;
+                    self.revoke_families(&[family], Ending::Revoked).await?;
                     store.delete(&family).await?;
                     return Err(SessionError::RefreshRejected);
                 }

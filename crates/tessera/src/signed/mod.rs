@@ -32,7 +32,7 @@ pub use claims::AccessClaims;
 pub use keys::{KeyError, KeyRing, KeySet, KeyStatus, SigningAlgorithm, StoredKey, VerifyingKeys};
 pub use refresh::{RefreshFormatError, RefreshToken};
 pub(crate) use refresh::{RefreshState, Standing, REFRESH_STATE};
-pub use revocation::{MemoryRevocations, Revocation, RevocationList, RevocationStore};
+pub use revocation::{MemoryRevocations, Revocation, RevocationArchive, RevocationList, RevocationStore, Revocations};
 pub use verify::{verify, Expectations, Rejection, ACCESS_TOKEN_TYPE, MAX_KID_LEN, MAX_LEEWAY, MAX_TOKEN_LEN};
 
 use crate::clock::{SystemClock, Timestamp};
@@ -151,8 +151,7 @@ struct Inner {
     settings: TokenSettings,
     expect: Expectations,
     ring: RwLock<Arc<KeyRing>>,
-    revocations: Arc<RevocationList>,
-    store: Arc<dyn RevocationStore>,
+    revocations: Revocations,
     /// Verified tokens, each with the key generation it was verified under.
     verified: Cache<String, (Arc<AccessClaims>, u64)>,
     /// Bumped by every key change: a cached verdict from older keys is void.
@@ -165,7 +164,7 @@ impl fmt::Debug for SignedTokens {
         f.debug_struct("SignedTokens")
             .field("settings", &self.0.settings)
             .field("keys", &*self.ring())
-            .field("revocations", &self.0.revocations.len())
+            .field("revocations", &self.0.revocations.list().len())
             .finish_non_exhaustive()
     }
 }
@@ -181,8 +180,7 @@ impl SignedTokens {
         derive_key: [u8; 32],
     ) -> Result<Self, StoreError> {
         let ring = KeyRing::new(keys).map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let revocations = Arc::new(RevocationList::new());
-        store.attach(revocations.clone()).await?;
+        let revocations = Revocations::attach(store).await?;
         let expect = Expectations::new(&settings.issuer, &settings.audience, settings.leeway);
         Ok(Self(Arc::new(Inner {
             verified: Cache::new(settings.verified_cache.max(1)),
@@ -190,7 +188,6 @@ impl SignedTokens {
             expect,
             ring: RwLock::new(Arc::new(ring)),
             revocations,
-            store,
             generation: AtomicU64::new(0),
             derive_key,
         })))
@@ -222,6 +219,11 @@ impl SignedTokens {
 
     /// This node's revocation list.
     pub fn revocations(&self) -> &Arc<RevocationList> {
+        self.0.revocations.list()
+    }
+
+    /// This node's revocations: the list and the store behind it.
+    pub fn revocation_handle(&self) -> &Revocations {
         &self.0.revocations
     }
 
@@ -248,7 +250,7 @@ impl SignedTokens {
         };
         // Checked on every use, so a revocation takes effect on cached
         // tokens as on new ones.
-        self.0.revocations.check(&claims)?;
+        self.0.revocations.list().check(&claims)?;
         Ok(claims)
     }
 
@@ -301,12 +303,7 @@ impl SignedTokens {
 
     /// Revokes at once on this node, then records and pushes to all nodes.
     pub async fn revoke(&self, revocations: &[Revocation]) -> Result<(), StoreError> {
-        if revocations.is_empty() {
-            return Ok(());
-        }
-        self.0.revocations.add(revocations);
-        self.0.revocations.prune(SystemClock.now());
-        self.0.store.revoke(revocations).await
+        self.0.revocations.revoke(revocations).await
     }
 }
 

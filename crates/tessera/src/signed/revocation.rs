@@ -1,26 +1,31 @@
-//! Revocation of signed tokens, known to every node without a store round
-//! trip per request.
+//! Revocations known to every node without a store round trip per request.
 //!
-//! An access token is checked against this node's in-memory
-//! [`RevocationList`]: revoked families (`sid`) and per-user "not before"
-//! times. A [`RevocationStore`] records each revocation durably and pushes
-//! it to every node's list; a node whose list is not loaded (starting, or
-//! cut off from the push) refuses to judge tokens at all. Entries expire
-//! when the last access token they could concern has, so the list stays
-//! small.
+//! An access token (or, in opaque mode, a loaded session) is checked
+//! against this node's in-memory [`RevocationList`]: revoked families or
+//! sessions (`sid`) and per-user "not before" times. A [`RevocationStore`]
+//! records each revocation durably and pushes it to every node's list; a
+//! node whose list is not current (starting, or its push channel's
+//! [`Lease`] lapsed) refuses to judge access tokens at all. Lists only ever
+//! grow by merging until entries expire: a store that comes back with less
+//! than it had (Redis restarted empty or from an old snapshot) cannot make
+//! a node forget. Entries expire when the last credential they could
+//! concern has, so the list stays small.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
 use super::claims::AccessClaims;
 use super::verify::Rejection;
-use crate::clock::Timestamp;
+use crate::clock::{Clock, SystemClock, Timestamp};
+use crate::lease::Lease;
 use crate::record::UserId;
 use crate::store::StoreError;
+use crate::token::SessionKey;
 
 /// One revocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,7 +106,9 @@ impl Entries {
 #[derive(Debug, Default)]
 pub struct RevocationList {
     entries: RwLock<Entries>,
-    ready: AtomicBool,
+    lease: Lease,
+    /// Milliseconds a check may wait for a late lease renewal.
+    patience_ms: AtomicU64,
 }
 
 impl RevocationList {
@@ -110,14 +117,35 @@ impl RevocationList {
         Self::default()
     }
 
-    /// Whether the list is loaded and being kept current.
+    /// Whether the list is loaded and known current.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.lease.is_valid()
     }
 
-    /// Marks the list (not) trustworthy.
+    /// Marks the list current until further notice, or not current.
     pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Release);
+        if ready {
+            self.lease.grant_forever();
+        } else {
+            self.lease.end();
+        }
+    }
+
+    /// The lease a push channel renews (see [`crate::lease`]).
+    pub fn lease(&self) -> &Lease {
+        &self.lease
+    }
+
+    /// How long [`RevocationList::ready_within_patience`] callers should wait for a
+    /// late renewal: the store that renews the lease says.
+    pub fn set_patience(&self, patience: Duration) {
+        self.patience_ms.store(u64::try_from(patience.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// Whether the list is current, or becomes so within its patience.
+    pub async fn ready_within_patience(&self) -> bool {
+        let patience = Duration::from_millis(self.patience_ms.load(Ordering::Relaxed));
+        self.lease.valid_within(patience).await
     }
 
     /// Adds revocations.
@@ -128,13 +156,17 @@ impl RevocationList {
         }
     }
 
-    /// Replaces the whole list with a freshly loaded one and marks it ready.
+    /// Merges a freshly loaded set into what this list holds. Nothing is
+    /// forgotten: a store that lost entries must not make a node forget.
+    pub fn merge(&self, revocations: &[Revocation]) {
+        self.add(revocations);
+        self.prune(SystemClock.now());
+    }
+
+    /// Merges a loaded set and marks the list current until further notice
+    /// (stores without a push channel to lose).
     pub fn load(&self, revocations: &[Revocation]) {
-        let mut fresh = Entries::default();
-        for r in revocations {
-            fresh.add(r);
-        }
-        *self.entries.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        self.merge(revocations);
         self.set_ready(true);
     }
 
@@ -166,6 +198,19 @@ impl RevocationList {
             || entries.users.get(user).is_some_and(|(not_before, _)| created_secs < *not_before)
     }
 
+    /// Whether the session `key` of `user`, created at `created_secs`, has
+    /// been revoked (opaque mode: a record a store brought back after its
+    /// end). Costs one read lock when nothing is revoked.
+    pub fn revokes_session(&self, key: &SessionKey, user: &UserId, created_secs: i64) -> bool {
+        {
+            let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+            if entries.families.is_empty() && !entries.users.contains_key(user) {
+                return false;
+            }
+        }
+        self.revokes_family(&super::sid_of(key), user, created_secs)
+    }
+
     /// Whether `claims` may still be honoured.
     pub fn check(&self, claims: &AccessClaims) -> Result<(), Rejection> {
         if !self.is_ready() {
@@ -194,6 +239,47 @@ pub trait RevocationStore: Send + Sync + fmt::Debug + 'static {
     /// Loads the current set into `list` and keeps it current for as long
     /// as the list lives, marking it not ready whenever it cannot.
     async fn attach(&self, list: Arc<RevocationList>) -> Result<(), StoreError>;
+}
+
+/// Where revocations are also kept when the store that pushes them (Redis)
+/// may lose its recent past: the user database, shared by the nodes.
+#[async_trait]
+pub trait RevocationArchive: Send + Sync + fmt::Debug + 'static {
+    /// Records `revocations` durably.
+    async fn record(&self, revocations: &[Revocation]) -> Result<(), StoreError>;
+    /// The entries still in force at `now`.
+    async fn current(&self, now: Timestamp) -> Result<Vec<Revocation>, StoreError>;
+}
+
+/// A node's revocation list together with the store that fills it on every
+/// node. Cheap to clone; clones share the list.
+#[derive(Debug, Clone)]
+pub struct Revocations {
+    list: Arc<RevocationList>,
+    store: Arc<dyn RevocationStore>,
+}
+
+impl Revocations {
+    /// A list loaded from `store` and kept current by it.
+    pub async fn attach(store: Arc<dyn RevocationStore>) -> Result<Self, StoreError> {
+        let list = Arc::new(RevocationList::new());
+        store.attach(list.clone()).await?;
+        Ok(Self { list, store })
+    }
+
+    /// This node's list.
+    pub fn list(&self) -> &Arc<RevocationList> {
+        &self.list
+    }
+
+    /// Revokes at once on this node, then records and pushes to all nodes.
+    pub async fn revoke(&self, revocations: &[Revocation]) -> Result<(), StoreError> {
+        if revocations.is_empty() {
+            return Ok(());
+        }
+        self.list.merge(revocations);
+        self.store.revoke(revocations).await
+    }
 }
 
 /// Revocations for one process: pushed to the lists of this process only,
@@ -286,7 +372,7 @@ mod tests {
     #[test]
     fn families_and_user_cutoffs_are_revoked_until_they_expire() {
         let list = RevocationList::new();
-        let until = Timestamp::from_millis(100_000);
+        let until = Timestamp::from_millis(i64::MAX / 2);
         list.load(&[
             Revocation::Family { sid: "gone".into(), until },
             Revocation::User { user: UserId::from(7), not_before: 50, until },
@@ -297,6 +383,16 @@ mod tests {
         assert_eq!(list.check(&claims("kept", "8", 10)), Ok(()));
         list.prune(until);
         assert!(list.is_empty());
+    }
+
+    #[test]
+    fn a_reload_with_fewer_entries_forgets_nothing() {
+        let list = RevocationList::new();
+        let until = Timestamp::from_millis(i64::MAX / 2);
+        list.load(&[Revocation::Family { sid: "gone".into(), until }]);
+        // The store came back empty (Redis restarted without persistence).
+        list.load(&[]);
+        assert_eq!(list.check(&claims("gone", "1", 10)), Err(Rejection::Revoked));
     }
 
     #[tokio::test]

@@ -103,6 +103,7 @@ impl SqliteStore {
 /// (readers never wait for the writer; several processes may share the
 /// file), NORMAL sync, a 5 s busy timeout, foreign keys on.
 pub async fn connect(path: &Path) -> Result<SqlitePool, sqlx::Error> {
+    owner_only(path).map_err(sqlx::Error::Io)?;
     let options = SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)
@@ -113,6 +114,30 @@ pub async fn connect(path: &Path) -> Result<SqlitePool, sqlx::Error> {
         .foreign_keys(true)
         .busy_timeout(Duration::from_secs(5));
     SqlitePoolOptions::new().max_connections(8).acquire_timeout(Duration::from_secs(2)).connect_with(options).await
+}
+
+/// Makes the database file (created now if missing) and its WAL and
+/// shared-memory files readable by their owner only: they hold session
+/// digests and, in the server, password hashes. SQLite gives the WAL and
+/// shm files the main file's mode when it creates them.
+fn owner_only(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        if path.as_os_str().is_empty() || path.to_str().is_some_and(|p| p.starts_with(':')) {
+            return Ok(()); // in-memory databases
+        }
+        std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = path.as_os_str().to_owned();
+            file.push(suffix);
+            match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 fn decode(row: &SqliteRow) -> Result<KeyedRecord, StoreError> {

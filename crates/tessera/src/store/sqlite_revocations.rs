@@ -1,5 +1,6 @@
-//! Signed-token revocations for a single process, kept in its SQLite file
-//! so that a restart still refuses what was revoked before it.
+//! Revocations for a single process, kept in its SQLite file so that a
+//! restart still refuses what was revoked before it. The same table serves
+//! as a [`RevocationArchive`] beside Redis.
 
 use std::sync::Arc;
 
@@ -7,8 +8,8 @@ use async_trait::async_trait;
 use sqlx::SqlitePool;
 
 use super::StoreError;
-use crate::clock::{Clock, SystemClock};
-use crate::signed::{MemoryRevocations, Revocation, RevocationList, RevocationStore};
+use crate::clock::{Clock, SystemClock, Timestamp};
+use crate::signed::{MemoryRevocations, Revocation, RevocationArchive, RevocationList, RevocationStore};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS tessera_revocations (
@@ -33,8 +34,8 @@ impl SqliteRevocations {
 }
 
 #[async_trait]
-impl RevocationStore for SqliteRevocations {
-    async fn revoke(&self, revocations: &[Revocation]) -> Result<(), StoreError> {
+impl RevocationArchive for SqliteRevocations {
+    async fn record(&self, revocations: &[Revocation]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(StoreError::unavailable)?;
         sqlx::query("DELETE FROM tessera_revocations WHERE until <= ?")
             .bind(SystemClock.now().as_millis())
@@ -49,18 +50,29 @@ impl RevocationStore for SqliteRevocations {
                 .await
                 .map_err(StoreError::unavailable)?;
         }
-        tx.commit().await.map_err(StoreError::unavailable)?;
+        tx.commit().await.map_err(StoreError::unavailable)
+    }
+
+    async fn current(&self, now: Timestamp) -> Result<Vec<Revocation>, StoreError> {
+        let entries: Vec<String> = sqlx::query_scalar("SELECT entry FROM tessera_revocations WHERE until > ?")
+            .bind(now.as_millis())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok(entries.iter().filter_map(|e| Revocation::decode(e)).collect())
+    }
+}
+
+#[async_trait]
+impl RevocationStore for SqliteRevocations {
+    async fn revoke(&self, revocations: &[Revocation]) -> Result<(), StoreError> {
+        self.record(revocations).await?;
         self.local.deliver(revocations);
         Ok(())
     }
 
     async fn attach(&self, list: Arc<RevocationList>) -> Result<(), StoreError> {
-        let entries: Vec<String> = sqlx::query_scalar("SELECT entry FROM tessera_revocations WHERE until > ?")
-            .bind(SystemClock.now().as_millis())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(StoreError::unavailable)?;
-        let current: Vec<Revocation> = entries.iter().filter_map(|e| Revocation::decode(e)).collect();
+        let current = self.current(SystemClock.now()).await?;
         self.local.attach_loaded(&list, &current);
         Ok(())
     }

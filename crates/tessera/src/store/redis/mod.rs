@@ -57,11 +57,16 @@ pub struct NearCacheConfig {
     /// How long a copy is served before it is read again (60 s), a bound on
     /// staleness should an invalidation ever be missed.
     pub max_age: Duration,
+    /// How long copies may be served after the invalidation channel last
+    /// proved alive (250 ms, never more than the command deadline): the
+    /// worst case for a node cut off from Redis to keep answering from
+    /// memory.
+    pub lease: Duration,
 }
 
 impl Default for NearCacheConfig {
     fn default() -> Self {
-        Self { capacity: 100_000, max_age: Duration::from_secs(60) }
+        Self { capacity: 100_000, max_age: Duration::from_secs(60), lease: Duration::from_millis(250) }
     }
 }
 
@@ -122,8 +127,10 @@ impl RedisStore {
     pub fn with_connection(conn: RedisConn, config: RedisStoreConfig) -> Self {
         let channel = format!("{}:invalidate", config.prefix);
         let cache = config.near_cache.map(|c| Arc::new(NearCache::new(c.capacity, c.max_age)));
-        let listener =
-            cache.as_ref().map(|cache| subscription::spawn_listener(cache.clone(), conn.clone(), channel.clone()));
+        let lease = config.near_cache.as_ref().map_or(config.timeout, |c| c.lease.min(config.timeout));
+        let listener = cache
+            .as_ref()
+            .map(|cache| subscription::spawn_listener(cache.clone(), conn.clone(), channel.clone(), lease));
         let cluster = matches!(conn.target(), RedisTarget::Cluster(_));
         Self { conn, prefix: config.prefix, channel, cluster, cache, listener }
     }

@@ -6,12 +6,14 @@
 //! and Cluster (a `PUBLISH` reaches subscribers on every cluster node), and
 //! because the invalidation covers writes made inside Lua scripts.
 //!
-//! The cache is trusted only while the subscription is up: when it drops,
-//! every lookup goes to Redis until the node has resubscribed and flushed.
+//! The cache is trusted only under a [`Lease`] that the subscription's
+//! heartbeats renew: once the last heartbeat that came back is older than
+//! the lease, every lookup goes to Redis; when the subscription drops, the
+//! cache is flushed and trusted again only after resubscribing.
 //! An epoch counter stops a load that raced with an invalidation from
 //! putting the stale copy back.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,6 +21,7 @@ use async_trait::async_trait;
 use quick_cache::sync::Cache;
 
 use super::subscription::Follower;
+use crate::lease::Lease;
 use crate::record::SessionRecord;
 use crate::store::StoreError;
 use crate::token::SessionKey;
@@ -28,24 +31,19 @@ use crate::token::SessionKey;
 pub struct NearCache {
     entries: Cache<SessionKey, (Arc<SessionRecord>, Instant)>,
     max_age: Duration,
-    trusted: AtomicBool,
+    lease: Lease,
     epoch: AtomicU64,
 }
 
 impl NearCache {
     /// A cache of at most `capacity` sessions, each served for at most `max_age`.
     pub fn new(capacity: usize, max_age: Duration) -> Self {
-        Self {
-            entries: Cache::new(capacity.max(1)),
-            max_age,
-            trusted: AtomicBool::new(false),
-            epoch: AtomicU64::new(0),
-        }
+        Self { entries: Cache::new(capacity.max(1)), max_age, lease: Lease::new(), epoch: AtomicU64::new(0) }
     }
 
     /// Whether lookups may be answered from memory now.
     pub fn is_trusted(&self) -> bool {
-        self.trusted.load(Ordering::Acquire)
+        self.lease.is_valid()
     }
 
     /// The epoch to pass to [`NearCache::insert`] after a load.
@@ -90,22 +88,24 @@ impl NearCache {
     }
 
     fn distrust(&self) {
-        self.trusted.store(false, Ordering::Release);
+        self.lease.end();
         self.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
-    fn trust_afresh(&self) {
+    /// Resubscribed: whatever was missed meanwhile is flushed; the next
+    /// heartbeat grants the lease.
+    fn start_afresh(&self) {
+        self.lease.end();
         self.entries.clear();
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        self.trusted.store(true, Ordering::Release);
     }
 }
 
 #[async_trait]
 impl Follower for NearCache {
     async fn subscribed(&self) -> Result<(), StoreError> {
-        self.trust_afresh();
-        tracing::info!("near cache subscribed; trusting it");
+        self.start_afresh();
+        tracing::info!("near cache subscribed");
         Ok(())
     }
 
@@ -118,5 +118,9 @@ impl Follower for NearCache {
     fn lost(&self) {
         self.distrust();
         tracing::warn!("near cache subscription lost; serving from Redis until it is back");
+    }
+
+    fn lease(&self) -> &Lease {
+        &self.lease
     }
 }

@@ -7,6 +7,7 @@
 //! down its list is not ready and access tokens get 503, never a guess.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -14,7 +15,8 @@ use super::conn::RedisConn;
 use super::scripts;
 use super::subscription::{spawn_listener, Follower};
 use crate::clock::{Clock, SystemClock};
-use crate::signed::{Revocation, RevocationList, RevocationStore};
+use crate::lease::Lease;
+use crate::signed::{Revocation, RevocationArchive, RevocationList, RevocationStore};
 use crate::store::StoreError;
 
 /// How long `attach` waits for the first subscription and load.
@@ -26,6 +28,8 @@ pub struct RedisRevocations {
     conn: RedisConn,
     set: String,
     channel: String,
+    lease: Duration,
+    archive: Option<Arc<dyn RevocationArchive>>,
     listeners: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// The listeners hold their followers weakly; these keep them alive
     /// for as long as this store is.
@@ -44,12 +48,28 @@ impl RedisRevocations {
     /// Revocations under `<prefix>:revoked`, announced on `<prefix>:revocations`.
     pub fn new(conn: RedisConn, prefix: &str) -> Self {
         Self {
-            conn,
             set: format!("{prefix}:revoked"),
             channel: format!("{prefix}:revocations"),
+            lease: conn.timeout(),
+            archive: None,
+            conn,
             listeners: Mutex::default(),
             followers: Mutex::default(),
         }
+    }
+
+    /// Lists are trusted for at most `lease` after their subscription last
+    /// proved alive (default and maximum: the command deadline).
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease.min(self.conn.timeout());
+        self
+    }
+
+    /// Also records every revocation in `archive`, and merges its entries
+    /// into every (re)load, so a Redis that lost them cannot bring them back.
+    pub fn with_archive(mut self, archive: Arc<dyn RevocationArchive>) -> Self {
+        self.archive = Some(archive);
+        self
     }
 }
 
@@ -67,6 +87,10 @@ async fn load(conn: &RedisConn, set: &str) -> Result<Vec<Revocation>, StoreError
 #[async_trait]
 impl RevocationStore for RedisRevocations {
     async fn revoke(&self, revocations: &[Revocation]) -> Result<(), StoreError> {
+        // The archive first: what Redis acknowledges may still be lost.
+        if let Some(archive) = &self.archive {
+            archive.record(revocations).await?;
+        }
         let mut invocation = scripts::REVOKE.prepare_invoke();
         invocation.key(&self.set).arg(SystemClock.now().as_millis()).arg(&self.channel);
         for r in revocations {
@@ -82,8 +106,14 @@ impl RevocationStore for RedisRevocations {
         // then loaded (nothing published in between can be missed), and
         // the node starts only then.
         list.set_ready(false);
-        let follower = Arc::new(ListFollower { list: list.clone(), conn: self.conn.clone(), set: self.set.clone() });
-        let listener = spawn_listener(follower.clone(), self.conn.clone(), self.channel.clone());
+        list.set_patience(self.lease);
+        let follower = Arc::new(ListFollower {
+            list: list.clone(),
+            conn: self.conn.clone(),
+            set: self.set.clone(),
+            archive: self.archive.clone(),
+        });
+        let listener = spawn_listener(follower.clone(), self.conn.clone(), self.channel.clone(), self.lease);
         self.followers.lock().unwrap_or_else(|p| p.into_inner()).push(follower);
         self.listeners.lock().unwrap_or_else(|p| p.into_inner()).push(listener);
         let started = std::time::Instant::now();
@@ -103,13 +133,17 @@ struct ListFollower {
     list: Arc<RevocationList>,
     conn: RedisConn,
     set: String,
+    archive: Option<Arc<dyn RevocationArchive>>,
 }
 
 #[async_trait]
 impl Follower for ListFollower {
     async fn subscribed(&self) -> Result<(), StoreError> {
-        self.list.load(&load(&self.conn, &self.set).await?);
-        tracing::info!(entries = self.list.len(), "revocation list loaded; accepting access tokens");
+        self.list.merge(&load(&self.conn, &self.set).await?);
+        if let Some(archive) = &self.archive {
+            self.list.merge(&archive.current(SystemClock.now()).await?);
+        }
+        tracing::info!(entries = self.list.len(), "revocation list loaded");
         Ok(())
     }
 
@@ -121,9 +155,11 @@ impl Follower for ListFollower {
     }
 
     fn lost(&self) {
-        if self.list.is_ready() {
-            tracing::warn!("revocation subscription lost; refusing access tokens until it is back");
-        }
+        tracing::warn!("revocation subscription lost; refusing access tokens until it is back");
         self.list.set_ready(false);
+    }
+
+    fn lease(&self) -> &Lease {
+        self.list.lease()
     }
 }

@@ -1,0 +1,59 @@
+//! Revocations archived in the user database (SQLite or PostgreSQL), the
+//! durable store the nodes already share, beside Redis, which may restart
+//! empty or from an older snapshot.
+
+use async_trait::async_trait;
+use sqlx::AnyPool;
+use tessera::signed::{Revocation, RevocationArchive};
+use tessera::{StoreError, Timestamp};
+
+/// The `tessera_revocations` table of the user database.
+#[derive(Debug, Clone)]
+pub struct UserDbArchive {
+    pool: AnyPool,
+}
+
+impl UserDbArchive {
+    /// The archive in `pool` (migrated by [`crate::users::Users::connect`]).
+    pub fn new(pool: AnyPool) -> Self {
+        Self { pool }
+    }
+}
+
+fn unavailable(e: sqlx::Error) -> StoreError {
+    StoreError::Unavailable(format!("revocation archive: {e}"))
+}
+
+#[async_trait]
+impl RevocationArchive for UserDbArchive {
+    async fn record(&self, revocations: &[Revocation]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        for r in revocations {
+            sqlx::query(
+                "INSERT INTO tessera_revocations (entry, until) VALUES ($1, $2) ON CONFLICT (entry) DO NOTHING",
+            )
+            .bind(r.encode())
+            .bind(r.until().as_millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn current(&self, now: Timestamp) -> Result<Vec<Revocation>, StoreError> {
+        // Expired entries are dropped on the way: the table stays as small
+        // as the lists.
+        sqlx::query("DELETE FROM tessera_revocations WHERE until <= $1")
+            .bind(now.as_millis())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let entries: Vec<String> = sqlx::query_scalar("SELECT entry FROM tessera_revocations WHERE until > $1")
+            .bind(now.as_millis())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(entries.iter().filter_map(|e| Revocation::decode(e)).collect())
+    }
+}

@@ -1,0 +1,83 @@
+//! What is remembered when sessions end: revocations pushed to every node
+//! (and, where configured, an archive that outlives the store), so that an
+//! ended session stays ended even if the store brings its record back.
+
+use super::{Ending, Session};
+use crate::error::SessionError;
+use crate::record::{SessionRecord, UserId};
+use crate::signed::{sid_of, Revocation};
+use crate::token::SessionKey;
+
+impl Session {
+    /// Revokes `families` (sessions, or token families) on every node, as
+    /// far as `ending` requires it (see [`Ending`]).
+    pub(super) async fn revoke_families(&self, families: &[SessionKey], ending: Ending) -> Result<(), SessionError> {
+        let Some(revocations) = &self.0.shared.revocations else { return Ok(()) };
+        let entries: Vec<Revocation> = match (&self.0.shared.tokens, ending) {
+            (Some(tokens), _) => families.iter().map(|f| tokens.family_revocation(f, self.0.now)).collect(),
+            (None, Ending::Revoked) => families.iter().map(|f| self.session_revocation(f)).collect(),
+            (None, Ending::Logout) => return Ok(()),
+        };
+        Ok(revocations.revoke(&entries).await?)
+    }
+
+    /// "Everywhere": `families` by name, and everything `user` was issued
+    /// before now by a per-user cutoff.
+    pub(super) async fn revoke_everywhere(&self, user: &UserId, families: &[SessionKey]) -> Result<(), SessionError> {
+        let Some(revocations) = &self.0.shared.revocations else { return Ok(()) };
+        let now = self.0.now;
+        let mut entries: Vec<Revocation> = match &self.0.shared.tokens {
+            Some(tokens) => {
+                let mut entries: Vec<_> = families.iter().map(|f| tokens.family_revocation(f, now)).collect();
+                entries.push(tokens.user_revocation(user, now));
+                entries
+            }
+            None => families.iter().map(|f| self.session_revocation(f)).collect(),
+        };
+        if self.0.shared.tokens.is_none() {
+            let until = now + self.0.shared.config.expiry.absolute();
+            entries.push(Revocation::User { user: user.clone(), not_before: now.as_secs(), until });
+        }
+        Ok(revocations.revoke(&entries).await?)
+    }
+
+    /// The keys of `user`'s sessions (families) but `except`, to revoke
+    /// before deleting them; none when nothing is revoked by name.
+    pub(super) async fn families_of(
+        &self,
+        user: &UserId,
+        except: Option<SessionKey>,
+    ) -> Result<Vec<SessionKey>, SessionError> {
+        if self.0.shared.revocations.is_none() {
+            return Ok(vec![]);
+        }
+        let listed = self.0.shared.store.list_user(user, self.0.now).await?;
+        Ok(listed.into_iter().map(|k| k.key).filter(|k| Some(*k) != except).collect())
+    }
+
+    /// Opaque mode: a revoked session is remembered for as long as it could
+    /// otherwise have lived.
+    fn session_revocation(&self, key: &SessionKey) -> Revocation {
+        Revocation::Family { sid: sid_of(key), until: self.0.now + self.0.shared.config.expiry.absolute() }
+    }
+
+    /// Opaque mode: whether a record the store returned was revoked (a
+    /// store that lost the deletion brought it back).
+    pub(super) fn revoked_yet_stored(&self, key: &SessionKey, record: &SessionRecord) -> bool {
+        match (&self.0.shared.revocations, &record.user_id) {
+            (Some(revocations), Some(user)) => {
+                revocations.list().revokes_session(key, user, record.created_at.as_secs())
+            }
+            _ => false,
+        }
+    }
+
+    /// Token mode: whether the revocation list is current, or becomes so
+    /// within its patience (a late heartbeat rather than a lost channel).
+    pub(super) async fn revocation_list_settles(&self) -> bool {
+        match &self.0.shared.revocations {
+            Some(revocations) => revocations.list().ready_within_patience().await,
+            None => false,
+        }
+    }
+}
