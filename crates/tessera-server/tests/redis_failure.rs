@@ -17,6 +17,7 @@ fn on_redis(url: String) -> impl FnOnce(&mut tessera_server::configuration::Sett
             target: RedisTarget::parse(&url).unwrap(),
             timeout: Duration::from_millis(250),
             near_cache: true,
+            cache_lease: Duration::from_millis(250),
         })
     }
 }

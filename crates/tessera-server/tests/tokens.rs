@@ -228,6 +228,16 @@ async fn browsers_get_two_http_only_cookies_and_refresh_by_cookie() {
     assert_eq!(failure(r.send().await.unwrap()).await, (403, 10005));
     let r = server.post("/auth/refresh").header("cookie", &refresh_pair).header("origin", "https://evil.example");
     assert_eq!(failure(r.header("x-auth-mode", "header").send().await.unwrap()).await, (403, 10005));
+    // Neither origin nor token: refused like every cookie-carried change.
+    let r = server.post("/auth/refresh").header("cookie", &refresh_pair).send().await.unwrap();
+    assert_eq!(failure(r).await, (403, 10005));
+    let r = server.post("/auth/refresh").header("cookie", &refresh_pair).header("x-csrf-token", "forged");
+    assert_eq!(failure(r.send().await.unwrap()).await, (403, 10005));
+    // The page's CSRF token is enough without an Origin (older browsers).
+    let r = server.post("/auth/refresh").header("cookie", &refresh_pair).header("x-csrf-token", &csrf);
+    let r = r.send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let refresh_pair = cookie_pair(&cookies(&r), "tessera-refresh");
     let r = server.post("/auth/refresh").header("cookie", &refresh_pair).header("origin", ORIGIN).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let set = cookies(&r);
@@ -255,6 +265,8 @@ async fn a_browser_whose_access_token_lapsed_still_logs_out_by_its_refresh_cooki
     let refresh_pair = cookie_pair(&set, "tessera-refresh");
     let refresh_value = refresh_pair.split_once('=').unwrap().1.to_owned();
     server.clock.advance(Duration::from_secs(700));
+    let r = server.post("/auth/logout").header("cookie", &refresh_pair).send().await.unwrap();
+    assert_eq!(failure(r).await, (403, 10005), "not without an origin or the CSRF token");
     // The refresh cookie travels only under /auth: that is where a browser logs out.
     let r = server.post("/auth/logout").header("cookie", &refresh_pair).header("origin", ORIGIN).send().await.unwrap();
     assert_eq!(r.status(), 200);
@@ -354,6 +366,7 @@ async fn token_mode_works_on_a_redis_cluster() {
             target: RedisTarget::parse(&url).unwrap(),
             timeout: Duration::from_millis(500),
             near_cache: true,
+            cache_lease: Duration::from_millis(250),
         });
     })
     .await;

@@ -190,17 +190,21 @@ pub async fn me(State(state): State<AppState>, user: AuthUser) -> ApiResult {
     }
 }
 
-/// `GET /user/get?id=N` for a logged-in caller.
+/// `GET /user/get?id=N` for a logged-in caller: the whole profile for the
+/// caller's own id, the public part (no telephone) for anyone else's.
 pub async fn get_user(
     State(state): State<AppState>,
-    _caller: AuthUser,
+    caller: AuthUser,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult {
     let id = query.get("id").ok_or_else(|| ApiError::Validation("用户id不能为空".into()))?;
     let id: i64 = id.trim().parse().map_err(|_| ApiError::Validation("用户id必须是整数".into()))?;
     let found = state.users.by_id(id).await?.ok_or(ApiError::UserNotExist)?;
-    // Another user's public profile only: the telephone is the caller's
-    // own business (`/user/me`), never a directory to harvest.
+    if id == user_id(&caller)? {
+        return Ok(Success(json!(found)));
+    }
+    // Another user's public profile only: a telephone is its owner's
+    // business, never a directory to harvest.
     Ok(Success(json!(PublicProfile::from(found))))
 }
 
