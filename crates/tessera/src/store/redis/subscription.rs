@@ -38,6 +38,10 @@ pub trait Follower: Send + Sync + 'static {
 /// the lease lapse.
 const HEARTBEATS_PER_LEASE: u32 = 4;
 
+/// The longest pause between attempts to resubscribe: a node serves
+/// again at most this long after Redis is back.
+const MAX_BACKOFF: Duration = Duration::from_millis(500);
+
 /// How often, under Sentinel, the listener checks that it still listens to
 /// the current master.
 const MASTER_CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -94,7 +98,8 @@ pub fn spawn_listener<F: Follower>(
                 Err(_) => follower.lost(),
             }
             tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(2));
+            // Short: while it lasts, signed-token nodes answer 503.
+            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     })
 }
