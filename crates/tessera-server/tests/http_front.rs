@@ -156,3 +156,54 @@ async fn sigterm_right_after_listening_is_a_clean_stop() {
         node.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_low_open_file_limit_a_flood_neither_kills_the_listener_nor_spins() {
+    // The node runs with 256 descriptors; 400 silent connections would
+    // exhaust them without the cap (which the node lowers to 256 - 128).
+    let data = tempfile::tempdir().unwrap();
+    let log = data.path().join("stderr.log");
+    let script = format!(
+        "ulimit -n 256 && exec {} serve --dev --bind 127.0.0.1:0 --log warn --header-read-timeout-ms 700 --data-dir {}",
+        support::node::BIN,
+        data.path().join("d").display()
+    );
+    let mut child = tokio::process::Command::new("sh")
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let addr: SocketAddr = loop {
+        let mut line = String::new();
+        let n =
+            tokio::time::timeout(Duration::from_secs(30), tokio::io::AsyncBufReadExt::read_line(&mut lines, &mut line))
+                .await
+                .unwrap()
+                .unwrap();
+        assert!(n > 0, "the node exited");
+        if let Some(url) = line.trim().strip_prefix("tessera listening on http://") {
+            break url.parse().unwrap();
+        }
+    };
+    tokio::task::spawn_blocking(move || {
+        let flood: Vec<TcpStream> = (0..400).filter_map(|_| TcpStream::connect(addr).ok()).collect();
+        assert!(flood.len() >= 300, "the backlog takes what the cap holds back");
+        std::thread::sleep(Duration::from_millis(200));
+        let (status, took) = get_healthz(addr);
+        assert_eq!(status, "HTTP/1.1 200 OK", "served once the flood is cut off");
+        assert!(took < Duration::from_secs(5), "{took:?}");
+        drop(flood);
+        let (status, took) = get_healthz(addr);
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert!(took < Duration::from_secs(1), "{took:?}");
+    })
+    .await
+    .unwrap();
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    let errors = std::fs::read_to_string(&log).unwrap();
+    assert!(!errors.contains("Too many open files"), "{errors}");
+}
