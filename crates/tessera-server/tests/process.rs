@@ -50,10 +50,8 @@ async fn tokens_survive_a_restart_on_the_same_data_directory() {
         use std::os::unix::fs::PermissionsExt;
         for file in ["secret", "tessera.db", "tessera.db-wal", "tessera.db-shm"] {
             let path = data.path().join(file);
-            if file.ends_with("-wal") || file.ends_with("-shm") {
-                if !path.exists() {
-                    continue; // checkpointed away at a clean stop
-                }
+            if (file.ends_with("-wal") || file.ends_with("-shm")) && !path.exists() {
+                continue; // checkpointed away at a clean stop
             }
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600, "{file}");

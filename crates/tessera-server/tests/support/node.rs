@@ -27,12 +27,24 @@ impl Node {
     /// Runs `tessera serve --dev --bind 127.0.0.1:0 --log warn ARGS` with
     /// `env`, and waits for its start-up line.
     pub async fn launch<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>, env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(BIN)
+        Self::launch_program(BIN, args, env, Stdio::null()).await
+    }
+
+    /// [`Node::launch`] of `program` (another build of `tessera`, to compare
+    /// against), with the process's stderr (its log, and any panic message)
+    /// going to `stderr` instead of nowhere.
+    pub async fn launch_program<S: AsRef<OsStr>>(
+        program: &str,
+        args: impl IntoIterator<Item = S>,
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> Self {
+        let mut child = Command::new(program)
             .args(["serve", "--dev", "--bind", "127.0.0.1:0", "--log", "warn"])
             .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .kill_on_drop(true)
             .spawn()
             .unwrap();
@@ -55,10 +67,16 @@ impl Node {
 
     /// A node on `data` that sends codes to `sink`, with `extra` flags.
     pub async fn start(data: &Path, sink: &str, extra: &[&str]) -> Self {
+        Self::start_program(BIN, data, sink, extra, Stdio::null()).await
+    }
+
+    /// [`Node::start`] of `program`, with the node's stderr going to
+    /// `stderr` (a file, so that a test can look for panics afterwards).
+    pub async fn start_program(program: &str, data: &Path, sink: &str, extra: &[&str], stderr: Stdio) -> Self {
         let mut args: Vec<&OsStr> = ["--otp-sender", "webhook", "--otp-webhook", sink].map(OsStr::new).to_vec();
         args.extend(extra.iter().map(OsStr::new));
         args.extend([OsStr::new("--data-dir"), data.as_os_str()]);
-        Self::launch(args, &[("TESSERA_SECRET", SECRET)]).await
+        Self::launch_program(program, args, &[("TESSERA_SECRET", SECRET)], stderr).await
     }
 
     /// The URL of `path` on this node.

@@ -155,7 +155,7 @@ pub enum FaultKind {
     NodeCrash,
     /// Slow partial requests held open against a node.
     Slowloris,
-    /// A Sentinel failover.
+    /// A Sentinel failover (asked for, or forced by a frozen master).
     Failover,
 }
 
@@ -213,11 +213,38 @@ pub struct Survival {
     pub outcome: Outcome,
 }
 
+/// What became of a slowloris burst's connections.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Tally {
+    /// Connections attempted.
+    pub attempted: usize,
+    /// Not accepted within a second (the listen backlog overflowed, or the
+    /// node is at its connection cap).
+    pub refused: usize,
+    /// Closed (or answered) by the node before the burst ended.
+    pub closed_by_server: usize,
+    /// Still open, still dribbling, when the burst ended.
+    pub held: usize,
+}
+
+/// A slowloris burst against one node.
+#[derive(Debug, Clone)]
+pub struct Burst {
+    /// The node slot.
+    pub node: usize,
+    /// When it started.
+    pub start: Duration,
+    /// How long each connection dribbled.
+    pub length: Duration,
+    /// The node's `--header-read-timeout-ms`, when the suite set one.
+    pub header_timeout: Option<Duration>,
+    /// The connections' fates.
+    pub tally: Tally,
+}
+
 /// One span of the run, reported as one row of the table.
 #[derive(Debug, Clone)]
 pub struct Phase {
-    /// "opaque", "signed", "opaque+aof"…
-    pub mode: String,
     /// The scenario, e.g. "partition".
     pub name: String,
     /// Start of the phase.
@@ -239,6 +266,8 @@ pub struct Recorded {
     pub survivals: Vec<Survival>,
     /// Logout acknowledged → another node's first 401, as (acknowledged at, took).
     pub propagation: Vec<(Duration, Duration)>,
+    /// Slowloris bursts.
+    pub bursts: Vec<Burst>,
     /// Lines of node stderr that show a panic, as (node slot, line).
     pub panics: Vec<(usize, String)>,
     /// The phases, for the table.
