@@ -158,6 +158,7 @@ fn sign_access_tokens(file: &std::path::Path, tokens: &[String]) -> Vec<String> 
                 nbf: now,
                 exp: now + tessera::TokenSettings::default().access_ttl.as_secs() as i64,
                 jti: format!("bench-{i}"),
+                iat_ms: None,
             };
             ring.sign(&claims).expect("sign")
         })

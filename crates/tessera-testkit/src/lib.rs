@@ -408,16 +408,13 @@ impl Monitor {
     }
 
     /// Commands sent by clients so far (after a short settle, so that
-    /// lines already on the wire are counted). Bare `PING`s are not
-    /// counted: they are the subscriptions' heartbeats, not requests'.
+    /// lines already on the wire are counted). Subscription heartbeats
+    /// (a `PUBLISH` on a `…:heartbeat:…` channel, or a bare `PING`) are not
+    /// counted: they are the listeners' own, not requests'.
     pub fn client_commands(&self) -> usize {
         std::thread::sleep(Duration::from_millis(100));
-        self.lines
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| !l.contains(" lua]") && !l.trim_end().ends_with("\"PING\""))
-            .count()
+        let heartbeat = |l: &str| l.contains(":heartbeat:") || l.trim_end().ends_with("\"PING\"");
+        self.lines.lock().unwrap().iter().filter(|l| !l.contains(" lua]") && !heartbeat(l)).count()
     }
 }
 

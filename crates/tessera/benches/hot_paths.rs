@@ -145,6 +145,7 @@ fn signed(c: &mut Criterion) {
         nbf: now.as_secs(),
         exp: now.as_secs() + 600,
         jti: "AAECAwQFBgcICQoLDA0ODw".into(),
+        iat_ms: None,
     };
     let expect = Expectations::new("tessera", "tessera", Duration::from_secs(30));
     for alg in [SigningAlgorithm::EdDSA, SigningAlgorithm::ES256, SigningAlgorithm::HS256] {

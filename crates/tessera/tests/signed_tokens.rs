@@ -32,6 +32,7 @@ fn claims() -> AccessClaims {
         nbf: NOW_SECS,
         exp: NOW_SECS + 600,
         jti: "jti-1".into(),
+        iat_ms: None,
     }
 }
 
@@ -254,8 +255,11 @@ async fn cached_tokens_are_still_refused_once_revoked_or_expired() {
     let family = tessera::signed::family_of(&claims().sid).unwrap();
     tokens.revoke(&[tokens.family_revocation(&family, NOW)]).await.unwrap();
     assert_eq!(tokens.verify(&token, NOW).err(), Some(Rejection::Revoked));
-    let user_cut =
-        Revocation::User { user: UserId::from(42), not_before: NOW_SECS + 1, until: NOW + Duration::from_secs(700) };
+    let user_cut = Revocation::User {
+        user: UserId::from(42),
+        not_before_ms: (NOW_SECS + 1) * 1000,
+        until: NOW + Duration::from_secs(700),
+    };
     let other_family = AccessClaims { sid: URL_SAFE_NO_PAD.encode([8u8; 32]), ..claims() };
     let other = ring.sign(&other_family).unwrap();
     assert!(tokens.verify(&other, NOW).is_ok());

@@ -36,7 +36,7 @@ impl Session {
         };
         if self.0.shared.tokens.is_none() {
             let until = now + self.0.shared.config.expiry.absolute();
-            entries.push(Revocation::User { user: user.clone(), not_before: now.as_secs(), until });
+            entries.push(Revocation::User { user: user.clone(), not_before_ms: now.as_millis(), until });
         }
         Ok(revocations.revoke(&entries).await?)
     }
@@ -66,7 +66,7 @@ impl Session {
     pub(super) fn revoked_yet_stored(&self, key: &SessionKey, record: &SessionRecord) -> bool {
         match (&self.0.shared.revocations, &record.user_id) {
             (Some(revocations), Some(user)) => {
-                revocations.list().revokes_session(key, user, record.created_at.as_secs())
+                revocations.list().revokes_session(key, user, record.created_at.as_millis())
             }
             _ => false,
         }

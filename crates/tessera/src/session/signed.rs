@@ -110,7 +110,7 @@ impl Session {
                 return Err(SessionError::RefreshRejected);
             };
             let user = record.user_id.clone().ok_or(SessionError::RefreshRejected)?;
-            if tokens.revocations().revokes_family(&sid_of(&family), &user, record.created_at.as_secs()) {
+            if tokens.revocations().revokes_family(&sid_of(&family), &user, record.created_at.as_millis()) {
                 return Err(SessionError::RefreshRejected);
             }
             let state = refresh_state(&record).ok_or(SessionError::RefreshRejected)?;

@@ -278,6 +278,7 @@ impl SignedTokens {
             nbf: iat,
             exp: iat + ttl,
             jti: URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..16]),
+            iat_ms: Some(issued.as_millis()),
         };
         let token = self.ring().sign(&claims)?;
         Ok((token, Timestamp::from_millis((iat + ttl) * 1000)))
@@ -296,7 +297,7 @@ impl SignedTokens {
     pub fn user_revocation(&self, user: &UserId, now: Timestamp) -> Revocation {
         Revocation::User {
             user: user.clone(),
-            not_before: now.as_secs(),
+            not_before_ms: now.as_millis(),
             until: now + self.0.settings.revocation_lifetime(),
         }
     }

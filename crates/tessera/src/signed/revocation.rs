@@ -37,12 +37,13 @@ pub enum Revocation {
         /// When the entry may be forgotten.
         until: Timestamp,
     },
-    /// Every token of a user issued before a time ("log out everywhere").
+    /// Every token (and session) of a user issued before a time ("log out
+    /// everywhere").
     User {
         /// The user (`sub` claim).
         user: UserId,
-        /// Tokens with `iat` before this (seconds) are revoked.
-        not_before: i64,
+        /// What was issued before this (milliseconds since the epoch) is revoked.
+        not_before_ms: i64,
         /// When the entry may be forgotten.
         until: Timestamp,
     },
@@ -57,11 +58,12 @@ impl Revocation {
     }
 
     /// The entry as one line of text, for stores and channels:
-    /// `f <until> <sid>` or `u <until> <not_before> <user>`.
+    /// `f <until> <sid>` or `U <until> <not_before_ms> <user>` (`u`, read
+    /// too, is the older form with the cutoff in seconds).
     pub fn encode(&self) -> String {
         match self {
             Self::Family { sid, until } => format!("f {} {sid}", until.as_millis()),
-            Self::User { user, not_before, until } => format!("u {} {not_before} {user}", until.as_millis()),
+            Self::User { user, not_before_ms, until } => format!("U {} {not_before_ms} {user}", until.as_millis()),
         }
     }
 
@@ -72,9 +74,11 @@ impl Revocation {
         let until = Timestamp::from_millis(until.parse().ok()?);
         match kind {
             "f" if !rest.is_empty() && !rest.contains(' ') => Some(Self::Family { sid: rest.to_owned(), until }),
-            "u" => {
+            "U" | "u" => {
                 let (not_before, user) = rest.split_once(' ')?;
-                Some(Self::User { user: UserId::parse(user).ok()?, not_before: not_before.parse().ok()?, until })
+                let not_before: i64 = not_before.parse().ok()?;
+                let not_before_ms = if kind == "u" { not_before.checked_mul(1000)? } else { not_before };
+                Some(Self::User { user: UserId::parse(user).ok()?, not_before_ms, until })
             }
             _ => None,
         }
@@ -94,9 +98,9 @@ impl Entries {
                 let slot = self.families.entry(sid.clone()).or_insert(*until);
                 *slot = (*slot).max(*until);
             }
-            Revocation::User { user, not_before, until } => {
-                let slot = self.users.entry(user.clone()).or_insert((*not_before, *until));
-                *slot = (slot.0.max(*not_before), slot.1.max(*until));
+            Revocation::User { user, not_before_ms, until } => {
+                let slot = self.users.entry(user.clone()).or_insert((*not_before_ms, *until));
+                *slot = (slot.0.max(*not_before_ms), slot.1.max(*until));
             }
         }
     }
@@ -188,27 +192,27 @@ impl RevocationList {
         self.len() == 0
     }
 
-    /// Whether a family (by `sid`, of `user`, created at `created_secs`)
+    /// Whether a family (by `sid`, of `user`, created at `created_ms`)
     /// has been revoked, directly or by its user's cutoff. A refresh must
     /// not mint tokens for it even if its record is still in the store (a
     /// revocation is recorded before the record is deleted).
-    pub fn revokes_family(&self, sid: &str, user: &UserId, created_secs: i64) -> bool {
+    pub fn revokes_family(&self, sid: &str, user: &UserId, created_ms: i64) -> bool {
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
         entries.families.contains_key(sid)
-            || entries.users.get(user).is_some_and(|(not_before, _)| created_secs < *not_before)
+            || entries.users.get(user).is_some_and(|(not_before, _)| created_ms < *not_before)
     }
 
-    /// Whether the session `key` of `user`, created at `created_secs`, has
+    /// Whether the session `key` of `user`, created at `created_ms`, has
     /// been revoked (opaque mode: a record a store brought back after its
     /// end). Costs one read lock when nothing is revoked.
-    pub fn revokes_session(&self, key: &SessionKey, user: &UserId, created_secs: i64) -> bool {
+    pub fn revokes_session(&self, key: &SessionKey, user: &UserId, created_ms: i64) -> bool {
         {
             let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
             if entries.families.is_empty() && !entries.users.contains_key(user) {
                 return false;
             }
         }
-        self.revokes_family(&super::sid_of(key), user, created_secs)
+        self.revokes_family(&super::sid_of(key), user, created_ms)
     }
 
     /// Whether `claims` may still be honoured.
@@ -220,9 +224,10 @@ impl RevocationList {
         if entries.families.contains_key(&claims.sid) {
             return Err(Rejection::Revoked);
         }
-        // Strictly before: a login in the same second as "everywhere" must
-        // work; the families alive at that moment are revoked by `sid`.
-        if entries.users.get(&claims.sub).is_some_and(|(not_before, _)| claims.iat < *not_before) {
+        // Strictly before, in milliseconds: a login right after
+        // "everywhere" must work, one right before must not (even if its
+        // family record was lost and so not revoked by `sid`).
+        if entries.users.get(&claims.sub).is_some_and(|(not_before, _)| claims.issued_ms() < *not_before) {
             return Err(Rejection::Revoked);
         }
         Ok(())
@@ -344,6 +349,7 @@ mod tests {
             nbf: iat,
             exp: iat + 600,
             jti: "j".into(),
+            iat_ms: None,
         }
     }
 
@@ -352,11 +358,20 @@ mod tests {
         let until = Timestamp::from_millis(1_700_000_000_000);
         for r in [
             Revocation::Family { sid: "abc_-1".into(), until },
-            Revocation::User { user: UserId::parse("user 7").unwrap(), not_before: 1_700_000_000, until },
+            Revocation::User { user: UserId::parse("user 7").unwrap(), not_before_ms: 1_700_000_000_123, until },
         ] {
             assert_eq!(Revocation::decode(&r.encode()), Some(r));
         }
-        for junk in ["", "f", "f 1", "f x abc", "f 1 a b", "u 1 x 7", "z 1 a"] {
+        let old = Revocation::decode("u 5 1700000000 7").unwrap();
+        assert_eq!(
+            old,
+            Revocation::User {
+                user: UserId::from(7),
+                not_before_ms: 1_700_000_000_000,
+                until: Timestamp::from_millis(5)
+            }
+        );
+        for junk in ["", "f", "f 1", "f x abc", "f 1 a b", "u 1 x 7", "U 1 x 7", "z 1 a"] {
             assert_eq!(Revocation::decode(junk), None, "{junk:?}");
         }
     }
@@ -375,7 +390,7 @@ mod tests {
         let until = Timestamp::from_millis(i64::MAX / 2);
         list.load(&[
             Revocation::Family { sid: "gone".into(), until },
-            Revocation::User { user: UserId::from(7), not_before: 50, until },
+            Revocation::User { user: UserId::from(7), not_before_ms: 50_000, until },
         ]);
         assert_eq!(list.check(&claims("gone", "1", 10)), Err(Rejection::Revoked));
         assert_eq!(list.check(&claims("kept", "7", 49)), Err(Rejection::Revoked));
@@ -383,6 +398,18 @@ mod tests {
         assert_eq!(list.check(&claims("kept", "8", 10)), Ok(()));
         list.prune(until);
         assert!(list.is_empty());
+    }
+
+    #[test]
+    fn a_cutoff_tells_apart_tokens_of_the_same_second() {
+        let list = RevocationList::new();
+        let until = Timestamp::from_millis(i64::MAX / 2);
+        list.load(&[Revocation::User { user: UserId::from(7), not_before_ms: 50_500, until }]);
+        let at = |ms: i64| AccessClaims { iat_ms: Some(ms), ..claims("s", "7", ms / 1000) };
+        assert_eq!(list.check(&at(50_499)), Err(Rejection::Revoked), "issued just before, same second");
+        assert_eq!(list.check(&at(50_500)), Ok(()), "issued just after");
+        let forged = AccessClaims { iat_ms: Some(99_000), ..claims("s", "7", 50) };
+        assert_eq!(list.check(&forged), Err(Rejection::Revoked), "iat_ms must agree with iat");
     }
 
     #[test]

@@ -99,6 +99,7 @@ mod tests {
             nbf: 1,
             exp: 2,
             jti: "j".into(),
+            iat_ms: None,
         };
         {
             let store = SqliteRevocations::new(super::super::sqlite::connect(&path).await.unwrap()).await.unwrap();

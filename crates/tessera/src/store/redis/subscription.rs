@@ -4,17 +4,23 @@
 //! subscribe first, then (re)load what the channel would have told, and
 //! only then trust local state; on any sign of loss, stop trusting it at
 //! once and start over. Between those, trust is a [`Lease`] renewed by
-//! heartbeats: a `PING` on the subscription's own connection is answered
-//! after every message published before Redis saw it, so once its answer
-//! (and the messages queued ahead of it) has been handled, local state is
-//! known current as of the moment the `PING` was sent.
+//! heartbeats that take the invalidations' own path: the node PUBLISHes a
+//! heartbeat on a channel of its own through its command connection (to
+//! the server its writes go to, the current master under Sentinel) and
+//! waits for it on its subscription. Messages reach a subscriber in the
+//! order they were published, so once the heartbeat is back (and the
+//! messages queued ahead of it are handled), local state is current as of
+//! the moment the heartbeat was sent. A PING would only prove the
+//! subscription's connection alive, not that it still hears the server
+//! the writes go to.
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use futures_util::{FutureExt, StreamExt};
-use redis::aio::{PubSubSink, PubSubStream};
+use futures_util::StreamExt;
+use redis::aio::PubSubStream;
+use redis::Msg;
 
 use super::conn::RedisConn;
 use crate::lease::Lease;
@@ -49,11 +55,11 @@ const MASTER_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// Keeps `follower` subscribed to `channel` until it is dropped, renewing
 /// its lease by `lease` after each heartbeat.
 ///
-/// Loss is a closed connection, a heartbeat that gets no answer within the
-/// command deadline (a half-open TCP connection would otherwise look like
-/// a quiet channel), or, under Sentinel, a master that is no longer the one
-/// subscribed to (a demoted but reachable master would never see the new
-/// master's publishes).
+/// Loss is a closed connection, or a heartbeat that does not come back
+/// within the command deadline (a half-open TCP connection would otherwise
+/// look like a quiet channel; a subscription on a server the writes no
+/// longer go to would hear nothing), or, under Sentinel, a master that is
+/// no longer the one subscribed to.
 pub fn spawn_listener<F: Follower>(
     follower: Arc<F>,
     conn: RedisConn,
@@ -62,6 +68,7 @@ pub fn spawn_listener<F: Follower>(
 ) -> tokio::task::JoinHandle<()> {
     let weak: Weak<F> = Arc::downgrade(&follower);
     drop(follower);
+    let heartbeats = format!("{channel}:heartbeat:{:016x}", heartbeat_id());
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(50);
         loop {
@@ -70,17 +77,18 @@ pub fn spawn_listener<F: Follower>(
                 let client = conn.pubsub_client().await?;
                 let server = client.get_connection_info().addr().to_string();
                 let (mut sink, stream) = client.get_async_pubsub().await?.split();
-                sink.subscribe(&channel).await?;
+                sink.subscribe(&[&channel, &heartbeats]).await?;
                 Ok::<_, redis::RedisError>((sink, stream, server))
             };
             match tokio::time::timeout(Duration::from_secs(2), subscribed).await {
-                Ok(Ok((sink, stream, server))) => match follower.subscribed().await {
+                Ok(Ok((_sink, stream, server))) => match follower.subscribed().await {
                     Ok(()) => {
                         tracing::debug!(%server, %channel, "subscribed");
                         backoff = Duration::from_millis(50);
                         drop(follower);
-                        let listening = Listening { weak: weak.clone(), conn: &conn, server, lease };
-                        if !listening.run(sink, stream).await {
+                        let listening =
+                            Listening { weak: weak.clone(), conn: &conn, server, lease, heartbeats: &heartbeats };
+                        if !listening.run(stream).await {
                             return;
                         }
                         let Some(follower) = weak.upgrade() else { return };
@@ -104,39 +112,55 @@ pub fn spawn_listener<F: Follower>(
     })
 }
 
+/// A random name part, so each listener hears only its own heartbeats.
+fn heartbeat_id() -> u64 {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("the OS CSPRNG is unavailable");
+    u64::from_le_bytes(bytes)
+}
+
 /// One subscription's life.
 struct Listening<'a, F> {
     weak: Weak<F>,
     conn: &'a RedisConn,
     server: String,
     lease: Duration,
+    /// This listener's own heartbeat channel.
+    heartbeats: &'a str,
+}
+
+/// How a heartbeat went.
+enum Beat {
+    Back,
+    Lost,
+    FollowerGone,
 }
 
 impl<F: Follower> Listening<'_, F> {
     /// Delivers messages and heartbeats until the subscription is lost
     /// (`true`) or the follower is gone (`false`).
-    async fn run(&self, mut sink: PubSubSink, mut stream: PubSubStream) -> bool {
+    async fn run(&self, mut stream: PubSubStream) -> bool {
         let mut heartbeat = tokio::time::interval(self.lease / HEARTBEATS_PER_LEASE);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut master_checked = Instant::now();
+        let mut sequence: u64 = 0;
         loop {
             tokio::select! {
                 message = stream.next() => {
                     let Some(message) = message else { return true };
-                    let Some(follower) = self.weak.upgrade() else { return false };
-                    follower.message(&message.get_payload::<String>().unwrap_or_default());
+                    if !self.deliver(&message) {
+                        return false;
+                    }
                 }
                 _ = heartbeat.tick() => {
+                    sequence += 1;
                     let sent = Instant::now();
-                    if !self.beat(&mut sink).await {
-                        return true;
+                    match self.beat(&mut stream, sequence).await {
+                        Beat::Back => {}
+                        Beat::Lost => return true,
+                        Beat::FollowerGone => return false,
                     }
                     let Some(follower) = self.weak.upgrade() else { return false };
-                    // Messages published before the PING are queued ahead
-                    // of its answer: handle them before renewing.
-                    while let Some(Some(message)) = stream.next().now_or_never() {
-                        follower.message(&message.get_payload::<String>().unwrap_or_default());
-                    }
                     follower.lease().renew(sent, self.lease);
                     if master_checked.elapsed() >= MASTER_CHECK_EVERY {
                         master_checked = Instant::now();
@@ -149,10 +173,42 @@ impl<F: Follower> Listening<'_, F> {
         }
     }
 
-    /// One heartbeat round trip within the command deadline.
-    async fn beat(&self, sink: &mut PubSubSink) -> bool {
-        let limit = self.conn.timeout();
-        matches!(tokio::time::timeout(limit, sink.ping::<redis::Value>()).await, Ok(Ok(_)))
+    /// Hands a channel message to the follower (stray heartbeats of earlier
+    /// rounds are dropped); `false` when the follower is gone.
+    fn deliver(&self, message: &Msg) -> bool {
+        if message.get_channel_name() == self.heartbeats {
+            return true;
+        }
+        let Some(follower) = self.weak.upgrade() else { return false };
+        follower.message(&message.get_payload::<String>().unwrap_or_default());
+        true
+    }
+
+    /// Publishes heartbeat `sequence` and waits, within the command
+    /// deadline, for it to come back, delivering what arrives ahead of it.
+    async fn beat(&self, stream: &mut PubSubStream, sequence: u64) -> Beat {
+        let deadline = tokio::time::Instant::now() + self.conn.timeout();
+        let channel = self.heartbeats.to_owned();
+        let published =
+            self.conn
+                .run(|mut c| async move {
+                    redis::cmd("PUBLISH").arg(channel).arg(sequence).query_async::<i64>(&mut c).await
+                })
+                .await;
+        if published.is_err() {
+            return Beat::Lost;
+        }
+        let expected = sequence.to_string();
+        loop {
+            let Ok(Some(message)) = tokio::time::timeout_at(deadline, stream.next()).await else { return Beat::Lost };
+            if message.get_channel_name() == self.heartbeats {
+                if message.get_payload_bytes() == expected.as_bytes() {
+                    return Beat::Back;
+                }
+            } else if !self.deliver(&message) {
+                return Beat::FollowerGone;
+            }
+        }
     }
 
     /// Under Sentinel: whether the subscription is still on the master.
