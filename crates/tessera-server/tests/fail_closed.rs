@@ -229,3 +229,32 @@ async fn a_single_logout_survives_a_crash_with_appendfsync_always() {
     node.until_status(&setup.http, &kept, 200).await;
     assert_eq!(node.me_status(&setup.http, &ended).await, 401);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_sentinel_failover_a_signed_token_node_serves_again_within_two_seconds() {
+    // A demoted master still answers reads and PUBLISH: a node whose
+    // command connection stayed on it would never hear its own heartbeats
+    // on the new master, and would answer 503 for ever.
+    let setup = tessera_testkit::SentinelSetup::start();
+    let s = Setup::new().await;
+    let node = s.node(&setup.url(), true).await;
+    s.register(&node).await;
+    let token = s.login(&node).await;
+    let old = setup.current_master_port();
+    let reply = tessera_testkit::command(setup.sentinels[0].port(), &format!("SENTINEL FAILOVER {}", setup.name));
+    assert!(reply.unwrap().starts_with("+OK"));
+    let started = Instant::now();
+    while setup.current_master_port() == old {
+        assert!(started.elapsed() < Duration::from_secs(20), "no failover");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let promoted = Instant::now();
+    // Serving again means three 200s in a row after the promotion.
+    let mut streak = 0;
+    while streak < 3 {
+        assert!(promoted.elapsed() < Duration::from_secs(4), "not serving {:?} after the failover", promoted.elapsed());
+        streak = if node.me_status(&s.http, &token).await == 200 { streak + 1 } else { 0 };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("serving {:?} after the promotion", promoted.elapsed());
+}

@@ -55,6 +55,27 @@ impl Session {
         Ok(listed.into_iter().map(|k| k.key).filter(|k| Some(*k) != except).collect())
     }
 
+    /// Deletes the user's sessions but `keep`: exactly the `revoked` ones
+    /// when sessions are revoked by name (one opened meanwhile was not
+    /// revoked, so it is not deleted either: deleting it would end its
+    /// refresh token but leave its access token alive); else all at once.
+    pub(super) async fn delete_ended(
+        &self,
+        user: &UserId,
+        keep: Option<&SessionKey>,
+        revoked: &[SessionKey],
+    ) -> Result<u64, SessionError> {
+        let store = &self.0.shared.store;
+        if self.0.shared.revocations.is_none() {
+            return Ok(store.delete_user(user, keep).await?);
+        }
+        let mut deleted = 0;
+        for key in revoked {
+            deleted += u64::from(store.delete(key).await?);
+        }
+        Ok(deleted)
+    }
+
     /// Opaque mode: a revoked session is remembered for as long as it could
     /// otherwise have lived.
     fn session_revocation(&self, key: &SessionKey) -> Revocation {

@@ -484,7 +484,7 @@ impl Session {
         let (user, current) = self.logged_in().await?;
         let families = self.families_of(&user, Some(current)).await?;
         self.revoke_families(&families, Ending::Revoked).await?;
-        Ok(self.0.shared.store.delete_user(&user, Some(&current)).await?)
+        self.delete_ended(&user, Some(&current), &families).await
     }
 
     /// Ends every session of the logged-in user, the caller's included
@@ -494,7 +494,7 @@ impl Session {
         let (user, _) = self.logged_in().await?;
         let families = self.families_of(&user, None).await?;
         self.revoke_everywhere(&user, &families).await?;
-        let ended = self.0.shared.store.delete_user(&user, None).await?;
+        let ended = self.delete_ended(&user, None, &families).await?;
         tracing::info!(user = %user, sessions = ended, "logged out everywhere");
         *self.0.state.lock().await = State { current: Current::Absent, ended: true, ..State::default() };
         Ok(ended)

@@ -198,7 +198,10 @@ impl RedisConn {
         }
     }
 
-    fn forget_master(&self) {
+    /// Under Sentinel: drops the command connection so the next call asks
+    /// the sentinels for the master again (a demoted master still answers
+    /// reads and `PUBLISH`, so nothing else would tell).
+    pub(crate) fn forget_master(&self) {
         if let Backend::Sentinel { current, .. } = &self.inner.backend {
             *current.lock().unwrap_or_else(|p| p.into_inner()) = None;
         }

@@ -157,7 +157,13 @@ impl<F: Follower> Listening<'_, F> {
                     let sent = Instant::now();
                     match self.beat(&mut stream, sequence).await {
                         Beat::Back => {}
-                        Beat::Lost => return true,
+                        Beat::Lost => {
+                            // The heartbeat went where writes go and did not
+                            // come back where this node listens: under
+                            // Sentinel, one of the two is a demoted master.
+                            self.conn.forget_master();
+                            return true;
+                        }
                         Beat::FollowerGone => return false,
                     }
                     let Some(follower) = self.weak.upgrade() else { return false };
