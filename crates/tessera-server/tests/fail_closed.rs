@@ -59,6 +59,17 @@ impl Setup {
         node.login_header(&self.http).await["token"].as_str().unwrap().to_owned()
     }
 
+    /// Every node serves a fresh login again and refuses every `ended` token.
+    async fn serve_but_refuse(&self, nodes: &[Node], ended: &[String]) {
+        for node in nodes {
+            let fresh = self.login(node).await;
+            node.until_status(&self.http, &fresh, 200).await;
+            for t in ended {
+                assert_eq!(node.me_status(&self.http, t).await, 401, "{} accepted a revoked credential", node.base);
+            }
+        }
+    }
+
     async fn post(&self, node: &Node, path: &str, token: &str) -> u16 {
         self.http.post(node.url(path)).bearer_auth(token).send().await.unwrap().status().as_u16()
     }
@@ -186,13 +197,7 @@ async fn revoked_sessions_stay_revoked_when_redis_restarts_from_an_older_snapsho
     assert!(redis.cmd("DBSIZE").trim_start_matches(':').trim() != "0", "the snapshot brought sessions back");
     // Every node, including one started after the restart, refuses them.
     nodes.push(setup.node(&redis.url(), false).await);
-    for node in &nodes {
-        let fresh = setup.login(node).await;
-        node.until_status(&setup.http, &fresh, 200).await;
-        for t in &ended {
-            assert_eq!(node.me_status(&setup.http, t).await, 401, "{} accepted a revoked session", node.base);
-        }
-    }
+    setup.serve_but_refuse(&nodes, &ended).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,13 +212,7 @@ async fn signed_revocations_stay_when_redis_restarts_empty() {
     ended.push(logged_out);
     redis.restart(); // kill -9; no persistence: Redis comes back empty
     nodes.push(setup.node(&redis.url(), true).await);
-    for node in &nodes {
-        let fresh = setup.login(node).await;
-        node.until_status(&setup.http, &fresh, 200).await;
-        for t in &ended {
-            assert_eq!(node.me_status(&setup.http, t).await, 401, "{} accepted a revoked token", node.base);
-        }
-    }
+    setup.serve_but_refuse(&nodes, &ended).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

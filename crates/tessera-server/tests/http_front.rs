@@ -69,7 +69,7 @@ async fn slow_headers_are_cut_off_at_the_deadline_while_others_are_served() {
             }
             let (status, took) = get_healthz(addr);
             assert_eq!(status, "HTTP/1.1 200 OK", "a normal request is served meanwhile");
-            assert!(took < Duration::from_secs(1), "and promptly: {took:?}");
+            assert!(took < Duration::from_secs(2), "and promptly: {took:?}");
             std::thread::sleep(Duration::from_millis(150));
         }
         assert_eq!(open, 0, "every slow connection was closed");
@@ -124,7 +124,7 @@ async fn at_the_connection_cap_the_listener_waits_instead_of_failing() {
         drop(hogs);
         let (status, took) = get_healthz(addr);
         assert_eq!(status, "HTTP/1.1 200 OK");
-        assert!(took < Duration::from_secs(1), "{took:?}");
+        assert!(took < Duration::from_secs(2), "{took:?}");
     })
     .await
     .unwrap();
@@ -198,7 +198,7 @@ async fn under_a_low_open_file_limit_a_flood_neither_kills_the_listener_nor_spin
         drop(flood);
         let (status, took) = get_healthz(addr);
         assert_eq!(status, "HTTP/1.1 200 OK");
-        assert!(took < Duration::from_secs(1), "{took:?}");
+        assert!(took < Duration::from_secs(2), "{took:?}");
     })
     .await
     .unwrap();
