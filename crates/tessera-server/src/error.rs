@@ -4,9 +4,11 @@
 
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use tessera::{ErrorCode, Failure, SessionError};
+use tessera::{FailureKind, SessionError};
 
-/// Codes the service adds to the ones the session library defines.
+use crate::envelope::{ErrorCode, Failure};
+
+/// The service's own codes (the session layer's are on [`ErrorCode`]).
 pub mod codes {
     use super::*;
 
@@ -117,7 +119,12 @@ impl IntoResponse for ApiError {
             }
             Self::SessionNotFound => Failure::new(codes::SESSION_NOT_FOUND),
             Self::TooManyRequests(seconds) => Failure::new(ErrorCode::TOO_MANY_REQUESTS).retry_after(seconds),
-            Self::Session(e) => return e.into_response(),
+            Self::Session(e) => {
+                let kind = e.kind();
+                // The library's rendering logs the error; the answer is ours.
+                drop(e.into_response());
+                Failure::new(session_code(kind))
+            }
             Self::Unavailable(reason) => {
                 tracing::warn!(%reason, "store unavailable");
                 Failure::new(ErrorCode::SESSION_STORE_UNAVAILABLE)
@@ -129,4 +136,22 @@ impl IntoResponse for ApiError {
         };
         failure.into_response()
     }
+}
+
+/// The course's code for a refusal of the session layer.
+fn session_code(kind: FailureKind) -> ErrorCode {
+    match kind {
+        FailureKind::NotLoggedIn => ErrorCode::USER_NOT_LOGIN,
+        FailureKind::CsrfRejected => ErrorCode::CSRF_REJECTED,
+        FailureKind::Conflict => ErrorCode::SESSION_CONFLICT,
+        FailureKind::Unavailable => ErrorCode::SESSION_STORE_UNAVAILABLE,
+        FailureKind::RefreshRejected => ErrorCode::REFRESH_TOKEN_INVALID,
+        _ => ErrorCode::UNKNOWN_ERROR,
+    }
+}
+
+/// The session layer's refusals in the course envelope (plugged into the
+/// layer with `render_failures_with`): the wire contract of the course API.
+pub fn course_failure(kind: FailureKind) -> Response {
+    Failure::new(session_code(kind)).into_response()
 }

@@ -8,6 +8,7 @@ pub mod client_ip;
 pub mod configuration;
 pub mod credentials;
 pub mod domain;
+pub mod envelope;
 pub mod error;
 pub mod http_front;
 pub mod limits;

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,8 +15,7 @@ use tessera::signed::{RevocationStore, Revocations};
 use tessera::store::redis::{NearCacheConfig, RedisConn, RedisStoreConfig};
 use tessera::store::{RedisRevocations, SqliteRevocations};
 use tessera::{
-    Clock, CookieSettings, CsrfPolicy, ErrorCode, RedisStore, SessionConfig, SessionLayer, SessionStore, SignedTokens,
-    SqliteStore,
+    Clock, CookieSettings, CsrfPolicy, RedisStore, SessionConfig, SessionLayer, SessionStore, SignedTokens, SqliteStore,
 };
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -25,7 +25,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::client_ip::{self, TrustedProxies};
-use crate::configuration::{OtpDelivery, SecretSource, Settings, TokenConfig};
+use crate::configuration::{OtpDelivery, SecretSource, Settings};
 use crate::limits::{RateLimiter, RedisLimiter, SqliteLimiter};
 use crate::otp::{
     ChallengeStore, ConsoleSender, OtpPolicy, OtpSender, OtpService, RedisChallenges, SqliteChallenges, WebhookSender,
@@ -51,119 +51,31 @@ pub struct Application {
 }
 
 impl Application {
-    /// Opens the data directory, migrates, wires the stores and binds.
+    /// Opens the data directory, migrates, wires the stores and binds: one
+    /// step after another, each a function below (in this order) whose doc
+    /// comment says what it does and why.
     pub async fn build(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
-        create_private_dir(&settings.data_dir)
-            .map_err(|e| format!("cannot create {}: {e}", settings.data_dir.display()))?;
-        let secret = match &settings.secret {
-            SecretSource::DataDir => ServerSecret::load_or_create(&settings.data_dir.join("secret"))
-                .map_err(|e| format!("server secret: {e}"))?,
-            SecretSource::File(path) => ServerSecret::from_file(path)?,
-            SecretSource::Value(text) => ServerSecret::parse(text).map_err(|e| format!("TESSERA_SECRET: {e}"))?,
-        };
-        let db_path = settings.data_dir.join("tessera.db");
-        let pool = tessera::store::sqlite::connect(&db_path)
-            .await
-            .map_err(|e| format!("cannot open {}: {e}", db_path.display()))?;
-        let mut local = sqlx::migrate!("./migrations/local");
-        // The user tables may share this file; their migrations are tracked
-        // in the same table.
-        local.set_ignore_missing(true);
-        local.run(&pool).await?;
-        let users = match &settings.database {
-            Some(url) => Users::connect(url).await?,
-            None => Users::connect(&format!("sqlite://{}", db_path.display())).await?,
-        };
+        open_data_dir(settings)?;
+        let secret = load_secret(settings)?;
+        let pool = open_local_database(settings).await?;
+        let users = connect_users(settings).await?;
         let backends = Backends::open(settings, &pool).await?;
-        let mut background = Vec::new();
-        let revocation_store = revocation_store(settings, &backends, &pool, &users).await?;
-        let tokens = match &settings.tokens {
-            Some(config) => {
-                let revocations = revocation_store.clone();
-                let derive_key = secret.mac("tessera/token-derivation/v1", &[]);
-                let (tokens, watcher) = token_engine(settings, config, revocations, derive_key, clock.clone()).await?;
-                background.push(watcher);
-                Some(tokens)
-            }
-            None => None,
-        };
-
-        let sender: Arc<dyn OtpSender> = match &settings.otp {
-            OtpDelivery::Console => {
-                tracing::warn!("OTP codes are printed to stdout (--otp-sender console): development only");
-                Arc::new(ConsoleSender)
-            }
-            OtpDelivery::Webhook(url) => Arc::new(WebhookSender::new(url.clone())?),
-        };
-        if settings.dev {
-            tracing::warn!("--dev: session cookies are sent without Secure over plain HTTP; never in production");
-        }
-        let otp = OtpService {
-            store: backends.challenges.clone(),
-            sender,
-            limiter: backends.limiter.clone(),
-            secret,
-            clock: clock.clone(),
-            policy: OtpPolicy {
-                per_ip_hourly: crate::limits::Limit::new(settings.throttles.otp_per_ip, Duration::from_secs(3600)),
-                ..OtpPolicy::default()
-            },
-        };
-        let state = Services {
-            users,
-            otp,
-            limiter: backends.limiter.clone(),
-            login_limits: LoginLimits::new(
-                settings.throttles.login_per_phone,
-                settings.throttles.login_ceiling_per_phone,
-                settings.throttles.login_per_ip,
-            ),
-            clock: clock.clone(),
-            pool: pool.clone(),
-            redis: backends.redis.clone(),
-            sessions: backends.sessions.clone(),
-            tokens: tokens.clone(),
-            introspection_secret: settings.introspection_secret.clone(),
-        };
-        let session_config = SessionConfig {
-            carrier: settings.carrier,
-            cookie: if settings.dev { CookieSettings::insecure_dev() } else { CookieSettings::default() },
-            expiry: settings.expiry,
-            csrf: CsrfPolicy::new(settings.allowed_origins.clone()),
-            max_sessions_per_user: settings.max_sessions_per_user,
-        };
-        let mut sessions = SessionLayer::with_clock(backends.sessions.clone(), session_config, clock.clone());
-        if let Some(tokens) = tokens {
-            sessions = sessions.with_signed_tokens(tokens);
-        } else if backends.redis.is_some() {
-            // Opaque sessions in Redis: what was revoked must survive Redis
-            // losing the deletion. (The SQLite store is its own archive.)
-            sessions = sessions.with_revocations(Revocations::attach(revocation_store).await?);
-        }
-        let router = routes::router(state)
-            .layer(sessions)
-            .layer(axum::middleware::map_response(no_store_by_default))
-            .layer(DefaultBodyLimit::max(MAX_BODY))
-            .layer(axum::middleware::from_fn_with_state(
-                TrustedProxies(Arc::new(settings.trusted_proxies.clone())),
-                client_ip::resolve,
-            ))
-            .layer(cors(settings))
-            .layer(
-                TraceLayer::new_for_http()
-                    // Method and path only: headers, bodies and query
-                    // strings may hold credentials.
-                    .make_span_with(|req: &Request<_>| {
-                        tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
-                    })
-                    .on_response(DefaultOnResponse::new().level(Level::INFO)),
-            )
-            .layer(CatchPanicLayer::custom(|_| -> Response { ErrorCode::UNKNOWN_ERROR.into_response() }));
-
-        let listener =
-            TcpListener::bind(settings.bind).await.map_err(|e| format!("cannot bind {}: {e}", settings.bind))?;
-        background.push(spawn_maintenance(backends.sessions, pool.clone(), clock));
-        Ok(Self { listener, router, database: pool, background, http: settings.http, _lock: backends._lock })
+        let revocations = revocation_store(settings, &backends, &pool, &users).await?;
+        let (tokens, key_watcher) = token_engine(settings, &secret, &revocations, &clock).await?.unzip();
+        let otp = otp_service(settings, &backends, secret, &clock)?;
+        let state = services(settings, users, otp, &backends, &pool, tokens.clone(), &clock);
+        let sessions = session_layer(settings, &backends, tokens, revocations, &clock).await?;
+        let router = router(settings, state, sessions);
+        let listener = bind(settings).await?;
+        let maintenance = spawn_maintenance(backends.sessions, pool.clone(), clock);
+        Ok(Self {
+            listener,
+            router,
+            database: pool,
+            background: key_watcher.into_iter().chain([maintenance]).collect(),
+            http: settings.http,
+            _lock: backends._lock,
+        })
     }
 
     /// The bound address (the real port when asked for port 0).
@@ -187,6 +99,14 @@ impl Application {
     }
 }
 
+/// Creates the data directory (owner-only when this makes it), for
+/// everything after keeps its files there: the secret, the SQLite file, the
+/// lock and, by default, the signing keys.
+fn open_data_dir(settings: &Settings) -> Result<(), StartupError> {
+    create_private_dir(&settings.data_dir)
+        .map_err(|e| format!("cannot create {}: {e}", settings.data_dir.display()).into())
+}
+
 /// Creates `dir` (owner-only when this makes it; an existing directory is
 /// the operator's to set).
 fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
@@ -197,76 +117,48 @@ fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     builder.create(dir)
 }
 
-/// Answers carry personal data (profiles, device lists) or secrets (tokens,
-/// CSRF tokens): none may be kept by a browser or shared cache unless its
-/// route said otherwise (the JWKS, which is public and cacheable).
-async fn no_store_by_default(mut response: Response) -> Response {
-    response.headers_mut().entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
-    response
-}
-
-fn cors(settings: &Settings) -> CorsLayer {
-    let origins: Vec<HeaderValue> =
-        settings.allowed_origins.iter().filter_map(|o| HeaderValue::from_str(o.as_str()).ok()).collect();
-    if origins.is_empty() {
-        // No browser origin is trusted: no CORS headers at all.
-        return CorsLayer::new();
-    }
-    CorsLayer::new()
-        .allow_origin(AllowOrigin::list(origins))
-        .allow_credentials(true)
-        .allow_methods([Method::GET, Method::POST, Method::DELETE])
-        .allow_headers([
-            header::CONTENT_TYPE,
-            header::AUTHORIZATION,
-            HeaderName::from_static("x-csrf-token"),
-            HeaderName::from_static("x-auth-token"),
-            HeaderName::from_static("x-auth-mode"),
-        ])
-        .expose_headers([HeaderName::from_static("x-auth-token")])
-        .max_age(Duration::from_secs(600))
-}
-
-/// Where revocations are recorded and pushed: Redis, archived in the user
-/// database, when several nodes share Redis; else the local SQLite file.
-async fn revocation_store(
-    settings: &Settings,
-    backends: &Backends,
-    pool: &SqlitePool,
-    users: &Users,
-) -> Result<Arc<dyn RevocationStore>, StartupError> {
-    Ok(match (&backends.redis, &settings.redis) {
-        (Some(conn), Some(redis)) => Arc::new(
-            RedisRevocations::new(conn.clone(), &RedisStoreConfig::default().prefix)
-                .with_lease(redis.cache_lease)
-                .with_archive(Arc::new(UserDbArchive::new(users.pool().clone()))),
-        ),
-        _ => Arc::new(SqliteRevocations::new(pool.clone()).await?),
+/// The server secret (the key of OTP MACs, and in token mode of
+/// token derivation), from the data directory (made on first start), a key
+/// file or the configuration. Early, so a bad secret fails before any
+/// database is opened.
+fn load_secret(settings: &Settings) -> Result<ServerSecret, StartupError> {
+    Ok(match &settings.secret {
+        SecretSource::DataDir => ServerSecret::load_or_create(&settings.data_dir.join("secret"))
+            .map_err(|e| format!("server secret: {e}"))?,
+        SecretSource::File(path) => ServerSecret::from_file(path)?,
+        SecretSource::Value(text) => ServerSecret::parse(text).map_err(|e| format!("TESSERA_SECRET: {e}"))?,
     })
 }
 
-/// The token-mode engine: keys from the key file (made on first start),
-/// revocations loaded before the first request, and the key watcher.
-async fn token_engine(
-    settings: &Settings,
-    config: &TokenConfig,
-    revocations: Arc<dyn RevocationStore>,
-    derive_key: [u8; 32],
-    clock: Arc<dyn Clock>,
-) -> Result<(SignedTokens, JoinHandle<()>), StartupError> {
-    let file = KeyFile::new(settings.keys_file.clone());
-    let keys = file.load_or_create(config.algorithm, clock.now())?;
-    let tokens = SignedTokens::new(config.settings.clone(), &keys, revocations, derive_key)
+/// `<data-dir>/tessera.db`: the local SQLite file.
+fn local_database_path(settings: &Settings) -> PathBuf {
+    settings.data_dir.join("tessera.db")
+}
+
+/// Opens the local SQLite file (WAL) and brings its OTP and
+/// throttle tables up to date. Every node has one, even with Redis: health
+/// checks use it, and `Application::database` hands it out.
+async fn open_local_database(settings: &Settings) -> Result<SqlitePool, StartupError> {
+    let db_path = local_database_path(settings);
+    let pool = tessera::store::sqlite::connect(&db_path)
         .await
-        .map_err(|e| format!("signed tokens: {e}"))?;
-    tracing::info!(
-        keys = %file.path().display(),
-        algorithm = config.algorithm.as_str(),
-        revoked = tokens.revocations().len(),
-        "token mode: signed access tokens with rotating refresh tokens"
-    );
-    let watcher = spawn_key_watcher(file, tokens.clone(), config.clone(), clock, keys);
-    Ok((tokens, watcher))
+        .map_err(|e| format!("cannot open {}: {e}", db_path.display()))?;
+    let mut local = sqlx::migrate!("./migrations/local");
+    // The user tables may share this file; their migrations are tracked
+    // in the same table.
+    local.set_ignore_missing(true);
+    local.run(&pool).await?;
+    Ok(pool)
+}
+
+/// The user repository, on `--database` (SQLite or PostgreSQL) or
+/// else in the local SQLite file, migrated on connect. After the local
+/// migrations, which ignore the user tables' entries in the shared file.
+async fn connect_users(settings: &Settings) -> Result<Users, StartupError> {
+    Ok(match &settings.database {
+        Some(url) => Users::connect(url).await?,
+        None => Users::connect(&format!("sqlite://{}", local_database_path(settings).display())).await?,
+    })
 }
 
 /// Where sessions, OTP challenges and rate limits live: all in Redis when
@@ -335,6 +227,211 @@ impl Backends {
             _lock: None,
         })
     }
+}
+
+/// Where revocations are recorded and pushed: Redis, archived in
+/// the user database, when several nodes share Redis; else the local SQLite
+/// file. Made in every mode; token mode and opaque sessions in Redis use it.
+async fn revocation_store(
+    settings: &Settings,
+    backends: &Backends,
+    pool: &SqlitePool,
+    users: &Users,
+) -> Result<Arc<dyn RevocationStore>, StartupError> {
+    Ok(match (&backends.redis, &settings.redis) {
+        (Some(conn), Some(redis)) => Arc::new(
+            RedisRevocations::new(conn.clone(), &RedisStoreConfig::default().prefix)
+                .with_lease(redis.cache_lease)
+                .with_archive(Arc::new(UserDbArchive::new(users.pool().clone()))),
+        ),
+        _ => Arc::new(SqliteRevocations::new(pool.clone()).await?),
+    })
+}
+
+/// Token mode only (`None` otherwise): the signed-token engine, with
+/// keys from the key file (made on first start), revocations loaded before
+/// the first request, and the task that watches the key file for rotations.
+async fn token_engine(
+    settings: &Settings,
+    secret: &ServerSecret,
+    revocations: &Arc<dyn RevocationStore>,
+    clock: &Arc<dyn Clock>,
+) -> Result<Option<(SignedTokens, JoinHandle<()>)>, StartupError> {
+    let Some(config) = &settings.tokens else {
+        return Ok(None);
+    };
+    let derive_key = secret.mac("tessera/token-derivation/v1", &[]);
+    let file = KeyFile::new(settings.keys_file.clone());
+    let keys = file.load_or_create(config.algorithm, clock.now())?;
+    let tokens = SignedTokens::new(config.settings.clone(), &keys, revocations.clone(), derive_key)
+        .await
+        .map_err(|e| format!("signed tokens: {e}"))?;
+    tracing::info!(
+        keys = %file.path().display(),
+        algorithm = config.algorithm.as_str(),
+        revoked = tokens.revocations().len(),
+        "token mode: signed access tokens with rotating refresh tokens"
+    );
+    let watcher = spawn_key_watcher(file, tokens.clone(), config.clone(), clock.clone(), keys);
+    Ok(Some((tokens, watcher)))
+}
+
+/// OTP issue and check, over the chosen challenge store and
+/// limiter, delivering by console (with a warning: development only) or
+/// webhook. Takes the secret: OTP MACs are its last use.
+fn otp_service(
+    settings: &Settings,
+    backends: &Backends,
+    secret: ServerSecret,
+    clock: &Arc<dyn Clock>,
+) -> Result<OtpService, StartupError> {
+    let sender: Arc<dyn OtpSender> = match &settings.otp {
+        OtpDelivery::Console => {
+            tracing::warn!("OTP codes are printed to stdout (--otp-sender console): development only");
+            Arc::new(ConsoleSender)
+        }
+        OtpDelivery::Webhook(url) => Arc::new(WebhookSender::new(url.clone())?),
+    };
+    Ok(OtpService {
+        store: backends.challenges.clone(),
+        sender,
+        limiter: backends.limiter.clone(),
+        secret,
+        clock: clock.clone(),
+        policy: OtpPolicy {
+            per_ip_hourly: crate::limits::Limit::new(settings.throttles.otp_per_ip, Duration::from_secs(3600)),
+            ..OtpPolicy::default()
+        },
+    })
+}
+
+/// What the handlers share (no I/O).
+fn services(
+    settings: &Settings,
+    users: Users,
+    otp: OtpService,
+    backends: &Backends,
+    pool: &SqlitePool,
+    tokens: Option<SignedTokens>,
+    clock: &Arc<dyn Clock>,
+) -> Services {
+    Services {
+        users,
+        otp,
+        limiter: backends.limiter.clone(),
+        login_limits: LoginLimits::new(
+            settings.throttles.login_per_phone,
+            settings.throttles.login_ceiling_per_phone,
+            settings.throttles.login_per_ip,
+        ),
+        clock: clock.clone(),
+        pool: pool.clone(),
+        redis: backends.redis.clone(),
+        sessions: backends.sessions.clone(),
+        tokens,
+        introspection_secret: settings.introspection_secret.clone(),
+    }
+}
+
+/// The session middleware over the chosen store: signed tokens in
+/// token mode; opaque sessions otherwise, which in Redis also consult the
+/// shared revocations (loaded here) so that what was revoked survives Redis
+/// losing the deletion (the SQLite store is its own archive). Warns when
+/// `--dev` drops `Secure` from the cookies.
+async fn session_layer(
+    settings: &Settings,
+    backends: &Backends,
+    tokens: Option<SignedTokens>,
+    revocations: Arc<dyn RevocationStore>,
+    clock: &Arc<dyn Clock>,
+) -> Result<SessionLayer, StartupError> {
+    if settings.dev {
+        tracing::warn!("--dev: session cookies are sent without Secure over plain HTTP; never in production");
+    }
+    let config = SessionConfig {
+        carrier: settings.carrier,
+        cookie: if settings.dev { CookieSettings::insecure_dev() } else { CookieSettings::default() },
+        expiry: settings.expiry,
+        csrf: CsrfPolicy::new(settings.allowed_origins.clone()),
+        max_sessions_per_user: settings.max_sessions_per_user,
+    };
+    // The layer's refusals wear the course envelope, like every answer.
+    let builder = SessionLayer::builder(backends.sessions.clone())
+        .config(config)
+        .clock(clock.clone())
+        .render_failures_with(crate::error::course_failure);
+    Ok(match tokens {
+        Some(tokens) => builder.signed_tokens(tokens),
+        None if backends.redis.is_some() => builder.revocations(Revocations::attach(revocations).await?),
+        None => builder,
+    }
+    .build())
+}
+
+/// The routes under the middleware stack. A request passes, outermost
+/// first: CatchPanic (a panic anywhere inside becomes the envelope's 500),
+/// Trace (method and path only), CORS (answers preflights before any other
+/// work), client_ip (the address the session layer and throttles record),
+/// the body limit, no-store (on every answer whose route set no
+/// Cache-Control, the session layer's refusals included), and
+/// `SessionLayer` innermost, next to the routes. Each `.layer` wraps what is
+/// already there, so the calls below read from the inside out.
+fn router(settings: &Settings, state: Services, sessions: SessionLayer) -> Router {
+    routes::router(state)
+        .layer(sessions)
+        .layer(axum::middleware::map_response(no_store_by_default))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            TrustedProxies(Arc::new(settings.trusted_proxies.clone())),
+            client_ip::resolve,
+        ))
+        .layer(cors(settings))
+        .layer(
+            TraceLayer::new_for_http()
+                // Method and path only: headers, bodies and query
+                // strings may hold credentials.
+                .make_span_with(
+                    |req: &Request<_>| tracing::info_span!("request", method = %req.method(), path = %req.uri().path()),
+                )
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .layer(CatchPanicLayer::custom(|_| -> Response { crate::envelope::ErrorCode::UNKNOWN_ERROR.into_response() }))
+}
+
+/// Answers carry personal data (profiles, device lists) or secrets (tokens,
+/// CSRF tokens): none may be kept by a browser or shared cache unless its
+/// route said otherwise (the JWKS, which is public and cacheable).
+async fn no_store_by_default(mut response: Response) -> Response {
+    response.headers_mut().entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    response
+}
+
+fn cors(settings: &Settings) -> CorsLayer {
+    let origins: Vec<HeaderValue> =
+        settings.allowed_origins.iter().filter_map(|o| HeaderValue::from_str(o.as_str()).ok()).collect();
+    if origins.is_empty() {
+        // No browser origin is trusted: no CORS headers at all.
+        return CorsLayer::new();
+    }
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_credentials(true)
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            HeaderName::from_static("x-csrf-token"),
+            HeaderName::from_static("x-auth-token"),
+            HeaderName::from_static("x-auth-mode"),
+        ])
+        .expose_headers([HeaderName::from_static("x-auth-token")])
+        .max_age(Duration::from_secs(600))
+}
+
+/// Binds the listen address: after every store is open, so nothing is
+/// accepted (or queued by the kernel) before the service can answer it.
+async fn bind(settings: &Settings) -> Result<TcpListener, StartupError> {
+    TcpListener::bind(settings.bind).await.map_err(|e| format!("cannot bind {}: {e}", settings.bind).into())
 }
 
 /// Every minute: drop lapsed sessions, expired challenges and old counters

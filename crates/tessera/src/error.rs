@@ -2,7 +2,7 @@
 
 use axum::response::{IntoResponse, Response};
 
-use crate::envelope::{ErrorCode, Failure};
+use crate::failure::{default_response, FailureKind};
 use crate::store::StoreError;
 
 /// What can go wrong when a handler uses its session.
@@ -14,14 +14,14 @@ pub enum SessionError {
     /// Another request changed the same attribute first: 409.
     #[error("conflicting session update: {0}")]
     Conflict(String),
-    /// The caller has no live session: 401 / 20003.
+    /// The caller has no live session: 401.
     #[error("not logged in")]
     NotLoggedIn,
     /// A stored attribute does not decode as the type asked for: 500.
     #[error("session attribute {0:?} has an unexpected shape")]
     Decode(&'static str),
     /// A refresh token that is malformed, unknown, expired, or reused
-    /// (whose family is then revoked): 401 / 20009.
+    /// (whose family is then revoked): 401.
     #[error("refresh token rejected")]
     RefreshRejected,
     /// An access token could not be signed (bad key material): 500.
@@ -45,18 +45,20 @@ impl From<StoreError> for SessionError {
 }
 
 impl SessionError {
-    /// The business code this error answers with.
-    pub fn code(&self) -> ErrorCode {
+    /// What kind of failure this is, which decides its answer.
+    pub fn kind(&self) -> FailureKind {
         match self {
-            Self::Unavailable(_) => ErrorCode::SESSION_STORE_UNAVAILABLE,
-            Self::Conflict(_) => ErrorCode::SESSION_CONFLICT,
-            Self::NotLoggedIn => ErrorCode::USER_NOT_LOGIN,
-            Self::RefreshRejected => ErrorCode::REFRESH_TOKEN_INVALID,
-            Self::Decode(_) | Self::MissingLayer | Self::Signing(_) => ErrorCode::UNKNOWN_ERROR,
+            Self::Unavailable(_) => FailureKind::Unavailable,
+            Self::Conflict(_) => FailureKind::Conflict,
+            Self::NotLoggedIn => FailureKind::NotLoggedIn,
+            Self::RefreshRejected => FailureKind::RefreshRejected,
+            Self::Decode(_) | Self::MissingLayer | Self::Signing(_) => FailureKind::Internal,
         }
     }
 }
 
+/// Rendered as the layer's failure renderer says (by default RFC 9457
+/// problem+json); the details stay in the log.
 impl IntoResponse for SessionError {
     fn into_response(self) -> Response {
         match &self {
@@ -66,6 +68,6 @@ impl IntoResponse for SessionError {
             }
             Self::Conflict(_) | Self::NotLoggedIn | Self::RefreshRejected => tracing::debug!(error = %self),
         }
-        Failure::new(self.code()).into_response()
+        default_response(self.kind())
     }
 }

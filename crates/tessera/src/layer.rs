@@ -18,9 +18,11 @@ use tower::{Layer, Service};
 
 use crate::carrier::{self, CarrierKind, Presented, TokenFormat};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{CarrierMode, SessionConfig};
+use crate::config::{CarrierMode, CookieSettings, SessionConfig};
+use crate::csrf::{AllowedOrigin, CsrfPolicy};
 use crate::csrf::{CsrfVerdict, CSRF_HEADER};
-use crate::envelope::ErrorCode;
+use crate::failure::{default_response, rerender, FailureKind, RenderFailure};
+use crate::policy::ExpiryPolicy;
 use crate::record::ClientMeta;
 use crate::session::{Credentials, Outcome, Session, Shared};
 use crate::signed::{Revocations, SignedTokens};
@@ -33,43 +35,135 @@ use crate::store::SessionStore;
 pub struct ClientIp(pub IpAddr);
 
 /// Adds a [`Session`] to every request.
+///
+/// Made with [`SessionLayer::builder`] (secure defaults, chained settings)
+/// or [`SessionLayer::new`] (a store and a whole [`SessionConfig`]).
 #[derive(Debug, Clone)]
 pub struct SessionLayer {
     shared: Arc<Shared>,
 }
 
 impl SessionLayer {
+    /// A layer over `store` with secure defaults, to be adjusted:
+    ///
+    /// ```
+    /// use tessera::{CarrierMode, MemoryStore, SessionLayer};
+    /// let layer = SessionLayer::builder(MemoryStore::new()).carrier(CarrierMode::Header).build();
+    /// ```
+    pub fn builder(store: impl SessionStore) -> SessionLayerBuilder {
+        SessionLayerBuilder {
+            store: Arc::new(store),
+            config: SessionConfig::default(),
+            clock: Arc::new(SystemClock),
+            tokens: None,
+            revocations: None,
+            render: None,
+        }
+    }
+
     /// A layer over `store` with `config`, on the system clock.
     pub fn new(store: Arc<dyn SessionStore>, config: SessionConfig) -> Self {
-        Self::with_clock(store, config, Arc::new(SystemClock))
+        Self::builder(store).config(config).build()
     }
 
     /// A layer with an injected clock (tests move it past timeouts).
     pub fn with_clock(store: Arc<dyn SessionStore>, config: SessionConfig, clock: Arc<dyn Clock>) -> Self {
-        Self {
-            shared: Arc::new(Shared { store, config, clock, tokens: None, refresh_cookie: None, revocations: None }),
-        }
+        Self::builder(store).config(config).clock(clock).build()
     }
 
-    /// Token mode: logins hand out signed access tokens and refresh
-    /// tokens (see [`crate::signed`]) instead of session tokens, and
-    /// requests are authenticated by verifying the access token.
+    /// This layer in token mode (see [`SessionLayerBuilder::signed_tokens`]).
     pub fn with_signed_tokens(self, tokens: SignedTokens) -> Self {
-        let Shared { store, config, clock, .. } = &*self.shared;
-        let revocations = Some(tokens.revocation_handle().clone());
-        let refresh_cookie = match config.carrier {
-            CarrierMode::Auto | CarrierMode::Cookie => Some(config.cookie.refresh_wire_name()),
-            CarrierMode::Header => None,
-        };
-        let shared = Shared {
+        self.rebuilt(|b| b.signed_tokens(tokens))
+    }
+
+    /// This layer with revocations (see [`SessionLayerBuilder::revocations`]).
+    pub fn with_revocations(self, revocations: Revocations) -> Self {
+        self.rebuilt(|b| b.revocations(revocations))
+    }
+
+    fn rebuilt(self, change: impl FnOnce(SessionLayerBuilder) -> SessionLayerBuilder) -> Self {
+        let Shared { store, config, clock, tokens, revocations, render, .. } = &*self.shared;
+        let builder = SessionLayerBuilder {
             store: store.clone(),
             config: config.clone(),
             clock: clock.clone(),
-            tokens: Some(tokens),
-            refresh_cookie,
-            revocations,
+            tokens: tokens.clone(),
+            revocations: revocations.clone(),
+            render: render.clone(),
         };
-        Self { shared: Arc::new(shared) }
+        change(builder).build()
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &SessionConfig {
+        &self.shared.config
+    }
+}
+
+/// Settings for a [`SessionLayer`]; every one has a secure default.
+#[must_use = "call .build() to get the layer"]
+pub struct SessionLayerBuilder {
+    store: Arc<dyn SessionStore>,
+    config: SessionConfig,
+    clock: Arc<dyn Clock>,
+    tokens: Option<SignedTokens>,
+    revocations: Option<Revocations>,
+    render: Option<RenderFailure>,
+}
+
+impl SessionLayerBuilder {
+    /// Every session setting at once (replaces the ones set before).
+    pub fn config(mut self, config: SessionConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Where tokens are accepted and answered (default `Auto`).
+    pub fn carrier(mut self, carrier: CarrierMode) -> Self {
+        self.config.carrier = carrier;
+        self
+    }
+
+    /// The cookie's name and attributes (default `__Host-tessera`, Secure,
+    /// HttpOnly, SameSite=Lax).
+    pub fn cookie(mut self, cookie: CookieSettings) -> Self {
+        self.config.cookie = cookie;
+        self
+    }
+
+    /// Idle and absolute timeouts (default 30 minutes and 12 hours).
+    pub fn expiry(mut self, expiry: ExpiryPolicy) -> Self {
+        self.config.expiry = expiry;
+        self
+    }
+
+    /// Origins trusted for cookie-carried state changes (default none).
+    pub fn allowed_origins(mut self, origins: impl IntoIterator<Item = AllowedOrigin>) -> Self {
+        self.config.csrf = CsrfPolicy::new(origins.into_iter().collect());
+        self
+    }
+
+    /// The most sessions one user may hold; a login beyond it ends the
+    /// oldest (default 10; `None`: no cap).
+    pub fn max_sessions_per_user(mut self, cap: Option<usize>) -> Self {
+        self.config.max_sessions_per_user = cap;
+        self
+    }
+
+    /// The clock sessions are judged by (default the system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Token mode: logins hand out signed access tokens and refresh tokens
+    /// (see [`crate::signed`]) instead of session tokens, and requests are
+    /// authenticated by verifying the access token. The engine's
+    /// revocations are used.
+    pub fn signed_tokens(mut self, tokens: SignedTokens) -> Self {
+        self.revocations = Some(tokens.revocation_handle().clone());
+        self.tokens = Some(tokens);
+        self
     }
 
     /// Opaque mode: sessions ended by someone other than their holder (from
@@ -77,26 +171,44 @@ impl SessionLayer {
     /// also recorded in `revocations`, and a loaded session is checked
     /// against its list, so a store that loses a deletion (Redis restarted
     /// from an older snapshot) cannot bring such a session back. Token mode
-    /// uses its engine's revocations and ignores this.
-    pub fn with_revocations(self, revocations: Revocations) -> Self {
-        if self.shared.tokens.is_some() {
-            return self;
+    /// keeps its engine's revocations.
+    pub fn revocations(mut self, revocations: Revocations) -> Self {
+        if self.tokens.is_none() {
+            self.revocations = Some(revocations);
         }
-        let Shared { store, config, clock, .. } = &*self.shared;
-        let shared = Shared {
-            store: store.clone(),
-            config: config.clone(),
-            clock: clock.clone(),
-            tokens: None,
-            refresh_cookie: None,
-            revocations: Some(revocations),
-        };
-        Self { shared: Arc::new(shared) }
+        self
     }
 
-    /// The configuration in force.
-    pub fn config(&self) -> &SessionConfig {
-        &self.shared.config
+    /// Renders every refusal of this layer and its extractors (and every
+    /// [`SessionError`](crate::SessionError) a handler under it returns)
+    /// with `render` instead of the default RFC 9457 problem document.
+    pub fn render_failures_with(mut self, render: impl Fn(FailureKind) -> Response + Send + Sync + 'static) -> Self {
+        self.render = Some(RenderFailure::new(render));
+        self
+    }
+
+    /// The layer.
+    pub fn build(self) -> SessionLayer {
+        let refresh_cookie = match (&self.tokens, self.config.carrier) {
+            (Some(_), CarrierMode::Auto | CarrierMode::Cookie) => Some(self.config.cookie.refresh_wire_name()),
+            _ => None,
+        };
+        let shared = Shared {
+            store: self.store,
+            config: self.config,
+            clock: self.clock,
+            tokens: self.tokens,
+            refresh_cookie,
+            revocations: self.revocations,
+            render: self.render,
+        };
+        SessionLayer { shared: Arc::new(shared) }
+    }
+}
+
+impl std::fmt::Debug for SessionLayerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionLayerBuilder").field("config", &self.config).finish_non_exhaustive()
     }
 }
 
@@ -145,7 +257,7 @@ where
 
             let csrf = check_csrf(&session, &presented, respond_via, req.method(), req.headers());
             if let Err(rejection) = csrf.await {
-                return Ok(rejection);
+                return Ok(rerender(rejection, shared.render.as_ref()));
             }
 
             req.extensions_mut().insert(session.clone());
@@ -153,9 +265,9 @@ where
 
             match session.commit().await {
                 Ok(outcome) => apply(&shared, &session, outcome, &mut response),
-                Err(e) => return Ok(e.into_response()),
+                Err(e) => return Ok(rerender(e.into_response(), shared.render.as_ref())),
             }
-            Ok(response)
+            Ok(rerender(response, shared.render.as_ref()))
         })
     }
 }
@@ -221,7 +333,7 @@ async fn check_csrf(
 
 fn csrf_rejection() -> Response {
     tracing::info!("cross-site request refused");
-    ErrorCode::CSRF_REJECTED.into_response()
+    default_response(FailureKind::CsrfRejected)
 }
 
 fn apply(shared: &Shared, session: &Session, outcome: Outcome, response: &mut Response) {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::{err_code, TestApp};
+use support::{problem, TestApp};
 use tessera::{AllowedOrigin, CarrierMode, CookieSettings, CsrfPolicy, ExpiryPolicy, SessionConfig, SqliteStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -48,7 +48,7 @@ async fn cookie_flow_logs_in_serves_and_logs_out() {
     // The client may keep the cookie; the server has forgotten it.
     let r = app.get("/me").header("cookie", pair).send().await.unwrap();
     assert_eq!(r.status(), 401);
-    assert_eq!(err_code(r).await, 20003);
+    assert_eq!(problem(r).await, "not-logged-in");
 }
 
 #[tokio::test]
@@ -156,7 +156,7 @@ async fn idle_sessions_expire() {
     app.clock.advance(30 * MIN);
     let r = app.get("/me").bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), 401);
-    assert_eq!(err_code(r).await, 20003);
+    assert_eq!(problem(r).await, "not-logged-in");
 }
 
 #[tokio::test]
@@ -230,7 +230,7 @@ async fn concurrent_updates_to_one_attribute_have_one_winner_and_one_409() {
     statuses.sort();
     assert_eq!(statuses, [200, 409]);
     let loser = if x.status() == 409 { x } else { y };
-    assert_eq!(err_code(loser).await, 10006);
+    assert_eq!(problem(loser).await, "session-conflict");
     let me: Value = app.get("/me").bearer_auth(&token).send().await.unwrap().json().await.unwrap();
     assert!(["first", "second"].contains(&me["data"]["a"].as_str().unwrap()));
 }
@@ -255,7 +255,7 @@ async fn csrf_rules_guard_cookie_carried_state_changes() {
     for request in refused {
         let r = request.send().await.unwrap();
         assert_eq!(r.status(), 403);
-        assert_eq!(err_code(r).await, 10005);
+        assert_eq!(problem(r).await, "csrf-rejected");
     }
     let accepted = [
         visit().header("x-csrf-token", &csrf),
@@ -293,7 +293,7 @@ async fn malformed_tokens_get_401_without_a_store_call() {
             };
             let r = app.get("/me").header(name, value).send().await.unwrap();
             assert_eq!(r.status(), 401, "{name}: {case:?}");
-            assert_eq!(err_code(r).await, 20003);
+            assert_eq!(problem(r).await, "not-logged-in");
         }
         let r = app.get("/me").header("authorization", format!("Bearer {case}")).send().await;
         if let Ok(r) = r {
@@ -335,7 +335,7 @@ async fn a_store_that_is_down_yields_503_not_an_empty_session() {
     ] {
         assert_eq!(r.status(), 503);
         assert_eq!(r.headers()["retry-after"], "1");
-        assert_eq!(err_code(r).await, 10004);
+        assert_eq!(problem(r).await, "store-unavailable");
     }
     // A request with no credential never touches the store.
     assert_eq!(app.get("/public").send().await.unwrap().status(), 200);

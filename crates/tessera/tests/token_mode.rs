@@ -10,11 +10,11 @@ use std::sync::Arc;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use support::Counting;
+use support::{Counting, Success};
 use tessera::signed::{KeySet, MemoryRevocations, SigningAlgorithm};
 use tessera::{
-    AuthUser, Clock, MemoryStore, Session, SessionConfig, SessionError, SessionLayer, SignedTokens, Success,
-    SystemClock, TokenSettings, UserId,
+    AuthUser, Clock, MemoryStore, Session, SessionConfig, SessionError, SessionLayer, SignedTokens, SystemClock,
+    TokenSettings, UserId,
 };
 
 async fn login(session: Session) -> Result<Success<Value>, SessionError> {
@@ -100,7 +100,7 @@ async fn a_revoked_family_cannot_refresh_even_while_its_record_remains() {
     let r = http.post(format!("http://{addr}/refresh")).json(&json!({"refresh": grant["refresh"]})).send().await;
     let r = r.unwrap();
     assert_eq!(r.status(), 401);
-    assert_eq!(r.json::<Value>().await.unwrap()["data"]["errCode"], 20009);
+    assert_eq!(r.json::<Value>().await.unwrap()["type"], "urn:tessera:refresh-rejected");
     assert!(
         tessera::SessionStore::load(&*store, &refresh.family()).await.unwrap().is_some(),
         "the record is still there"

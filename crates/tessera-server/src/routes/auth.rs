@@ -5,7 +5,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http::header;
 use serde_json::{json, Value};
-use tessera::{Session, Success};
+use tessera::Session;
+
+use crate::envelope::Success;
 
 use super::params::Params;
 use super::user::{grant_body, LOGIN_USER};

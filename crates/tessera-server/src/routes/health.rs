@@ -1,9 +1,9 @@
 //! Liveness and readiness in one: the database answers or we are not ready.
 
+use crate::envelope::{ErrorCode, Success};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
-use tessera::{ErrorCode, Success};
 
 use super::AppState;
 

@@ -15,7 +15,9 @@ use http::{header, HeaderMap, HeaderValue, StatusCode};
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 use tessera::signed::Rejection;
-use tessera::{Failure, SessionToken};
+use tessera::SessionToken;
+
+use crate::envelope::{ErrorCode, Failure};
 
 use super::params::Params;
 use super::AppState;
@@ -43,9 +45,7 @@ pub async fn introspect(State(state): State<AppState>, headers: HeaderMap, param
                 return answer(StatusCode::OK, body);
             }
             // This node cannot tell yet: the caller must retry, not conclude.
-            Err(Rejection::NotReady) => {
-                return Failure::new(tessera::ErrorCode::SESSION_STORE_UNAVAILABLE).into_response()
-            }
+            Err(Rejection::NotReady) => return Failure::new(ErrorCode::SESSION_STORE_UNAVAILABLE).into_response(),
             Err(_) => {}
         }
     }

@@ -13,7 +13,9 @@ use std::time::Duration;
 use axum::routing::{delete, get, post};
 use axum::Router;
 use sqlx::SqlitePool;
-use tessera::{Clock, Failure, SessionStore, SignedTokens};
+use tessera::{Clock, SessionStore, SignedTokens};
+
+use crate::envelope::Failure;
 
 use crate::error::codes;
 use crate::limits::{Limit, RateLimiter};

@@ -2,7 +2,9 @@
 
 use axum::extract::Path;
 use serde_json::{json, Value};
-use tessera::{AuthUser, Success};
+use tessera::AuthUser;
+
+use crate::envelope::Success;
 
 use crate::error::ApiError;
 

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use axum::extract::{Query, State};
 use axum::Extension;
 use serde_json::{json, Value};
-use tessera::{AuthUser, CarrierKind, ClientIp, Key, LoginGrant, Session, Success, UserId};
+use tessera::{AuthUser, CarrierKind, ClientIp, Key, LoginGrant, Session, UserId};
+
+use crate::envelope::Success;
 
 use super::params::Params;
 use super::AppState;

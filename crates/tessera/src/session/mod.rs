@@ -45,6 +45,8 @@ pub(crate) struct Shared {
     /// Revocations every node knows: always in token mode; in opaque mode
     /// when the application asked for them.
     pub revocations: Option<Revocations>,
+    /// The application's rendering of refusals; `None`: problem+json.
+    pub render: Option<crate::failure::RenderFailure>,
 }
 
 /// How sessions end, which decides what must be remembered beyond the store.

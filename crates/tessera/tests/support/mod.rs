@@ -16,7 +16,7 @@ use tessera::record::SessionChange;
 use tessera::store::KeyedRecord;
 use tessera::{
     AuthUser, CarrierKind, Key, ManualClock, MaybeAuthUser, Session, SessionConfig, SessionError, SessionKey,
-    SessionLayer, SessionRecord, SessionStore, StoreError, Success, Timestamp, UserId,
+    SessionLayer, SessionLayerBuilder, SessionRecord, SessionStore, StoreError, Timestamp, UserId,
 };
 use tokio::sync::Barrier;
 
@@ -181,6 +181,16 @@ async fn sessions(user: AuthUser) -> Result<Success<Value>, SessionError> {
     Ok(Success(json!(user.session.list_mine().await?)))
 }
 
+/// The test app's own success shape (the library imposes none):
+/// `{"status":"success","data":…}`.
+pub struct Success<T>(pub T);
+
+impl<T: serde::Serialize> axum::response::IntoResponse for Success<T> {
+    fn into_response(self) -> axum::response::Response {
+        axum::Json(json!({"status": "success", "data": self.0})).into_response()
+    }
+}
+
 pub struct TestApp {
     pub addr: SocketAddr,
     pub clock: ManualClock,
@@ -194,9 +204,19 @@ impl TestApp {
     }
 
     pub async fn spawn_on(store: Arc<dyn SessionStore>, config: SessionConfig) -> Self {
+        Self::spawn_with(store, config, |builder| builder).await
+    }
+
+    /// Like [`TestApp::spawn_on`], with the layer's builder adjusted.
+    pub async fn spawn_with(
+        store: Arc<dyn SessionStore>,
+        config: SessionConfig,
+        adjust: impl FnOnce(SessionLayerBuilder) -> SessionLayerBuilder,
+    ) -> Self {
         let clock = ManualClock::starting_now();
         let store = Arc::new(Counting::new(store));
-        let layer = SessionLayer::with_clock(store.clone(), config, Arc::new(clock.clone()));
+        let builder = SessionLayer::builder(store.clone()).config(config).clock(Arc::new(clock.clone()));
+        let layer = adjust(builder).build();
         let app = Router::new()
             .route("/public", get(|| async { "ok" }))
             .route("/login", post(login))
@@ -248,9 +268,12 @@ impl TestApp {
     }
 }
 
-/// The business code of a failure answer.
-pub async fn err_code(r: reqwest::Response) -> u64 {
+/// The kind of a refusal in the library's default rendering (an RFC 9457
+/// problem document): `not-logged-in`, `csrf-rejected`, …
+pub async fn problem(r: reqwest::Response) -> String {
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let status = r.status().as_u16();
     let body: Value = r.json().await.unwrap();
-    assert_eq!(body["status"], "fail", "{body}");
-    body["data"]["errCode"].as_u64().unwrap()
+    assert_eq!(body["status"], status, "{body}");
+    body["type"].as_str().unwrap().strip_prefix("urn:tessera:").unwrap().to_owned()
 }

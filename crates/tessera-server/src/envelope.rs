@@ -3,7 +3,9 @@
 //! Success: `{"status":"success","data":...}`; failure:
 //! `{"status":"fail","data":{"errCode":N,"errMsg":"..."}}`, with a real HTTP
 //! status. The codes continue the numbering of the course API Tessera keeps
-//! compatible with; applications add their own [`ErrorCode`] constants.
+//! compatible with. The session library renders its refusals as RFC 9457
+//! problem documents by default; the server plugs [`crate::error::course_failure`]
+//! into its layer so they wear this envelope too.
 
 use axum::response::{IntoResponse, Response};
 use axum::Json;
