@@ -128,33 +128,12 @@ pub struct RedisLimiter {
     prefix: String,
 }
 
-/// ARGV: now, window (ms), limit. Returns 0 when counted, else the
-/// milliseconds until the window ends.
-static HIT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-local h = redis.call('HMGET', KEYS[1], 'start', 'hits')
-local now, window, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local start, hits = tonumber(h[1]), tonumber(h[2])
-if not start or now - start >= window then start, hits = now, 0 end
-if hits >= limit then return math.max(start + window - now, 1) end
-redis.call('HSET', KEYS[1], 'start', start, 'hits', hits + 1)
-redis.call('PEXPIRE', KEYS[1], start + window - now + 60000)
-return 0
-"#,
-    )
-});
+/// Counts a hit unless the window is full; returns 0 when counted, else the
+/// milliseconds until the window ends (KEYS/ARGV in the file).
+static HIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/rate_limit_hit.lua")));
 
 /// Takes one hit back, never below zero.
-static REFUND: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-local hits = tonumber(redis.call('HGET', KEYS[1], 'hits'))
-if hits and hits > 0 then redis.call('HINCRBY', KEYS[1], 'hits', -1) end
-return 0
-"#,
-    )
-});
+static REFUND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/rate_limit_refund.lua")));
 
 impl RedisLimiter {
     /// Counters under `<prefix>:rl:` on `conn`.

@@ -142,39 +142,16 @@ pub struct RedisChallenges {
     prefix: String,
 }
 
-static PUT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'mac', ARGV[1], 'exp', ARGV[2], 'attempts', 0)
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-"#,
-    )
-});
+// The scripts are in `src/lua/`, each opening with its KEYS, ARGV and reply.
 
-static DISCARD: LazyLock<Script> = LazyLock::new(|| {
-    Script::new("if redis.call('HGET', KEYS[1], 'mac') == ARGV[1] then redis.call('DEL', KEYS[1]) end")
-});
+/// Stores a challenge with a fresh attempt count.
+static PUT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/otp_put.lua")));
 
-/// 0: no live challenge, 1: verified, 2: mismatch. ARGV: mac, now, max attempts.
-static ATTEMPT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-local h = redis.call('HMGET', KEYS[1], 'mac', 'exp', 'attempts')
-if not h[1] then return 0 end
-if tonumber(h[2]) <= tonumber(ARGV[2]) or tonumber(h[3]) >= tonumber(ARGV[3]) then
-  redis.call('DEL', KEYS[1])
-  return 0
-end
-if h[1] == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  return 1
-end
-if redis.call('HINCRBY', KEYS[1], 'attempts', 1) >= tonumber(ARGV[3]) then redis.call('DEL', KEYS[1]) end
-return 2
-"#,
-    )
-});
+/// Deletes the challenge if it is still the one with this MAC.
+static DISCARD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/otp_discard.lua")));
+
+/// 0: no live challenge, 1: verified, 2: mismatch.
+static ATTEMPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/otp_attempt.lua")));
 
 impl RedisChallenges {
     /// Challenges under `<prefix>:otp:` on `conn`.

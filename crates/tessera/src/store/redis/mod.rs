@@ -89,6 +89,9 @@ pub struct RedisStore {
     cluster: bool,
     cache: Option<Arc<NearCache>>,
     listener: Option<tokio::task::JoinHandle<()>>,
+    /// The time the store prunes user indexes by; the trait methods are
+    /// handed `now` where a decision depends on it.
+    clock: Arc<dyn Clock>,
 }
 
 impl Drop for RedisStore {
@@ -132,7 +135,15 @@ impl RedisStore {
             .as_ref()
             .map(|cache| subscription::spawn_listener(cache.clone(), conn.clone(), channel.clone(), lease));
         let cluster = matches!(conn.target(), RedisTarget::Cluster(_));
-        Self { conn, prefix: config.prefix, channel, cluster, cache, listener }
+        Self { conn, prefix: config.prefix, channel, cluster, cache, listener, clock: Arc::new(SystemClock) }
+    }
+
+    /// Reads time from `clock` instead of the system clock (the one the
+    /// session layer judges expiry by, so index pruning agrees with it,
+    /// e.g. a `ManualClock` in tests).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The connection, for other data that should live next to sessions.
@@ -204,7 +215,7 @@ impl RedisStore {
         invocation
             .arg(expire_at)
             .arg(record.absolute_deadline.as_millis())
-            .arg(SystemClock.now().as_millis())
+            .arg(self.clock.now().as_millis())
             .arg(&self.channel)
             .arg(member_of(name))
             .arg(old.map(member_of).unwrap_or_default());
@@ -226,7 +237,7 @@ impl RedisStore {
     /// The session key names in a user's index (after pruning by deadline).
     async fn index_members(&self, index: &str) -> Result<Vec<String>, StoreError> {
         let mut invocation = scripts::LIST_INDEX.prepare_invoke();
-        invocation.key(index).arg(SystemClock.now().as_millis());
+        invocation.key(index).arg(self.clock.now().as_millis());
         let members: Vec<String> = self.conn.run(|mut c| async move { invocation.invoke_async(&mut c).await }).await?;
         Ok(members.iter().filter_map(|m| SessionKey::from_hex(m)).map(|k| self.session_name(&k)).collect())
     }
@@ -424,7 +435,7 @@ impl SessionStore for RedisStore {
                         .key(index)
                         .arg(member_of(&name))
                         .arg(record.absolute_deadline.as_millis())
-                        .arg(SystemClock.now().as_millis());
+                        .arg(self.clock.now().as_millis());
                     self.conn.run(|mut c| async move { invocation.invoke_async::<()>(&mut c).await }).await?;
                 }
                 if let Some(old_name) = &old_name {
@@ -460,5 +471,39 @@ mod tests {
         assert_eq!(RedisStore::user_tag(&alice), RedisStore::user_tag(&alice));
         let tags: std::collections::HashSet<u8> = (0..2000).map(|i| RedisStore::user_tag(&UserId::from(i))).collect();
         assert!(tags.len() > 200, "user ids should spread over the tag space");
+    }
+
+    #[tokio::test]
+    async fn user_indexes_are_pruned_by_the_injected_clock() {
+        use crate::clock::ManualClock;
+        use crate::csrf::CsrfToken;
+        use crate::record::{Attributes, ClientMeta};
+
+        let server = tessera_testkit::RedisServer::start();
+        let config = RedisStoreConfig { near_cache: None, ..RedisStoreConfig::default() };
+        let clock = ManualClock::starting_now();
+        let store = RedisStore::connect(&server.url(), config).await.unwrap().with_clock(Arc::new(clock.clone()));
+        let now = clock.now();
+        let user = UserId::parse("alice").unwrap();
+        let record = SessionRecord {
+            user_id: Some(user.clone()),
+            attributes: Attributes::new(),
+            created_at: now,
+            last_seen: now,
+            idle_deadline: now + Duration::from_secs(1800),
+            absolute_deadline: now + Duration::from_secs(3600),
+            version: 0,
+            client: ClientMeta::new(None, None),
+            csrf_token: CsrfToken::generate(),
+        };
+        let key = store.issue_token(Some(&user)).key();
+        store.create(&key, &record).await.unwrap();
+        let index = store.index_name(&user);
+        assert_eq!(store.index_members(&index).await.unwrap(), vec![store.session_name(&key)]);
+
+        // Redis still holds the key (its own clock is an hour short of the
+        // deadline), but the store's time is past it.
+        clock.advance(Duration::from_secs(7200));
+        assert!(store.index_members(&index).await.unwrap().is_empty());
     }
 }

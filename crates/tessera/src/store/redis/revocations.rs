@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use super::conn::RedisConn;
 use super::scripts;
 use super::subscription::{spawn_listener, Follower};
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::lease::Lease;
 use crate::signed::{Revocation, RevocationArchive, RevocationList, RevocationStore};
 use crate::store::StoreError;
@@ -30,6 +30,8 @@ pub struct RedisRevocations {
     channel: String,
     lease: Duration,
     archive: Option<Arc<dyn RevocationArchive>>,
+    /// What "now" is for pruning the set and the lists.
+    clock: Arc<dyn Clock>,
     listeners: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// The listeners hold their followers weakly; these keep them alive
     /// for as long as this store is.
@@ -52,6 +54,7 @@ impl RedisRevocations {
             channel: format!("{prefix}:revocations"),
             lease: conn.timeout(),
             archive: None,
+            clock: Arc::new(SystemClock),
             conn,
             listeners: Mutex::default(),
             followers: Mutex::default(),
@@ -71,11 +74,19 @@ impl RedisRevocations {
         self.archive = Some(archive);
         self
     }
+
+    /// Reads time from `clock` instead of the system clock (the one the
+    /// signed-token engine judges tokens by, e.g. a `ManualClock` in tests).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
 }
 
-async fn load(conn: &RedisConn, set: &str) -> Result<Vec<Revocation>, StoreError> {
+/// The entries of `set` still in force after `now`.
+async fn load(conn: &RedisConn, set: &str, now: Timestamp) -> Result<Vec<Revocation>, StoreError> {
     let set = set.to_owned();
-    let now = SystemClock.now().as_millis();
+    let now = now.as_millis();
     let entries: Vec<String> = conn
         .run(|mut c| async move {
             redis::cmd("ZRANGEBYSCORE").arg(set).arg(format!("({now}")).arg("+inf").query_async(&mut c).await
@@ -92,7 +103,7 @@ impl RevocationStore for RedisRevocations {
             archive.record(revocations).await?;
         }
         let mut invocation = scripts::REVOKE.prepare_invoke();
-        invocation.key(&self.set).arg(SystemClock.now().as_millis()).arg(&self.channel);
+        invocation.key(&self.set).arg(self.clock.now().as_millis()).arg(&self.channel);
         for r in revocations {
             invocation.arg(r.until().as_millis()).arg(r.encode());
         }
@@ -112,6 +123,7 @@ impl RevocationStore for RedisRevocations {
             conn: self.conn.clone(),
             set: self.set.clone(),
             archive: self.archive.clone(),
+            clock: self.clock.clone(),
         });
         let listener = spawn_listener(follower.clone(), self.conn.clone(), self.channel.clone(), self.lease);
         self.followers.lock().unwrap_or_else(|p| p.into_inner()).push(follower);
@@ -134,14 +146,16 @@ struct ListFollower {
     conn: RedisConn,
     set: String,
     archive: Option<Arc<dyn RevocationArchive>>,
+    clock: Arc<dyn Clock>,
 }
 
 #[async_trait]
 impl Follower for ListFollower {
     async fn subscribed(&self) -> Result<(), StoreError> {
-        self.list.merge(&load(&self.conn, &self.set).await?);
+        let now = self.clock.now();
+        self.list.merge(&load(&self.conn, &self.set, now).await?);
         if let Some(archive) = &self.archive {
-            self.list.merge(&archive.current(SystemClock.now()).await?);
+            self.list.merge(&archive.current(now).await?);
         }
         tracing::info!(entries = self.list.len(), "revocation list loaded");
         Ok(())
@@ -151,7 +165,7 @@ impl Follower for ListFollower {
         let entries: Vec<Revocation> = payload.lines().filter_map(Revocation::decode).collect();
         tracing::debug!(entries = entries.len(), "revocations received");
         self.list.add(&entries);
-        self.list.prune(SystemClock.now());
+        self.list.prune(self.clock.now());
     }
 
     fn lost(&self) {
@@ -161,5 +175,31 @@ impl Follower for ListFollower {
 
     fn lease(&self) -> &Lease {
         self.list.lease()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::store::redis::RedisTarget;
+
+    #[tokio::test]
+    async fn the_set_is_pruned_by_the_injected_clock() {
+        let server = tessera_testkit::RedisServer::start();
+        let target = RedisTarget::parse(&server.url()).unwrap();
+        let conn = RedisConn::connect(target, Duration::from_millis(250)).await.unwrap();
+        let clock = ManualClock::starting_now();
+        let store = RedisRevocations::new(conn.clone(), "t").with_clock(Arc::new(clock.clone()));
+        let start = clock.now();
+        let family = |sid: &str, hours: u64| Revocation::Family {
+            sid: sid.into(),
+            until: start + Duration::from_secs(hours * 3600),
+        };
+        store.revoke(&[family("a", 1)]).await.unwrap();
+        clock.advance(Duration::from_secs(2 * 3600));
+        store.revoke(&[family("b", 3)]).await.unwrap();
+        // Redis's own clock is an hour short of "a"'s time; the store's is past it.
+        assert_eq!(load(&conn, &store.set, start).await.unwrap(), vec![family("b", 3)]);
     }
 }
