@@ -26,6 +26,7 @@ use tracing::Level;
 
 use crate::client_ip::{self, TrustedProxies};
 use crate::configuration::{OtpDelivery, SecretSource, Settings};
+use crate::envelope::ErrorCode;
 use crate::limits::{RateLimiter, RedisLimiter, SqliteLimiter};
 use crate::otp::{
     ChallengeStore, ConsoleSender, OtpPolicy, OtpSender, OtpService, RedisChallenges, SqliteChallenges, WebhookSender,
@@ -59,8 +60,8 @@ impl Application {
         let secret = load_secret(settings)?;
         let pool = open_local_database(settings).await?;
         let users = connect_users(settings).await?;
-        let backends = Backends::open(settings, &pool).await?;
-        let revocations = revocation_store(settings, &backends, &pool, &users).await?;
+        let backends = Backends::open(settings, &pool, &clock).await?;
+        let revocations = revocation_store(settings, &backends, &pool, &users, &clock).await?;
         let (tokens, key_watcher) = token_engine(settings, &secret, &revocations, &clock).await?.unzip();
         let otp = otp_service(settings, &backends, secret, &clock)?;
         let state = services(settings, users, otp, &backends, &pool, tokens.clone(), &clock);
@@ -189,7 +190,7 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, StartupError> {
 }
 
 impl Backends {
-    async fn open(settings: &Settings, pool: &SqlitePool) -> Result<Self, StartupError> {
+    async fn open(settings: &Settings, pool: &SqlitePool, clock: &Arc<dyn Clock>) -> Result<Self, StartupError> {
         let Some(redis) = &settings.redis else {
             // Sessions in the local file: this process must be its only
             // writer for the in-memory cache to be sound, so it holds the
@@ -214,7 +215,7 @@ impl Backends {
             ..RedisStoreConfig::default()
         };
         let prefix = config.prefix.clone();
-        let store = RedisStore::with_connection(conn.clone(), config);
+        let store = RedisStore::with_connection(conn.clone(), config).with_clock(clock.clone());
         if let Some(policy) = store.evicting_policy().await {
             tracing::warn!(%policy, "Redis maxmemory-policy may evict session keys; use noeviction");
         }
@@ -237,12 +238,14 @@ async fn revocation_store(
     backends: &Backends,
     pool: &SqlitePool,
     users: &Users,
+    clock: &Arc<dyn Clock>,
 ) -> Result<Arc<dyn RevocationStore>, StartupError> {
     Ok(match (&backends.redis, &settings.redis) {
         (Some(conn), Some(redis)) => Arc::new(
             RedisRevocations::new(conn.clone(), &RedisStoreConfig::default().prefix)
                 .with_lease(redis.cache_lease)
-                .with_archive(Arc::new(UserDbArchive::new(users.pool().clone()))),
+                .with_archive(Arc::new(UserDbArchive::new(users.pool().clone())))
+                .with_clock(clock.clone()),
         ),
         _ => Arc::new(SqliteRevocations::new(pool.clone()).await?),
     })
@@ -395,7 +398,7 @@ fn router(settings: &Settings, state: Services, sessions: SessionLayer) -> Route
                 )
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
-        .layer(CatchPanicLayer::custom(|_| -> Response { crate::envelope::ErrorCode::UNKNOWN_ERROR.into_response() }))
+        .layer(CatchPanicLayer::custom(|_| -> Response { ErrorCode::UNKNOWN_ERROR.into_response() }))
 }
 
 /// Answers carry personal data (profiles, device lists) or secrets (tokens,
