@@ -8,20 +8,23 @@
 //! - an idle keep-alive timeout: a kept-alive connection that sends no
 //!   next request is closed (hyper's own timer, which starts when the
 //!   connection waits for a request head);
-//! - a cap on open connections below the process's file limit: at the cap
-//!   the loop stops accepting (the kernel's backlog holds the rest) instead
-//!   of failing `accept` with `EMFILE` in a hot loop; an `accept` error is
-//!   answered by a short pause, never a spin;
+//! - a cap on open connections below the process's file limit, so `accept`
+//!   never fails with `EMFILE` in a hot loop (an `accept` error is answered
+//!   by a short pause, never a spin); at the cap a new connection takes the
+//!   place of the one that has waited longest without being served (idle
+//!   between requests, or still trickling its headers), so a flood of slow
+//!   connections cannot make normal requests queue behind it;
 //! - limits on the number and total size of request headers (431 beyond);
 //! - graceful shutdown: stop accepting, let in-flight requests finish
 //!   (bounded), then return.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -32,7 +35,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 
 /// How the front treats connections.
@@ -109,21 +112,25 @@ pub async fn serve(
         .max_header_size(limits.max_header_bytes)
         .keep_alive(true);
     let builder = Arc::new(builder);
+    let open = Arc::new(OpenConnections::default());
     let mut shutdown = pin!(shutdown);
     loop {
         let accepted = tokio::select! {
             () = &mut shutdown => break,
-            accepted = accept(&listener, &permits) => accepted,
+            accepted = accept(&listener, &permits, &open) => accepted,
         };
         let Some((stream, peer, permit)) = accepted else { continue };
-        let (builder, router, stopped) = (builder.clone(), router.clone(), stopped.clone());
+        // Registered here, not in the task: the next accept may need to
+        // choose among every connection accepted so far.
+        let (id, activity) = open.register();
+        let (builder, router, stopped, open) = (builder.clone(), router.clone(), stopped.clone(), open.clone());
         tokio::spawn(async move {
-            let activity = Arc::new(Activity::default());
             let io = TokioIo::new(Watched { inner: stream, activity: activity.clone() });
             let connection = builder.serve_connection(io, service_for(router, peer, activity.clone()));
             if let Err(e) = drive(connection, &activity, limits.header_read_timeout, stopped).await {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
+            open.remove(id);
             drop(permit);
         });
     }
@@ -137,24 +144,69 @@ pub async fn serve(
     Ok(())
 }
 
-/// Waits for a free connection slot, then for a connection. `None` after an
-/// accept error, which has already been waited out.
+/// The next connection and its slot. At the cap the connection is accepted
+/// anyway (the descriptors kept free leave room for one more) and the open
+/// connection that has waited longest without being served gives up its
+/// slot. `None` after an accept error, which has already been waited out.
 async fn accept(
     listener: &TcpListener,
     permits: &Arc<Semaphore>,
+    open: &OpenConnections,
 ) -> Option<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
-    let permit = permits.clone().acquire_owned().await.expect("the semaphore is never closed");
-    match listener.accept().await {
-        Ok((stream, peer)) => {
-            let _ = stream.set_nodelay(true);
-            Some((stream, peer, permit))
-        }
+    let free = permits.clone().try_acquire_owned().ok();
+    let (stream, peer) = match listener.accept().await {
+        Ok(accepted) => accepted,
         Err(e) => {
             // EMFILE/ENFILE and friends: the condition lasts until some
             // connection closes, so retrying at once would only spin.
             tracing::warn!(error = %e, "accept failed; pausing before the next accept");
             tokio::time::sleep(Duration::from_millis(100)).await;
-            None
+            return None;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let permit = match free {
+        Some(permit) => permit,
+        None => {
+            if !open.evict_longest_waiting() {
+                tracing::warn!("at the connection cap with every connection in a request; waiting for one to end");
+            }
+            permits.clone().acquire_owned().await.expect("the semaphore is never closed")
+        }
+    };
+    Some((stream, peer, permit))
+}
+
+/// The open connections, for choosing one to close at the cap.
+#[derive(Debug, Default)]
+struct OpenConnections {
+    next: AtomicU64,
+    entries: Mutex<HashMap<u64, Arc<Activity>>>,
+}
+
+impl OpenConnections {
+    fn register(&self) -> (u64, Arc<Activity>) {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let activity = Arc::new(Activity::default());
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).insert(id, activity.clone());
+        (id, activity)
+    }
+
+    fn remove(&self, id: u64) {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    }
+
+    /// Asks the connection that has waited longest without being served
+    /// to close; `false` when every connection is in a request.
+    fn evict_longest_waiting(&self) -> bool {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let oldest = entries.values().filter_map(|a| a.waiting_since().map(|since| (since, a))).min_by_key(|(s, _)| *s);
+        match oldest {
+            Some((_, activity)) => {
+                activity.evict();
+                true
+            }
+            None => false,
         }
     }
 }
@@ -204,6 +256,10 @@ where
     loop {
         tokio::select! {
             result = connection.as_mut() => return result,
+            () = activity.evicted.notified() => {
+                tracing::debug!("connection closed to make room at the connection cap");
+                return Ok(());
+            }
             _ = stopped.changed(), if !closing => {
                 connection.as_mut().close_gracefully();
                 closing = true;
@@ -236,36 +292,52 @@ where
     }
 }
 
+/// Milliseconds since the first call, one time line for every connection
+/// (so that waits can be compared across connections).
+fn now_ms() -> u64 {
+    static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    u64::try_from(BASE.get_or_init(Instant::now).elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+}
+
 /// Where a connection is in its request cycle, for the header deadline.
 #[derive(Debug)]
 struct Activity {
-    since: Instant,
-    /// Milliseconds after `since` at which the current request's head
+    /// [`now_ms`] at which the current request's head
     /// began arriving (the connection's start for the first request);
     /// [`NOT_READING_HEAD`] between requests and while one is served.
     head_since: AtomicU64,
     /// A request's headers are complete and its answer is not yet given:
     /// bytes now are its body, not a new head.
     serving: AtomicBool,
+    /// [`now_ms`] when the connection last began waiting for a request
+    /// (its start, or its last answer).
+    idle_since: AtomicU64,
+    /// Told to close to make room at the connection cap.
+    evicted: Notify,
+    /// Already chosen to close: not to be chosen again.
+    evicting: AtomicBool,
 }
 
 const NOT_READING_HEAD: u64 = u64::MAX;
 
 impl Default for Activity {
     fn default() -> Self {
-        Self { since: Instant::now(), head_since: AtomicU64::new(0), serving: AtomicBool::new(false) }
+        let now = now_ms();
+        Self {
+            head_since: AtomicU64::new(now),
+            serving: AtomicBool::new(false),
+            idle_since: AtomicU64::new(now),
+            evicted: Notify::new(),
+            evicting: AtomicBool::new(false),
+        }
     }
 }
 
 impl Activity {
-    fn now(&self) -> u64 {
-        u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
-    }
-
     /// Bytes arrived: between requests they start the next head's clock.
     fn bytes_read(&self) {
         if !self.serving.load(Ordering::Acquire) {
-            let _ = self.head_since.compare_exchange(NOT_READING_HEAD, self.now(), Ordering::AcqRel, Ordering::Relaxed);
+            let _ = self.head_since.compare_exchange(NOT_READING_HEAD, now_ms(), Ordering::AcqRel, Ordering::Relaxed);
         }
     }
 
@@ -275,12 +347,26 @@ impl Activity {
     }
 
     fn answered(&self) {
+        self.idle_since.store(now_ms(), Ordering::Release);
         self.serving.store(false, Ordering::Release);
+    }
+
+    /// Since when the connection has been waiting for a request (idle, or
+    /// reading a head); `None` while one is served.
+    fn waiting_since(&self) -> Option<u64> {
+        let waiting = !self.serving.load(Ordering::Acquire) && !self.evicting.load(Ordering::Acquire);
+        waiting.then(|| self.idle_since.load(Ordering::Acquire))
+    }
+
+    fn evict(&self) {
+        self.evicting.store(true, Ordering::Release);
+        // Stored if the connection is not awaiting it yet.
+        self.evicted.notify_one();
     }
 
     fn headers_overdue(&self, limit: Duration) -> bool {
         let started = self.head_since.load(Ordering::Acquire);
-        started != NOT_READING_HEAD && Duration::from_millis(self.now().saturating_sub(started)) >= limit
+        started != NOT_READING_HEAD && Duration::from_millis(now_ms().saturating_sub(started)) >= limit
     }
 }
 

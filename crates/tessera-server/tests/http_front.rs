@@ -109,7 +109,7 @@ async fn silent_and_idle_connections_are_closed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn at_the_connection_cap_the_listener_waits_instead_of_failing() {
+async fn at_the_connection_cap_the_listener_keeps_serving() {
     let app = server_with(700, 5_000, 20).await;
     let addr = app.addr;
     tokio::task::spawn_blocking(move || {
@@ -206,4 +206,28 @@ async fn under_a_low_open_file_limit_a_flood_neither_kills_the_listener_nor_spin
     let _ = child.wait().await;
     let errors = std::fs::read_to_string(&log).unwrap();
     assert!(!errors.contains("Too many open files"), "{errors}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_cap_a_new_connection_takes_the_place_of_a_waiting_one() {
+    // Header deadline 10 s: the hogs would hold their slots that long.
+    let app = server_with(10_000, 60_000, 20).await;
+    let addr = app.addr;
+    tokio::task::spawn_blocking(move || {
+        let _hogs: Vec<TcpStream> = (0..40)
+            .map(|_| {
+                let mut s = TcpStream::connect(addr).unwrap();
+                let _ = s.write_all(b"GET /healthz HTTP/1.1\r\n");
+                s
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        for _ in 0..3 {
+            let (status, took) = get_healthz(addr);
+            assert_eq!(status, "HTTP/1.1 200 OK");
+            assert!(took < Duration::from_secs(2), "served without waiting for the header deadline: {took:?}");
+        }
+    })
+    .await
+    .unwrap();
 }
