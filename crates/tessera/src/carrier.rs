@@ -28,7 +28,7 @@ pub enum CarrierKind {
 
 /// What a request presented.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Presented {
+pub(crate) enum Presented {
     /// No credential at all.
     Nothing,
     /// Something in a carrier that is not a well-formed token.
@@ -51,7 +51,7 @@ impl Presented {
 
 /// Which kind of credential a deployment hands out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenFormat {
+pub(crate) enum TokenFormat {
     /// Opaque session tokens.
     Session,
     /// Signed access tokens (JWT).
@@ -88,7 +88,7 @@ fn looks_like_jwt(text: &str) -> bool {
 }
 
 /// Finds the request's credential under `mode`.
-pub fn read(mode: CarrierMode, cookie: &CookieSettings, headers: &HeaderMap, format: TokenFormat) -> Presented {
+pub(crate) fn read(mode: CarrierMode, cookie: &CookieSettings, headers: &HeaderMap, format: TokenFormat) -> Presented {
     if mode != CarrierMode::Cookie {
         if let Some(found) = read_header(headers, format) {
             // A header token wins outright: falling back to the cookie would
@@ -127,7 +127,7 @@ fn read_header(headers: &HeaderMap, format: TokenFormat) -> Option<Presented> {
 /// has several (the refresh cookie cannot carry the `__Host-` prefix, so a
 /// sibling subdomain could plant a second one: refusing both beats picking
 /// the planted one).
-pub fn read_unique_cookie(name: &str, headers: &HeaderMap) -> Option<String> {
+pub(crate) fn read_unique_cookie(name: &str, headers: &HeaderMap) -> Option<String> {
     let mut found = None;
     for value in headers.get_all(header::COOKIE) {
         let Ok(text) = value.to_str() else { continue };
@@ -141,7 +141,7 @@ pub fn read_unique_cookie(name: &str, headers: &HeaderMap) -> Option<String> {
 }
 
 /// The value of cookie `name`, if the request has one.
-pub fn read_cookie(name: &str, headers: &HeaderMap) -> Option<String> {
+pub(crate) fn read_cookie(name: &str, headers: &HeaderMap) -> Option<String> {
     let mut found = None;
     for value in headers.get_all(header::COOKIE) {
         let Ok(text) = value.to_str() else { continue };
@@ -157,7 +157,7 @@ pub fn read_cookie(name: &str, headers: &HeaderMap) -> Option<String> {
 }
 
 /// Which carrier a newly issued token goes back in.
-pub fn respond_via(mode: CarrierMode, presented: &Presented, headers: &HeaderMap) -> CarrierKind {
+pub(crate) fn respond_via(mode: CarrierMode, presented: &Presented, headers: &HeaderMap) -> CarrierKind {
     match mode {
         CarrierMode::Cookie => CarrierKind::Cookie,
         CarrierMode::Header => CarrierKind::Header,
@@ -173,26 +173,31 @@ pub fn respond_via(mode: CarrierMode, presented: &Presented, headers: &HeaderMap
 }
 
 /// The `Set-Cookie` value that hands `token` to a browser for `max_age`.
-pub fn session_cookie(settings: &CookieSettings, token: &SessionToken, max_age: Duration) -> HeaderValue {
+pub(crate) fn session_cookie(settings: &CookieSettings, token: &SessionToken, max_age: Duration) -> HeaderValue {
     let cookie = build(settings, token.expose(), max_age);
     HeaderValue::from_str(&cookie).expect("cookie text is a valid header value")
 }
 
 /// The `Set-Cookie` value that makes a browser forget its session cookie.
-pub fn expired_cookie(settings: &CookieSettings) -> HeaderValue {
+pub(crate) fn expired_cookie(settings: &CookieSettings) -> HeaderValue {
     let cookie = build(settings, String::new(), Duration::ZERO);
     HeaderValue::from_str(&cookie).expect("cookie text is a valid header value")
 }
 
 /// The `Set-Cookie` value that hands a signed access token to a browser.
-pub fn access_cookie(settings: &CookieSettings, token: &str, max_age: Duration) -> HeaderValue {
+pub(crate) fn access_cookie(settings: &CookieSettings, token: &str, max_age: Duration) -> HeaderValue {
     let cookie = build(settings, token.to_owned(), max_age);
     HeaderValue::from_str(&cookie).expect("cookie text is a valid header value")
 }
 
 /// The `Set-Cookie` value for a refresh token: sent back only to `path`,
 /// and never on cross-site requests (`SameSite=Strict`).
-pub fn refresh_cookie(settings: &CookieSettings, path: &str, token: Option<&str>, max_age: Duration) -> HeaderValue {
+pub(crate) fn refresh_cookie(
+    settings: &CookieSettings,
+    path: &str,
+    token: Option<&str>,
+    max_age: Duration,
+) -> HeaderValue {
     let secs = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
     let cookie = Cookie::build((settings.refresh_wire_name(), token.unwrap_or_default().to_owned()))
         .http_only(true)

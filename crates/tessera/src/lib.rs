@@ -12,7 +12,7 @@
 
 #![warn(missing_docs)]
 
-pub mod carrier;
+mod carrier;
 pub mod clock;
 pub mod config;
 pub mod csrf;
@@ -29,7 +29,7 @@ pub mod signed;
 pub mod store;
 pub mod token;
 
-pub use carrier::CarrierKind;
+pub use carrier::{CarrierKind, AUTH_MODE_HEADER, AUTH_TOKEN_HEADER};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use config::{CarrierMode, CookieSettings, SessionConfig};
 pub use csrf::{AllowedOrigin, CsrfPolicy, CsrfToken};

@@ -86,11 +86,13 @@ impl TokenSettings {
 }
 
 /// The `sid` claim of a family.
+#[doc(hidden)] // the claim's encoding: for tests and the benchmark tool, not an API
 pub fn sid_of(family: &SessionKey) -> String {
     URL_SAFE_NO_PAD.encode(family.as_bytes())
 }
 
 /// The family a `sid` claim names.
+#[doc(hidden)] // the claim's decoding: for tests, not an API
 pub fn family_of(sid: &str) -> Option<SessionKey> {
     let mut bytes = [0u8; 32];
     match URL_SAFE_NO_PAD.decode_slice(sid.as_bytes(), &mut bytes) {

@@ -13,6 +13,7 @@
 //! Round trips: load is one `GET` (none on a near-cache hit); save,
 //! touch, delete and create/rotate are one script each.
 
+#[doc(hidden)] // the stored value's format: public for the benchmarks only
 pub mod codec;
 pub mod conn;
 mod near_cache;
