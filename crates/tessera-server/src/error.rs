@@ -7,6 +7,7 @@ use http::StatusCode;
 use tessera::{FailureKind, SessionError};
 
 use crate::envelope::{ErrorCode, Failure};
+use crate::storage::StorageError;
 
 /// The service's own codes (the session layer's are on [`ErrorCode`]).
 pub mod codes {
@@ -84,23 +85,25 @@ impl ApiError {
     }
 }
 
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::Unavailable(reason) => Self::Unavailable(reason),
+            StorageError::Conflict(reason) => Self::Session(SessionError::Conflict(reason)),
+            StorageError::Failed(reason) => Self::Internal(reason),
+        }
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                Self::Unavailable(e.to_string())
-            }
-            other => Self::Internal(other.to_string()),
-        }
+        StorageError::from(e).into()
     }
 }
 
 impl From<tessera::StoreError> for ApiError {
     fn from(e: tessera::StoreError) -> Self {
-        match e {
-            tessera::StoreError::Unavailable(reason) => Self::Unavailable(reason),
-            other => Self::Internal(other.to_string()),
-        }
+        StorageError::from(e).into()
     }
 }
 
@@ -154,4 +157,27 @@ fn session_code(kind: FailureKind) -> ErrorCode {
 /// layer with `render_failures_with`): the wire contract of the course API.
 pub fn course_failure(kind: FailureKind) -> Response {
     Failure::new(session_code(kind)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(e: impl Into<ApiError>) -> (StatusCode, Option<String>) {
+        let response = e.into().into_response();
+        let retry = response.headers().get(http::header::RETRY_AFTER).map(|v| v.to_str().unwrap().to_owned());
+        (response.status(), retry)
+    }
+
+    #[test]
+    fn storage_errors_mean_the_same_from_every_store() {
+        // The session library's store and the server's own stores agree.
+        assert_eq!(answer(tessera::StoreError::Conflict("x".into())).0, StatusCode::CONFLICT);
+        assert_eq!(answer(StorageError::Conflict("x".into())).0, StatusCode::CONFLICT);
+        assert_eq!(answer(SessionError::Conflict("x".into())).0, StatusCode::CONFLICT);
+        for down in [ApiError::from(tessera::StoreError::Unavailable("x".into())), sqlx::Error::PoolTimedOut.into()] {
+            assert_eq!(answer(down), (StatusCode::SERVICE_UNAVAILABLE, Some("1".to_owned())));
+        }
+        assert_eq!(answer(StorageError::Failed("x".into())).0, StatusCode::INTERNAL_SERVER_ERROR);
+    }
 }

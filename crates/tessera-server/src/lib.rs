@@ -18,5 +18,6 @@ pub mod routes;
 pub mod secret;
 pub mod signing_keys;
 pub mod startup;
+pub mod storage;
 pub mod telemetry;
 pub mod users;

@@ -12,17 +12,24 @@ use tessera::store::redis::RedisConn;
 use tessera::Timestamp;
 
 use crate::error::ApiError;
+use crate::storage::StorageError;
 
 /// Counts hits per bucket per window.
 #[async_trait]
 pub trait RateLimiter: Send + Sync + std::fmt::Debug + 'static {
     /// Records a hit on `bucket` unless it already had `limit` in the
     /// current `window`; then returns the seconds until the window ends.
-    async fn hit(&self, bucket: &str, limit: u32, window: Duration, now: Timestamp) -> Result<Option<u64>, ApiError>;
+    async fn hit(
+        &self,
+        bucket: &str,
+        limit: u32,
+        window: Duration,
+        now: Timestamp,
+    ) -> Result<Option<u64>, StorageError>;
 
     /// Gives back one hit on `bucket` (an attempt that turned out not to
     /// count, e.g. a successful login).
-    async fn refund(&self, bucket: &str) -> Result<(), ApiError>;
+    async fn refund(&self, bucket: &str) -> Result<(), StorageError>;
 }
 
 /// A limit: so many hits per window.
@@ -73,7 +80,7 @@ impl SqliteLimiter {
     }
 
     /// Drops windows that ended before `now - keep`.
-    pub async fn purge(&self, now: Timestamp, keep: Duration) -> Result<u64, ApiError> {
+    pub async fn purge(&self, now: Timestamp, keep: Duration) -> Result<u64, StorageError> {
         let done = sqlx::query("DELETE FROM rate_limit WHERE window_start < ?")
             .bind((now - keep).as_millis())
             .execute(&self.pool)
@@ -84,7 +91,13 @@ impl SqliteLimiter {
 
 #[async_trait]
 impl RateLimiter for SqliteLimiter {
-    async fn hit(&self, bucket: &str, limit: u32, window: Duration, now: Timestamp) -> Result<Option<u64>, ApiError> {
+    async fn hit(
+        &self,
+        bucket: &str,
+        limit: u32,
+        window: Duration,
+        now: Timestamp,
+    ) -> Result<Option<u64>, StorageError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let row: Option<(i64, i64)> = sqlx::query_as("SELECT window_start, hits FROM rate_limit WHERE bucket = ?")
             .bind(bucket)
@@ -111,7 +124,7 @@ impl RateLimiter for SqliteLimiter {
         Ok(None)
     }
 
-    async fn refund(&self, bucket: &str) -> Result<(), ApiError> {
+    async fn refund(&self, bucket: &str) -> Result<(), StorageError> {
         sqlx::query("UPDATE rate_limit SET hits = hits - 1 WHERE bucket = ? AND hits > 0")
             .bind(bucket)
             .execute(&self.pool)
@@ -144,14 +157,20 @@ impl RedisLimiter {
 
 #[async_trait]
 impl RateLimiter for RedisLimiter {
-    async fn hit(&self, bucket: &str, limit: u32, window: Duration, now: Timestamp) -> Result<Option<u64>, ApiError> {
+    async fn hit(
+        &self,
+        bucket: &str,
+        limit: u32,
+        window: Duration,
+        now: Timestamp,
+    ) -> Result<Option<u64>, StorageError> {
         let mut call = HIT.prepare_invoke();
         call.key(format!("{}{bucket}", self.prefix)).arg(now.as_millis()).arg(window.as_millis() as u64).arg(limit);
         let wait_ms: u64 = self.conn.run(|mut c| async move { call.invoke_async(&mut c).await }).await?;
         Ok((wait_ms > 0).then(|| wait_ms.div_ceil(1000)))
     }
 
-    async fn refund(&self, bucket: &str) -> Result<(), ApiError> {
+    async fn refund(&self, bucket: &str) -> Result<(), StorageError> {
         let mut call = REFUND.prepare_invoke();
         call.key(format!("{}{bucket}", self.prefix));
         let _: i64 = self.conn.run(|mut c| async move { call.invoke_async(&mut c).await }).await?;

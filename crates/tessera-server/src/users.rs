@@ -9,7 +9,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
 
 use crate::domain::{NewUser, Telephone};
-use crate::error::ApiError;
+use crate::storage::StorageError;
 
 /// A user as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
@@ -83,14 +83,14 @@ impl Users {
     }
 
     /// Whether the database answers.
-    pub async fn ping(&self) -> Result<(), ApiError> {
+    pub async fn ping(&self) -> Result<(), StorageError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
 
     /// Creates a user and their password row in one transaction; `None`
     /// if the phone is already registered.
-    pub async fn insert(&self, user: &NewUser, password_hash: &str) -> Result<Option<User>, ApiError> {
+    pub async fn insert(&self, user: &NewUser, password_hash: &str) -> Result<Option<User>, StorageError> {
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query_scalar::<_, i64>(
             "INSERT INTO user_info (name, gender, age, telphone, register_mode) VALUES ($1, $2, $3, $4, 'byphone')
@@ -119,7 +119,7 @@ impl Users {
     }
 
     /// The user with `id`.
-    pub async fn by_id(&self, id: i64) -> Result<Option<User>, ApiError> {
+    pub async fn by_id(&self, id: i64) -> Result<Option<User>, StorageError> {
         Ok(sqlx::query_as::<_, User>("SELECT id, name, gender, age, telphone FROM user_info WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
@@ -127,7 +127,7 @@ impl Users {
     }
 
     /// The user with `phone` and their password hash.
-    pub async fn by_phone(&self, phone: &Telephone) -> Result<Option<(User, String)>, ApiError> {
+    pub async fn by_phone(&self, phone: &Telephone) -> Result<Option<(User, String)>, StorageError> {
         #[derive(sqlx::FromRow)]
         struct Row {
             #[sqlx(flatten)]

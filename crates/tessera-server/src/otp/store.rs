@@ -9,7 +9,7 @@ use subtle::ConstantTimeEq;
 use tessera::store::redis::RedisConn;
 use tessera::Timestamp;
 
-use crate::error::ApiError;
+use crate::storage::StorageError;
 
 /// The result of one attempt at a challenge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,9 +28,9 @@ pub enum Attempt {
 #[async_trait]
 pub trait ChallengeStore: Send + Sync + std::fmt::Debug + 'static {
     /// Stores a challenge, replacing any pending one (and its attempt count).
-    async fn put(&self, subject: &str, mac: &[u8; 32], expires_at: Timestamp) -> Result<(), ApiError>;
+    async fn put(&self, subject: &str, mac: &[u8; 32], expires_at: Timestamp) -> Result<(), StorageError>;
     /// Deletes the challenge if it is still the one with `mac`.
-    async fn discard(&self, subject: &str, mac: &[u8; 32]) -> Result<(), ApiError>;
+    async fn discard(&self, subject: &str, mac: &[u8; 32]) -> Result<(), StorageError>;
     /// Checks `mac` against the live challenge: consumes it when right,
     /// counts a wrong try, and deletes it at `max_attempts` wrong tries.
     async fn attempt(
@@ -39,7 +39,7 @@ pub trait ChallengeStore: Send + Sync + std::fmt::Debug + 'static {
         mac: &[u8; 32],
         now: Timestamp,
         max_attempts: u32,
-    ) -> Result<Attempt, ApiError>;
+    ) -> Result<Attempt, StorageError>;
 }
 
 /// Challenges in the `otp_challenge` table.
@@ -55,7 +55,7 @@ impl SqliteChallenges {
     }
 
     /// Deletes challenges that expired before `now`.
-    pub async fn purge(&self, now: Timestamp) -> Result<u64, ApiError> {
+    pub async fn purge(&self, now: Timestamp) -> Result<u64, StorageError> {
         let done = sqlx::query("DELETE FROM otp_challenge WHERE expires_at <= ?")
             .bind(now.as_millis())
             .execute(&self.pool)
@@ -66,7 +66,7 @@ impl SqliteChallenges {
 
 #[async_trait]
 impl ChallengeStore for SqliteChallenges {
-    async fn put(&self, subject: &str, mac: &[u8; 32], expires_at: Timestamp) -> Result<(), ApiError> {
+    async fn put(&self, subject: &str, mac: &[u8; 32], expires_at: Timestamp) -> Result<(), StorageError> {
         sqlx::query(
             "INSERT INTO otp_challenge (subject, code_mac, expires_at, attempts) VALUES (?, ?, ?, 0)
              ON CONFLICT (subject) DO UPDATE SET code_mac = excluded.code_mac,
@@ -80,7 +80,7 @@ impl ChallengeStore for SqliteChallenges {
         Ok(())
     }
 
-    async fn discard(&self, subject: &str, mac: &[u8; 32]) -> Result<(), ApiError> {
+    async fn discard(&self, subject: &str, mac: &[u8; 32]) -> Result<(), StorageError> {
         sqlx::query("DELETE FROM otp_challenge WHERE subject = ? AND code_mac = ?")
             .bind(subject)
             .bind(&mac[..])
@@ -95,7 +95,7 @@ impl ChallengeStore for SqliteChallenges {
         mac: &[u8; 32],
         now: Timestamp,
         max_attempts: u32,
-    ) -> Result<Attempt, ApiError> {
+    ) -> Result<Attempt, StorageError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let row: Option<(Vec<u8>, i64, i64)> =
             sqlx::query_as("SELECT code_mac, expires_at, attempts FROM otp_challenge WHERE subject = ?")
@@ -166,7 +166,7 @@ impl RedisChallenges {
 
 #[async_trait]
 impl ChallengeStore for RedisChallenges {
-    async fn put(&self, subject: &str, mac: &[u8; 32], expires_at: Timestamp) -> Result<(), ApiError> {
+    async fn put(&self, subject: &str, mac: &[u8; 32], expires_at: Timestamp) -> Result<(), StorageError> {
         let mut call = PUT.prepare_invoke();
         // Keep the key a minute past the code's life; expiry itself is `exp`.
         let ttl_ms = expires_at.since(tessera::Clock::now(&tessera::SystemClock)).as_millis() as u64 + 60_000;
@@ -174,7 +174,7 @@ impl ChallengeStore for RedisChallenges {
         Ok(self.conn.run(|mut c| async move { call.invoke_async::<()>(&mut c).await }).await?)
     }
 
-    async fn discard(&self, subject: &str, mac: &[u8; 32]) -> Result<(), ApiError> {
+    async fn discard(&self, subject: &str, mac: &[u8; 32]) -> Result<(), StorageError> {
         let mut call = DISCARD.prepare_invoke();
         call.key(self.key(subject)).arg(&mac[..]);
         Ok(self.conn.run(|mut c| async move { call.invoke_async::<()>(&mut c).await }).await?)
@@ -186,7 +186,7 @@ impl ChallengeStore for RedisChallenges {
         mac: &[u8; 32],
         now: Timestamp,
         max_attempts: u32,
-    ) -> Result<Attempt, ApiError> {
+    ) -> Result<Attempt, StorageError> {
         let mut call = ATTEMPT.prepare_invoke();
         call.key(self.key(subject)).arg(&mac[..]).arg(now.as_millis()).arg(max_attempts);
         let outcome: i64 = self.conn.run(|mut c| async move { call.invoke_async(&mut c).await }).await?;
