@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tessera::signed::SigningAlgorithm;
 use tessera::{AllowedOrigin, CarrierMode, ExpiryPolicy, TokenSettings};
 
@@ -45,7 +45,7 @@ pub enum KeysCommand {
 }
 
 /// What logins hand out (see the README's "Signed tokens").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TokensArg {
     /// Opaque session tokens, sessions in the store (the default).
@@ -55,7 +55,7 @@ pub enum TokensArg {
 }
 
 /// The access-token signing algorithm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AlgorithmArg {
     /// Ed25519.
@@ -67,7 +67,7 @@ pub enum AlgorithmArg {
 }
 
 /// Where tokens travel (see the README's "Carriers").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CarrierArg {
     /// Cookie only.
@@ -90,7 +90,7 @@ impl AlgorithmArg {
 }
 
 /// How OTP codes are delivered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OtpSenderArg {
     /// Print to stdout (development only).
@@ -100,7 +100,7 @@ pub enum OtpSenderArg {
 }
 
 /// `tessera serve` options; also the shape of the TOML file (kebab-case keys).
-#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[derive(Debug, Clone, Default, Args, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ServeArgs {
     /// A TOML file with any of the keys below (e.g. `bind = "0.0.0.0:8080"`).
@@ -439,44 +439,24 @@ impl ServeArgs {
         self.merged_over(file).into_settings()
     }
 
+    /// These options over `file`'s: every option given here (a value, or a
+    /// non-empty list) wins. Written once for all options: a new one needs
+    /// no line here.
     fn merged_over(self, file: ServeArgs) -> ServeArgs {
-        ServeArgs {
-            config: self.config,
-            bind: self.bind.or(file.bind),
-            data_dir: self.data_dir.or(file.data_dir),
-            carrier: self.carrier.or(file.carrier),
-            dev: self.dev.or(file.dev),
-            otp_sender: self.otp_sender.or(file.otp_sender),
-            otp_webhook: self.otp_webhook.or(file.otp_webhook),
-            allowed_origins: or_list(self.allowed_origins, file.allowed_origins),
-            trusted_proxies: or_list(self.trusted_proxies, file.trusted_proxies),
-            idle_timeout: self.idle_timeout.or(file.idle_timeout),
-            absolute_timeout: self.absolute_timeout.or(file.absolute_timeout),
-            log: self.log.or(file.log),
-            redis: self.redis.or(file.redis),
-            redis_timeout_ms: self.redis_timeout_ms.or(file.redis_timeout_ms),
-            near_cache: self.near_cache.or(file.near_cache),
-            cache_lease_ms: self.cache_lease_ms.or(file.cache_lease_ms),
-            header_read_timeout_ms: self.header_read_timeout_ms.or(file.header_read_timeout_ms),
-            keep_alive_timeout_ms: self.keep_alive_timeout_ms.or(file.keep_alive_timeout_ms),
-            max_connections: self.max_connections.or(file.max_connections),
-            login_ceiling_per_phone: self.login_ceiling_per_phone.or(file.login_ceiling_per_phone),
-            secret_file: self.secret_file.or(file.secret_file),
-            database: self.database.or(file.database),
-            login_limit_per_phone: self.login_limit_per_phone.or(file.login_limit_per_phone),
-            login_limit_per_ip: self.login_limit_per_ip.or(file.login_limit_per_ip),
-            otp_limit_per_ip: self.otp_limit_per_ip.or(file.otp_limit_per_ip),
-            max_sessions_per_user: self.max_sessions_per_user.or(file.max_sessions_per_user),
-            tokens: self.tokens.or(file.tokens),
-            token_algorithm: self.token_algorithm.or(file.token_algorithm),
-            access_ttl: self.access_ttl.or(file.access_ttl),
-            refresh_grace: self.refresh_grace.or(file.refresh_grace),
-            keys_file: self.keys_file.or(file.keys_file),
-            key_rotation_interval: self.key_rotation_interval.or(file.key_rotation_interval),
-            issuer: self.issuer.or(file.issuer),
-            audience: self.audience.or(file.audience),
-            introspection_secret: self.introspection_secret.or(file.introspection_secret),
+        let config = self.config.clone();
+        let mut merged = serde_json::to_value(&file).expect("options serialize");
+        let given = serde_json::to_value(&self).expect("options serialize");
+        if let (serde_json::Value::Object(base), serde_json::Value::Object(over)) = (&mut merged, given) {
+            for (key, value) in over {
+                let absent = value.is_null() || value.as_array().is_some_and(Vec::is_empty);
+                if !absent {
+                    base.insert(key, value);
+                }
+            }
         }
+        let mut args: ServeArgs = serde_json::from_value(merged).expect("a merge of valid options is valid");
+        args.config = config;
+        args
     }
 
     fn into_settings(self) -> Result<Settings, String> {
@@ -655,15 +635,6 @@ fn http_limits(
     Ok(crate::http_front::HttpLimits { header_read_timeout, keep_alive_timeout, max_connections, ..*defaults })
 }
 
-/// A repeatable option given at all replaces the file's list.
-fn or_list<T>(given: Vec<T>, file: Vec<T>) -> Vec<T> {
-    if given.is_empty() {
-        file
-    } else {
-        given
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -749,6 +720,43 @@ mod tests {
         let file: ServeArgs = toml::from_str("tokens = \"signed\"\nkey-rotation-interval = 0").unwrap();
         let s = parse(&[]).merged_over(file).into_settings().unwrap();
         assert!(s.tokens.unwrap().rotation_interval.is_none());
+    }
+
+    #[test]
+    fn every_option_given_on_the_command_line_beats_the_file() {
+        // The file sets every option that has a flag; the command line sets
+        // them all again: the command line must win for each, with no
+        // per-option merge code to forget.
+        let file: ServeArgs = toml::from_str(
+            "bind = \"127.0.0.1:1\"\nredis-timeout-ms = 1\ncache-lease-ms = 1\nheader-read-timeout-ms = 1\n\
+             login-ceiling-per-phone = 1\nmax-connections = 1\nkeys-file = \"/file\"\ntrusted-proxies = [\"10.0.0.1\"]",
+        )
+        .unwrap();
+        let args = parse(&[
+            "--bind",
+            "127.0.0.1:2",
+            "--redis-timeout-ms",
+            "2",
+            "--cache-lease-ms",
+            "2",
+            "--header-read-timeout-ms",
+            "2",
+            "--login-ceiling-per-phone",
+            "2",
+            "--max-connections",
+            "2",
+            "--keys-file",
+            "/flag",
+        ])
+        .merged_over(file);
+        assert_eq!(args.bind.unwrap().port(), 2);
+        assert_eq!(args.redis_timeout_ms, Some(2));
+        assert_eq!(args.cache_lease_ms, Some(2));
+        assert_eq!(args.header_read_timeout_ms, Some(2));
+        assert_eq!(args.login_ceiling_per_phone, Some(2));
+        assert_eq!(args.max_connections, Some(2));
+        assert_eq!(args.keys_file, Some(PathBuf::from("/flag")));
+        assert_eq!(args.trusted_proxies, vec!["10.0.0.1".parse::<IpAddr>().unwrap()], "an empty list is not given");
     }
 
     #[test]
