@@ -59,6 +59,26 @@ impl Setup {
         node.login_header(&self.http).await["token"].as_str().unwrap().to_owned()
     }
 
+    /// A header login on `node` as soon as it serves again (after a fault).
+    async fn login_once_serving(&self, node: &Node) -> String {
+        let started = Instant::now();
+        loop {
+            let r = self
+                .http
+                .post(node.url("/user/login"))
+                .header("x-auth-mode", "header")
+                .json(&json!({"telephone": PHONE, "password": PASSWORD}))
+                .send()
+                .await
+                .unwrap();
+            if r.status() == 200 {
+                return r.json::<Value>().await.unwrap()["data"]["token"].as_str().unwrap().to_owned();
+            }
+            assert!(started.elapsed() < Duration::from_secs(5), "{} does not serve again", node.base);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Every node serves a fresh login again and refuses every `ended` token.
     async fn serve_but_refuse(&self, nodes: &[Node], ended: &[String]) {
         for node in nodes {
@@ -256,4 +276,24 @@ async fn after_a_sentinel_failover_a_signed_token_node_serves_again_within_two_s
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     eprintln!("serving {:?} after the promotion", promoted.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ending_the_others_reaches_families_whose_records_redis_lost() {
+    // Redis restarts empty: the family record of `lost` is gone, so no
+    // listing can name it; "end my other sessions" must still end it.
+    let mut redis = RedisServer::start();
+    let setup = Setup::new().await;
+    let nodes = vec![setup.node(&redis.url(), true).await, setup.node(&redis.url(), true).await];
+    setup.register(&nodes[0]).await;
+    let lost = setup.login(&nodes[0]).await;
+    redis.restart();
+    let mine = setup.login_once_serving(&nodes[1]).await;
+    assert_eq!(nodes[0].me_status(&setup.http, &lost).await, 200, "a valid token outlives its lost record");
+    let r = setup.http.delete(nodes[1].url("/user/sessions")).bearer_auth(&mine).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    for node in &nodes {
+        node.until_status(&setup.http, &lost, 401).await;
+        assert_eq!(node.me_status(&setup.http, &mine).await, 200, "the caller's own session stays");
+    }
 }

@@ -41,6 +41,36 @@ impl Session {
         Ok(revocations.revoke(&entries).await?)
     }
 
+    /// "End my others": `families` by name, and everything else `user` was
+    /// issued before now but the `keep` family, by a cutoff that holds even
+    /// for families a store lost (no listing could name them).
+    pub(super) async fn revoke_all_but(
+        &self,
+        user: &UserId,
+        keep: &SessionKey,
+        families: &[SessionKey],
+    ) -> Result<(), SessionError> {
+        let Some(revocations) = &self.0.shared.revocations else { return Ok(()) };
+        let now = self.0.now;
+        let (mut entries, until) = match &self.0.shared.tokens {
+            Some(tokens) => (
+                families.iter().map(|f| tokens.family_revocation(f, now)).collect::<Vec<_>>(),
+                now + tokens.settings().revocation_lifetime(),
+            ),
+            None => (
+                families.iter().map(|f| self.session_revocation(f)).collect(),
+                now + self.0.shared.config.expiry.absolute(),
+            ),
+        };
+        entries.push(Revocation::Others {
+            user: user.clone(),
+            not_before_ms: now.as_millis(),
+            keep: sid_of(keep),
+            until,
+        });
+        Ok(revocations.revoke(&entries).await?)
+    }
+
     /// The keys of `user`'s sessions (families) but `except`, to revoke
     /// before deleting them; none when nothing is revoked by name.
     pub(super) async fn families_of(

@@ -485,7 +485,7 @@ impl Session {
     pub async fn revoke_others(&self) -> Result<u64, SessionError> {
         let (user, current) = self.logged_in().await?;
         let families = self.families_of(&user, Some(current)).await?;
-        self.revoke_families(&families, Ending::Revoked).await?;
+        self.revoke_all_but(&user, &current, &families).await?;
         self.delete_ended(&user, Some(&current), &families).await
     }
 

@@ -47,23 +47,40 @@ pub enum Revocation {
         /// When the entry may be forgotten.
         until: Timestamp,
     },
+    /// Every token (and session) of a user issued before a time but those
+    /// of one family ("end my other sessions"): it holds even for families
+    /// whose records a store lost, which no listing could name.
+    Others {
+        /// The user (`sub` claim).
+        user: UserId,
+        /// What was issued before this (milliseconds since the epoch) is revoked…
+        not_before_ms: i64,
+        /// …except this family (`sid`), the caller's.
+        keep: String,
+        /// When the entry may be forgotten.
+        until: Timestamp,
+    },
 }
 
 impl Revocation {
     /// When the entry may be forgotten.
     pub fn until(&self) -> Timestamp {
         match self {
-            Self::Family { until, .. } | Self::User { until, .. } => *until,
+            Self::Family { until, .. } | Self::User { until, .. } | Self::Others { until, .. } => *until,
         }
     }
 
     /// The entry as one line of text, for stores and channels:
-    /// `f <until> <sid>` or `U <until> <not_before_ms> <user>` (`u`, read
-    /// too, is the older form with the cutoff in seconds).
+    /// `f <until> <sid>`, `U <until> <not_before_ms> <user>` (`u`, read
+    /// too, is the older form with the cutoff in seconds), or
+    /// `o <until> <not_before_ms> <kept sid> <user>`.
     pub fn encode(&self) -> String {
         match self {
             Self::Family { sid, until } => format!("f {} {sid}", until.as_millis()),
             Self::User { user, not_before_ms, until } => format!("U {} {not_before_ms} {user}", until.as_millis()),
+            Self::Others { user, not_before_ms, keep, until } => {
+                format!("o {} {not_before_ms} {keep} {user}", until.as_millis())
+            }
         }
     }
 
@@ -80,6 +97,15 @@ impl Revocation {
                 let not_before_ms = if kind == "u" { not_before.checked_mul(1000)? } else { not_before };
                 Some(Self::User { user: UserId::parse(user).ok()?, not_before_ms, until })
             }
+            "o" => {
+                let (not_before, rest) = rest.split_once(' ')?;
+                let (keep, user) = rest.split_once(' ')?;
+                if keep.is_empty() {
+                    return None;
+                }
+                let not_before_ms = not_before.parse().ok()?;
+                Some(Self::Others { user: UserId::parse(user).ok()?, not_before_ms, keep: keep.to_owned(), until })
+            }
             _ => None,
         }
     }
@@ -89,6 +115,8 @@ impl Revocation {
 struct Entries {
     families: HashMap<String, Timestamp>,
     users: HashMap<UserId, (i64, Timestamp)>,
+    /// Per user: (cutoff, kept family, until) of each "end my others".
+    others: HashMap<UserId, Vec<(i64, String, Timestamp)>>,
 }
 
 impl Entries {
@@ -102,7 +130,23 @@ impl Entries {
                 let slot = self.users.entry(user.clone()).or_insert((*not_before_ms, *until));
                 *slot = (slot.0.max(*not_before_ms), slot.1.max(*until));
             }
+            Revocation::Others { user, not_before_ms, keep, until } => {
+                let list = self.others.entry(user.clone()).or_default();
+                if !list.iter().any(|(nb, k, _)| nb == not_before_ms && k == keep) {
+                    list.push((*not_before_ms, keep.clone(), *until));
+                }
+            }
         }
+    }
+
+    /// Whether what `user` was issued at `issued_ms` in family `sid` is revoked.
+    fn revokes(&self, sid: &str, user: &UserId, issued_ms: i64) -> bool {
+        self.families.contains_key(sid)
+            || self.users.get(user).is_some_and(|(not_before, _)| issued_ms < *not_before)
+            || self
+                .others
+                .get(user)
+                .is_some_and(|list| list.iter().any(|(not_before, keep, _)| issued_ms < *not_before && keep != sid))
     }
 }
 
@@ -179,12 +223,16 @@ impl RevocationList {
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
         entries.families.retain(|_, until| *until > now);
         entries.users.retain(|_, (_, until)| *until > now);
+        entries.others.retain(|_, list| {
+            list.retain(|(_, _, until)| *until > now);
+            !list.is_empty()
+        });
     }
 
     /// How many entries are held.
     pub fn len(&self) -> usize {
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
-        entries.families.len() + entries.users.len()
+        entries.families.len() + entries.users.len() + entries.others.values().map(Vec::len).sum::<usize>()
     }
 
     /// Whether no entry is held.
@@ -197,9 +245,7 @@ impl RevocationList {
     /// not mint tokens for it even if its record is still in the store (a
     /// revocation is recorded before the record is deleted).
     pub fn revokes_family(&self, sid: &str, user: &UserId, created_ms: i64) -> bool {
-        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
-        entries.families.contains_key(sid)
-            || entries.users.get(user).is_some_and(|(not_before, _)| created_ms < *not_before)
+        self.entries.read().unwrap_or_else(|p| p.into_inner()).revokes(sid, user, created_ms)
     }
 
     /// Whether the session `key` of `user`, created at `created_ms`, has
@@ -208,7 +254,7 @@ impl RevocationList {
     pub fn revokes_session(&self, key: &SessionKey, user: &UserId, created_ms: i64) -> bool {
         {
             let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
-            if entries.families.is_empty() && !entries.users.contains_key(user) {
+            if entries.families.is_empty() && !entries.users.contains_key(user) && !entries.others.contains_key(user) {
                 return false;
             }
         }
@@ -221,13 +267,10 @@ impl RevocationList {
             return Err(Rejection::NotReady);
         }
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
-        if entries.families.contains_key(&claims.sid) {
-            return Err(Rejection::Revoked);
-        }
         // Strictly before, in milliseconds: a login right after
         // "everywhere" must work, one right before must not (even if its
         // family record was lost and so not revoked by `sid`).
-        if entries.users.get(&claims.sub).is_some_and(|(not_before, _)| claims.issued_ms() < *not_before) {
+        if entries.revokes(&claims.sid, &claims.sub, claims.issued_ms()) {
             return Err(Rejection::Revoked);
         }
         Ok(())
@@ -410,6 +453,20 @@ mod tests {
         assert_eq!(list.check(&at(50_500)), Ok(()), "issued just after");
         let forged = AccessClaims { iat_ms: Some(99_000), ..claims("s", "7", 50) };
         assert_eq!(list.check(&forged), Err(Rejection::Revoked), "iat_ms must agree with iat");
+    }
+
+    #[test]
+    fn ending_the_others_spares_the_kept_family_only() {
+        let list = RevocationList::new();
+        let until = Timestamp::from_millis(i64::MAX / 2);
+        let others = Revocation::Others { user: UserId::from(7), not_before_ms: 50_000, keep: "mine".into(), until };
+        assert_eq!(Revocation::decode(&others.encode()), Some(others.clone()));
+        list.load(&[others]);
+        let at = |sid: &str, ms: i64| AccessClaims { iat_ms: Some(ms), ..claims(sid, "7", ms / 1000) };
+        assert_eq!(list.check(&at("lost", 49_000)), Err(Rejection::Revoked), "even a family nobody could list");
+        assert_eq!(list.check(&at("mine", 49_000)), Ok(()), "the caller's own family");
+        assert_eq!(list.check(&at("later", 50_001)), Ok(()), "a login after it");
+        assert_eq!(list.check(&AccessClaims { iat_ms: Some(1), ..claims("x", "8", 0) }), Ok(()), "other users");
     }
 
     #[test]
