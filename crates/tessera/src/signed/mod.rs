@@ -304,7 +304,7 @@ impl SignedTokens {
         }
     }
 
-    /// Revokes at once on this node, then records and pushes to all nodes.
+    /// Records and pushes to all nodes, this one included (see [`Revocations::revoke`]).
     pub async fn revoke(&self, revocations: &[Revocation]) -> Result<(), StoreError> {
         self.0.revocations.revoke(revocations).await
     }

@@ -320,13 +320,19 @@ impl Revocations {
         &self.list
     }
 
-    /// Revokes at once on this node, then records and pushes to all nodes.
+    /// Records and pushes to all nodes, then (before the answer, so this
+    /// node never honours what it just acknowledged as revoked) adds to this
+    /// node's list. Nothing is added here when the store fails: a node must
+    /// not refuse alone what the others were never told (the caller gets
+    /// 503 and retries; an archive that kept it is merged by every node at
+    /// its next load).
     pub async fn revoke(&self, revocations: &[Revocation]) -> Result<(), StoreError> {
         if revocations.is_empty() {
             return Ok(());
         }
+        self.store.revoke(revocations).await?;
         self.list.merge(revocations);
-        self.store.revoke(revocations).await
+        Ok(())
     }
 }
 

@@ -198,6 +198,19 @@ impl RedisConn {
         }
     }
 
+    /// Under Sentinel: the address of the server commands go to now, if a
+    /// connection is open.
+    pub(crate) fn command_server(&self) -> Option<String> {
+        match &self.inner.backend {
+            Backend::Sentinel { current, .. } => current
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .map(|(client, _)| client.get_connection_info().addr().to_string()),
+            _ => None,
+        }
+    }
+
     /// Under Sentinel: drops the command connection so the next call asks
     /// the sentinels for the master again (a demoted master still answers
     /// reads and `PUBLISH`, so nothing else would tell).

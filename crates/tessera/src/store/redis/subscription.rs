@@ -48,10 +48,6 @@ const HEARTBEATS_PER_LEASE: u32 = 4;
 /// again at most this long after Redis is back.
 const MAX_BACKOFF: Duration = Duration::from_millis(500);
 
-/// How often, under Sentinel, the listener checks that it still listens to
-/// the current master.
-const MASTER_CHECK_EVERY: Duration = Duration::from_secs(1);
-
 /// Keeps `follower` subscribed to `channel` until it is dropped, renewing
 /// its lease by `lease` after each heartbeat.
 ///
@@ -112,6 +108,16 @@ pub fn spawn_listener<F: Follower>(
     })
 }
 
+/// Whether a `ROLE` reply says "master".
+fn is_master(role: &redis::Value) -> bool {
+    let redis::Value::Array(items) = role else { return false };
+    match items.first() {
+        Some(redis::Value::BulkString(role)) => role.as_slice() == b"master",
+        Some(redis::Value::SimpleString(role)) => role == "master",
+        _ => false,
+    }
+}
+
 /// A random name part, so each listener hears only its own heartbeats.
 fn heartbeat_id() -> u64 {
     let mut bytes = [0u8; 8];
@@ -168,7 +174,9 @@ impl<F: Follower> Listening<'_, F> {
                     }
                     let Some(follower) = self.weak.upgrade() else { return false };
                     follower.lease().renew(sent, self.lease);
-                    if master_checked.elapsed() >= MASTER_CHECK_EVERY {
+                    // Under Sentinel, once per lease: after a failover the
+                    // old master may still call itself master for a while.
+                    if master_checked.elapsed() >= self.lease {
                         master_checked = Instant::now();
                         if !self.still_on_master().await {
                             return true;
@@ -195,14 +203,25 @@ impl<F: Follower> Listening<'_, F> {
     async fn beat(&self, stream: &mut PubSubStream, sequence: u64) -> Beat {
         let deadline = tokio::time::Instant::now() + self.conn.timeout();
         let channel = self.heartbeats.to_owned();
-        let published =
-            self.conn
-                .run(|mut c| async move {
-                    redis::cmd("PUBLISH").arg(channel).arg(sequence).query_async::<i64>(&mut c).await
-                })
-                .await;
-        if published.is_err() {
-            return Beat::Lost;
+        // Under Sentinel the same round trip asks the server its ROLE: a
+        // demoted master still answers reads and PUBLISH (to itself only),
+        // so a node on it would otherwise hear its own heartbeats and none
+        // of the new master's invalidations.
+        let sentinel = self.conn.is_sentinel();
+        let published = self
+            .conn
+            .run(|mut c| async move {
+                let mut pipe = redis::pipe();
+                if sentinel {
+                    pipe.cmd("ROLE");
+                }
+                pipe.cmd("PUBLISH").arg(channel).arg(sequence);
+                pipe.query_async::<Vec<redis::Value>>(&mut c).await
+            })
+            .await;
+        match published {
+            Ok(replies) if !sentinel || replies.first().is_some_and(is_master) => {}
+            _ => return Beat::Lost,
         }
         let expected = sequence.to_string();
         loop {
@@ -217,16 +236,21 @@ impl<F: Follower> Listening<'_, F> {
         }
     }
 
-    /// Under Sentinel: whether the subscription is still on the master.
+    /// Under Sentinel: whether the subscription is still on the master the
+    /// sentinels name; a command connection elsewhere is dropped.
     async fn still_on_master(&self) -> bool {
         if !self.conn.is_sentinel() {
             return true;
         }
         let limit = self.conn.timeout().max(Duration::from_millis(500));
-        match tokio::time::timeout(limit, self.conn.pubsub_client()).await {
-            Ok(Ok(client)) => client.get_connection_info().addr().to_string() == self.server,
+        let master = match tokio::time::timeout(limit, self.conn.pubsub_client()).await {
+            Ok(Ok(client)) => client.get_connection_info().addr().to_string(),
             // The sentinels cannot say: keep the subscription rather than flap.
-            _ => true,
+            _ => return true,
+        };
+        if self.conn.command_server().is_some_and(|server| server != master) {
+            self.conn.forget_master();
         }
+        master == self.server
     }
 }
