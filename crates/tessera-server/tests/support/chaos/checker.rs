@@ -38,6 +38,11 @@ pub struct Bounds {
     /// Slack past a header-read deadline before a held slowloris connection
     /// counts.
     pub header_slack: Duration,
+    /// After a Sentinel failover, how long until every node must have left
+    /// the old master (the sentinels agree, the node asks them once per
+    /// lease): an end acknowledged before then may be honoured until then
+    /// plus `stale` (the README's documented Sentinel bound).
+    pub failover_settle: Duration,
 }
 
 /// How a credential came to be ended.
@@ -293,7 +298,23 @@ fn wiped_since_confirmed(r: &Record, by: CredId, recorded: &Recorded) -> bool {
         .filter(|t| *t < r.invoked)
         .max()
         .unwrap_or_default();
-    recorded.faults.iter().any(|f| f.kind == FaultKind::RedisWipe && f.end >= confirmed && f.start <= r.completed)
+    // A failover loses what the old master had not yet replicated (Redis
+    // replication is asynchronous): a just-rotated token may be unknown.
+    recorded.faults.iter().any(|f| {
+        matches!(f.kind, FaultKind::RedisWipe | FaultKind::Failover) && f.end >= confirmed && f.start <= r.completed
+    })
+}
+
+/// Until when an end acknowledged at `at` may still be honoured: `stale`
+/// after it, or, if a Sentinel failover was under way or had just healed,
+/// `stale` after every node must have left the old master.
+fn honoured_until(at: Duration, faults: &[Fault], bounds: &Bounds) -> Duration {
+    let settling = faults
+        .iter()
+        .filter(|f| f.kind == FaultKind::Failover && f.start <= at && at <= f.end + bounds.failover_settle)
+        .map(|f| f.end + bounds.failover_settle)
+        .max();
+    settling.map_or(at, |settled| settled.max(at)) + bounds.stale
 }
 
 fn stale_accepts(recorded: &Recorded, bounds: &Bounds) -> Vec<Violation> {
@@ -304,7 +325,7 @@ fn stale_accepts(recorded: &Recorded, bounds: &Bounds) -> Vec<Violation> {
         .filter(|r| r.op.accepts_credential() && r.outcome.ok())
         .filter_map(|r| {
             let end = ends.get(&r.cred?)?;
-            (r.invoked > end.at + bounds.stale).then(|| Violation::StaleAccept {
+            (r.invoked > honoured_until(end.at, &recorded.faults, bounds)).then(|| Violation::StaleAccept {
                 record: r.clone(),
                 end: end.clone(),
                 faults_at_end: active(&recorded.faults, end.at),
@@ -366,6 +387,7 @@ mod tests {
         recovery: Duration::from_secs(2),
         down_margin: Duration::from_millis(300),
         header_slack: Duration::from_secs(1),
+        failover_settle: Duration::from_millis(1500),
     };
 
     fn ms(n: u64) -> Duration {
@@ -437,6 +459,28 @@ mod tests {
         assert_eq!(faults_at_end, &["Partition".to_string()]);
         let text = violations[0].to_string();
         assert!(text.contains("cred 1 accepted by n2") && text.contains("+395ms"), "{text}");
+    }
+
+    #[test]
+    fn a_failover_extends_the_bound_until_the_nodes_must_have_left_the_old_master() {
+        let mut recorded = history(vec![
+            login(1, 0),
+            login(2, 0),
+            req(Op::Logout, 0, Some(1), 1000, Outcome::status(200)),
+            req(Op::Me, 2, Some(1), 2500, Outcome::status(200)), // settling: allowed
+            req(Op::Me, 2, Some(1), 2900, Outcome::status(200)), // past settle + stale: stale
+            req(Op::Logout, 0, Some(2), 5000, Outcome::status(200)),
+            req(Op::Me, 2, Some(2), 5400, Outcome::status(200)), // long after the failover: stale
+        ]);
+        recorded.faults.push(fault(FaultKind::Failover, None, 500, 900));
+        let stale: Vec<_> = check(&recorded, &BOUNDS)
+            .into_iter()
+            .map(|v| match v {
+                Violation::StaleAccept { record, .. } => (record.cred.unwrap(), record.invoked),
+                other => panic!("{other}"),
+            })
+            .collect();
+        assert_eq!(stale, vec![(1, ms(2900)), (2, ms(5400))]);
     }
 
     #[test]

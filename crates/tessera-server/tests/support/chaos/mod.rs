@@ -24,6 +24,11 @@ use checker::Bounds;
 /// nothing. Adjust here.
 pub const STALE_BOUND: Duration = Duration::from_millis(300);
 
+/// After a Sentinel failover, until every node must have left the old
+/// master: the sentinels may take a moment to agree, and a node asks them
+/// once per lease (README "Guarantees under faults", Sentinel row).
+pub const FAILOVER_SETTLE: Duration = Duration::from_millis(1500);
+
 /// Every request must complete within this, whatever the fault.
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
 
@@ -45,4 +50,5 @@ pub const BOUNDS: Bounds = Bounds {
     recovery: RECOVERY_BOUND,
     down_margin: Duration::from_millis(300),
     header_slack: Duration::from_secs(1),
+    failover_settle: FAILOVER_SETTLE,
 };
