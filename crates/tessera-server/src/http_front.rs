@@ -127,7 +127,7 @@ pub async fn serve(
         tokio::spawn(async move {
             let io = TokioIo::new(Watched { inner: stream, activity: activity.clone() });
             let connection = builder.serve_connection(io, service_for(router, peer, activity.clone()));
-            if let Err(e) = drive(connection, &activity, limits.header_read_timeout, stopped).await {
+            if let Err(e) = drive(connection, activity, limits.header_read_timeout, stopped).await {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
             open.remove(id);
@@ -237,41 +237,77 @@ fn service_for(
 
 /// Runs one connection until it ends. A request whose headers are not
 /// complete within `header_timeout` of its first byte (or of the
-/// connection's start) ends the connection at once; a server shutdown asks
-/// it to close gracefully (the request in flight, if any, is answered first).
+/// connection's start) ends the connection at once, as does making room at
+/// the cap; a server shutdown asks it to close gracefully (the request in
+/// flight, if any, is answered first).
+///
+/// The deadlines, the cap and the shutdown are watched by a companion task
+/// that sends one word when it is time: the connection's own future, woken
+/// for every read and write, then polls one cheap receiver beside hyper
+/// instead of a timer, a notification and a watch channel each time.
 async fn drive<C>(
     connection: C,
-    activity: &Activity,
+    activity: Arc<Activity>,
     header_timeout: Duration,
-    mut stopped: watch::Receiver<bool>,
+    stopped: watch::Receiver<bool>,
 ) -> hyper::Result<()>
 where
     C: Future<Output = hyper::Result<()>> + GracefulConnection,
 {
     let mut connection = pin!(connection);
+    let (tell, mut told) = tokio::sync::mpsc::channel(2);
+    let watcher = tokio::spawn(watch_connection(activity, header_timeout, stopped, tell));
+    let result = tokio::select! {
+        biased;
+        result = connection.as_mut() => result,
+        word = told.recv() => match word {
+            Some(Word::Close) => {
+                connection.as_mut().close_gracefully();
+                // Nothing more to say; the connection ends by itself.
+                connection.as_mut().await
+            }
+            Some(Word::End) | None => Ok(()),
+        },
+    };
+    watcher.abort();
+    result
+}
+
+/// What the companion task tells a connection.
+enum Word {
+    /// Finish the request in flight, then close (shutdown).
+    Close,
+    /// Close now (headers too slow, or room needed at the cap).
+    End,
+}
+
+/// The companion of one connection: its header deadline, eviction and the
+/// server's shutdown.
+async fn watch_connection(
+    activity: Arc<Activity>,
+    header_timeout: Duration,
+    mut stopped: watch::Receiver<bool>,
+    tell: tokio::sync::mpsc::Sender<Word>,
+) {
     let every = (header_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
     let mut check = tokio::time::interval(every);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut closing = false;
-    loop {
+    let word = loop {
         tokio::select! {
-            result = connection.as_mut() => return result,
             () = activity.evicted.notified() => {
                 tracing::debug!("connection closed to make room at the connection cap");
-                return Ok(());
+                break Word::End;
             }
-            _ = stopped.changed(), if !closing => {
-                connection.as_mut().close_gracefully();
-                closing = true;
-            }
+            _ = stopped.changed() => break Word::Close,
             _ = check.tick() => {
                 if activity.headers_overdue(header_timeout) {
                     tracing::debug!("request headers too slow; connection closed");
-                    return Ok(());
+                    break Word::End;
                 }
             }
         }
-    }
+    };
+    let _ = tell.send(word).await;
 }
 
 /// A connection that can be asked to finish its current request and close.
