@@ -6,8 +6,9 @@
 //!   the bound (a slowloris client trickling a header line every few
 //!   seconds is cut off when the deadline passes, not reset by each byte);
 //! - an idle keep-alive timeout: a kept-alive connection that sends no
-//!   next request is closed (hyper's own timer, which starts when the
-//!   connection waits for a request head);
+//!   next request is closed (both deadlines are checked a few times per
+//!   deadline by each connection's companion task, from timestamps the
+//!   connection keeps: no timer is armed per request);
 //! - a cap on open connections below the process's file limit, so `accept`
 //!   never fails with `EMFILE` in a hot loop (an `accept` error is answered
 //!   by a short pause, never a spin); at the cap a new connection takes the
@@ -32,7 +33,7 @@ use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
@@ -102,12 +103,11 @@ pub async fn serve(
     let permits = Arc::new(Semaphore::new(cap));
     let (stop, stopped) = watch::channel(false);
     let mut builder = http1::Builder::new();
+    // No hyper timer: it would arm a timer for every request. Both the
+    // header deadline and the keep-alive timeout are the companion task's,
+    // checked a few times per deadline from the connection's timestamps.
     builder
-        .timer(TokioTimer::new())
-        // hyper starts this timer whenever the connection waits for a
-        // request head, idle between requests included: it is the
-        // keep-alive timeout. The stricter header deadline is `drive`'s.
-        .header_read_timeout(limits.keep_alive_timeout.max(limits.header_read_timeout))
+        .header_read_timeout(None)
         .max_headers(limits.max_headers)
         .max_header_size(limits.max_header_bytes)
         .keep_alive(true);
@@ -127,7 +127,7 @@ pub async fn serve(
         tokio::spawn(async move {
             let io = TokioIo::new(Watched { inner: stream, activity: activity.clone() });
             let connection = builder.serve_connection(io, service_for(router, peer, activity.clone()));
-            if let Err(e) = drive(connection, activity, limits.header_read_timeout, stopped).await {
+            if let Err(e) = drive(connection, activity, limits, stopped).await {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
             open.remove(id);
@@ -248,7 +248,7 @@ fn service_for(
 async fn drive<C>(
     connection: C,
     activity: Arc<Activity>,
-    header_timeout: Duration,
+    limits: HttpLimits,
     stopped: watch::Receiver<bool>,
 ) -> hyper::Result<()>
 where
@@ -256,7 +256,7 @@ where
 {
     let mut connection = pin!(connection);
     let (tell, mut told) = tokio::sync::mpsc::channel(2);
-    let watcher = tokio::spawn(watch_connection(activity, header_timeout, stopped, tell));
+    let watcher = tokio::spawn(watch_connection(activity, limits, stopped, tell));
     let result = tokio::select! {
         biased;
         result = connection.as_mut() => result,
@@ -281,15 +281,16 @@ enum Word {
     End,
 }
 
-/// The companion of one connection: its header deadline, eviction and the
-/// server's shutdown.
+/// The companion of one connection: its header deadline, its keep-alive
+/// timeout, eviction and the server's shutdown.
 async fn watch_connection(
     activity: Arc<Activity>,
-    header_timeout: Duration,
+    limits: HttpLimits,
     mut stopped: watch::Receiver<bool>,
     tell: tokio::sync::mpsc::Sender<Word>,
 ) {
-    let every = (header_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let shortest = limits.header_read_timeout.min(limits.keep_alive_timeout);
+    let every = (shortest / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
     let mut check = tokio::time::interval(every);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let word = loop {
@@ -300,8 +301,12 @@ async fn watch_connection(
             }
             _ = stopped.changed() => break Word::Close,
             _ = check.tick() => {
-                if activity.headers_overdue(header_timeout) {
+                if activity.headers_overdue(limits.header_read_timeout) {
                     tracing::debug!("request headers too slow; connection closed");
+                    break Word::End;
+                }
+                if activity.idle_longer_than(limits.keep_alive_timeout) {
+                    tracing::debug!("kept-alive connection idle too long; closed");
                     break Word::End;
                 }
             }
@@ -398,6 +403,12 @@ impl Activity {
         self.evicting.store(true, Ordering::Release);
         // Stored if the connection is not awaiting it yet.
         self.evicted.notify_one();
+    }
+
+    /// Between requests (no byte of a next one yet) for at least `limit`.
+    fn idle_longer_than(&self, limit: Duration) -> bool {
+        let idle = !self.serving.load(Ordering::Acquire) && self.head_since.load(Ordering::Acquire) == NOT_READING_HEAD;
+        idle && Duration::from_millis(now_ms().saturating_sub(self.idle_since.load(Ordering::Acquire))) >= limit
     }
 
     fn headers_overdue(&self, limit: Duration) -> bool {

@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
@@ -382,7 +383,7 @@ async fn session_layer(
 fn router(settings: &Settings, state: Services, sessions: SessionLayer) -> Router {
     routes::router(state)
         .layer(sessions)
-        .layer(axum::middleware::map_response(no_store_by_default))
+        .layer(no_store_by_default())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
             TrustedProxies(Arc::new(settings.trusted_proxies.clone())),
@@ -403,10 +404,11 @@ fn router(settings: &Settings, state: Services, sessions: SessionLayer) -> Route
 
 /// Answers carry personal data (profiles, device lists) or secrets (tokens,
 /// CSRF tokens): none may be kept by a browser or shared cache unless its
-/// route said otherwise (the JWKS, which is public and cacheable).
-async fn no_store_by_default(mut response: Response) -> Response {
-    response.headers_mut().entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
-    response
+/// route said otherwise (the JWKS, which is public and cacheable). A
+/// tower-http layer rather than `map_response`, which boxes a future per
+/// request.
+fn no_store_by_default() -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))
 }
 
 fn cors(settings: &Settings) -> CorsLayer {
