@@ -7,38 +7,24 @@ use crate::error::SessionError;
 use crate::record::{SessionRecord, UserId};
 use crate::signed::{sid_of, Revocation};
 use crate::token::SessionKey;
+use crate::Timestamp;
 
 impl Session {
     /// Revokes `families` (sessions, or token families) on every node, as
     /// far as `ending` requires it (see [`Ending`]).
     pub(super) async fn revoke_families(&self, families: &[SessionKey], ending: Ending) -> Result<(), SessionError> {
-        let Some(revocations) = &self.0.shared.revocations else { return Ok(()) };
-        let entries: Vec<Revocation> = match (&self.0.shared.tokens, ending) {
-            (Some(tokens), _) => families.iter().map(|f| tokens.family_revocation(f, self.0.now)).collect(),
-            (None, Ending::Revoked) => families.iter().map(|f| self.session_revocation(f)).collect(),
-            (None, Ending::Logout) => return Ok(()),
-        };
-        Ok(revocations.revoke(&entries).await?)
+        if self.0.shared.tokens.is_none() && ending == Ending::Logout {
+            return Ok(());
+        }
+        self.revoke_with(families, None).await
     }
 
     /// "Everywhere": `families` by name, and everything `user` was issued
     /// before now by a per-user cutoff.
     pub(super) async fn revoke_everywhere(&self, user: &UserId, families: &[SessionKey]) -> Result<(), SessionError> {
-        let Some(revocations) = &self.0.shared.revocations else { return Ok(()) };
-        let now = self.0.now;
-        let mut entries: Vec<Revocation> = match &self.0.shared.tokens {
-            Some(tokens) => {
-                let mut entries: Vec<_> = families.iter().map(|f| tokens.family_revocation(f, now)).collect();
-                entries.push(tokens.user_revocation(user, now));
-                entries
-            }
-            None => families.iter().map(|f| self.session_revocation(f)).collect(),
-        };
-        if self.0.shared.tokens.is_none() {
-            let until = now + self.0.shared.config.expiry.absolute();
-            entries.push(Revocation::User { user: user.clone(), not_before_ms: now.as_millis(), until });
-        }
-        Ok(revocations.revoke(&entries).await?)
+        let until = self.remembered_until();
+        let cutoff = Revocation::User { user: user.clone(), not_before_ms: self.0.now.as_millis(), until };
+        self.revoke_with(families, Some(cutoff)).await
     }
 
     /// "End my others": `families` by name, and everything else `user` was
@@ -50,25 +36,30 @@ impl Session {
         keep: &SessionKey,
         families: &[SessionKey],
     ) -> Result<(), SessionError> {
+        let (not_before_ms, until) = (self.0.now.as_millis(), self.remembered_until());
+        let cutoff = Revocation::Others { user: user.clone(), not_before_ms, keep: sid_of(keep), until };
+        self.revoke_with(families, Some(cutoff)).await
+    }
+
+    /// Revokes `families` by name, and `cutoff` if any, in one call.
+    async fn revoke_with(&self, families: &[SessionKey], cutoff: Option<Revocation>) -> Result<(), SessionError> {
         let Some(revocations) = &self.0.shared.revocations else { return Ok(()) };
-        let now = self.0.now;
-        let (mut entries, until) = match &self.0.shared.tokens {
-            Some(tokens) => (
-                families.iter().map(|f| tokens.family_revocation(f, now)).collect::<Vec<_>>(),
-                now + tokens.settings().revocation_lifetime(),
-            ),
-            None => (
-                families.iter().map(|f| self.session_revocation(f)).collect(),
-                now + self.0.shared.config.expiry.absolute(),
-            ),
-        };
-        entries.push(Revocation::Others {
-            user: user.clone(),
-            not_before_ms: now.as_millis(),
-            keep: sid_of(keep),
-            until,
-        });
+        let until = self.remembered_until();
+        let mut entries: Vec<Revocation> =
+            families.iter().map(|f| Revocation::Family { sid: sid_of(f), until }).collect();
+        entries.extend(cutoff);
         Ok(revocations.revoke(&entries).await?)
+    }
+
+    /// How long a revocation made now must be remembered: until every access
+    /// token it could concern has expired (token mode), or for as long as
+    /// the session could otherwise have lived (opaque mode).
+    fn remembered_until(&self) -> Timestamp {
+        let lifetime = match &self.0.shared.tokens {
+            Some(tokens) => tokens.settings().revocation_lifetime(),
+            None => self.0.shared.config.expiry.absolute(),
+        };
+        self.0.now + lifetime
     }
 
     /// The keys of `user`'s sessions (families) but `except`, to revoke
@@ -104,12 +95,6 @@ impl Session {
             deleted += u64::from(store.delete(key).await?);
         }
         Ok(deleted)
-    }
-
-    /// Opaque mode: a revoked session is remembered for as long as it could
-    /// otherwise have lived.
-    fn session_revocation(&self, key: &SessionKey) -> Revocation {
-        Revocation::Family { sid: sid_of(key), until: self.0.now + self.0.shared.config.expiry.absolute() }
     }
 
     /// Opaque mode: whether a record the store returned was revoked (a
