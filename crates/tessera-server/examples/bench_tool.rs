@@ -138,7 +138,8 @@ async fn seed(store: Arc<dyn SessionStore>, count: usize) -> Vec<String> {
 /// session tokens `seed` made), valid for the default access-token lifetime
 /// (10 minutes: a node refuses tokens meant to live longer than its own).
 fn sign_access_tokens(file: &std::path::Path, tokens: &[String]) -> Vec<String> {
-    use tessera::signed::{sid_of, AccessClaims, KeyRing, SigningAlgorithm};
+    use tessera::revocation::sid_of;
+    use tessera::signed::{AccessClaims, KeyRing, SigningAlgorithm};
     let keys = tessera_server::signing_keys::KeyFile::new(file.to_path_buf())
         .load_or_create(SigningAlgorithm::EdDSA, SystemClock.now())
         .expect("key file");

@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use sqlx::AnyPool;
-use tessera::signed::{Revocation, RevocationArchive};
+use tessera::revocation::{Revocation, RevocationArchive};
 use tessera::{StoreError, Timestamp};
 
 /// The `tessera_revocations` table of the user database.

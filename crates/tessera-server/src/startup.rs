@@ -11,7 +11,7 @@ use axum::response::Response;
 use axum::Router;
 use http::{header, HeaderName, HeaderValue, Method, Request};
 use sqlx::SqlitePool;
-use tessera::signed::{RevocationStore, Revocations};
+use tessera::revocation::{RevocationStore, Revocations};
 use tessera::store::redis::{NearCacheConfig, RedisConn, RedisStoreConfig};
 use tessera::store::{RedisRevocations, SqliteRevocations};
 use tessera::{

@@ -174,7 +174,8 @@ async fn another_language_introspects_tokens() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_separate_rust_service_verifies_with_the_jwks_and_follows_revocations() {
     use std::sync::Arc;
-    use tessera::signed::{Rejection, RevocationList, RevocationStore, Verifier};
+    use tessera::revocation::{RevocationList, RevocationStore};
+    use tessera::signed::{Rejection, Verifier};
     use tessera::store::redis::{RedisConn, RedisTarget};
     use tessera::store::RedisRevocations;
 

@@ -134,7 +134,8 @@ fn near_cache(c: &mut Criterion) {
 }
 
 fn signed(c: &mut Criterion) {
-    use tessera::signed::{verify, AccessClaims, Expectations, KeyRing, KeySet, MemoryRevocations, SigningAlgorithm};
+    use tessera::revocation::MemoryRevocations;
+    use tessera::signed::{verify, AccessClaims, Expectations, KeyRing, KeySet, SigningAlgorithm};
     let now = tessera::Clock::now(&tessera::SystemClock);
     let claims = AccessClaims {
         iss: "tessera".into(),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use tessera::signed::Revocations;
+use tessera::revocation::Revocations;
 use tessera::store::redis::{RedisConn, RedisStoreConfig, RedisTarget};
 use tessera::store::{RedisRevocations, SqliteRevocations};
 use tessera::{AuthUser, RedisStore, SessionLayer};

@@ -15,7 +15,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use tessera::signed::{KeySet, MemoryRevocations, SigningAlgorithm, Verifier};
+use tessera::revocation::MemoryRevocations;
+use tessera::signed::{KeySet, SigningAlgorithm, Verifier};
 use tessera::{
     Clock, MemoryStore, Session, SessionError, SessionLayer, SignedTokens, SystemClock, TokenSettings, UserId,
 };

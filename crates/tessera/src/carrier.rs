@@ -17,6 +17,9 @@ pub const AUTH_TOKEN_HEADER: &str = "x-auth-token";
 /// The request header a client sends to ask for a header-carried token on login.
 pub const AUTH_MODE_HEADER: &str = "x-auth-mode";
 
+/// The longest text taken for an access token: longer is malformed unread.
+pub(crate) const MAX_ACCESS_TOKEN_LEN: usize = 8 * 1024;
+
 /// How a token travelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CarrierKind {
@@ -73,7 +76,7 @@ impl TokenFormat {
 /// Three base64url segments within the size limit: worth verifying. One
 /// pass over the bytes: this runs on every request in token mode.
 fn looks_like_jwt(text: &str) -> bool {
-    if text.len() > crate::signed::MAX_TOKEN_LEN {
+    if text.len() > MAX_ACCESS_TOKEN_LEN {
         return false;
     }
     let mut dots = 0;
@@ -185,6 +188,7 @@ pub(crate) fn expired_cookie(settings: &CookieSettings) -> HeaderValue {
 }
 
 /// The `Set-Cookie` value that hands a signed access token to a browser.
+#[cfg(feature = "signed")]
 pub(crate) fn access_cookie(settings: &CookieSettings, token: &str, max_age: Duration) -> HeaderValue {
     let cookie = build(settings, token.to_owned(), max_age);
     HeaderValue::from_str(&cookie).expect("cookie text is a valid header value")

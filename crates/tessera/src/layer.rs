@@ -24,8 +24,10 @@ use crate::csrf::{CsrfVerdict, CSRF_HEADER};
 use crate::failure::{default_response, rerender, FailureKind, RenderFailure};
 use crate::policy::ExpiryPolicy;
 use crate::record::ClientMeta;
+use crate::revocation::Revocations;
 use crate::session::{Credentials, Outcome, Session, Shared};
-use crate::signed::{Revocations, SignedTokens};
+#[cfg(feature = "signed")]
+use crate::signed::SignedTokens;
 use crate::store::SessionStore;
 
 /// The client's address as the application decided it (e.g. from a
@@ -55,6 +57,7 @@ impl SessionLayer {
             store: Arc::new(store),
             config: SessionConfig::default(),
             clock: Arc::new(SystemClock),
+            #[cfg(feature = "signed")]
             tokens: None,
             revocations: None,
             render: None,
@@ -72,6 +75,7 @@ impl SessionLayer {
     }
 
     /// This layer in token mode (see [`SessionLayerBuilder::signed_tokens`]).
+    #[cfg(feature = "signed")]
     pub fn with_signed_tokens(self, tokens: SignedTokens) -> Self {
         self.rebuilt(|b| b.signed_tokens(tokens))
     }
@@ -82,14 +86,15 @@ impl SessionLayer {
     }
 
     fn rebuilt(self, change: impl FnOnce(SessionLayerBuilder) -> SessionLayerBuilder) -> Self {
-        let Shared { store, config, clock, tokens, revocations, render, .. } = &*self.shared;
+        let shared = &*self.shared;
         let builder = SessionLayerBuilder {
-            store: store.clone(),
-            config: config.clone(),
-            clock: clock.clone(),
-            tokens: tokens.clone(),
-            revocations: revocations.clone(),
-            render: render.clone(),
+            store: shared.store.clone(),
+            config: shared.config.clone(),
+            clock: shared.clock.clone(),
+            #[cfg(feature = "signed")]
+            tokens: shared.tokens.clone(),
+            revocations: shared.revocations.clone(),
+            render: shared.render.clone(),
         };
         change(builder).build()
     }
@@ -106,6 +111,7 @@ pub struct SessionLayerBuilder {
     store: Arc<dyn SessionStore>,
     config: SessionConfig,
     clock: Arc<dyn Clock>,
+    #[cfg(feature = "signed")]
     tokens: Option<SignedTokens>,
     revocations: Option<Revocations>,
     render: Option<RenderFailure>,
@@ -160,6 +166,7 @@ impl SessionLayerBuilder {
     /// (see [`crate::signed`]) instead of session tokens, and requests are
     /// authenticated by verifying the access token. The engine's
     /// revocations are used.
+    #[cfg(feature = "signed")]
     pub fn signed_tokens(mut self, tokens: SignedTokens) -> Self {
         self.revocations = Some(tokens.revocation_handle().clone());
         self.tokens = Some(tokens);
@@ -173,9 +180,11 @@ impl SessionLayerBuilder {
     /// from an older snapshot) cannot bring such a session back. Token mode
     /// keeps its engine's revocations.
     pub fn revocations(mut self, revocations: Revocations) -> Self {
-        if self.tokens.is_none() {
-            self.revocations = Some(revocations);
+        #[cfg(feature = "signed")]
+        if self.tokens.is_some() {
+            return self;
         }
+        self.revocations = Some(revocations);
         self
     }
 
@@ -189,14 +198,19 @@ impl SessionLayerBuilder {
 
     /// The layer.
     pub fn build(self) -> SessionLayer {
-        let refresh_cookie = match (&self.tokens, self.config.carrier) {
-            (Some(_), CarrierMode::Auto | CarrierMode::Cookie) => Some(self.config.cookie.refresh_wire_name()),
+        #[cfg(feature = "signed")]
+        let token_mode = self.tokens.is_some();
+        #[cfg(not(feature = "signed"))]
+        let token_mode = false;
+        let refresh_cookie = match self.config.carrier {
+            CarrierMode::Auto | CarrierMode::Cookie if token_mode => Some(self.config.cookie.refresh_wire_name()),
             _ => None,
         };
         let shared = Shared {
             store: self.store,
             config: self.config,
             clock: self.clock,
+            #[cfg(feature = "signed")]
             tokens: self.tokens,
             refresh_cookie,
             revocations: self.revocations,
@@ -247,7 +261,7 @@ where
         let shared = self.shared.clone();
         Box::pin(async move {
             let config = &shared.config;
-            let format = if shared.tokens.is_some() { TokenFormat::Signed } else { TokenFormat::Session };
+            let format = if shared.token_mode() { TokenFormat::Signed } else { TokenFormat::Session };
             let presented = carrier::read(config.carrier, &config.cookie, req.headers(), format);
             let respond_via = carrier::respond_via(config.carrier, &presented, req.headers());
             let client = client_meta(&req);
@@ -312,11 +326,14 @@ async fn check_csrf(
                 }
                 // Only the refresh cookie (`/auth/refresh`, `/auth/logout`):
                 // the same rule, against its family's token.
+                #[cfg(feature = "signed")]
                 return match session.refresh_csrf_matches(echoed).await {
                     Ok(true) => Ok(()),
                     Ok(false) => Err(csrf_rejection()),
                     Err(e) => Err(e.into_response()),
                 };
+                #[cfg(not(feature = "signed"))]
+                return Ok(()); // no refresh cookie is read without token mode
             }
             match session.exists().await {
                 Err(e) => Err(e.into_response()),
@@ -348,10 +365,11 @@ fn apply(shared: &Shared, session: &Session, outcome: Outcome, response: &mut Re
                     let max_age = absolute_deadline.since(now);
                     headers.append(header::SET_COOKIE, carrier::session_cookie(cookie, &token, max_age));
                 }
+                #[cfg(feature = "signed")]
                 (CarrierKind::Cookie, Credentials::Signed(pair)) => {
                     let access = carrier::access_cookie(cookie, &pair.access, pair.access_lifetime(now));
                     headers.append(header::SET_COOKIE, access);
-                    let path = refresh_path(shared);
+                    let path = shared.refresh_cookie_path();
                     let refresh = pair.refresh.expose();
                     let max_age = absolute_deadline.since(now);
                     headers.append(header::SET_COOKIE, carrier::refresh_cookie(cookie, path, Some(&refresh), max_age));
@@ -359,6 +377,7 @@ fn apply(shared: &Shared, session: &Session, outcome: Outcome, response: &mut Re
                 (CarrierKind::Header, credentials) => {
                     let token = match credentials {
                         Credentials::Session(token) => token.expose(),
+                        #[cfg(feature = "signed")]
                         Credentials::Signed(pair) => pair.access,
                     };
                     let value = HeaderValue::from_str(&token).expect("tokens are header-safe");
@@ -369,8 +388,9 @@ fn apply(shared: &Shared, session: &Session, outcome: Outcome, response: &mut Re
         Outcome::Ended => {
             if session.respond_via() == CarrierKind::Cookie || session.carrier() == Some(CarrierKind::Cookie) {
                 headers.append(header::SET_COOKIE, carrier::expired_cookie(cookie));
-                if shared.tokens.is_some() {
-                    let gone = carrier::refresh_cookie(cookie, refresh_path(shared), None, std::time::Duration::ZERO);
+                if shared.token_mode() {
+                    let gone =
+                        carrier::refresh_cookie(cookie, shared.refresh_cookie_path(), None, std::time::Duration::ZERO);
                     headers.append(header::SET_COOKIE, gone);
                 }
             }
@@ -378,8 +398,4 @@ fn apply(shared: &Shared, session: &Session, outcome: Outcome, response: &mut Re
     }
     // A response that carries or clears a credential must never be cached.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-}
-
-fn refresh_path(shared: &Shared) -> &str {
-    shared.tokens.as_ref().map_or("/", |t| t.settings().refresh_cookie_path.as_str())
 }

@@ -24,7 +24,9 @@ mod layer;
 pub mod lease;
 pub mod policy;
 pub mod record;
+pub mod revocation;
 mod session;
+#[cfg(feature = "signed")]
 pub mod signed;
 pub mod store;
 pub mod token;
@@ -41,7 +43,9 @@ pub use layer::{ClientIp, SessionLayer, SessionLayerBuilder, SessionService};
 pub use lease::Lease;
 pub use policy::ExpiryPolicy;
 pub use record::{ClientMeta, SessionRecord, UserId};
+pub use revocation::Revocations;
 pub use session::{Credentials, LoginGrant, Session, SessionInfo};
+#[cfg(feature = "signed")]
 pub use signed::{SignedTokens, TokenSettings};
 #[cfg(feature = "redis")]
 pub use store::RedisStore;
@@ -51,7 +55,7 @@ pub use store::{MemoryStore, SessionStore, StoreError};
 pub use token::{SessionKey, SessionToken};
 
 // Compiles the README's examples as doctests, so the documentation cannot
-// drift from the API. They use the SQLite and Redis stores.
+// drift from the API. They use the SQLite and Redis stores and signed tokens.
 #[doc = include_str!("../../../README.md")]
-#[cfg(all(doctest, feature = "sqlite", feature = "redis"))]
+#[cfg(all(doctest, feature = "sqlite", feature = "redis", feature = "signed"))]
 pub struct ReadmeDoctests;

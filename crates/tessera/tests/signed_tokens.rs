@@ -9,9 +9,9 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
+use tessera::revocation::{MemoryRevocations, Revocation};
 use tessera::signed::{
-    verify, AccessClaims, Expectations, KeyRing, KeySet, MemoryRevocations, RefreshToken, Rejection, Revocation,
-    SigningAlgorithm, Verifier,
+    verify, AccessClaims, Expectations, KeyRing, KeySet, RefreshToken, Rejection, SigningAlgorithm, Verifier,
 };
 use tessera::{ManualClock, SessionKey, SignedTokens, Timestamp, TokenSettings, UserId};
 
@@ -252,7 +252,7 @@ async fn cached_tokens_are_still_refused_once_revoked_or_expired() {
         Some(Rejection::Expired),
         "never served past exp + leeway, cached or not"
     );
-    let family = tessera::signed::family_of(&claims().sid).unwrap();
+    let family = tessera::revocation::family_of(&claims().sid).unwrap();
     tokens.revoke(&[tokens.family_revocation(&family, NOW)]).await.unwrap();
     assert_eq!(tokens.verify(&token, NOW).err(), Some(Rejection::Revoked));
     let user_cut = Revocation::User {

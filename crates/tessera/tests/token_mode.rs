@@ -11,7 +11,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use support::{Counting, Success};
-use tessera::signed::{KeySet, MemoryRevocations, SigningAlgorithm};
+use tessera::revocation::MemoryRevocations;
+use tessera::signed::{KeySet, SigningAlgorithm};
 use tessera::{
     AuthUser, Clock, MemoryStore, Session, SessionConfig, SessionError, SessionLayer, SignedTokens, SystemClock,
     TokenSettings, UserId,

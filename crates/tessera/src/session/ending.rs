@@ -5,7 +5,7 @@
 use super::{Ending, Session};
 use crate::error::SessionError;
 use crate::record::{SessionRecord, UserId};
-use crate::signed::{sid_of, Revocation};
+use crate::revocation::{sid_of, Revocation};
 use crate::token::SessionKey;
 use crate::Timestamp;
 
@@ -13,7 +13,7 @@ impl Session {
     /// Revokes `families` (sessions, or token families) on every node, as
     /// far as `ending` requires it (see [`Ending`]).
     pub(super) async fn revoke_families(&self, families: &[SessionKey], ending: Ending) -> Result<(), SessionError> {
-        if self.0.shared.tokens.is_none() && ending == Ending::Logout {
+        if !self.0.shared.token_mode() && ending == Ending::Logout {
             return Ok(());
         }
         self.revoke_with(families, None).await
@@ -55,10 +55,8 @@ impl Session {
     /// token it could concern has expired (token mode), or for as long as
     /// the session could otherwise have lived (opaque mode).
     fn remembered_until(&self) -> Timestamp {
-        let lifetime = match &self.0.shared.tokens {
-            Some(tokens) => tokens.settings().revocation_lifetime(),
-            None => self.0.shared.config.expiry.absolute(),
-        };
+        let lifetime =
+            self.0.shared.token_revocation_lifetime().unwrap_or_else(|| self.0.shared.config.expiry.absolute());
         self.0.now + lifetime
     }
 
@@ -105,15 +103,6 @@ impl Session {
                 revocations.list().revokes_session(key, user, record.created_at.as_millis())
             }
             _ => false,
-        }
-    }
-
-    /// Token mode: whether the revocation list is current, or becomes so
-    /// within its patience (a late heartbeat rather than a lost channel).
-    pub(super) async fn revocation_list_settles(&self) -> bool {
-        match &self.0.shared.revocations {
-            Some(revocations) => revocations.list().ready_within_patience().await,
-            None => false,
         }
     }
 }

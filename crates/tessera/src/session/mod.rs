@@ -10,6 +10,7 @@
 //! caller's token family; `signed.rs` holds what differs.
 
 mod ending;
+#[cfg(feature = "signed")]
 mod signed;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,7 +29,9 @@ use crate::csrf::CsrfToken;
 use crate::error::SessionError;
 use crate::key::Key;
 use crate::record::{Attribute, Attributes, ClientMeta, SessionChange, SessionRecord, UserId};
-use crate::signed::{Revocations, SignedTokens, TokenPair};
+use crate::revocation::Revocations;
+#[cfg(feature = "signed")]
+use crate::signed::{SignedTokens, TokenPair};
 use crate::store::SessionStore;
 use crate::token::{SessionKey, SessionToken};
 
@@ -39,6 +42,7 @@ pub(crate) struct Shared {
     pub config: SessionConfig,
     pub clock: Arc<dyn Clock>,
     /// Token mode: sign and verify access tokens instead of session tokens.
+    #[cfg(feature = "signed")]
     pub tokens: Option<SignedTokens>,
     /// Token mode: the refresh cookie's wire name, looked for on every request.
     pub refresh_cookie: Option<String>,
@@ -47,6 +51,33 @@ pub(crate) struct Shared {
     pub revocations: Option<Revocations>,
     /// The application's rendering of refusals; `None`: problem+json.
     pub render: Option<crate::failure::RenderFailure>,
+}
+
+impl Shared {
+    /// Whether logins hand out signed tokens (never without `signed`).
+    pub fn token_mode(&self) -> bool {
+        #[cfg(feature = "signed")]
+        return self.tokens.is_some();
+        #[cfg(not(feature = "signed"))]
+        false
+    }
+
+    /// Token mode: how long a revocation must outlive the access tokens it
+    /// concerns.
+    pub fn token_revocation_lifetime(&self) -> Option<std::time::Duration> {
+        #[cfg(feature = "signed")]
+        return self.tokens.as_ref().map(|t| t.settings().revocation_lifetime());
+        #[cfg(not(feature = "signed"))]
+        None
+    }
+
+    /// The path the refresh cookie is confined to (token mode).
+    pub fn refresh_cookie_path(&self) -> &str {
+        #[cfg(feature = "signed")]
+        return self.tokens.as_ref().map_or("/", |t| t.settings().refresh_cookie_path.as_str());
+        #[cfg(not(feature = "signed"))]
+        "/"
+    }
 }
 
 /// How sessions end, which decides what must be remembered beyond the store.
@@ -103,6 +134,7 @@ enum Current {
     },
     /// Token mode: a verified access token; the family record is loaded
     /// only if a handler needs more than the user.
+    #[cfg_attr(not(feature = "signed"), allow(dead_code))]
     Verified {
         family: SessionKey,
         user: UserId,
@@ -133,6 +165,7 @@ pub enum Credentials {
     /// An opaque session token.
     Session(SessionToken),
     /// A signed access token and a refresh token.
+    #[cfg(feature = "signed")]
     Signed(TokenPair),
 }
 
@@ -155,6 +188,7 @@ impl LoginGrant {
     pub fn token(&self) -> String {
         match &self.credentials {
             Credentials::Session(token) => token.expose(),
+            #[cfg(feature = "signed")]
             Credentials::Signed(pair) => pair.access.clone(),
         }
     }
@@ -163,14 +197,17 @@ impl LoginGrant {
     pub fn refresh_token(&self) -> Option<String> {
         match &self.credentials {
             Credentials::Session(_) => None,
+            #[cfg(feature = "signed")]
             Credentials::Signed(pair) => Some(pair.refresh.expose()),
         }
     }
 
     /// Seconds until the access token expires (token mode only).
+    #[cfg_attr(not(feature = "signed"), allow(unused_variables))]
     pub fn expires_in(&self, now: Timestamp) -> Option<u64> {
         match &self.credentials {
             Credentials::Session(_) => None,
+            #[cfg(feature = "signed")]
             Credentials::Signed(pair) => Some(pair.access_lifetime(now).as_secs()),
         }
     }
@@ -273,6 +310,7 @@ impl Session {
     }
 
     async fn load(&self) -> Result<Current, SessionError> {
+        #[cfg(feature = "signed")]
         if let Presented::Access(token, _) = &self.0.presented {
             return match self.verify_access(token) {
                 // The list's lease lapsed: a late heartbeat is worth a
@@ -370,9 +408,11 @@ impl Session {
         }
         let token = self.0.shared.store.issue_token(Some(&user));
         let key = token.key();
+        #[cfg_attr(not(feature = "signed"), allow(unused_mut))] // token mode adds the refresh state
         let mut record = self.new_record(Some(user.clone()), attributes);
         // Token mode: the key is the new family's; the session token that
         // hashes to it is never handed out.
+        #[cfg(feature = "signed")]
         let refresh = self.0.shared.tokens.as_ref().map(|_| self.open_family(key, &mut record));
         // In token mode the old family is revoked before it is replaced
         // (revocation first everywhere: a failure then leaves it alive and
@@ -386,10 +426,13 @@ impl Session {
         }
         tracing::info!(session = %key.short(), old = ?old.map(|k| k.short()), "session rotated on login");
         let csrf_token = record.csrf_token.clone();
+        #[cfg(feature = "signed")]
         let credentials = match refresh {
             Some(refresh) => Credentials::Signed(self.sign_pair(&user, key, refresh, self.0.now, &record)?),
             None => Credentials::Session(token),
         };
+        #[cfg(not(feature = "signed"))]
+        let credentials = Credentials::Session(token);
         state.current = Current::Live { key, record: Arc::new(record) };
         state.issued = Some(credentials.clone());
         state.ended = false;
@@ -433,7 +476,10 @@ impl Session {
         // its family by the refresh cookie it proves to hold.
         let key = match state.current.key() {
             Some(key) => Some(key),
+            #[cfg(feature = "signed")]
             None => self.family_of_refresh_cookie().await?,
+            #[cfg(not(feature = "signed"))]
+            None => None,
         };
         let had = match key {
             Some(key) => {
@@ -545,7 +591,7 @@ impl Session {
                     tracing::warn!(session = %key.short(), error = %e, "touch failed");
                 }
             }
-            Current::Absent if !set.is_empty() && shared.tokens.is_some() => {
+            Current::Absent if !set.is_empty() && shared.token_mode() => {
                 // Token mode keeps no anonymous state: there is no token
                 // that could name it.
                 tracing::debug!("attributes of an anonymous caller dropped in token mode");

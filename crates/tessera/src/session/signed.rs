@@ -9,7 +9,8 @@ use crate::carrier::CarrierKind;
 use crate::config::CarrierMode;
 use crate::error::SessionError;
 use crate::record::{Attribute, SessionChange, SessionRecord, UserId};
-use crate::signed::{family_of, sid_of, RefreshState, RefreshToken, Rejection, Standing, TokenPair, REFRESH_STATE};
+use crate::revocation::{family_of, sid_of};
+use crate::signed::{RefreshState, RefreshToken, Rejection, Standing, TokenPair, REFRESH_STATE};
 use crate::store::StoreError;
 use crate::token::SessionKey;
 use crate::Timestamp;
@@ -185,4 +186,15 @@ impl Session {
 
 fn refresh_state(record: &SessionRecord) -> Option<RefreshState> {
     record.attribute(REFRESH_STATE.name()).and_then(|v| serde_json::from_value(v.clone()).ok())
+}
+
+impl Session {
+    /// Token mode: whether the revocation list is current, or becomes so
+    /// within its patience (a late heartbeat rather than a lost channel).
+    pub(super) async fn revocation_list_settles(&self) -> bool {
+        match &self.0.shared.revocations {
+            Some(revocations) => revocations.list().ready_within_patience().await,
+            None => false,
+        }
+    }
 }

@@ -7,14 +7,13 @@
 //! Requests carrying an access token cost no store round trip: the
 //! signature is checked (or found in the verified-token cache) and the
 //! family and user are looked up in this node's [`RevocationList`], which a
-//! [`RevocationStore`] keeps current on every node.
+//! [`RevocationStore`] keeps current on every node (see [`crate::revocation`]).
 //!
 //! Other services verify tokens with [`Verifier`] and the issuer's JWKS.
 
 mod claims;
 mod keys;
 mod refresh;
-mod revocation;
 mod verify;
 
 use std::fmt;
@@ -32,11 +31,11 @@ pub use claims::AccessClaims;
 pub use keys::{KeyError, KeyRing, KeySet, KeyStatus, SigningAlgorithm, StoredKey, VerifyingKeys};
 pub use refresh::{RefreshFormatError, RefreshToken};
 pub(crate) use refresh::{RefreshState, Standing, REFRESH_STATE};
-pub use revocation::{MemoryRevocations, Revocation, RevocationArchive, RevocationList, RevocationStore, Revocations};
 pub use verify::{verify, Expectations, Rejection, ACCESS_TOKEN_TYPE, MAX_KID_LEN, MAX_LEEWAY, MAX_TOKEN_LEN};
 
 use crate::clock::{SystemClock, Timestamp};
 use crate::record::UserId;
+use crate::revocation::{sid_of, Revocation, RevocationList, RevocationStore, Revocations};
 use crate::store::StoreError;
 use crate::token::SessionKey;
 use crate::Clock;
@@ -82,22 +81,6 @@ impl TokenSettings {
     /// it could concern has expired.
     pub fn revocation_lifetime(&self) -> Duration {
         self.access_ttl + self.leeway.min(MAX_LEEWAY) + Duration::from_secs(1)
-    }
-}
-
-/// The `sid` claim of a family.
-#[doc(hidden)] // the claim's encoding: for tests and the benchmark tool, not an API
-pub fn sid_of(family: &SessionKey) -> String {
-    URL_SAFE_NO_PAD.encode(family.as_bytes())
-}
-
-/// The family a `sid` claim names.
-#[doc(hidden)] // the claim's decoding: for tests, not an API
-pub fn family_of(sid: &str) -> Option<SessionKey> {
-    let mut bytes = [0u8; 32];
-    match URL_SAFE_NO_PAD.decode_slice(sid.as_bytes(), &mut bytes) {
-        Ok(32) if sid.len() == 43 => Some(SessionKey::from_bytes(bytes)),
-        _ => None,
     }
 }
 

@@ -22,7 +22,7 @@ use super::keys::{SigningAlgorithm, VerifyingKeys};
 use crate::clock::Timestamp;
 
 /// The longest token considered at all.
-pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+pub const MAX_TOKEN_LEN: usize = crate::carrier::MAX_ACCESS_TOKEN_LEN;
 /// The longest `kid` looked up.
 pub const MAX_KID_LEN: usize = 64;
 /// The `typ` header of access tokens (RFC 9068).

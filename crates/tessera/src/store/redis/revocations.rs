@@ -16,7 +16,7 @@ use super::scripts;
 use super::subscription::{spawn_listener, Follower};
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::lease::Lease;
-use crate::signed::{Revocation, RevocationArchive, RevocationList, RevocationStore};
+use crate::revocation::{Revocation, RevocationArchive, RevocationList, RevocationStore};
 use crate::store::StoreError;
 
 /// How long `attach` waits for the first subscription and load.
