@@ -4,25 +4,27 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http::header;
-use serde_json::{json, Value};
 use tessera::Session;
 
-use crate::envelope::Success;
-
 use super::params::Params;
-use super::user::{grant_body, LOGIN_USER};
+use super::requests::RefreshRequest;
+use super::responses::GrantResponse;
+use super::user::LOGIN_USER;
 use super::AppState;
+use crate::envelope::Success;
 use crate::error::ApiError;
 
 /// `POST /auth/refresh {refreshToken}` (header clients) or with the
 /// refresh cookie (browsers): a new pair, the old refresh token dead,
 /// answered like a login (the profile comes from the family record the
 /// refresh has just read, so it costs nothing more).
-pub async fn refresh(session: Session, params: Params) -> Result<Success<Value>, ApiError> {
-    let grant = session.refresh(params.raw("refreshToken")).await?;
-    let mut body = grant_body(&grant, session.now());
-    body["user"] = json!(session.get(LOGIN_USER).await?);
-    Ok(Success(body))
+pub async fn refresh(
+    session: Session,
+    Params(request): Params<RefreshRequest>,
+) -> Result<Success<GrantResponse>, ApiError> {
+    let grant = session.refresh(request.refresh_token.as_deref()).await?;
+    let user = session.get(LOGIN_USER).await?;
+    Ok(Success(GrantResponse::new(&grant, session.now(), user)))
 }
 
 /// `GET /.well-known/jwks.json`: current, next and still-valid retired

@@ -1,11 +1,11 @@
 //! Liveness and readiness in one: the database answers or we are not ready.
 
-use crate::envelope::{ErrorCode, Success};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use serde_json::{json, Value};
 
+use super::responses::{AboutResponse, HealthResponse};
 use super::AppState;
+use crate::envelope::{ErrorCode, Success};
 
 /// `GET /healthz`: 200 when the database (and Redis, if configured)
 /// answer, else 503 so that a load balancer routes around this node.
@@ -20,7 +20,7 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
             .map_err(|e| e.to_string()),
     };
     match database.and(redis) {
-        Ok(()) => Success(json!({"status": "ok"})).into_response(),
+        Ok(()) => Success(HealthResponse { status: "ok" }).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "health check failed");
             ErrorCode::SESSION_STORE_UNAVAILABLE.into_response()
@@ -30,6 +30,6 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
 
 /// `GET /`: what this is. Touches nothing, so it doubles as the benchmarks'
 /// no-session ceiling (a body about the size of `/user/me`'s).
-pub async fn about() -> Success<Value> {
-    Success(json!({"service": "tessera", "version": env!("CARGO_PKG_VERSION"), "docs": "/README.md"}))
+pub async fn about() -> Success<AboutResponse> {
+    Success(AboutResponse { docs: "/README.md", service: "tessera", version: env!("CARGO_PKG_VERSION") })
 }

@@ -1,9 +1,13 @@
-//! The HTTP API: paths, and the state handlers share.
+//! The HTTP API: paths, and the state handlers share. What each endpoint
+//! accepts is in [`requests`] (read by [`params::Params`] from JSON or a
+//! form), what it answers in [`responses`].
 
 mod auth;
 mod health;
 mod introspect;
 pub mod params;
+pub mod requests;
+pub mod responses;
 mod sessions;
 mod user;
 

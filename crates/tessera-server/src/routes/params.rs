@@ -1,66 +1,89 @@
-//! Request parameters from a JSON or form body, as one flat map.
+//! Reading an endpoint's typed request from a JSON or form body (or a
+//! query string).
 //!
-//! The course's pages post forms; newer clients post JSON. Both become the
-//! same map of strings, so handlers parse every field the same way, and a
-//! malformed body is a 10001 with a clear message rather than a bare 4xx.
-
-use std::collections::HashMap;
+//! The course's pages post forms; newer clients post JSON. Both are first
+//! flattened into one object of strings (numbers and booleans in JSON
+//! become their text, `null` is absent, a duplicate form key keeps its last
+//! value), and the endpoint's request struct is read from that, so every
+//! endpoint accepts both bodies alike. A malformed body is a 10001 with a
+//! clear message rather than a bare 4xx or a serde message.
+//!
+//! Request fields stay optional strings: whether one is missing or bad is
+//! the domain types' call, so the messages and their order are the
+//! course's, not serde's.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use http::header;
+use http::request::Parts;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value};
 
+use crate::envelope::ErrorCode;
 use crate::error::ApiError;
 
 /// The largest body accepted; a registration is well under 1 KiB.
 pub const MAX_BODY: usize = 16 * 1024;
 
-/// Body parameters by name.
-#[derive(Debug, Default)]
-pub struct Params(HashMap<String, String>);
+/// An endpoint's request `T`, read from a JSON object or a form body (or
+/// from no body at all, which reads as an empty object).
+#[derive(Debug, Clone)]
+pub struct Params<T>(pub T);
 
-impl Params {
-    /// The parameter `name`, trimmed; `None` if missing or blank.
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(|s| s.trim()).filter(|s| !s.is_empty())
-    }
+/// An endpoint's request `T`, read from the query string as leniently as
+/// [`Params`] reads a form (a repeated key keeps its last value).
+#[derive(Debug, Clone)]
+pub struct QueryParams<T>(pub T);
 
-    /// The raw parameter (passwords are not trimmed).
-    pub fn raw(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str).filter(|s| !s.is_empty())
-    }
-
-    /// The phone number, spelled `telephone` or the course's `telphone`.
-    pub fn telephone(&self) -> Option<&str> {
-        self.get("telephone").or_else(|| self.get("telphone"))
-    }
-
-    fn from_json(bytes: &[u8]) -> Result<Self, ApiError> {
-        let bad = || ApiError::Validation("请求体不是合法的JSON对象".into());
-        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|_| bad())?;
-        let object = value.as_object().ok_or_else(bad)?;
-        let mut map = HashMap::with_capacity(object.len());
-        for (k, v) in object {
-            let text = match v {
-                serde_json::Value::String(s) => s.clone(),
-                serde_json::Value::Number(n) => n.to_string(),
-                serde_json::Value::Bool(b) => b.to_string(),
-                serde_json::Value::Null => continue,
-                _ => return Err(ApiError::Validation(format!("参数{k}必须是字符串或数字"))),
-            };
-            map.insert(k.clone(), text);
-        }
-        Ok(Self(map))
-    }
-
-    fn from_form(bytes: &[u8]) -> Result<Self, ApiError> {
-        let pairs: Vec<(String, String)> =
-            serde_urlencoded::from_bytes(bytes).map_err(|_| ApiError::Validation("表单格式不正确".into()))?;
-        Ok(Self(pairs.into_iter().collect()))
-    }
+/// For `#[serde(deserialize_with)]`: the value trimmed, `None` if blank.
+pub fn trimmed<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let value = Option::<String>::deserialize(d)?;
+    Ok(value.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()))
 }
 
-impl<S: Send + Sync> FromRequest<S> for Params {
+/// For `#[serde(deserialize_with)]`: the value as sent, `None` if empty.
+/// Secrets are not trimmed: a space may be part of a password.
+pub fn untrimmed<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.filter(|s| !s.is_empty()))
+}
+
+/// The flattened parameters, every value a JSON string.
+fn from_json(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    let bad = || ApiError::Validation("请求体不是合法的JSON对象".into());
+    let value: Value = serde_json::from_slice(bytes).map_err(|_| bad())?;
+    let Value::Object(object) = value else { return Err(bad()) };
+    let mut flat = Map::new();
+    // Every field is checked, used or not: a nested value anywhere is a
+    // client error (and a sign of operator injection), reported by name.
+    for (k, v) in object {
+        let text = match v {
+            Value::String(s) => s,
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            Value::Null => continue,
+            _ => return Err(ApiError::Validation(format!("参数{k}必须是字符串或数字"))),
+        };
+        flat.insert(k, Value::String(text));
+    }
+    Ok(flat)
+}
+
+/// The pairs of a form body or query string; the last of a repeated key wins.
+fn from_form(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_bytes(bytes).map_err(|_| ApiError::Validation("表单格式不正确".into()))?;
+    Ok(pairs.into_iter().map(|(k, v)| (k, Value::String(v))).collect())
+}
+
+/// The request struct from the flattened parameters. Its fields are
+/// optional strings, so this fails only for a struct that asks for more.
+fn typed<T: DeserializeOwned>(flat: Map<String, Value>) -> Result<T, ApiError> {
+    serde_json::from_value(Value::Object(flat))
+        .map_err(|_| ApiError::Validation(ErrorCode::PARAMETER_VALIDATION_ERROR.message.into()))
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Params<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
@@ -72,12 +95,22 @@ impl<S: Send + Sync> FromRequest<S> for Params {
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|_| ApiError::Validation(format!("请求体不能超过{MAX_BODY}字节")))?;
-        match content_type.as_deref() {
-            Some("application/json") => Self::from_json(&bytes),
-            Some("application/x-www-form-urlencoded") => Self::from_form(&bytes),
-            None if bytes.is_empty() => Ok(Self::default()),
-            _ => Err(ApiError::Validation("请求体必须是JSON或表单".into())),
-        }
+        let flat = match content_type.as_deref() {
+            Some("application/json") => from_json(&bytes)?,
+            Some("application/x-www-form-urlencoded") => from_form(&bytes)?,
+            None if bytes.is_empty() => Map::new(),
+            _ => return Err(ApiError::Validation("请求体必须是JSON或表单".into())),
+        };
+        typed(flat).map(Self)
+    }
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or("");
+        typed(from_form(query.as_bytes())?).map(Self)
     }
 }
 
@@ -85,28 +118,54 @@ impl<S: Send + Sync> FromRequest<S> for Params {
 mod tests {
     use super::*;
 
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Probe {
+        #[serde(default, deserialize_with = "trimmed")]
+        telphone: Option<String>,
+        #[serde(default, deserialize_with = "trimmed")]
+        age: Option<String>,
+        #[serde(default, deserialize_with = "trimmed")]
+        x: Option<String>,
+        #[serde(default, deserialize_with = "trimmed")]
+        name: Option<String>,
+        #[serde(default, deserialize_with = "untrimmed")]
+        password: Option<String>,
+    }
+
+    fn probe(flat: Map<String, Value>) -> Probe {
+        typed(flat).unwrap()
+    }
+
     #[test]
-    fn json_and_form_give_the_same_map() {
-        let j = Params::from_json(br#"{"telphone":"13812345678","age":30,"x":null}"#).unwrap();
-        let f = Params::from_form(b"telphone=13812345678&age=30").unwrap();
+    fn json_and_form_give_the_same_request() {
+        let j = probe(from_json(br#"{"telphone":"13812345678","age":30,"x":null,"extra":true}"#).unwrap());
+        let f = probe(from_form(b"telphone=13812345678&age=30&extra=1").unwrap());
         for p in [&j, &f] {
-            assert_eq!(p.telephone(), Some("13812345678"));
-            assert_eq!(p.get("age"), Some("30"));
-            assert_eq!(p.get("x"), None);
+            assert_eq!(p.telphone.as_deref(), Some("13812345678"));
+            assert_eq!(p.age.as_deref(), Some("30"));
+            assert_eq!(p.x, None);
         }
     }
 
     #[test]
     fn malformed_bodies_are_validation_errors() {
-        for bad in [&b"{"[..], b"[1,2]", b"\"s\"", br#"{"a":{"b":1}}"#, b"\xff\xfe"] {
-            assert!(matches!(Params::from_json(bad), Err(ApiError::Validation(_))));
+        for bad in [&b"{"[..], b"[1,2]", b"\"s\"", br#"{"a":{"b":1}}"#, br#"{"a":[1]}"#, b"\xff\xfe"] {
+            assert!(matches!(from_json(bad), Err(ApiError::Validation(_))));
         }
     }
 
     #[test]
     fn blank_values_count_as_missing_but_passwords_keep_spaces() {
-        let p = Params::from_form(b"name=%20%20&password=%20pw%20").unwrap();
-        assert_eq!(p.get("name"), None);
-        assert_eq!(p.raw("password"), Some(" pw "));
+        let p = probe(from_form(b"name=%20%20&password=%20pw%20").unwrap());
+        assert_eq!(p.name, None);
+        assert_eq!(p.password.as_deref(), Some(" pw "));
+        let p = probe(from_form(b"password=").unwrap());
+        assert_eq!(p.password, None);
+    }
+
+    #[test]
+    fn a_repeated_form_key_keeps_its_last_value() {
+        let p = probe(from_form(b"age=1&age=2").unwrap());
+        assert_eq!(p.age.as_deref(), Some("2"));
     }
 }

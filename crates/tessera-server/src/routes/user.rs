@@ -1,66 +1,48 @@
 //! Registration, login, logout and who-am-I.
 
-use std::collections::HashMap;
-
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::Extension;
-use serde_json::{json, Value};
-use tessera::{AuthUser, CarrierKind, ClientIp, Key, LoginGrant, Session, UserId};
+use tessera::{AuthUser, ClientIp, Key, Session, UserId};
 
-use crate::envelope::Success;
-
-use super::params::Params;
+use super::params::{Params, QueryParams};
+use super::requests::{GetOtpRequest, GetUserQuery, LoginProof, LoginRequest, RegisterRequest};
+use super::responses::{CsrfResponse, GetUserResponse, GrantResponse, RevokedResponse, UserResponse};
 use super::AppState;
 use crate::credentials;
-use crate::domain::new_user::RegistrationFields;
-use crate::domain::{NewUser, OtpCode, Password, Telephone};
+use crate::domain::{OtpCode, Password, Telephone};
+use crate::envelope::Success;
 use crate::error::ApiError;
 use crate::limits;
 use crate::otp::Verdict;
 use crate::users::User;
 
-type ApiResult = Result<Success<Value>, ApiError>;
+type ApiResult<T> = Result<Success<T>, ApiError>;
 
 /// The logged-in user's profile, kept in the session at login (as the
 /// course kept LOGIN_USER) so that "who am I" costs no database query.
 pub const LOGIN_USER: Key<User> = Key::new("user");
 
-fn telephone(params: &Params) -> Result<Telephone, ApiError> {
-    let raw = params.telephone().ok_or_else(|| ApiError::Validation("手机号不能为空".into()))?;
-    Telephone::parse(raw).map_err(|e| ApiError::Validation(e.to_string()))
-}
-
-fn otp_code(raw: &str) -> Result<OtpCode, ApiError> {
-    OtpCode::parse(raw).map_err(|e| ApiError::Validation(e.to_string()))
-}
-
 fn client(ip: Option<Extension<ClientIp>>) -> String {
     ip.map(|Extension(ClientIp(ip))| ip.to_string()).unwrap_or_else(|| "unknown".into())
 }
 
-/// `POST /user/getotp {telephone}`: the same answer for every valid phone.
-pub async fn get_otp(State(state): State<AppState>, ip: Option<Extension<ClientIp>>, params: Params) -> ApiResult {
-    let phone = telephone(&params)?;
+/// `POST /user/getotp`: the same answer for every valid phone.
+pub async fn get_otp(
+    State(state): State<AppState>,
+    ip: Option<Extension<ClientIp>>,
+    Params(request): Params<GetOtpRequest>,
+) -> ApiResult<()> {
+    let phone = request.telephone()?;
     state.otp.send(&phone, &client(ip)).await?;
-    Ok(Success(Value::Null))
+    Ok(Success(()))
 }
 
-/// `POST /user/register {telephone, otpCode, name, gender, age, password}`
-pub async fn register(State(state): State<AppState>, params: Params) -> ApiResult {
-    let code = params.get("otpCode").ok_or_else(|| ApiError::Validation("短信验证码不能为空".into()));
-    let user = NewUser::parse(RegistrationFields {
-        name: params.get("name"),
-        gender: params.get("gender"),
-        age: params.get("age"),
-        telephone: params.telephone(),
-        password: params.raw("password"),
-    });
-    let (code, user) = match (code, user) {
-        (Ok(code), Ok(user)) => (otp_code(code)?, user),
-        (Err(ApiError::Validation(a)), Err(b)) => return Err(ApiError::Validation(format!("{a},{b}"))),
-        (Err(e), _) => return Err(e),
-        (_, Err(b)) => return Err(ApiError::Validation(b)),
-    };
+/// `POST /user/register`
+pub async fn register(
+    State(state): State<AppState>,
+    Params(request): Params<RegisterRequest>,
+) -> ApiResult<UserResponse> {
+    let (code, user) = request.parse()?;
     // The code first: whether the phone is registered is told only to
     // someone who holds that phone.
     match state.otp.verify(&user.telephone, &code).await? {
@@ -71,25 +53,24 @@ pub async fn register(State(state): State<AppState>, params: Params) -> ApiResul
     let hash = credentials::hash(user.password.clone()).await?;
     let created = state.users.insert(&user, &hash).await?.ok_or(ApiError::AlreadyRegistered)?;
     tracing::info!(user = created.id, "user registered");
-    Ok(Success(json!(created)))
+    Ok(Success(created.into()))
 }
 
-/// `POST /user/login {telephone, password}` or `{telephone, otpCode}`.
+/// `POST /user/login`
 pub async fn login(
     State(state): State<AppState>,
     ip: Option<Extension<ClientIp>>,
     session: Session,
-    params: Params,
-) -> ApiResult {
-    let phone = telephone(&params)?;
+    Params(request): Params<LoginRequest>,
+) -> ApiResult<GrantResponse> {
+    let phone = request.telephone()?;
     let buckets = login_buckets(&state, &phone, &client(ip));
     // Every attempt takes a slot first (so a burst of parallel guesses is
     // counted); a success gives its slots back: only failures add up.
     limits::check(&*state.limiter, state.clock.now(), &buckets).await?;
-    let user = match (params.get("otpCode"), params.raw("password")) {
-        (Some(code), _) => login_by_otp(&state, &phone, code).await?,
-        (None, Some(password)) => login_by_password(&state, &phone, password).await?,
-        (None, None) => return Err(ApiError::Validation("密码不能为空".into())),
+    let user = match request.proof()? {
+        LoginProof::Otp(code) => login_by_otp(&state, &phone, code).await?,
+        LoginProof::Password(password) => login_by_password(&state, &phone, password).await?,
     };
     limits::refund(&*state.limiter, &buckets).await?;
     // Set before login so that it is written with the new session: login
@@ -97,11 +78,8 @@ pub async fn login(
     session.insert(LOGIN_USER, &user).await?;
     let grant = session.login(UserId::from(user.id)).await?;
     tracing::info!(user = user.id, "logged in");
-    let mut body = grant_body(&grant, session.now());
-    body["user"] = json!(user);
-    Ok(Success(body))
+    Ok(Success(GrantResponse::new(&grant, session.now(), Some(user))))
 }
-
 /// The login throttle buckets of `phone` from `ip`, under keyed pseudonyms.
 /// The address's own bucket comes first: once it refuses, that address's
 /// attempts count against nobody's phone.
@@ -113,26 +91,6 @@ fn login_buckets(state: &AppState, phone: &Telephone, ip: &str) -> [(String, lim
         (format!("login-phone-ip:{phone}:{ip}"), limits.per_phone_and_ip),
         (format!("login-phone:{phone}"), limits.per_phone),
     ]
-}
-
-/// What a login or refresh tells the client. Header clients get their
-/// credentials in the body (`token` is the access token in token mode, so
-/// clients written for opaque tokens keep working); browsers get cookies
-/// and only the CSRF token.
-pub fn grant_body(grant: &LoginGrant, now: tessera::Timestamp) -> Value {
-    let mut body = match grant.carrier {
-        CarrierKind::Header => json!({"token": grant.token()}),
-        CarrierKind::Cookie => json!({"csrfToken": grant.csrf_token.expose()}),
-    };
-    if let Some(expires_in) = grant.expires_in(now) {
-        body["expiresIn"] = json!(expires_in);
-        if grant.carrier == CarrierKind::Header {
-            body["accessToken"] = json!(grant.token());
-            body["refreshToken"] = json!(grant.refresh_token());
-            body["tokenType"] = json!("Bearer");
-        }
-    }
-    body
 }
 
 async fn login_by_password(state: &AppState, phone: &Telephone, password: &str) -> Result<User, ApiError> {
@@ -158,17 +116,17 @@ async fn login_by_otp(state: &AppState, phone: &Telephone, code: &str) -> Result
 }
 
 /// `POST /user/logout`: ends this session (idempotent).
-pub async fn logout(session: Session) -> ApiResult {
+pub async fn logout(session: Session) -> ApiResult<()> {
     session.logout().await?;
-    Ok(Success(Value::Null))
+    Ok(Success(()))
 }
 
 /// `POST /user/logout-everywhere`: ends every session of the caller, this
 /// one included; in token mode every access token they hold stops working
 /// on every node.
-pub async fn logout_everywhere(user: AuthUser) -> ApiResult {
-    let ended = user.session.logout_everywhere().await?;
-    Ok(Success(json!({"revoked": ended})))
+pub async fn logout_everywhere(user: AuthUser) -> ApiResult<RevokedResponse> {
+    let revoked = user.session.logout_everywhere().await?;
+    Ok(Success(RevokedResponse { revoked }))
 }
 
 fn user_id(user: &AuthUser) -> Result<i64, ApiError> {
@@ -178,12 +136,12 @@ fn user_id(user: &AuthUser) -> Result<i64, ApiError> {
 
 /// `GET /user/me`: from the session; from the database only for sessions
 /// that predate the profile attribute.
-pub async fn me(State(state): State<AppState>, user: AuthUser) -> ApiResult {
+pub async fn me(State(state): State<AppState>, user: AuthUser) -> ApiResult<UserResponse> {
     if let Some(profile) = user.session.get(LOGIN_USER).await? {
-        return Ok(Success(json!(profile)));
+        return Ok(Success(profile.into()));
     }
     match state.users.by_id(user_id(&user)?).await? {
-        Some(found) => Ok(Success(json!(found))),
+        Some(found) => Ok(Success(found.into())),
         None => {
             // The account is gone: so is the right to this session.
             user.session.logout().await?;
@@ -197,37 +155,19 @@ pub async fn me(State(state): State<AppState>, user: AuthUser) -> ApiResult {
 pub async fn get_user(
     State(state): State<AppState>,
     caller: AuthUser,
-    Query(query): Query<HashMap<String, String>>,
-) -> ApiResult {
-    let id = query.get("id").ok_or_else(|| ApiError::Validation("用户id不能为空".into()))?;
-    let id: i64 = id.trim().parse().map_err(|_| ApiError::Validation("用户id必须是整数".into()))?;
+    QueryParams(query): QueryParams<GetUserQuery>,
+) -> ApiResult<GetUserResponse> {
+    let id = query.id()?;
     let found = state.users.by_id(id).await?.ok_or(ApiError::UserNotExist)?;
     if id == user_id(&caller)? {
-        return Ok(Success(json!(found)));
+        return Ok(Success(GetUserResponse::Own(found.into())));
     }
-    // Another user's public profile only: a telephone is its owner's
-    // business, never a directory to harvest.
-    Ok(Success(json!(PublicProfile::from(found))))
-}
-
-/// What any logged-in user may see of another.
-#[derive(Debug, serde::Serialize)]
-struct PublicProfile {
-    id: i64,
-    name: String,
-    gender: i64,
-    age: i64,
-}
-
-impl From<User> for PublicProfile {
-    fn from(user: User) -> Self {
-        Self { id: user.id, name: user.name, gender: user.gender, age: user.age }
-    }
+    Ok(Success(GetUserResponse::Other(found.into())))
 }
 
 /// `GET /user/csrf`: the synchronizer token for a cookie session, for
 /// pages that were reloaded after login.
-pub async fn csrf(user: AuthUser) -> ApiResult {
+pub async fn csrf(user: AuthUser) -> ApiResult<CsrfResponse> {
     let token = user.session.csrf_token().await?.ok_or(tessera::SessionError::NotLoggedIn)?;
-    Ok(Success(json!({"csrfToken": token.expose()})))
+    Ok(Success(CsrfResponse { csrf_token: token.expose() }))
 }

@@ -1,0 +1,236 @@
+//! What clients send, one struct per endpoint.
+//!
+//! Every field is an optional string as the client sent it (read by
+//! [`super::params::Params`] from JSON or a form): blank means missing,
+//! and only secrets keep their surrounding spaces. The domain types then
+//! parse the fields, in the order below, so which problem is reported first
+//! and in which words stays the course's. The phone number has two
+//! spellings: `telephone`, and the course's `telphone`; the first that is
+//! present wins.
+
+use serde::Deserialize;
+
+use super::params::{trimmed, untrimmed};
+use crate::domain::new_user::RegistrationFields;
+use crate::domain::{NewUser, OtpCode, Telephone};
+use crate::error::ApiError;
+
+fn missing(message: &str) -> ApiError {
+    ApiError::Validation(message.into())
+}
+
+/// The phone number from either spelling, parsed.
+fn telephone(telephone: &Option<String>, telphone: &Option<String>) -> Result<Telephone, ApiError> {
+    let raw = either(telephone, telphone).ok_or_else(|| missing("手机号不能为空"))?;
+    Telephone::parse(raw).map_err(|e| ApiError::Validation(e.to_string()))
+}
+
+fn either<'a>(telephone: &'a Option<String>, telphone: &'a Option<String>) -> Option<&'a str> {
+    telephone.as_deref().or(telphone.as_deref())
+}
+
+/// `POST /user/getotp {telephone}`
+#[derive(Debug, Deserialize)]
+pub struct GetOtpRequest {
+    /// The phone to send a code to.
+    #[serde(default, deserialize_with = "trimmed")]
+    pub telephone: Option<String>,
+    /// The course's spelling of `telephone`.
+    #[serde(default, deserialize_with = "trimmed")]
+    pub telphone: Option<String>,
+}
+
+impl GetOtpRequest {
+    /// The phone number, or the course's message for a missing or bad one.
+    pub fn telephone(&self) -> Result<Telephone, ApiError> {
+        telephone(&self.telephone, &self.telphone)
+    }
+}
+
+/// `POST /user/register {telephone, otpCode, name, gender, age, password}`.
+/// No `Debug`: it holds a password.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterRequest {
+    /// The code sent by `/user/getotp`.
+    #[serde(default, deserialize_with = "trimmed")]
+    pub otp_code: Option<String>,
+    /// Display name.
+    #[serde(default, deserialize_with = "trimmed")]
+    pub name: Option<String>,
+    /// `1`/`2` (or `male`/`female`).
+    #[serde(default, deserialize_with = "trimmed")]
+    pub gender: Option<String>,
+    /// Whole years.
+    #[serde(default, deserialize_with = "trimmed")]
+    pub age: Option<String>,
+    /// The phone the code was sent to.
+    #[serde(default, deserialize_with = "trimmed")]
+    pub telephone: Option<String>,
+    /// The course's spelling of `telephone`.
+    #[serde(default, deserialize_with = "trimmed")]
+    pub telphone: Option<String>,
+    /// The new password, not trimmed.
+    #[serde(default, deserialize_with = "untrimmed")]
+    pub password: Option<String>,
+}
+
+impl RegisterRequest {
+    /// The code and the registration. Every problem with the registration
+    /// is reported at once, after a missing code, as the course's validator
+    /// did; the code's format is judged only once the rest is valid.
+    pub fn parse(&self) -> Result<(OtpCode, NewUser), ApiError> {
+        let code = self.otp_code.as_deref().ok_or("短信验证码不能为空");
+        let user = NewUser::parse(RegistrationFields {
+            name: self.name.as_deref(),
+            gender: self.gender.as_deref(),
+            age: self.age.as_deref(),
+            telephone: either(&self.telephone, &self.telphone),
+            password: self.password.as_deref(),
+        });
+        match (code, user) {
+            (Ok(code), Ok(user)) => Ok((parse_code(code)?, user)),
+            (Err(a), Err(b)) => Err(ApiError::Validation(format!("{a},{b}"))),
+            (Err(a), Ok(_)) => Err(missing(a)),
+            (Ok(_), Err(b)) => Err(ApiError::Validation(b)),
+        }
+    }
+}
+
+fn parse_code(raw: &str) -> Result<OtpCode, ApiError> {
+    OtpCode::parse(raw).map_err(|e| ApiError::Validation(e.to_string()))
+}
+
+/// `POST /user/login {telephone, password}` or `{telephone, otpCode}`.
+/// No `Debug`: it holds a password.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginRequest {
+    /// The account's phone.
+    #[serde(default, deserialize_with = "trimmed")]
+    pub telephone: Option<String>,
+    /// The course's spelling of `telephone`.
+    #[serde(default, deserialize_with = "trimmed")]
+    pub telphone: Option<String>,
+    /// A code from `/user/getotp`; wins over `password` when both are sent.
+    #[serde(default, deserialize_with = "trimmed")]
+    pub otp_code: Option<String>,
+    /// The password, not trimmed.
+    #[serde(default, deserialize_with = "untrimmed")]
+    pub password: Option<String>,
+}
+
+/// How a login proves itself.
+#[derive(Clone, Copy)]
+pub enum LoginProof<'a> {
+    /// A one-time code, as sent (a malformed one fails as a wrong one).
+    Otp(&'a str),
+    /// A password, as sent.
+    Password(&'a str),
+}
+
+impl LoginRequest {
+    /// The phone number; judged before anything else, so that the
+    /// throttles can count the attempt before the proof is looked at.
+    pub fn telephone(&self) -> Result<Telephone, ApiError> {
+        telephone(&self.telephone, &self.telphone)
+    }
+
+    /// The code if one was sent, else the password.
+    pub fn proof(&self) -> Result<LoginProof<'_>, ApiError> {
+        match (self.otp_code.as_deref(), self.password.as_deref()) {
+            (Some(code), _) => Ok(LoginProof::Otp(code)),
+            (None, Some(password)) => Ok(LoginProof::Password(password)),
+            (None, None) => Err(missing("密码不能为空")),
+        }
+    }
+}
+
+/// `GET /user/get?id=N`
+#[derive(Debug, Deserialize)]
+pub struct GetUserQuery {
+    /// The user's id. Not blank-filtered: `?id=` is a bad id, not a
+    /// missing one.
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+impl GetUserQuery {
+    /// The id, or the course's message for a missing or non-integer one.
+    pub fn id(&self) -> Result<i64, ApiError> {
+        let id = self.id.as_deref().ok_or_else(|| missing("用户id不能为空"))?;
+        id.trim().parse().map_err(|_| missing("用户id必须是整数"))
+    }
+}
+
+/// `POST /auth/refresh {refreshToken}`; browsers send the cookie instead.
+/// No `Debug`: it holds a credential.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefreshRequest {
+    /// The refresh token, as sent.
+    #[serde(default, deserialize_with = "untrimmed")]
+    pub refresh_token: Option<String>,
+}
+
+/// `POST /oauth/introspect {token, client_secret}` (RFC 7662's form
+/// names). No `Debug`: it holds credentials.
+#[derive(Deserialize)]
+pub struct IntrospectRequest {
+    /// The access or session token to judge, as sent.
+    #[serde(default, deserialize_with = "untrimmed")]
+    pub token: Option<String>,
+    /// The introspection secret, when not sent as HTTP Basic.
+    #[serde(default, deserialize_with = "untrimmed")]
+    pub client_secret: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn register(body: serde_json::Value) -> Result<(OtpCode, NewUser), String> {
+        let request: RegisterRequest = serde_json::from_value(body).unwrap();
+        request.parse().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_missing_code_comes_first_then_every_registration_problem() {
+        assert_eq!(
+            register(json!({})).unwrap_err(),
+            "validation: 短信验证码不能为空,用户名不能为空,性别不能不填写,年龄不能不填写,手机号不能为空,密码不能为空"
+        );
+        let full =
+            json!({"telphone": "13812345678", "name": "张三", "gender": "1", "age": "30", "password": "correct horse"});
+        assert_eq!(register(full.clone()).unwrap_err(), "validation: 短信验证码不能为空");
+        let mut bad_code = full;
+        bad_code["otpCode"] = json!("12x");
+        assert_eq!(register(bad_code).unwrap_err(), "validation: 短信验证码格式不正确");
+    }
+
+    #[test]
+    fn telephone_wins_over_telphone_and_blank_is_missing() {
+        let r: GetOtpRequest = serde_json::from_value(json!({"telephone": "13812345678", "telphone": "x"})).unwrap();
+        assert_eq!(r.telephone().unwrap().as_str(), "+8613812345678");
+        let r: GetOtpRequest = serde_json::from_value(json!({"telephone": " ", "telphone": "13812345678"})).unwrap();
+        assert_eq!(r.telephone().unwrap().as_str(), "+8613812345678");
+        let r: GetOtpRequest = serde_json::from_value(json!({})).unwrap();
+        assert_eq!(r.telephone().unwrap_err().to_string(), "validation: 手机号不能为空");
+    }
+
+    #[test]
+    fn a_login_code_wins_over_the_password() {
+        let r: LoginRequest = serde_json::from_value(json!({"otpCode": "123456", "password": " pw "})).unwrap();
+        assert!(matches!(r.proof(), Ok(LoginProof::Otp("123456"))));
+        let r: LoginRequest = serde_json::from_value(json!({"otpCode": " ", "password": " pw "})).unwrap();
+        assert!(matches!(r.proof(), Ok(LoginProof::Password(" pw "))));
+    }
+
+    #[test]
+    fn an_empty_id_is_a_bad_id_not_a_missing_one() {
+        let q = |v| serde_json::from_value::<GetUserQuery>(v).unwrap().id().unwrap_err().to_string();
+        assert_eq!(q(json!({})), "validation: 用户id不能为空");
+        assert_eq!(q(json!({"id": ""})), "validation: 用户id必须是整数");
+    }
+}
