@@ -335,7 +335,7 @@ pub const DEFAULT_MAX_SESSIONS_PER_USER: usize = 10;
 #[serde(default, rename_all = "kebab-case")]
 pub struct SessionArgs {
     /// Token carrier: cookie, header or auto.
-    #[arg(long, env = "TESSERA_CARRIER", value_enum, shown_default = value_name(DEFAULT_CARRIER))]
+    #[arg(long, env = "TESSERA_CARRIER", value_enum, shown_default = enum_name(DEFAULT_CARRIER))]
     pub carrier: Option<CarrierArg>,
 
     /// Plain-HTTP development mode: cookies without Secure and without the
@@ -372,7 +372,7 @@ pub const DEFAULT_OTP_SENDER: OtpSenderArg = OtpSenderArg::Console;
 #[serde(default, rename_all = "kebab-case")]
 pub struct OtpArgs {
     /// OTP delivery: console (development) or webhook.
-    #[arg(long, env = "TESSERA_OTP_SENDER", value_enum, shown_default = value_name(DEFAULT_OTP_SENDER))]
+    #[arg(long, env = "TESSERA_OTP_SENDER", value_enum, shown_default = enum_name(DEFAULT_OTP_SENDER))]
     pub otp_sender: Option<OtpSenderArg>,
 
     /// URL the webhook sender POSTs {"telephone","code","expires_in"} to.
@@ -438,13 +438,13 @@ pub struct TokenArgs {
         env = "TESSERA_TOKENS",
         value_enum,
         value_name = "TOKENS",
-        shown_default = value_name(DEFAULT_TOKENS)
+        shown_default = enum_name(DEFAULT_TOKENS)
     )]
     #[serde(rename = "tokens")]
     pub mode: Option<TokensArg>,
 
     /// Access-token signing algorithm.
-    #[arg(long, env = "TESSERA_TOKEN_ALGORITHM", value_enum, shown_default = value_name(DEFAULT_TOKEN_ALGORITHM))]
+    #[arg(long, env = "TESSERA_TOKEN_ALGORITHM", value_enum, shown_default = enum_name(DEFAULT_TOKEN_ALGORITHM))]
     pub token_algorithm: Option<AlgorithmArg>,
 
     /// Access-token lifetime in seconds.
@@ -503,7 +503,7 @@ impl ShownDefault for clap::Arg {
 }
 
 /// The name `--help` and the command line use for an enum value.
-fn value_name(value: impl ValueEnum) -> String {
+fn enum_name(value: impl ValueEnum) -> String {
     value.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default()
 }
 
