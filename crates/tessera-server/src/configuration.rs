@@ -2,14 +2,29 @@
 //!
 //! Precedence: a flag beats its `TESSERA_*` variable, which beats the key in
 //! the `--config` file, which beats the built-in default.
+//!
+//! Each option is declared once, as a field of one section ([`ListenerArgs`],
+//! [`StorageArgs`], [`SessionArgs`], [`OtpArgs`], [`ThrottleArgs`],
+//! [`TokenArgs`]): clap's attributes name its flag and variable, serde's its
+//! TOML key, and a `DEFAULT_*` constant beside it is its default, shown by
+//! `--help` (`shown_default = …`) and applied by [`ServeArgs::resolve`]. The
+//! sections are flattened for clap and for serde alike, so flags and TOML
+//! keys stay flat. Fields stay `Option`s until the file is merged under the
+//! command line; only then are the defaults applied, in one function that
+//! takes every section apart field by field, so an option without a use does
+//! not compile.
 
-use std::net::{IpAddr, SocketAddr};
+use std::fmt::Display;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
+use tessera::csrf::InvalidOrigin;
+use tessera::policy::PolicyError;
 use tessera::signed::SigningAlgorithm;
+use tessera::store::redis::InvalidRedisUrl;
 use tessera::{AllowedOrigin, CarrierMode, ExpiryPolicy, TokenSettings};
 
 /// The tessera command line.
@@ -99,7 +114,68 @@ pub enum OtpSenderArg {
     Webhook,
 }
 
-/// `tessera serve` options; also the shape of the TOML file (kebab-case keys).
+/// Why the options do not make a server. Each message names the flag (its
+/// variable and TOML key are named after it).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The `--config` file cannot be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The `--config` file is not TOML.
+    #[error("{}: {source}", path.display())]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// Why, with the position.
+        source: Box<toml::de::Error>,
+    },
+    /// A key of the `--config` file is unknown or its value of the wrong type.
+    #[error("{}: {key}: {reason}", path.display())]
+    BadKey {
+        /// The file.
+        path: PathBuf,
+        /// The key.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+    /// An option's value does not parse; the value is repeated.
+    #[error("{flag} {value:?}: {reason}")]
+    Unparsable {
+        /// The flag, e.g. `--otp-webhook`.
+        flag: &'static str,
+        /// The value given.
+        value: String,
+        /// Why it does not parse.
+        reason: String,
+    },
+    /// `--redis` does not parse (the URL, which may hold a password, is
+    /// not repeated).
+    #[error("--redis: {0}")]
+    Redis(#[source] InvalidRedisUrl),
+    /// An `--allowed-origin` is not an origin.
+    #[error("--allowed-origin: {0}")]
+    Origin(#[source] InvalidOrigin),
+    /// `--idle-timeout` and `--absolute-timeout` do not make a policy.
+    #[error("session timeouts (--idle-timeout, --absolute-timeout): {0}")]
+    SessionTimeouts(#[source] PolicyError),
+    /// An option breaks a rule, e.g. `--max-connections` `must be at least 1`.
+    #[error("{flag} {rule}")]
+    Rule {
+        /// The flag (with a value, if the rule is about one).
+        flag: &'static str,
+        /// The rule, as the rest of the sentence.
+        rule: &'static str,
+    },
+}
+
+/// `tessera serve` options; also the shape of the TOML file (flat,
+/// kebab-case keys: the sections are flattened on both sides).
 #[derive(Debug, Clone, Default, Args, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ServeArgs {
@@ -108,37 +184,61 @@ pub struct ServeArgs {
     #[serde(skip)]
     pub config: Option<PathBuf>,
 
-    /// Address to listen on [default: 127.0.0.1:8080].
-    #[arg(long, env = "TESSERA_BIND", value_name = "ADDR")]
+    /// Log filter in tracing's syntax.
+    #[arg(long, env = "TESSERA_LOG", value_name = "FILTER", shown_default = DEFAULT_LOG)]
+    pub log: Option<String>,
+
+    /// Listener and HTTP limits.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub listener: ListenerArgs,
+
+    /// Data directory, databases, Redis and the server secret.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub storage: StorageArgs,
+
+    /// Carrier, cookies, CSRF origins and session lifetimes.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub sessions: SessionArgs,
+
+    /// OTP delivery.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub otp: OtpArgs,
+
+    /// Login and OTP throttles.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub throttles: ThrottleArgs,
+
+    /// Signed tokens and introspection.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub tokens: TokenArgs,
+}
+
+/// The default of `--log`.
+pub const DEFAULT_LOG: &str = "info";
+
+/// The default of `--bind`.
+pub const DEFAULT_BIND: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080));
+/// The default of `--header-read-timeout-ms`.
+pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+/// The default of `--keep-alive-timeout-ms`.
+pub const DEFAULT_KEEP_ALIVE_TIMEOUT_MS: u64 = 60_000;
+/// The default of `--max-connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// Listener and HTTP limits.
+#[derive(Debug, Clone, Default, Args, Deserialize, Serialize)]
+#[command(next_help_heading = "Listener")]
+#[serde(default, rename_all = "kebab-case")]
+pub struct ListenerArgs {
+    /// Address to listen on.
+    #[arg(long, env = "TESSERA_BIND", value_name = "ADDR", shown_default = DEFAULT_BIND)]
     pub bind: Option<SocketAddr>,
-
-    /// Directory for the SQLite database (users, sessions, OTP challenges)
-    /// and the generated server secret [default: ./data].
-    #[arg(long, env = "TESSERA_DATA_DIR", value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-
-    /// Token carrier: cookie, header or auto [default: auto].
-    #[arg(long, env = "TESSERA_CARRIER", value_enum)]
-    pub carrier: Option<CarrierArg>,
-
-    /// Plain-HTTP development mode: cookies without Secure and without the
-    /// __Host- prefix. Never in production.
-    #[arg(long, env = "TESSERA_DEV", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
-    pub dev: Option<bool>,
-
-    /// OTP delivery: console (development) or webhook [default: console].
-    #[arg(long, env = "TESSERA_OTP_SENDER", value_enum)]
-    pub otp_sender: Option<OtpSenderArg>,
-
-    /// URL the webhook sender POSTs {"telephone","code","expires_in"} to.
-    #[arg(long, env = "TESSERA_OTP_WEBHOOK", value_name = "URL")]
-    pub otp_webhook: Option<String>,
-
-    /// An origin trusted for CSRF and CORS, e.g. https://shop.example.
-    /// Repeatable; the variable takes a comma-separated list.
-    #[arg(long = "allowed-origin", env = "TESSERA_ALLOWED_ORIGINS", value_delimiter = ',', value_name = "ORIGIN")]
-    #[serde(rename = "allowed-origins")]
-    pub allowed_origins: Vec<String>,
 
     /// A reverse proxy whose X-Forwarded-For is believed. Repeatable; the
     /// variable takes a comma-separated list. Without one, the client
@@ -147,39 +247,41 @@ pub struct ServeArgs {
     #[serde(rename = "trusted-proxies")]
     pub trusted_proxies: Vec<IpAddr>,
 
-    /// Session idle timeout in seconds [default: 1800].
-    #[arg(long, env = "TESSERA_IDLE_TIMEOUT", value_name = "SECS")]
-    pub idle_timeout: Option<u64>,
+    /// A client must send a request's line and headers within this many
+    /// milliseconds.
+    #[arg(long, env = "TESSERA_HEADER_READ_TIMEOUT_MS", value_name = "MS", shown_default = DEFAULT_HEADER_READ_TIMEOUT_MS)]
+    pub header_read_timeout_ms: Option<u64>,
 
-    /// Session absolute timeout in seconds [default: 43200].
-    #[arg(long, env = "TESSERA_ABSOLUTE_TIMEOUT", value_name = "SECS")]
-    pub absolute_timeout: Option<u64>,
+    /// A kept-alive connection that moves no bytes for this many
+    /// milliseconds is closed.
+    #[arg(long, env = "TESSERA_KEEP_ALIVE_TIMEOUT_MS", value_name = "MS", shown_default = DEFAULT_KEEP_ALIVE_TIMEOUT_MS)]
+    pub keep_alive_timeout_ms: Option<u64>,
 
-    /// Redis for sessions, OTP challenges and rate limits, shared by every
-    /// node: redis://host:port[/db], rediss://…,
-    /// redis+sentinel://host:port[,host:port…]/master-name[/db] or
-    /// redis+cluster://host:port[,host:port…]. Without it, everything
-    /// lives in the SQLite file of --data-dir.
-    #[arg(long, env = "TESSERA_REDIS", value_name = "URL")]
-    pub redis: Option<String>,
+    /// Open client connections at most; lowered to fit the process's
+    /// open-file limit. At the cap new connections wait in the listen
+    /// backlog.
+    #[arg(long, env = "TESSERA_MAX_CONNECTIONS", value_name = "N", shown_default = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: Option<usize>,
+}
 
-    /// Deadline for each Redis command in milliseconds; past it the request
-    /// gets 503 [default: 250].
-    #[arg(long, env = "TESSERA_REDIS_TIMEOUT_MS", value_name = "MS")]
-    pub redis_timeout_ms: Option<u64>,
+/// The default of `--data-dir`.
+pub const DEFAULT_DATA_DIR: &str = "./data";
+/// The default of `--redis-timeout-ms`.
+pub const DEFAULT_REDIS_TIMEOUT_MS: u64 = 250;
+/// The default of `--cache-lease-ms`.
+pub const DEFAULT_CACHE_LEASE_MS: u64 = 250;
+/// The default of `--near-cache`.
+pub const DEFAULT_NEAR_CACHE: bool = true;
 
-    /// How long a node may answer from memory (near cache, revocation
-    /// list) after it last proved its Redis subscription alive, in
-    /// milliseconds; capped at --redis-timeout-ms. This is the worst case
-    /// for a node cut off from Redis to stop honouring an ended session
-    /// [default: 250].
-    #[arg(long, env = "TESSERA_CACHE_LEASE_MS", value_name = "MS")]
-    pub cache_lease_ms: Option<u64>,
-
-    /// Keep recently used sessions in memory, invalidated through Redis
-    /// pub/sub [default: true].
-    #[arg(long, env = "TESSERA_NEAR_CACHE", value_name = "BOOL")]
-    pub near_cache: Option<bool>,
+/// Data directory, databases, Redis and the server secret.
+#[derive(Debug, Clone, Default, Args, Deserialize, Serialize)]
+#[command(next_help_heading = "Storage")]
+#[serde(default, rename_all = "kebab-case")]
+pub struct StorageArgs {
+    /// Directory for the SQLite database (users, sessions, OTP challenges)
+    /// and the generated server secret.
+    #[arg(long, env = "TESSERA_DATA_DIR", value_name = "DIR", shown_default = DEFAULT_DATA_DIR)]
+    pub data_dir: Option<PathBuf>,
 
     /// The user database: postgres://user@host/db (shared by every node) or
     /// sqlite:///path [default: the SQLite file in --data-dir].
@@ -193,85 +295,188 @@ pub struct ServeArgs {
     #[arg(long, env = "TESSERA_SECRET_FILE", value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
 
+    /// Redis for sessions, OTP challenges and rate limits, shared by every
+    /// node: redis://host:port[/db], rediss://…,
+    /// redis+sentinel://host:port[,host:port…]/master-name[/db] or
+    /// redis+cluster://host:port[,host:port…]. Without it, everything
+    /// lives in the SQLite file of --data-dir.
+    #[arg(long, env = "TESSERA_REDIS", value_name = "URL")]
+    pub redis: Option<String>,
+
+    /// Deadline for each Redis command in milliseconds; past it the request
+    /// gets 503.
+    #[arg(long, env = "TESSERA_REDIS_TIMEOUT_MS", value_name = "MS", shown_default = DEFAULT_REDIS_TIMEOUT_MS)]
+    pub redis_timeout_ms: Option<u64>,
+
+    /// How long a node may answer from memory (near cache, revocation
+    /// list) after it last proved its Redis subscription alive, in
+    /// milliseconds; capped at --redis-timeout-ms. This is the worst case
+    /// for a node cut off from Redis to stop honouring an ended session.
+    #[arg(long, env = "TESSERA_CACHE_LEASE_MS", value_name = "MS", shown_default = DEFAULT_CACHE_LEASE_MS)]
+    pub cache_lease_ms: Option<u64>,
+
+    /// Keep recently used sessions in memory, invalidated through Redis
+    /// pub/sub.
+    #[arg(long, env = "TESSERA_NEAR_CACHE", value_name = "BOOL", shown_default = DEFAULT_NEAR_CACHE)]
+    pub near_cache: Option<bool>,
+}
+
+/// The default of `--carrier`.
+pub const DEFAULT_CARRIER: CarrierArg = CarrierArg::Auto;
+/// The default of `--dev`.
+pub const DEFAULT_DEV: bool = false;
+/// The default of `--max-sessions-per-user`.
+pub const DEFAULT_MAX_SESSIONS_PER_USER: usize = 10;
+
+/// Carrier, cookies, CSRF origins and session lifetimes. The timeouts'
+/// defaults are the library's ([`ExpiryPolicy::default`]).
+#[derive(Debug, Clone, Default, Args, Deserialize, Serialize)]
+#[command(next_help_heading = "Sessions")]
+#[serde(default, rename_all = "kebab-case")]
+pub struct SessionArgs {
+    /// Token carrier: cookie, header or auto.
+    #[arg(long, env = "TESSERA_CARRIER", value_enum, shown_default = enum_name(DEFAULT_CARRIER))]
+    pub carrier: Option<CarrierArg>,
+
+    /// Plain-HTTP development mode: cookies without Secure and without the
+    /// __Host- prefix. Never in production.
+    #[arg(long, env = "TESSERA_DEV", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub dev: Option<bool>,
+
+    /// An origin trusted for CSRF and CORS, e.g. https://shop.example.
+    /// Repeatable; the variable takes a comma-separated list.
+    #[arg(long = "allowed-origin", env = "TESSERA_ALLOWED_ORIGINS", value_delimiter = ',', value_name = "ORIGIN")]
+    #[serde(rename = "allowed-origins")]
+    pub allowed_origins: Vec<String>,
+
+    /// Session idle timeout in seconds.
+    #[arg(long, env = "TESSERA_IDLE_TIMEOUT", value_name = "SECS", shown_default = ExpiryPolicy::default().idle().as_secs())]
+    pub idle_timeout: Option<u64>,
+
+    /// Session absolute timeout in seconds.
+    #[arg(long, env = "TESSERA_ABSOLUTE_TIMEOUT", value_name = "SECS", shown_default = ExpiryPolicy::default().absolute().as_secs())]
+    pub absolute_timeout: Option<u64>,
+
+    /// The most sessions one user may hold; a login beyond it ends the
+    /// user's oldest session. 0 means no cap.
+    #[arg(long, env = "TESSERA_MAX_SESSIONS_PER_USER", value_name = "N", shown_default = DEFAULT_MAX_SESSIONS_PER_USER)]
+    pub max_sessions_per_user: Option<usize>,
+}
+
+/// The default of `--otp-sender`.
+pub const DEFAULT_OTP_SENDER: OtpSenderArg = OtpSenderArg::Console;
+
+/// OTP delivery.
+#[derive(Debug, Clone, Default, Args, Deserialize, Serialize)]
+#[command(next_help_heading = "OTP")]
+#[serde(default, rename_all = "kebab-case")]
+pub struct OtpArgs {
+    /// OTP delivery: console (development) or webhook.
+    #[arg(long, env = "TESSERA_OTP_SENDER", value_enum, shown_default = enum_name(DEFAULT_OTP_SENDER))]
+    pub otp_sender: Option<OtpSenderArg>,
+
+    /// URL the webhook sender POSTs {"telephone","code","expires_in"} to.
+    #[arg(long, env = "TESSERA_OTP_WEBHOOK", value_name = "URL")]
+    pub otp_webhook: Option<String>,
+}
+
+/// The default of `--login-limit-per-phone`.
+pub const DEFAULT_LOGIN_LIMIT_PER_PHONE: u32 = 10;
+/// The default of `--login-ceiling-per-phone`.
+pub const DEFAULT_LOGIN_CEILING_PER_PHONE: u32 = 100;
+/// The default of `--login-limit-per-ip`.
+pub const DEFAULT_LOGIN_LIMIT_PER_IP: u32 = 100;
+/// The default of `--otp-limit-per-ip`.
+pub const DEFAULT_OTP_LIMIT_PER_IP: u32 = 20;
+
+/// Login and OTP throttles.
+#[derive(Debug, Clone, Default, Args, Deserialize, Serialize)]
+#[command(next_help_heading = "Throttles")]
+#[serde(default, rename_all = "kebab-case")]
+pub struct ThrottleArgs {
     /// Failed logins allowed per phone number from one client address per
-    /// 15 minutes; successful logins do not count [default: 10].
-    #[arg(long, env = "TESSERA_LOGIN_LIMIT_PER_PHONE", value_name = "N")]
+    /// 15 minutes; successful logins do not count.
+    #[arg(long, env = "TESSERA_LOGIN_LIMIT_PER_PHONE", value_name = "N", shown_default = DEFAULT_LOGIN_LIMIT_PER_PHONE)]
     pub login_limit_per_phone: Option<u32>,
 
     /// Failed logins allowed per phone number from all addresses together
-    /// per 15 minutes (the ceiling against guessing from many addresses)
-    /// [default: 100].
-    #[arg(long, env = "TESSERA_LOGIN_CEILING_PER_PHONE", value_name = "N")]
+    /// per 15 minutes (the ceiling against guessing from many addresses).
+    #[arg(long, env = "TESSERA_LOGIN_CEILING_PER_PHONE", value_name = "N", shown_default = DEFAULT_LOGIN_CEILING_PER_PHONE)]
     pub login_ceiling_per_phone: Option<u32>,
 
     /// Failed logins allowed per client address per 15 minutes; raise it
-    /// when many users share one address (NAT) [default: 100].
-    #[arg(long, env = "TESSERA_LOGIN_LIMIT_PER_IP", value_name = "N")]
+    /// when many users share one address (NAT).
+    #[arg(long, env = "TESSERA_LOGIN_LIMIT_PER_IP", value_name = "N", shown_default = DEFAULT_LOGIN_LIMIT_PER_IP)]
     pub login_limit_per_ip: Option<u32>,
 
-    /// OTP sends allowed per client address per hour [default: 20].
-    #[arg(long, env = "TESSERA_OTP_LIMIT_PER_IP", value_name = "N")]
+    /// OTP sends allowed per client address per hour.
+    #[arg(long, env = "TESSERA_OTP_LIMIT_PER_IP", value_name = "N", shown_default = DEFAULT_OTP_LIMIT_PER_IP)]
     pub otp_limit_per_ip: Option<u32>,
+}
 
-    /// The most sessions one user may hold; a login beyond it ends the
-    /// user's oldest session. 0 means no cap [default: 10].
-    #[arg(long, env = "TESSERA_MAX_SESSIONS_PER_USER", value_name = "N")]
-    pub max_sessions_per_user: Option<usize>,
+/// The default of `--tokens`.
+pub const DEFAULT_TOKENS: TokensArg = TokensArg::Opaque;
+/// The default of `--token-algorithm`.
+pub const DEFAULT_TOKEN_ALGORITHM: AlgorithmArg = AlgorithmArg::Eddsa;
+/// The default of `--keys-file`, in the data directory.
+pub const DEFAULT_KEYS_FILE_NAME: &str = "signing-keys.json";
+/// The default of `--key-rotation-interval`: 30 days.
+pub const DEFAULT_KEY_ROTATION_INTERVAL: u64 = 30 * 24 * 3600;
 
-    /// A client must send a request's line and headers within this many
-    /// milliseconds [default: 10000].
-    #[arg(long, env = "TESSERA_HEADER_READ_TIMEOUT_MS", value_name = "MS")]
-    pub header_read_timeout_ms: Option<u64>,
-
-    /// A kept-alive connection that moves no bytes for this many
-    /// milliseconds is closed [default: 60000].
-    #[arg(long, env = "TESSERA_KEEP_ALIVE_TIMEOUT_MS", value_name = "MS")]
-    pub keep_alive_timeout_ms: Option<u64>,
-
-    /// Open client connections at most; lowered to fit the process's
-    /// open-file limit. At the cap new connections wait in the listen
-    /// backlog [default: 10000].
-    #[arg(long, env = "TESSERA_MAX_CONNECTIONS", value_name = "N")]
-    pub max_connections: Option<usize>,
-
-    /// Log filter in tracing's syntax [default: info].
-    #[arg(long, env = "TESSERA_LOG", value_name = "FILTER")]
-    pub log: Option<String>,
-
+/// Signed tokens and introspection. The defaults of the access-token
+/// lifetime, refresh grace, issuer and audience are the library's
+/// ([`TokenSettings::default`]).
+#[derive(Debug, Clone, Default, Args, Deserialize, Serialize)]
+#[command(next_help_heading = "Tokens")]
+#[serde(default, rename_all = "kebab-case")]
+pub struct TokenArgs {
     /// What logins hand out: opaque session tokens, or signed access
-    /// tokens with rotating refresh tokens [default: opaque].
-    #[arg(long, env = "TESSERA_TOKENS", value_enum)]
-    pub tokens: Option<TokensArg>,
+    /// tokens with rotating refresh tokens.
+    #[arg(
+        id = "tokens",
+        long = "tokens",
+        env = "TESSERA_TOKENS",
+        value_enum,
+        value_name = "TOKENS",
+        shown_default = enum_name(DEFAULT_TOKENS)
+    )]
+    #[serde(rename = "tokens")]
+    pub mode: Option<TokensArg>,
 
-    /// Access-token signing algorithm [default: eddsa].
-    #[arg(long, env = "TESSERA_TOKEN_ALGORITHM", value_enum)]
+    /// Access-token signing algorithm.
+    #[arg(long, env = "TESSERA_TOKEN_ALGORITHM", value_enum, shown_default = enum_name(DEFAULT_TOKEN_ALGORITHM))]
     pub token_algorithm: Option<AlgorithmArg>,
 
-    /// Access-token lifetime in seconds [default: 600].
-    #[arg(long, env = "TESSERA_ACCESS_TTL", value_name = "SECS")]
+    /// Access-token lifetime in seconds.
+    #[arg(long, env = "TESSERA_ACCESS_TTL", value_name = "SECS", shown_default = TokenSettings::default().access_ttl.as_secs())]
     pub access_ttl: Option<u64>,
 
     /// Two refreshes with one token within this many seconds get the same
-    /// new pair instead of a theft verdict [default: 10].
-    #[arg(long, env = "TESSERA_REFRESH_GRACE", value_name = "SECS")]
+    /// new pair instead of a theft verdict.
+    #[arg(long, env = "TESSERA_REFRESH_GRACE", value_name = "SECS", shown_default = TokenSettings::default().refresh_grace.as_secs())]
     pub refresh_grace: Option<u64>,
 
     /// The signing-key file, shared by every node (a shared volume or a
-    /// mounted secret) [default: <data-dir>/signing-keys.json].
-    #[arg(long, env = "TESSERA_KEYS_FILE", value_name = "FILE")]
+    /// mounted secret).
+    #[arg(long, env = "TESSERA_KEYS_FILE", value_name = "FILE", shown_default = format!("<data-dir>/{DEFAULT_KEYS_FILE_NAME}"))]
     pub keys_file: Option<PathBuf>,
 
     /// Rotate the signing key automatically after this many seconds; 0
-    /// turns automatic rotation off [default: 2592000, 30 days].
-    #[arg(long, env = "TESSERA_KEY_ROTATION_INTERVAL", value_name = "SECS")]
+    /// turns automatic rotation off.
+    #[arg(
+        long,
+        env = "TESSERA_KEY_ROTATION_INTERVAL",
+        value_name = "SECS",
+        shown_default = format!("{DEFAULT_KEY_ROTATION_INTERVAL}, {} days", DEFAULT_KEY_ROTATION_INTERVAL / (24 * 3600))
+    )]
     pub key_rotation_interval: Option<u64>,
 
-    /// The `iss` of access tokens [default: tessera].
-    #[arg(long, env = "TESSERA_ISSUER", value_name = "ISS")]
+    /// The `iss` of access tokens.
+    #[arg(long, env = "TESSERA_ISSUER", value_name = "ISS", shown_default = TokenSettings::default().issuer)]
     pub issuer: Option<String>,
 
-    /// The `aud` of access tokens [default: tessera].
-    #[arg(long, env = "TESSERA_AUDIENCE", value_name = "AUD")]
+    /// The `aud` of access tokens.
+    #[arg(long, env = "TESSERA_AUDIENCE", value_name = "AUD", shown_default = TokenSettings::default().audience)]
     pub audience: Option<String>,
 
     /// The secret services present (HTTP Basic password, or
@@ -279,6 +484,27 @@ pub struct ServeArgs {
     /// endpoint is off. At least 16 characters.
     #[arg(long, env = "TESSERA_INTROSPECTION_SECRET", value_name = "SECRET", hide_env_values = true)]
     pub introspection_secret: Option<String>,
+}
+
+/// Appends `[default: …]` to an argument's help, used as the clap
+/// attribute `shown_default = DEFAULT_…`: `--help` shows the constant the
+/// resolution applies. (Clap's own `default_value` would fill the field, so
+/// a flag left out would hide the file's value.)
+trait ShownDefault {
+    fn shown_default(self, default: impl Display) -> Self;
+}
+
+impl ShownDefault for clap::Arg {
+    fn shown_default(self, default: impl Display) -> Self {
+        // The derive sets the doc comment's help before any attribute.
+        let help = self.get_help().map(ToString::to_string).unwrap_or_default();
+        self.help(format!("{help} [default: {default}]"))
+    }
+}
+
+/// The name `--help` and the command line use for an enum value.
+fn enum_name(value: impl ValueEnum) -> String {
+    value.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default()
 }
 
 /// Where OTP codes go.
@@ -374,8 +600,8 @@ impl Default for TokenConfig {
     fn default() -> Self {
         Self {
             settings: TokenSettings::default(),
-            algorithm: SigningAlgorithm::EdDSA,
-            rotation_interval: Some(Duration::from_secs(30 * 24 * 3600)),
+            algorithm: DEFAULT_TOKEN_ALGORITHM.algorithm(),
+            rotation_interval: Some(Duration::from_secs(DEFAULT_KEY_ROTATION_INTERVAL)),
         }
     }
 }
@@ -395,53 +621,62 @@ pub struct Throttles {
 
 impl Default for Throttles {
     fn default() -> Self {
-        Self { login_per_phone: 10, login_ceiling_per_phone: 100, login_per_ip: 100, otp_per_ip: 20 }
+        Self {
+            login_per_phone: DEFAULT_LOGIN_LIMIT_PER_PHONE,
+            login_ceiling_per_phone: DEFAULT_LOGIN_CEILING_PER_PHONE,
+            login_per_ip: DEFAULT_LOGIN_LIMIT_PER_IP,
+            otp_per_ip: DEFAULT_OTP_LIMIT_PER_IP,
+        }
     }
 }
 
 impl Settings {
-    /// Defaults for a server on `data_dir` (tests start from here).
+    /// Defaults for a server on `data_dir` (tests start from here): what
+    /// `tessera serve --data-dir <data_dir>` resolves to, without reading
+    /// `TESSERA_SECRET`.
     pub fn for_data_dir(data_dir: PathBuf) -> Self {
-        Self {
-            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            keys_file: data_dir.join("signing-keys.json"),
-            data_dir,
-            carrier: CarrierMode::Auto,
-            dev: false,
-            otp: OtpDelivery::Console,
-            allowed_origins: Vec::new(),
-            trusted_proxies: Vec::new(),
-            expiry: ExpiryPolicy::default(),
-            log: "info".into(),
-            redis: None,
-            secret: SecretSource::DataDir,
-            database: None,
-            throttles: Throttles::default(),
-            max_sessions_per_user: Some(10),
-            tokens: None,
-            key_algorithm: None,
-            http: crate::http_front::HttpLimits::default(),
-            introspection_secret: None,
-        }
+        let args = ServeArgs {
+            storage: StorageArgs { data_dir: Some(data_dir), ..StorageArgs::default() },
+            ..ServeArgs::default()
+        };
+        args.settings(None).expect("the defaults make a server")
     }
 }
 
 impl ServeArgs {
     /// Merges the `--config` file under these arguments and checks the result.
-    pub fn resolve(self) -> Result<Settings, String> {
+    pub fn resolve(self) -> Result<Settings, ConfigError> {
         let file = match &self.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                toml::from_str::<ServeArgs>(&text).map_err(|e| format!("{}: {e}", path.display()))?
-            }
+            Some(path) => Self::from_file(path)?,
             None => ServeArgs::default(),
         };
         self.merged_over(file).into_settings()
     }
 
+    /// The options of a TOML file.
+    fn from_file(path: &std::path::Path) -> Result<ServeArgs, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Unreadable { path: path.into(), source })?;
+        let table: toml::Table =
+            text.parse().map_err(|source| ConfigError::Malformed { path: path.into(), source: Box::new(source) })?;
+        table.clone().try_into::<ServeArgs>().map_err(|whole| {
+            // Through the flattened sections an error loses its position and
+            // the key it is about: find the key by trying each alone.
+            let (key, error) = table
+                .into_iter()
+                .find_map(|(key, value)| {
+                    let alone = toml::Table::from_iter([(key.clone(), value)]);
+                    alone.try_into::<ServeArgs>().err().map(|error| (key, error))
+                })
+                .unwrap_or_else(|| (String::from("(the file)"), whole));
+            ConfigError::BadKey { path: path.into(), key, reason: error.message().to_owned() }
+        })
+    }
+
     /// These options over `file`'s: every option given here (a value, or a
     /// non-empty list) wins. Written once for all options: a new one needs
-    /// no line here.
+    /// no line here. The sections are flattened, so both sides serialize to
+    /// one flat map of TOML keys.
     fn merged_over(self, file: ServeArgs) -> ServeArgs {
         let config = self.config.clone();
         let mut merged = serde_json::to_value(&file).expect("options serialize");
@@ -459,156 +694,182 @@ impl ServeArgs {
         args
     }
 
-    fn into_settings(self) -> Result<Settings, String> {
-        let defaults = Settings::for_data_dir(PathBuf::from("./data"));
-        let otp = match (self.otp_sender.unwrap_or(OtpSenderArg::Console), self.otp_webhook) {
+    /// The settings, with the server secret from `TESSERA_SECRET` if set.
+    fn into_settings(self) -> Result<Settings, ConfigError> {
+        self.settings(std::env::var("TESSERA_SECRET").ok().filter(|s| !s.is_empty()))
+    }
+
+    /// The defaults applied and every option checked. Each section is taken
+    /// apart field by field: an option declared and not used here does not
+    /// compile.
+    fn settings(self, secret_value: Option<String>) -> Result<Settings, ConfigError> {
+        let ServeArgs { config: _, log, listener, storage, sessions, otp, throttles, tokens } = self;
+        let ListenerArgs { bind, trusted_proxies, header_read_timeout_ms, keep_alive_timeout_ms, max_connections } =
+            listener;
+        let StorageArgs { data_dir, database, secret_file, redis, redis_timeout_ms, cache_lease_ms, near_cache } =
+            storage;
+        let SessionArgs { carrier, dev, allowed_origins, idle_timeout, absolute_timeout, max_sessions_per_user } =
+            sessions;
+        let OtpArgs { otp_sender, otp_webhook } = otp;
+
+        let otp = match (otp_sender.unwrap_or(DEFAULT_OTP_SENDER), otp_webhook) {
             (OtpSenderArg::Console, _) => OtpDelivery::Console,
-            (OtpSenderArg::Webhook, None) => return Err("--otp-sender webhook needs --otp-webhook URL".into()),
+            (OtpSenderArg::Webhook, None) => {
+                return Err(ConfigError::Rule { flag: "--otp-sender webhook", rule: "needs --otp-webhook URL" })
+            }
             (OtpSenderArg::Webhook, Some(url)) => {
-                let url = reqwest::Url::parse(&url).map_err(|e| format!("--otp-webhook {url:?}: {e}"))?;
-                if !matches!(url.scheme(), "http" | "https") {
-                    return Err("--otp-webhook must be an http(s) URL".into());
+                let parsed = reqwest::Url::parse(&url).map_err(|e| ConfigError::Unparsable {
+                    flag: "--otp-webhook",
+                    value: url.clone(),
+                    reason: e.to_string(),
+                })?;
+                if !matches!(parsed.scheme(), "http" | "https") {
+                    return Err(ConfigError::Rule { flag: "--otp-webhook", rule: "must be an http(s) URL" });
                 }
-                OtpDelivery::Webhook(url)
+                OtpDelivery::Webhook(parsed)
             }
         };
-        let allowed_origins = self
-            .allowed_origins
+        let allowed_origins = allowed_origins
             .iter()
-            .map(|o| AllowedOrigin::parse(o).map_err(|e| e.to_string()))
+            .map(|o| AllowedOrigin::parse(o).map_err(ConfigError::Origin))
             .collect::<Result<Vec<_>, _>>()?;
-        let idle = self.idle_timeout.map(Duration::from_secs).unwrap_or(defaults.expiry.idle());
-        let absolute = self.absolute_timeout.map(Duration::from_secs).unwrap_or(defaults.expiry.absolute());
-        let expiry = ExpiryPolicy::new(idle, absolute).map_err(|e| format!("session timeouts: {e}"))?;
-        let redis = match self.redis {
+        let default_expiry = ExpiryPolicy::default();
+        let idle = idle_timeout.map(Duration::from_secs).unwrap_or(default_expiry.idle());
+        let absolute = absolute_timeout.map(Duration::from_secs).unwrap_or(default_expiry.absolute());
+        let expiry = ExpiryPolicy::new(idle, absolute).map_err(ConfigError::SessionTimeouts)?;
+        let redis = match redis {
             None => None,
             Some(url) => {
-                let timeout = Duration::from_millis(self.redis_timeout_ms.unwrap_or(250).max(1));
+                let timeout = Duration::from_millis(redis_timeout_ms.unwrap_or(DEFAULT_REDIS_TIMEOUT_MS).max(1));
                 Some(RedisSettings {
-                    target: tessera::store::redis::RedisTarget::parse(&url).map_err(|e| format!("--redis: {e}"))?,
+                    target: tessera::store::redis::RedisTarget::parse(&url).map_err(ConfigError::Redis)?,
                     timeout,
-                    near_cache: self.near_cache.unwrap_or(true),
+                    near_cache: near_cache.unwrap_or(DEFAULT_NEAR_CACHE),
                     // A lease longer than a command's deadline would let
                     // memory answer for longer than Redis itself could.
-                    cache_lease: Duration::from_millis(self.cache_lease_ms.unwrap_or(250).max(10)).min(timeout),
+                    cache_lease: Duration::from_millis(cache_lease_ms.unwrap_or(DEFAULT_CACHE_LEASE_MS).max(10))
+                        .min(timeout),
                 })
             }
         };
-        let http =
-            http_limits(&defaults.http, self.header_read_timeout_ms, self.keep_alive_timeout_ms, self.max_connections)?;
-        let secret = match (std::env::var("TESSERA_SECRET").ok().filter(|s| !s.is_empty()), self.secret_file) {
+        let http = http_limits(header_read_timeout_ms, keep_alive_timeout_ms, max_connections)?;
+        let secret = match (secret_value, secret_file) {
             (Some(value), _) => SecretSource::Value(value),
             (None, Some(path)) => SecretSource::File(path),
             (None, None) => SecretSource::DataDir,
         };
-        if let Some(url) = &self.database {
-            crate::users::Engine::of(url)
-                .ok_or_else(|| format!("--database must be postgres://… or sqlite:…, not {url:?}"))?;
+        if let Some(url) = &database {
+            crate::users::Engine::of(url).ok_or_else(|| ConfigError::Unparsable {
+                flag: "--database",
+                value: url.clone(),
+                reason: "must be postgres://… or sqlite:…".into(),
+            })?;
         }
+        let ThrottleArgs { login_limit_per_phone, login_ceiling_per_phone, login_limit_per_ip, otp_limit_per_ip } =
+            throttles;
         let throttles = Throttles {
-            login_per_phone: self.login_limit_per_phone.unwrap_or(defaults.throttles.login_per_phone).max(1),
-            login_ceiling_per_phone: self
-                .login_ceiling_per_phone
-                .unwrap_or(defaults.throttles.login_ceiling_per_phone)
-                .max(1),
-            login_per_ip: self.login_limit_per_ip.unwrap_or(defaults.throttles.login_per_ip).max(1),
-            otp_per_ip: self.otp_limit_per_ip.unwrap_or(defaults.throttles.otp_per_ip).max(1),
+            login_per_phone: login_limit_per_phone.unwrap_or(DEFAULT_LOGIN_LIMIT_PER_PHONE).max(1),
+            login_ceiling_per_phone: login_ceiling_per_phone.unwrap_or(DEFAULT_LOGIN_CEILING_PER_PHONE).max(1),
+            login_per_ip: login_limit_per_ip.unwrap_or(DEFAULT_LOGIN_LIMIT_PER_IP).max(1),
+            otp_per_ip: otp_limit_per_ip.unwrap_or(DEFAULT_OTP_LIMIT_PER_IP).max(1),
         };
-        let data_dir = self.data_dir.unwrap_or(defaults.data_dir);
-        let keys_file = self.keys_file.unwrap_or_else(|| data_dir.join("signing-keys.json"));
-        let key_algorithm = self.token_algorithm.map(AlgorithmArg::algorithm);
-        let tokens = match self.tokens.unwrap_or(TokensArg::Opaque) {
+        let data_dir = data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let keys_file = tokens.keys_file.clone().unwrap_or_else(|| data_dir.join(DEFAULT_KEYS_FILE_NAME));
+        let key_algorithm = tokens.token_algorithm.map(AlgorithmArg::algorithm);
+        let introspection_secret = tokens.introspection_secret.clone();
+        let tokens = match tokens.mode.unwrap_or(DEFAULT_TOKENS) {
             TokensArg::Opaque => None,
-            TokensArg::Signed => Some(token_config(
-                self.token_algorithm,
-                self.access_ttl,
-                self.refresh_grace,
-                self.key_rotation_interval,
-                self.issuer,
-                self.audience,
-                &expiry,
-            )?),
+            TokensArg::Signed => Some(token_config(tokens, &expiry)?),
         };
-        if self.introspection_secret.as_ref().is_some_and(|s| s.chars().count() < 16) {
-            return Err("--introspection-secret must be at least 16 characters".into());
+        if introspection_secret.as_ref().is_some_and(|s| s.chars().count() < 16) {
+            return Err(ConfigError::Rule { flag: "--introspection-secret", rule: "must be at least 16 characters" });
         }
         Ok(Settings {
             tokens,
-            introspection_secret: self.introspection_secret,
-            max_sessions_per_user: match self.max_sessions_per_user {
-                None => defaults.max_sessions_per_user,
-                Some(0) => None,
-                Some(n) => Some(n),
+            introspection_secret,
+            max_sessions_per_user: match max_sessions_per_user.unwrap_or(DEFAULT_MAX_SESSIONS_PER_USER) {
+                0 => None,
+                n => Some(n),
             },
             throttles,
-            database: self.database,
+            database,
             redis,
             secret,
-            bind: self.bind.unwrap_or(defaults.bind),
+            bind: bind.unwrap_or(DEFAULT_BIND),
             data_dir,
             keys_file,
             key_algorithm,
             http,
-            carrier: match self.carrier.unwrap_or(CarrierArg::Auto) {
+            carrier: match carrier.unwrap_or(DEFAULT_CARRIER) {
                 CarrierArg::Cookie => CarrierMode::Cookie,
                 CarrierArg::Header => CarrierMode::Header,
                 CarrierArg::Auto => CarrierMode::Auto,
             },
-            dev: self.dev.unwrap_or(false),
+            dev: dev.unwrap_or(DEFAULT_DEV),
             otp,
             allowed_origins,
-            trusted_proxies: self.trusted_proxies,
+            trusted_proxies,
             expiry,
-            log: self.log.unwrap_or(defaults.log),
+            log: log.unwrap_or_else(|| DEFAULT_LOG.into()),
         })
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn token_config(
-    algorithm: Option<AlgorithmArg>,
-    access_ttl: Option<u64>,
-    refresh_grace: Option<u64>,
-    rotation: Option<u64>,
-    issuer: Option<String>,
-    audience: Option<String>,
-    expiry: &ExpiryPolicy,
-) -> Result<TokenConfig, String> {
+/// Token mode's settings from its section (the key file, algorithm name and
+/// introspection secret are resolved by the caller, for every mode).
+fn token_config(args: TokenArgs, expiry: &ExpiryPolicy) -> Result<TokenConfig, ConfigError> {
+    let TokenArgs {
+        mode: _,
+        token_algorithm,
+        access_ttl,
+        refresh_grace,
+        keys_file: _,
+        key_rotation_interval,
+        issuer,
+        audience,
+        introspection_secret: _,
+    } = args;
     let defaults = TokenSettings::default();
     let access_ttl = access_ttl.map(Duration::from_secs).unwrap_or(defaults.access_ttl);
     if access_ttl.is_zero() || access_ttl > Duration::from_secs(24 * 3600) {
-        return Err("--access-ttl must be between 1 second and a day".into());
+        return Err(ConfigError::Rule { flag: "--access-ttl", rule: "must be between 1 second and a day" });
     }
     // A family's idle deadline moves only when it refreshes, which a client
     // does about once per access-token lifetime.
     if access_ttl >= expiry.idle() {
-        return Err("--access-ttl must be shorter than --idle-timeout (refreshes keep a family alive)".into());
+        return Err(ConfigError::Rule {
+            flag: "--access-ttl",
+            rule: "must be shorter than --idle-timeout (refreshes keep a family alive)",
+        });
     }
     let refresh_grace = refresh_grace.map(Duration::from_secs).unwrap_or(defaults.refresh_grace);
     // Within the window a reused token is forgiven: keep it short.
     if refresh_grace > Duration::from_secs(60) {
-        return Err("--refresh-grace must be at most 60 seconds".into());
+        return Err(ConfigError::Rule { flag: "--refresh-grace", rule: "must be at most 60 seconds" });
     }
-    let rotation = rotation.unwrap_or(TokenConfig::default().rotation_interval.map_or(0, |d| d.as_secs()));
+    let rotation = key_rotation_interval.unwrap_or(DEFAULT_KEY_ROTATION_INTERVAL);
     // Verifiers may cache the JWKS for a minute; a rotation sooner than a
     // few minutes after the last could sign with a key they have not seen.
     if rotation != 0 && rotation < 300 {
-        return Err("--key-rotation-interval must be 0 (off) or at least 300 seconds".into());
+        return Err(ConfigError::Rule {
+            flag: "--key-rotation-interval",
+            rule: "must be 0 (off) or at least 300 seconds",
+        });
     }
-    let nonempty = |v: Option<String>, name: &str, default: String| match v {
-        Some(v) if v.trim().is_empty() => Err(format!("--{name} must not be empty")),
+    let nonempty = |v: Option<String>, flag: &'static str, default: String| match v {
+        Some(v) if v.trim().is_empty() => Err(ConfigError::Rule { flag, rule: "must not be empty" }),
         Some(v) => Ok(v),
         None => Ok(default),
     };
     Ok(TokenConfig {
         settings: TokenSettings {
-            issuer: nonempty(issuer, "issuer", defaults.issuer.clone())?,
-            audience: nonempty(audience, "audience", defaults.audience.clone())?,
+            issuer: nonempty(issuer, "--issuer", defaults.issuer.clone())?,
+            audience: nonempty(audience, "--audience", defaults.audience.clone())?,
             access_ttl,
             refresh_grace,
             ..defaults
         },
-        algorithm: algorithm.unwrap_or(AlgorithmArg::Eddsa).algorithm(),
+        algorithm: token_algorithm.unwrap_or(DEFAULT_TOKEN_ALGORITHM).algorithm(),
         rotation_interval: match rotation {
             0 => None,
             secs => Some(Duration::from_secs(secs)),
@@ -618,21 +879,28 @@ fn token_config(
 
 /// The HTTP front's bounds from their options.
 fn http_limits(
-    defaults: &crate::http_front::HttpLimits,
     header_read_ms: Option<u64>,
     keep_alive_ms: Option<u64>,
     max_connections: Option<usize>,
-) -> Result<crate::http_front::HttpLimits, String> {
-    let header_read_timeout = header_read_ms.map(Duration::from_millis).unwrap_or(defaults.header_read_timeout);
-    let keep_alive_timeout = keep_alive_ms.map(Duration::from_millis).unwrap_or(defaults.keep_alive_timeout);
-    if header_read_timeout < Duration::from_millis(100) || keep_alive_timeout < Duration::from_millis(100) {
-        return Err("--header-read-timeout-ms and --keep-alive-timeout-ms must be at least 100".into());
+) -> Result<crate::http_front::HttpLimits, ConfigError> {
+    let header_read_timeout = Duration::from_millis(header_read_ms.unwrap_or(DEFAULT_HEADER_READ_TIMEOUT_MS));
+    if header_read_timeout < Duration::from_millis(100) {
+        return Err(ConfigError::Rule { flag: "--header-read-timeout-ms", rule: "must be at least 100" });
     }
-    let max_connections = max_connections.unwrap_or(defaults.max_connections);
+    let keep_alive_timeout = Duration::from_millis(keep_alive_ms.unwrap_or(DEFAULT_KEEP_ALIVE_TIMEOUT_MS));
+    if keep_alive_timeout < Duration::from_millis(100) {
+        return Err(ConfigError::Rule { flag: "--keep-alive-timeout-ms", rule: "must be at least 100" });
+    }
+    let max_connections = max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
     if max_connections == 0 {
-        return Err("--max-connections must be at least 1".into());
+        return Err(ConfigError::Rule { flag: "--max-connections", rule: "must be at least 1" });
     }
-    Ok(crate::http_front::HttpLimits { header_read_timeout, keep_alive_timeout, max_connections, ..*defaults })
+    Ok(crate::http_front::HttpLimits {
+        header_read_timeout,
+        keep_alive_timeout,
+        max_connections,
+        ..crate::http_front::HttpLimits::default()
+    })
 }
 
 #[cfg(test)]
@@ -685,7 +953,7 @@ mod tests {
     #[test]
     fn bad_settings_are_explained() {
         let no_url = parse(&["--otp-sender", "webhook"]).merged_over(ServeArgs::default()).into_settings();
-        assert!(no_url.unwrap_err().contains("--otp-webhook"));
+        assert!(no_url.unwrap_err().to_string().contains("--otp-webhook"));
         let bad_origin = parse(&["--allowed-origin", "*"]).merged_over(ServeArgs::default()).into_settings();
         assert!(bad_origin.is_err());
         assert!(toml::from_str::<ServeArgs>("no-such-key = 1").is_err());
@@ -710,7 +978,7 @@ mod tests {
         let s = parse(&["--data-dir", "/d"]).merged_over(file).into_settings().unwrap();
         assert_eq!(s.keys_file, PathBuf::from("/k.json"), "the file's key path holds without --tokens signed");
         let too_long = parse(&["--tokens", "signed", "--access-ttl", "3600"]).merged_over(ServeArgs::default());
-        assert!(too_long.into_settings().unwrap_err().contains("--idle-timeout"));
+        assert!(too_long.into_settings().unwrap_err().to_string().contains("--idle-timeout"));
         for bad in [["--refresh-grace", "61"], ["--key-rotation-interval", "60"]] {
             let args = parse(&["--tokens", "signed", bad[0], bad[1]]).merged_over(ServeArgs::default());
             assert!(args.into_settings().is_err(), "{bad:?}");
@@ -729,7 +997,8 @@ mod tests {
         // per-option merge code to forget.
         let file: ServeArgs = toml::from_str(
             "bind = \"127.0.0.1:1\"\nredis-timeout-ms = 1\ncache-lease-ms = 1\nheader-read-timeout-ms = 1\n\
-             login-ceiling-per-phone = 1\nmax-connections = 1\nkeys-file = \"/file\"\ntrusted-proxies = [\"10.0.0.1\"]",
+             login-ceiling-per-phone = 1\nmax-connections = 1\nkeys-file = \"/file\"\ntrusted-proxies = [\"10.0.0.1\"]\n\
+             carrier = \"header\"\notp-sender = \"console\"\ntokens = \"opaque\"\nlog = \"warn\"",
         )
         .unwrap();
         let args = parse(&[
@@ -747,22 +1016,114 @@ mod tests {
             "2",
             "--keys-file",
             "/flag",
+            "--carrier",
+            "cookie",
+            "--otp-sender",
+            "webhook",
+            "--tokens",
+            "signed",
+            "--log",
+            "debug",
         ])
         .merged_over(file);
-        assert_eq!(args.bind.unwrap().port(), 2);
-        assert_eq!(args.redis_timeout_ms, Some(2));
-        assert_eq!(args.cache_lease_ms, Some(2));
-        assert_eq!(args.header_read_timeout_ms, Some(2));
-        assert_eq!(args.login_ceiling_per_phone, Some(2));
-        assert_eq!(args.max_connections, Some(2));
-        assert_eq!(args.keys_file, Some(PathBuf::from("/flag")));
-        assert_eq!(args.trusted_proxies, vec!["10.0.0.1".parse::<IpAddr>().unwrap()], "an empty list is not given");
+        assert_eq!(args.listener.bind.unwrap().port(), 2);
+        assert_eq!(args.storage.redis_timeout_ms, Some(2));
+        assert_eq!(args.storage.cache_lease_ms, Some(2));
+        assert_eq!(args.listener.header_read_timeout_ms, Some(2));
+        assert_eq!(args.throttles.login_ceiling_per_phone, Some(2));
+        assert_eq!(args.listener.max_connections, Some(2));
+        assert_eq!(args.tokens.keys_file, Some(PathBuf::from("/flag")));
+        assert_eq!(args.sessions.carrier, Some(CarrierArg::Cookie));
+        assert_eq!(args.otp.otp_sender, Some(OtpSenderArg::Webhook));
+        assert_eq!(args.tokens.mode, Some(TokensArg::Signed));
+        assert_eq!(args.log.as_deref(), Some("debug"));
+        assert_eq!(
+            args.listener.trusted_proxies,
+            vec!["10.0.0.1".parse::<IpAddr>().unwrap()],
+            "an empty list is not given"
+        );
+    }
+
+    #[test]
+    fn every_flag_has_its_toml_key_and_every_key_its_flag() {
+        // Declared once, an option gets both: its variable, less `TESSERA_`,
+        // is its TOML key, and the keys the file knows are exactly those. A
+        // section flattened for clap but not for serde would fail here.
+        use clap::CommandFactory;
+        let cli = Cli::command();
+        let serve = cli.find_subcommand("serve").unwrap();
+        let mut from_flags: Vec<String> = serve
+            .get_arguments()
+            .filter_map(|a| a.get_env())
+            .map(|env| env.to_str().unwrap().strip_prefix("TESSERA_").unwrap().to_lowercase().replace('_', "-"))
+            .filter(|key| key != "config")
+            .collect();
+        let serde_json::Value::Object(keys) = serde_json::to_value(ServeArgs::default()).unwrap() else {
+            panic!("the options serialize to a map")
+        };
+        let mut from_file: Vec<String> = keys.keys().cloned().collect();
+        from_flags.sort();
+        from_file.sort();
+        assert_eq!(from_flags, from_file);
+        for key in &from_file {
+            let value = &keys[key];
+            let toml = if value.is_array() { format!("{key} = []") } else { format!("{key} = \"x\"") };
+            let err = toml::from_str::<ServeArgs>(&toml).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(!err.contains("unknown field"), "{key}: {err}");
+        }
+    }
+
+    #[test]
+    fn help_shows_the_defaults_resolution_applies() {
+        use clap::CommandFactory;
+        let cli = Cli::command();
+        let serve = cli.find_subcommand("serve").unwrap();
+        let help = |long: &str| {
+            let arg = serve.get_arguments().find(|a| a.get_long() == Some(long)).unwrap();
+            arg.get_help().unwrap().to_string()
+        };
+        assert!(help("redis-timeout-ms").ends_with(&format!("[default: {DEFAULT_REDIS_TIMEOUT_MS}]")));
+        assert!(help("bind").ends_with("[default: 127.0.0.1:8080]"));
+        assert!(help("carrier").ends_with("[default: auto]"));
+        assert!(help("idle-timeout").ends_with("[default: 1800]"));
+        assert!(help("key-rotation-interval").ends_with("[default: 2592000, 30 days]"));
+        let s = Settings::for_data_dir(PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(s.bind, DEFAULT_BIND);
+        assert_eq!(s.expiry.idle(), Duration::from_secs(1800));
+        assert_eq!(s.http.max_connections, DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(s.throttles, Throttles::default());
+        assert_eq!(s.max_sessions_per_user, Some(DEFAULT_MAX_SESSIONS_PER_USER));
+    }
+
+    #[test]
+    fn errors_name_the_flag() {
+        let err =
+            |args: &[&str]| parse(args).merged_over(ServeArgs::default()).into_settings().unwrap_err().to_string();
+        assert_eq!(err(&["--max-connections", "0"]), "--max-connections must be at least 1");
+        assert!(err(&["--redis", "nope"]).starts_with("--redis: "));
+        assert!(err(&["--database", "mysql://x"]).starts_with("--database \"mysql://x\""));
+        assert!(err(&["--tokens", "signed", "--issuer", " "]).starts_with("--issuer must not be empty"));
+        assert!(err(&["--keep-alive-timeout-ms", "5"]).starts_with("--keep-alive-timeout-ms"));
+    }
+
+    #[test]
+    fn a_bad_file_key_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tessera.toml");
+        std::fs::write(&path, "log = \"warn\"\nbind = 5\n").unwrap();
+        let err = ServeArgs::from_file(&path).unwrap_err().to_string();
+        assert!(err.contains(": bind: invalid type"), "{err}");
+        std::fs::write(&path, "log = \"warn\"\nno-such-key = 1\n").unwrap();
+        let err = ServeArgs::from_file(&path).unwrap_err().to_string();
+        assert!(err.contains("no-such-key: unknown field"), "{err}");
+        std::fs::write(&path, "bind = \n").unwrap();
+        assert!(matches!(ServeArgs::from_file(&path), Err(ConfigError::Malformed { .. })));
     }
 
     #[test]
     fn dev_flag_takes_an_optional_value() {
-        assert_eq!(parse(&["--dev"]).dev, Some(true));
-        assert_eq!(parse(&["--dev=false"]).dev, Some(false));
-        assert_eq!(parse(&[]).dev, None);
+        assert_eq!(parse(&["--dev"]).sessions.dev, Some(true));
+        assert_eq!(parse(&["--dev=false"]).sessions.dev, Some(false));
+        assert_eq!(parse(&[]).sessions.dev, None);
     }
 }

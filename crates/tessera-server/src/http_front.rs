@@ -60,9 +60,9 @@ pub struct HttpLimits {
 impl Default for HttpLimits {
     fn default() -> Self {
         Self {
-            header_read_timeout: Duration::from_secs(10),
-            keep_alive_timeout: Duration::from_secs(60),
-            max_connections: 10_000,
+            header_read_timeout: Duration::from_millis(crate::configuration::DEFAULT_HEADER_READ_TIMEOUT_MS),
+            keep_alive_timeout: Duration::from_millis(crate::configuration::DEFAULT_KEEP_ALIVE_TIMEOUT_MS),
+            max_connections: crate::configuration::DEFAULT_MAX_CONNECTIONS,
             max_headers: 64,
             max_header_bytes: 16 * 1024,
             shutdown_grace: Duration::from_secs(10),
