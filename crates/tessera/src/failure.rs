@@ -121,6 +121,14 @@ pub(crate) fn default_response(kind: FailureKind) -> Response {
     response
 }
 
+/// A handler may answer a failure by its kind: the default rendering,
+/// marked, so the layer replaces it with the application's own.
+impl IntoResponse for FailureKind {
+    fn into_response(self) -> Response {
+        default_response(self)
+    }
+}
+
 /// The layer's last step: an answer marked with a [`FailureKind`] is
 /// rendered again by the application's renderer, if it has one.
 pub(crate) fn rerender(response: Response, render: Option<&RenderFailure>) -> Response {

@@ -13,14 +13,13 @@ use std::task::{Context, Poll};
 
 use axum::extract::ConnectInfo;
 use axum::response::{IntoResponse, Response};
-use http::{header, HeaderMap, HeaderValue, Method, Request};
+use http::{header, HeaderValue, Request};
 use tower::{Layer, Service};
 
-use crate::carrier::{self, CarrierKind, Presented, TokenFormat};
+use crate::carrier::{self, CarrierKind, TokenFormat};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{CarrierMode, CookieSettings, SessionConfig};
 use crate::csrf::{AllowedOrigin, CsrfPolicy};
-use crate::csrf::{CsrfVerdict, CSRF_HEADER};
 use crate::failure::{default_response, rerender, FailureKind, RenderFailure};
 use crate::policy::ExpiryPolicy;
 use crate::record::ClientMeta;
@@ -269,9 +268,13 @@ where
                 shared.refresh_cookie.as_ref().and_then(|name| carrier::read_unique_cookie(name, req.headers()));
             let session = Session::new(shared.clone(), presented.clone(), respond_via, client, refresh_cookie);
 
-            let csrf = check_csrf(&session, &presented, respond_via, req.method(), req.headers());
-            if let Err(rejection) = csrf.await {
-                return Ok(rerender(rejection, shared.render.as_ref()));
+            let refusal = match session.csrf_permits(req.method(), req.headers()).await {
+                Ok(true) => None,
+                Ok(false) => Some(csrf_rejection()),
+                Err(e) => Some(e.into_response()),
+            };
+            if let Some(refusal) = refusal {
+                return Ok(rerender(refusal, shared.render.as_ref()));
             }
 
             req.extensions_mut().insert(session.clone());
@@ -294,58 +297,6 @@ fn client_meta<B>(req: &Request<B>) -> ClientMeta {
         .map(|c| c.0)
         .or_else(|| req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()));
     ClientMeta::new(ua, ip)
-}
-
-/// Applies the CSRF rules; `Err` holds the response that refuses the request.
-async fn check_csrf(
-    session: &Session,
-    presented: &Presented,
-    respond_via: CarrierKind,
-    method: &Method,
-    headers: &HeaderMap,
-) -> Result<(), Response> {
-    let relies_on_cookie = match presented.carrier() {
-        Some(CarrierKind::Cookie) => true,
-        Some(CarrierKind::Header) => false,
-        // No credential yet, but the answer may set a cookie (a browser
-        // logging in): refuse foreign origins so nobody can log a victim
-        // into the attacker's account. A refresh cookie is a credential too.
-        None => respond_via == CarrierKind::Cookie || session.has_refresh_cookie(),
-    };
-    if !relies_on_cookie {
-        return Ok(());
-    }
-    match session.config().csrf.evaluate(method, headers) {
-        CsrfVerdict::Allowed => Ok(()),
-        CsrfVerdict::Rejected => Err(csrf_rejection()),
-        CsrfVerdict::NeedsToken => {
-            let echoed = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
-            if !matches!(presented, Presented::Token(..) | Presented::Access(..)) {
-                if !session.has_refresh_cookie() {
-                    return Ok(()); // nothing a forged request could ride on
-                }
-                // Only the refresh cookie (`/auth/refresh`, `/auth/logout`):
-                // the same rule, against its family's token.
-                #[cfg(feature = "signed")]
-                return match session.refresh_csrf_matches(echoed).await {
-                    Ok(true) => Ok(()),
-                    Ok(false) => Err(csrf_rejection()),
-                    Err(e) => Err(e.into_response()),
-                };
-                #[cfg(not(feature = "signed"))]
-                return Ok(()); // no refresh cookie is read without token mode
-            }
-            match session.exists().await {
-                Err(e) => Err(e.into_response()),
-                Ok(false) => Ok(()), // a dead cookie: the request runs anonymous
-                Ok(true) => match session.csrf_matches(echoed).await {
-                    Ok(true) => Ok(()),
-                    Ok(false) => Err(csrf_rejection()),
-                    Err(e) => Err(e.into_response()),
-                },
-            }
-        }
-    }
 }
 
 fn csrf_rejection() -> Response {

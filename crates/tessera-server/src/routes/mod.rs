@@ -3,6 +3,7 @@
 //! form), what it answers in [`responses`].
 
 mod auth;
+pub mod forward_auth;
 mod health;
 mod introspect;
 pub mod params;
@@ -14,7 +15,7 @@ mod user;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::{delete, get, post};
+use axum::routing::{any, delete, get, post};
 use axum::Router;
 use sqlx::SqlitePool;
 use tessera::{Clock, SessionStore, SignedTokens};
@@ -100,6 +101,8 @@ pub fn router(state: Services) -> Router {
     router
         .route("/", get(health::about))
         .route("/healthz", get(health::healthz))
+        .route("/auth/verify", any(forward_auth::verify))
+        .route("/auth/verify/{*original_path}", any(forward_auth::verify))
         .route("/user/getotp", post(user::get_otp))
         .route("/user/register", post(user::register))
         .route("/user/login", post(user::login))

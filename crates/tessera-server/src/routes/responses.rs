@@ -126,6 +126,17 @@ pub struct RevokedResponse {
     pub revoked: u64,
 }
 
+/// `/auth/verify`: who the proxy's request comes from (also in the
+/// `X-User-Id` and `X-Session-Id` headers, which proxies pass upstream).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyResponse {
+    /// The session's public id, as `/user/sessions` lists it.
+    pub session_id: String,
+    /// The user's id.
+    pub user_id: String,
+}
+
 /// `GET /user/csrf`. No `Debug`: it holds the token.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -9,6 +9,7 @@
 //! In token mode (see [`crate::signed`]) the same handle stands for the
 //! caller's token family; `signed.rs` holds what differs.
 
+mod csrf;
 mod ending;
 #[cfg(feature = "signed")]
 mod signed;
@@ -345,6 +346,14 @@ impl Session {
     /// The logged-in user, `None` for an anonymous or absent session.
     pub async fn user_id(&self) -> Result<Option<UserId>, SessionError> {
         Ok(self.state().await?.current.logged_in().map(|(_, user)| user))
+    }
+
+    /// The logged-in user and the public id of their session (the id
+    /// [`Session::list_mine`] shows and [`Session::revoke`] takes; in token
+    /// mode, the family's): what a forward-auth answer tells the services
+    /// behind a proxy. `None` for an anonymous or absent session.
+    pub async fn identity(&self) -> Result<Option<(UserId, String)>, SessionError> {
+        Ok(self.state().await?.current.logged_in().map(|(key, user)| (user, key.public_id())))
     }
 
     /// The session's CSRF synchronizer token, if there is a session.

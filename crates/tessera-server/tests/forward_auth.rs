@@ -1,0 +1,265 @@
+//! Forward auth: `/auth/verify` as nginx `auth_request`, Traefik
+//! `ForwardAuth` and Envoy's HTTP `ext_authz` call it.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{failure, TestServer, ORIGIN, PHONE};
+use tessera::store::redis::RedisTarget;
+use tessera_server::configuration::{RedisSettings, TokenConfig};
+use tessera_testkit::{Monitor, RedisServer};
+
+/// The public id `/user/sessions` gives the caller's own session.
+async fn own_session_id(request: reqwest::RequestBuilder) -> String {
+    let list: Value = request.send().await.unwrap().json().await.unwrap();
+    let mine = list["data"].as_array().unwrap().iter().find(|s| s["current"] == true).cloned().unwrap();
+    mine["id"].as_str().unwrap().to_owned()
+}
+
+fn identity(r: &reqwest::Response) -> (String, String) {
+    let header = |name: &str| r.headers().get(name).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    (header("x-user-id"), header("x-session-id"))
+}
+
+#[tokio::test]
+async fn a_logged_in_caller_is_named_to_the_proxy_and_nobody_else_is() {
+    let app = TestServer::spawn().await;
+    let user = app.register(PHONE).await;
+    let token = app.login_header(PHONE).await;
+    let session_id = own_session_id(app.get("/user/sessions").bearer_auth(&token)).await;
+
+    // nginx and Traefik: a GET to /auth/verify; Envoy: the original method
+    // and path appended.
+    for request in [
+        app.get("/auth/verify").bearer_auth(&token),
+        app.get("/auth/verify").header("x-auth-token", &token),
+        app.post("/auth/verify/orders/42").bearer_auth(&token),
+    ] {
+        let r = request.send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(identity(&r), (user["id"].to_string(), session_id.clone()));
+        assert!(!r.headers()["x-session-id"].to_str().unwrap().contains(&token));
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["data"]["userId"], user["id"].to_string());
+    }
+
+    for request in [
+        app.get("/auth/verify"),
+        app.get("/auth/verify").bearer_auth("not-a-token"),
+        app.get("/auth/verify").bearer_auth("A".repeat(43)),
+    ] {
+        let r = request.send().await.unwrap();
+        assert!(r.headers().get("x-user-id").is_none());
+        assert_eq!(failure(r).await, (401, 20003));
+    }
+
+    // Ended means ended here too.
+    app.post("/user/logout").bearer_auth(&token).send().await.unwrap();
+    let r = app.get("/auth/verify").bearer_auth(&token).send().await.unwrap();
+    assert_eq!(failure(r).await, (401, 20003));
+}
+
+#[tokio::test]
+async fn cookie_carried_state_changes_are_judged_as_the_original_request() {
+    let app = TestServer::spawn().await;
+    app.register(PHONE).await;
+    let (cookie, csrf) = app.login_cookie(PHONE).await;
+    let verify = |method: &str, origin: &str| {
+        app.get("/auth/verify")
+            .header("cookie", &cookie)
+            .header("x-original-method", method)
+            .header("x-original-uri", "/orders")
+            .header("origin", origin)
+    };
+
+    // A page of the site reading is fine; a foreign page posting is not.
+    assert_eq!(verify("GET", "https://evil.example").send().await.unwrap().status(), 200);
+    let r = verify("POST", "https://evil.example").send().await.unwrap();
+    assert!(r.headers().get("x-user-id").is_none());
+    assert_eq!(failure(r).await, (403, 10005));
+    assert_eq!(failure(verify("DELETE", "null").send().await.unwrap()).await, (403, 10005));
+
+    // Traefik's header name, and the synchronizer token for a page served
+    // from the API's own host.
+    let own = |token: Option<&str>| {
+        let mut r = app
+            .get("/auth/verify")
+            .header("cookie", &cookie)
+            .header("x-forwarded-method", "PUT")
+            .header("origin", format!("http://{}", app.addr));
+        if let Some(token) = token {
+            r = r.header("x-csrf-token", token);
+        }
+        r
+    };
+    assert_eq!(failure(own(None).send().await.unwrap()).await, (403, 10005));
+    assert_eq!(failure(own(Some("wrong")).send().await.unwrap()).await, (403, 10005));
+    assert_eq!(own(Some(&csrf)).send().await.unwrap().status(), 200);
+    assert_eq!(verify("POST", ORIGIN).send().await.unwrap().status(), 200, "an allowed origin");
+
+    // Envoy sends the original method itself: the layer's own check applies.
+    let r = app.post("/auth/verify/orders").header("cookie", &cookie).header("origin", "https://evil.example");
+    assert_eq!(failure(r.send().await.unwrap()).await, (403, 10005));
+
+    let r = app.get("/auth/verify").header("cookie", &cookie).header("x-original-method", "NOT A METHOD");
+    assert_eq!(failure(r.send().await.unwrap()).await, (400, 10001));
+}
+
+#[tokio::test]
+async fn signed_access_tokens_are_verified_by_cpu_and_name_their_family() {
+    let app = TestServer::spawn_with(|s| s.tokens = Some(TokenConfig::default())).await;
+    let user = app.register(PHONE).await;
+    let access = app.login_header(PHONE).await;
+    let family = own_session_id(app.get("/user/sessions").bearer_auth(&access)).await;
+    let r = app.get("/auth/verify").bearer_auth(&access).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(identity(&r), (user["id"].to_string(), family));
+
+    // One character of the signature changed.
+    let mut forged = access.clone().into_bytes();
+    let at = forged.len() - 10;
+    forged[at] = if forged[at] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    let r = app.get("/auth/verify").bearer_auth(&forged).send().await.unwrap();
+    assert_eq!(failure(r).await, (401, 20003));
+
+    app.post("/user/logout").bearer_auth(&access).send().await.unwrap();
+    let r = app.get("/auth/verify").bearer_auth(&access).send().await.unwrap();
+    assert_eq!(failure(r).await, (401, 20003), "a logged-out family's access token is refused at once");
+}
+
+fn on_redis(url: String) -> impl FnOnce(&mut tessera_server::configuration::Settings) {
+    move |s| {
+        s.redis = Some(RedisSettings {
+            target: RedisTarget::parse(&url).unwrap(),
+            timeout: Duration::from_millis(250),
+            near_cache: true,
+            cache_lease: Duration::from_millis(250),
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_near_cache_hit_asks_redis_nothing_and_a_lost_redis_is_503() {
+    let mut redis = RedisServer::start();
+    let app = TestServer::spawn_with(on_redis(redis.url())).await;
+    app.register(PHONE).await;
+    let token = app.login_header(PHONE).await;
+    assert_eq!(app.get("/auth/verify").bearer_auth(&token).send().await.unwrap().status(), 200);
+
+    let monitor = Monitor::start(redis.port());
+    for _ in 0..20 {
+        assert_eq!(app.get("/auth/verify").bearer_auth(&token).send().await.unwrap().status(), 200);
+    }
+    assert_eq!(monitor.client_commands(), 0, "every check answered from the near cache");
+    drop(monitor);
+
+    redis.kill();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = app.get("/auth/verify").bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert!(r.headers().get("x-user-id").is_none());
+    assert_eq!(failure(r).await, (503, 10004));
+}
+
+/// The README's nginx configuration, ports replaced: (config, nginx port).
+fn readme_nginx_config(
+    tessera: std::net::SocketAddr,
+    orders: std::net::SocketAddr,
+    dir: &std::path::Path,
+) -> (String, u16) {
+    let readme = include_str!("../../../README.md");
+    let start = readme.find("```nginx\n").expect("the README has an nginx block") + "```nginx\n".len();
+    let block = &readme[start..start + readme[start..].find("```").unwrap()];
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let site = block
+        .replace("127.0.0.1:8080", &tessera.to_string())
+        .replace("127.0.0.1:9000", &orders.to_string())
+        .replace("listen 80;", &format!("listen 127.0.0.1:{port};"));
+    assert_ne!(site, block, "the README's ports are the ones replaced here");
+    let d = dir.display();
+    let config = format!(
+        "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\n\
+         http {{\naccess_log off;\nclient_body_temp_path {d}/body;\nproxy_temp_path {d}/proxy;\n\
+         fastcgi_temp_path {d}/fastcgi;\nuwsgi_temp_path {d}/uwsgi;\nscgi_temp_path {d}/scgi;\n{site}\n}}\n"
+    );
+    (config, port)
+}
+
+/// An nginx process, killed when dropped.
+struct Nginx(std::process::Child);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The "order service": answers with the identity headers it was given.
+async fn orders_service() -> std::net::SocketAddr {
+    use axum::http::HeaderMap;
+    let app = axum::Router::new().fallback(|headers: HeaderMap| async move {
+        let get = |name: &str| headers.get(name).map(|v| v.to_str().unwrap_or("?").to_owned());
+        axum::Json(serde_json::json!({ "user": get("x-user-id"), "session": get("x-session-id") }))
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+#[tokio::test]
+async fn behind_nginx_the_services_learn_the_caller_and_nobody_can_name_themselves() {
+    let app = TestServer::spawn().await;
+    let user = app.register(PHONE).await;
+    let token = app.login_header(PHONE).await;
+    let (cookie, csrf) = app.login_cookie(PHONE).await;
+    let orders = orders_service().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (config, port) = readme_nginx_config(app.addr, orders, dir.path());
+    std::fs::write(dir.path().join("nginx.conf"), config).unwrap();
+    // Debian puts it in /usr/sbin, which is not on every user's PATH.
+    let program = if std::path::Path::new("/usr/sbin/nginx").exists() { "/usr/sbin/nginx" } else { "nginx" };
+    let child = std::process::Command::new(program)
+        .args(["-p", &dir.path().display().to_string(), "-c", "nginx.conf"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("nginx is installed (scripts/test installs it)");
+    let _nginx = Nginx(child);
+    let site = format!("http://127.0.0.1:{port}");
+    let started = std::time::Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
+        assert!(started.elapsed() < Duration::from_secs(10), "nginx did not start: {log}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let id = user["id"].to_string();
+
+    // A caller with a token reaches the service, named by the proxy; a
+    // name the caller made up is replaced.
+    let r =
+        app.http.get(format!("{site}/orders/1")).bearer_auth(&token).header("x-user-id", "999").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let seen: Value = r.json().await.unwrap();
+    assert_eq!(seen["user"], id);
+    assert!(seen["session"].as_str().is_some_and(|s| !s.is_empty()));
+
+    // Without a credential the service is never reached, whatever it claims.
+    let r = app.http.get(format!("{site}/orders/1")).header("x-user-id", &id).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+
+    // A browser's cookie: reads pass; a foreign page's POST does not; the
+    // site's own page with its token echo does.
+    let get = app.http.get(format!("{site}/orders/1")).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(get.json::<Value>().await.unwrap()["user"], id);
+    let post =
+        |origin: &str| app.http.post(format!("{site}/orders/1")).header("cookie", &cookie).header("origin", origin);
+    assert_eq!(post("https://evil.example").send().await.unwrap().status(), 403);
+    assert_eq!(post(&site).send().await.unwrap().status(), 403, "no token echoed");
+    let r = post(&site).header("x-csrf-token", &csrf).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["user"], id);
+}

@@ -1,0 +1,69 @@
+//! The CSRF rules applied to one request: by the layer to each request it
+//! serves, and by an authorization service (forward auth) to the request a
+//! proxy asks about.
+
+use http::{HeaderMap, Method};
+
+use super::Session;
+use crate::carrier::{CarrierKind, Presented};
+use crate::csrf::{CsrfVerdict, CSRF_HEADER};
+use crate::error::SessionError;
+
+impl Session {
+    /// Whether a request with `method` and `headers` may act on this
+    /// session under the layer's CSRF rules. `Ok(false)`: a cross-site
+    /// attempt to use the caller's cookie.
+    ///
+    /// The layer applies this to every request before the handler runs. A
+    /// forward-auth endpoint calls it again with the *original* request's
+    /// method (from the proxy's `X-Original-Method` or `X-Forwarded-Method`),
+    /// since the proxy's own sub-request is a `GET` that the rules let pass.
+    pub async fn csrf_permits(&self, method: &Method, headers: &HeaderMap) -> Result<bool, SessionError> {
+        if !self.relies_on_cookie() {
+            return Ok(true);
+        }
+        match self.config().csrf.evaluate(method, headers) {
+            CsrfVerdict::Allowed => Ok(true),
+            CsrfVerdict::Rejected => Ok(false),
+            CsrfVerdict::NeedsToken => {
+                let echoed = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+                if !matches!(self.0.presented, Presented::Token(..) | Presented::Access(..)) {
+                    return self.refresh_cookie_permits(echoed).await;
+                }
+                if !self.exists().await? {
+                    return Ok(true); // a dead cookie: the request runs anonymous
+                }
+                self.csrf_matches(echoed).await
+            }
+        }
+    }
+
+    /// Whether the request carries, or may be answered with, a cookie: only
+    /// then can a forged cross-site request ride on the browser's session.
+    fn relies_on_cookie(&self) -> bool {
+        match self.0.presented.carrier() {
+            Some(CarrierKind::Cookie) => true,
+            Some(CarrierKind::Header) => false,
+            // No credential yet, but the answer may set a cookie (a browser
+            // logging in): refuse foreign origins so nobody can log a victim
+            // into the attacker's account. A refresh cookie is a credential too.
+            None => self.0.respond_via == CarrierKind::Cookie || self.has_refresh_cookie(),
+        }
+    }
+
+    /// No session credential: only a refresh cookie (`/auth/refresh`,
+    /// `/auth/logout`) could be abused, under the same rule against its
+    /// family's token.
+    async fn refresh_cookie_permits(&self, echoed: Option<&str>) -> Result<bool, SessionError> {
+        if !self.has_refresh_cookie() {
+            return Ok(true); // nothing a forged request could ride on
+        }
+        #[cfg(feature = "signed")]
+        return self.refresh_csrf_matches(echoed).await;
+        #[cfg(not(feature = "signed"))]
+        {
+            let _ = echoed;
+            Ok(true) // no refresh cookie is read without token mode
+        }
+    }
+}
