@@ -393,14 +393,16 @@ mod tests {
         let path = dir.path().join("old.db");
         let pool = connect(&path).await.unwrap();
         sqlx::raw_sql(AD_HOC_SCHEMA).execute(&pool).await.unwrap();
-        sqlx::query(&format!("INSERT INTO tessera_sessions ({COLUMNS}) VALUES (?, '7', 1, 1, ?, ?, 1, '{{}}', '{{}}', ?)"))
-            .bind(&[9u8; 32][..])
-            .bind(i64::MAX / 2)
-            .bind(i64::MAX / 2)
-            .bind("A".repeat(43))
-            .execute(&pool)
-            .await
-            .unwrap();
+        sqlx::query(&format!(
+            "INSERT INTO tessera_sessions ({COLUMNS}) VALUES (?, '7', 1, 1, ?, ?, 1, '{{}}', '{{}}', ?)"
+        ))
+        .bind(&[9u8; 32][..])
+        .bind(i64::MAX / 2)
+        .bind(i64::MAX / 2)
+        .bind("A".repeat(43))
+        .execute(&pool)
+        .await
+        .unwrap();
         pool.close().await;
 
         let store = SqliteStore::open(&path).await.unwrap();
