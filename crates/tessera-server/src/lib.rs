@@ -12,6 +12,7 @@ pub mod envelope;
 pub mod error;
 pub mod http_front;
 pub mod limits;
+pub mod migrations;
 pub mod otp;
 pub mod revocation_archive;
 pub mod routes;

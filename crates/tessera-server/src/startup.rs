@@ -137,25 +137,18 @@ fn local_database_path(settings: &Settings) -> PathBuf {
     settings.data_dir.join("tessera.db")
 }
 
-/// Opens the local SQLite file (WAL) and brings its OTP and
-/// throttle tables up to date. Every node has one, even with Redis: health
-/// checks use it, and `Application::database` hands it out.
+/// Opens the local SQLite file (WAL) and brings it to the end of the
+/// server's SQLite history (`crate::migrations`: the OTP and throttle
+/// tables, the user tables, the library's session and revocation tables).
+/// Every node has one, even with Redis: health checks use it, and
+/// `Application::database` hands it out.
 async fn open_local_database(settings: &Settings) -> Result<SqlitePool, StartupError> {
-    let db_path = local_database_path(settings);
-    let pool = tessera::store::sqlite::connect(&db_path)
-        .await
-        .map_err(|e| format!("cannot open {}: {e}", db_path.display()))?;
-    let mut local = sqlx::migrate!("./migrations/local");
-    // The user tables may share this file; their migrations are tracked
-    // in the same table.
-    local.set_ignore_missing(true);
-    local.run(&pool).await?;
-    Ok(pool)
+    Ok(crate::migrations::open_sqlite(&local_database_path(settings)).await?)
 }
 
 /// The user repository, on `--database` (SQLite or PostgreSQL) or
-/// else in the local SQLite file, migrated on connect. After the local
-/// migrations, which ignore the user tables' entries in the shared file.
+/// else in the local SQLite file, migrated on connect (in the local file,
+/// by the same history `open_local_database` just ran: nothing to do).
 async fn connect_users(settings: &Settings) -> Result<Users, StartupError> {
     Ok(match &settings.database {
         Some(url) => Users::connect(url).await?,

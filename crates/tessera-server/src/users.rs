@@ -66,14 +66,18 @@ impl Users {
             .connect(url)
             .await
             .map_err(|e| format!("cannot open the user database: {e}"))?;
-        let mut migrator = match engine {
-            Engine::Sqlite => sqlx::migrate!("./migrations/users/sqlite"),
-            Engine::Postgres => sqlx::migrate!("./migrations/users/postgres"),
+        // One history per database kind (see `crate::migrations`): a SQLite
+        // user file gets everything a SQLite file of the server gets, as it
+        // may be the local file itself.
+        let migrator = match engine {
+            Engine::Sqlite => crate::migrations::sqlite().await,
+            Engine::Postgres => Ok(crate::migrations::postgres()),
         };
-        // The SQLite file also holds the service's local tables, whose
-        // migrations are tracked in the same table.
-        migrator.set_ignore_missing(true);
-        migrator.run(&pool).await.map_err(|e| format!("user database migrations: {e}"))?;
+        migrator
+            .map_err(|e| format!("user database migrations: {e}"))?
+            .run(&pool)
+            .await
+            .map_err(|e| format!("user database migrations: {e}"))?;
         Ok(Self { pool })
     }
 

@@ -24,8 +24,9 @@ struct Database {
 }
 
 impl Database {
-    async fn create() -> Self {
-        let name = format!("tessera_test_{}", std::process::id());
+    /// `tag` tells apart the databases of the tests of one run.
+    async fn create(tag: &str) -> Self {
+        let name = format!("tessera_test_{}_{tag}", std::process::id());
         let mut admin =
             PgConnection::connect(&admin_url()).await.expect("PostgreSQL is running (scripts/test starts it)");
         sqlx::query(&format!("DROP DATABASE IF EXISTS {name}")).execute(&mut admin).await.unwrap();
@@ -58,7 +59,7 @@ impl Drop for Database {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_on_separate_data_directories_share_users_in_postgres() {
-    let db = Database::create().await;
+    let db = Database::create("nodes").await;
     let redis = RedisServer::start();
     let (sink, sink_addr) = Sink::start().await;
     let sink_url = format!("http://{sink_addr}/sms");
@@ -100,4 +101,36 @@ async fn nodes_on_separate_data_directories_share_users_in_postgres() {
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM user_info").fetch_one(&mut pg).await.unwrap();
     assert_eq!(count, 1);
     assert!(!dir_a.path().join("secret").exists(), "with TESSERA_SECRET no secret file is generated");
+}
+
+/// A user database made by the code before the migration histories were
+/// merged (`migrations/users/postgres`, run with `set_ignore_missing`; its
+/// `_sqlx_migrations` lists 1 and 3) opens with today's and keeps its users.
+#[tokio::test]
+async fn a_user_database_of_the_old_layout_opens() {
+    let db = Database::create("old_layout").await;
+    sqlx::any::install_default_drivers();
+    let old = sqlx::AnyPool::connect(&db.url()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["0001_users.sql", "0003_revocations.sql"] {
+        let from = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres").join(file);
+        std::fs::copy(from, dir.path().join(file)).unwrap();
+    }
+    let mut migrator = sqlx::migrate::Migrator::new(dir.path()).await.unwrap();
+    migrator.set_ignore_missing(true);
+    migrator.run(&old).await.unwrap();
+    sqlx::query("INSERT INTO user_info (name, gender, age, telphone) VALUES ('old', 2, 40, '+8613800000001')")
+        .execute(&old)
+        .await
+        .unwrap();
+    old.close().await;
+
+    let users = tessera_server::users::Users::connect(&db.url()).await.expect("the old database opens");
+    assert_eq!(users.by_id(1).await.unwrap().map(|u| u.name), Some("old".to_owned()));
+    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+        .fetch_all(users.pool())
+        .await
+        .unwrap();
+    let expected: Vec<i64> = tessera_server::migrations::postgres().iter().map(|m| m.version).collect();
+    assert_eq!(applied, expected);
 }

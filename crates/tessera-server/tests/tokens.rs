@@ -198,7 +198,7 @@ async fn browser_login(server: &TestServer) -> reqwest::Response {
 }
 
 fn cookie_pair(set: &[String], name: &str) -> String {
-    set.iter().find(|c| c.starts_with(&format!("{name}="))).unwrap().split(';').next().unwrap().to_owned()
+    tessera_testkit::http::cookie_pair(set.iter().find(|c| c.starts_with(&format!("{name}="))).unwrap())
 }
 
 #[tokio::test]

@@ -9,8 +9,14 @@
 //!
 //! [`FaultProxy`] sits between a client and one of these servers and
 //! freezes, delays or resets the traffic on demand.
+//!
+//! Beside Redis, what the tests of both the library and the service share:
+//! [`http`] (a client aimed at one test server, cookie parsing) and
+//! [`store`] (a session store that counts its calls).
 
+pub mod http;
 pub mod proxy;
+pub mod store;
 
 pub use proxy::FaultProxy;
 

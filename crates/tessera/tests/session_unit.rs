@@ -6,11 +6,9 @@
 //! to the old token, when a request costs a write, when sessions expire, and
 //! what the ending operations end.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::Response;
@@ -18,12 +16,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use http::{Request, StatusCode};
 use serde_json::{json, Value};
-use tessera::record::SessionChange;
-use tessera::store::KeyedRecord;
 use tessera::{
     AuthUser, CarrierMode, ExpiryPolicy, Key, ManualClock, MemoryStore, Session, SessionConfig, SessionError,
-    SessionKey, SessionLayer, SessionRecord, SessionStore, SessionToken, StoreError, Timestamp, UserId,
+    SessionLayer, SessionRecord, SessionStore, SessionToken, UserId,
 };
+use tessera_testkit::store::CountingStore;
 use tokio::sync::Barrier;
 use tower::ServiceExt;
 
@@ -34,110 +31,11 @@ const B: Key<String> = Key::new("b");
 const VISITS: Key<u32> = Key::new("visits");
 
 /// A `MemoryStore` that counts its calls by kind.
-#[derive(Debug, Default)]
-struct Counting {
-    inner: MemoryStore,
-    loads: AtomicU64,
-    creates: AtomicU64,
-    saves: AtomicU64,
-    touches: AtomicU64,
-    deletes: AtomicU64,
-    rotates: AtomicU64,
-    other_writes: AtomicU64,
-}
+type Counting = CountingStore<MemoryStore>;
 
-/// A snapshot of the counters, to compare before and after a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-struct Calls {
-    loads: u64,
-    creates: u64,
-    saves: u64,
-    touches: u64,
-    deletes: u64,
-    rotates: u64,
-    other_writes: u64,
-}
-
-impl Calls {
-    fn writes(&self) -> u64 {
-        self.creates + self.saves + self.touches + self.deletes + self.rotates + self.other_writes
-    }
-}
-
-impl Counting {
-    fn calls(&self) -> Calls {
-        let n = |c: &AtomicU64| c.load(Ordering::SeqCst);
-        Calls {
-            loads: n(&self.loads),
-            creates: n(&self.creates),
-            saves: n(&self.saves),
-            touches: n(&self.touches),
-            deletes: n(&self.deletes),
-            rotates: n(&self.rotates),
-            other_writes: n(&self.other_writes),
-        }
-    }
-
-    /// What the store holds under `token`, read past the counters.
-    async fn record_of(&self, token: &str) -> Option<Arc<SessionRecord>> {
-        self.inner.load(&SessionToken::parse(token).unwrap().key()).await.unwrap()
-    }
-}
-
-fn bump(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::SeqCst);
-}
-
-#[async_trait]
-impl SessionStore for Counting {
-    fn issue_token(&self, user: Option<&UserId>) -> SessionToken {
-        self.inner.issue_token(user)
-    }
-    async fn create(&self, key: &SessionKey, record: &SessionRecord) -> Result<(), StoreError> {
-        bump(&self.creates);
-        self.inner.create(key, record).await
-    }
-    async fn load(&self, key: &SessionKey) -> Result<Option<Arc<SessionRecord>>, StoreError> {
-        bump(&self.loads);
-        self.inner.load(key).await
-    }
-    async fn load_uncached(&self, key: &SessionKey) -> Result<Option<Arc<SessionRecord>>, StoreError> {
-        bump(&self.loads);
-        self.inner.load_uncached(key).await
-    }
-    async fn save(&self, key: &SessionKey, change: &SessionChange) -> Result<u64, StoreError> {
-        bump(&self.saves);
-        self.inner.save(key, change).await
-    }
-    async fn touch(&self, key: &SessionKey, last_seen: Timestamp, idle: Timestamp) -> Result<(), StoreError> {
-        bump(&self.touches);
-        self.inner.touch(key, last_seen, idle).await
-    }
-    async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
-        bump(&self.deletes);
-        self.inner.delete(key).await
-    }
-    async fn list_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<KeyedRecord>, StoreError> {
-        bump(&self.loads);
-        self.inner.list_user(user, now).await
-    }
-    async fn delete_user(&self, user: &UserId, keep: Option<&SessionKey>) -> Result<u64, StoreError> {
-        bump(&self.other_writes);
-        self.inner.delete_user(user, keep).await
-    }
-    async fn rotate(
-        &self,
-        old: Option<&SessionKey>,
-        new: &SessionKey,
-        record: &SessionRecord,
-    ) -> Result<Option<usize>, StoreError> {
-        bump(&self.rotates);
-        self.inner.rotate(old, new, record).await
-    }
-    async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
-        bump(&self.other_writes);
-        self.inner.purge_expired(now).await
-    }
+/// What the store holds under `token`, read past the counters.
+async fn record_of(store: &Counting, token: &str) -> Option<Arc<SessionRecord>> {
+    store.inner().load(&SessionToken::parse(token).unwrap().key()).await.unwrap()
 }
 
 async fn login(session: Session, Path(user): Path<String>) -> Result<Json<Value>, SessionError> {
@@ -194,7 +92,7 @@ struct Harness {
 impl Harness {
     /// Header carrier (no cookies, no CSRF), the given expiry, no session cap.
     fn new(expiry: ExpiryPolicy) -> Self {
-        let store = Arc::new(Counting::default());
+        let store = Arc::new(Counting::new(MemoryStore::new()));
         let clock = ManualClock::starting_now();
         let config = SessionConfig {
             carrier: CarrierMode::Header,
@@ -278,7 +176,7 @@ async fn login_rotates_the_token_and_carries_the_attributes_over() {
     let fresh = h.login("alice", Some(&anon)).await;
     assert_ne!(fresh, anon);
     assert_eq!(h.store.calls().rotates, before.rotates + 1, "login is one rotate");
-    assert!(h.store.record_of(&anon).await.is_none(), "the old record is gone from the store");
+    assert!(record_of(&h.store, &anon).await.is_none(), "the old record is gone from the store");
     assert_eq!(h.me_status(&anon).await, StatusCode::UNAUTHORIZED, "a token planted before login is worth nothing");
     let me = me_json(&h, &fresh).await;
     assert_eq!((me["user"].as_str(), me["visits"].as_u64()), (Some("alice"), Some(2)));
@@ -404,7 +302,7 @@ async fn logout_ends_the_callers_session_only() {
     let r = h.post("/logout", Some(&phone)).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(body_json(r).await, true, "there was a session to end");
-    assert!(h.store.record_of(&phone).await.is_none(), "deleted from the store, not only forgotten");
+    assert!(record_of(&h.store, &phone).await.is_none(), "deleted from the store, not only forgotten");
     assert_eq!(h.me_status(&phone).await, StatusCode::UNAUTHORIZED);
     assert_eq!(h.me_status(&laptop).await, StatusCode::OK, "the user's other session lives on");
     // Logging out again says there was nothing to end.

@@ -10,13 +10,14 @@ use std::sync::Arc;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use support::{Counting, Success};
+use support::Success;
 use tessera::revocation::MemoryRevocations;
 use tessera::signed::{KeySet, SigningAlgorithm};
 use tessera::{
     AuthUser, Clock, MemoryStore, Session, SessionConfig, SessionError, SessionLayer, SignedTokens, SystemClock,
     TokenSettings, UserId,
 };
+use tessera_testkit::store::CountingStore;
 
 async fn login(session: Session) -> Result<Success<Value>, SessionError> {
     let grant = session.login(UserId::from(7)).await?;
@@ -32,11 +33,11 @@ async fn me(user: AuthUser) -> Success<Value> {
     Success(json!({"user": user.user_id.as_str()}))
 }
 
-async fn spawn(store: Arc<Counting<MemoryStore>>) -> SocketAddr {
+async fn spawn(store: Arc<CountingStore<MemoryStore>>) -> SocketAddr {
     spawn_with_tokens(store).await.0
 }
 
-async fn spawn_with_tokens(store: Arc<Counting<MemoryStore>>) -> (SocketAddr, SignedTokens) {
+async fn spawn_with_tokens(store: Arc<CountingStore<MemoryStore>>) -> (SocketAddr, SignedTokens) {
     let keys = KeySet::generate(SigningAlgorithm::EdDSA, SystemClock.now());
     let tokens =
         SignedTokens::new(TokenSettings::default(), &keys, Arc::new(MemoryRevocations::new()), [5; 32]).await.unwrap();
@@ -59,23 +60,23 @@ async fn post_json(http: &reqwest::Client, url: String, body: Value) -> Value {
 
 #[tokio::test]
 async fn an_access_token_costs_the_store_nothing() {
-    let store = Arc::new(Counting::new(MemoryStore::new()));
+    let store = Arc::new(CountingStore::new(MemoryStore::new()));
     let addr = spawn(store.clone()).await;
     let http = reqwest::Client::new();
     let grant = post_json(&http, format!("http://{addr}/login"), json!({})).await;
-    let before = store.calls();
+    let before = store.calls().total();
     for _ in 0..5 {
         let r = http.get(format!("http://{addr}/me")).bearer_auth(grant["access"].as_str().unwrap()).send().await;
         assert_eq!(r.unwrap().json::<Value>().await.unwrap()["data"]["user"], "7");
     }
-    assert_eq!(store.calls() - before, 0, "verified by CPU alone: no load, no touch");
+    assert_eq!(store.calls().total() - before, 0, "verified by CPU alone: no load, no touch");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_refreshes_that_read_the_same_version_end_with_one_pair() {
     // Both refreshes are held until each has read the family: both see the
     // token as current, both try to rotate, the store lets one commit.
-    let store = Arc::new(Counting::gated(MemoryStore::new(), 2));
+    let store = Arc::new(CountingStore::gated(MemoryStore::new(), 2));
     let addr = spawn(store.clone()).await;
     let http = reqwest::Client::new();
     let grant = post_json(&http, format!("http://{addr}/login"), json!({})).await;
@@ -83,7 +84,7 @@ async fn two_refreshes_that_read_the_same_version_end_with_one_pair() {
     let body = json!({"refresh": grant["refresh"]});
     let (a, b) = tokio::join!(post_json(&http, url.clone(), body.clone()), post_json(&http, url, body));
     assert_eq!(a, b, "the loser of the race gets the winner's pair");
-    assert_eq!(store.conflicts.load(std::sync::atomic::Ordering::SeqCst), 1, "decided by the version check");
+    assert_eq!(store.conflicts(), 1, "decided by the version check");
     let r = http.get(format!("http://{addr}/me")).bearer_auth(a["access"].as_str().unwrap()).send().await.unwrap();
     assert_eq!(r.status(), 200);
 }
@@ -92,7 +93,7 @@ async fn two_refreshes_that_read_the_same_version_end_with_one_pair() {
 async fn a_revoked_family_cannot_refresh_even_while_its_record_remains() {
     // Revocation is recorded before the record is deleted; should the
     // deletion fail, the family's refresh token must still be dead.
-    let store = Arc::new(Counting::new(MemoryStore::new()));
+    let store = Arc::new(CountingStore::new(MemoryStore::new()));
     let (addr, tokens) = spawn_with_tokens(store.clone()).await;
     let http = reqwest::Client::new();
     let grant = post_json(&http, format!("http://{addr}/login"), json!({})).await;

@@ -8,6 +8,7 @@ pub mod introspect;
 pub mod node;
 
 use std::net::SocketAddr;
+use std::ops::Deref;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -19,6 +20,7 @@ use serde_json::{json, Value};
 use tessera::{AllowedOrigin, ManualClock};
 use tessera_server::configuration::{OtpDelivery, Settings};
 use tessera_server::startup::Application;
+use tessera_testkit::http::{cookie_pair, set_cookie, HttpClient};
 
 pub const PHONE: &str = "13812345678";
 pub const PASSWORD: &str = "correct horse battery";
@@ -66,9 +68,18 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub clock: ManualClock,
     pub sink: Sink,
-    pub http: reqwest::Client,
+    /// `url`, `get`, `post`, `delete` and the `http` client, through `Deref`.
+    pub client: HttpClient,
     pub pool: sqlx::SqlitePool,
     pub data: tempfile::TempDir,
+}
+
+impl Deref for TestServer {
+    type Target = HttpClient;
+
+    fn deref(&self) -> &HttpClient {
+        &self.client
+    }
 }
 
 impl TestServer {
@@ -90,24 +101,7 @@ impl TestServer {
         let addr = app.local_addr();
         let pool = app.database().clone();
         tokio::spawn(app.run_until(std::future::pending()));
-        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        Self { addr, clock, sink, http, pool, data }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-
-    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
-        self.http.get(self.url(path))
-    }
-
-    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
-        self.http.post(self.url(path))
-    }
-
-    pub fn delete(&self, path: &str) -> reqwest::RequestBuilder {
-        self.http.delete(self.url(path))
+        Self { addr, clock, sink, client: HttpClient::new(addr), pool, data }
     }
 
     /// Asks for a code for `phone` and returns it from the sink.
@@ -134,15 +128,7 @@ impl TestServer {
 
     /// Logs in with the password over the header carrier; returns the token.
     pub async fn login_header(&self, phone: &str) -> String {
-        let r = self
-            .post("/user/login")
-            .header("x-auth-mode", "header")
-            .json(&json!({"telephone": phone, "password": PASSWORD}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        r.json::<Value>().await.unwrap()["data"]["token"].as_str().unwrap().to_owned()
+        password_login_header(&self.http, &self.url("/user/login"), phone).await["token"].as_str().unwrap().to_owned()
     }
 
     /// Logs in with the password over the cookie carrier, the way the
@@ -156,10 +142,25 @@ impl TestServer {
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
-        let pair = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+        let pair = cookie_pair(&set_cookie(&r));
         let body: Value = r.json().await.unwrap();
         (pair, body["data"]["csrfToken"].as_str().unwrap().to_owned())
     }
+}
+
+/// A header client's password login of `phone` (with [`PASSWORD`]) at
+/// `url`, which must succeed: the answer's `data`. For in-process servers
+/// and `tessera` processes alike.
+pub async fn password_login_header(http: &reqwest::Client, url: &str, phone: &str) -> Value {
+    let r = http
+        .post(url)
+        .header("x-auth-mode", "header")
+        .json(&json!({"telephone": phone, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json::<Value>().await.unwrap()["data"].clone()
 }
 
 pub fn e164(mainland: &str) -> String {

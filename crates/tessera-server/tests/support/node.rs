@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
@@ -123,14 +123,6 @@ impl Node {
 
     /// A header client's password login of [`super::PHONE`]: the answer's `data`.
     pub async fn login_header(&self, http: &reqwest::Client) -> Value {
-        let r = http
-            .post(self.url("/user/login"))
-            .header("x-auth-mode", "header")
-            .json(&json!({"telephone": super::PHONE, "password": super::PASSWORD}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        r.json::<Value>().await.unwrap()["data"].clone()
+        super::password_login_header(http, &self.url("/user/login"), super::PHONE).await
     }
 }

@@ -10,6 +10,7 @@
 //! IMMEDIATE` transaction so the version check and the write are atomic
 //! across processes.
 
+use std::ops::Range;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use quick_cache::sync::Cache;
+use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
@@ -25,23 +27,51 @@ use crate::clock::Timestamp;
 use crate::record::{SessionChange, SessionRecord, UserId};
 use crate::token::SessionKey;
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS tessera_sessions (
-    key               BLOB PRIMARY KEY NOT NULL,
-    user_id           TEXT,
-    created_at        INTEGER NOT NULL,
-    last_seen         INTEGER NOT NULL,
-    idle_deadline     INTEGER NOT NULL,
-    absolute_deadline INTEGER NOT NULL,
-    version           INTEGER NOT NULL,
-    attributes        TEXT NOT NULL,
-    client            TEXT NOT NULL,
-    csrf_token        TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS tessera_sessions_by_user ON tessera_sessions (user_id) WHERE user_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS tessera_sessions_by_idle ON tessera_sessions (idle_deadline);
-CREATE INDEX IF NOT EXISTS tessera_sessions_by_absolute ON tessera_sessions (absolute_deadline);
-";
+/// The library's SQLite migrations, embedded from `migrations/sqlite/` in
+/// this crate: the tables of [`SqliteStore`] and
+/// [`SqliteRevocations`](super::SqliteRevocations), numbered inside
+/// [`MIGRATION_VERSIONS`].
+pub fn migrations() -> Migrator {
+    sqlx::migrate!("./migrations/sqlite")
+}
+
+/// The migration versions the library reserves for itself: its migrations
+/// are numbered `1000001`, `1000002`, … An application that keeps its own
+/// sqlx migrations in the same file numbers them outside this range and
+/// folds [`migrations`] into its migrator (as the tessera server does), so
+/// that the file keeps one history in `_sqlx_migrations`.
+pub const MIGRATION_VERSIONS: Range<i64> = 1_000_000..2_000_000;
+
+/// Brings the library's tables in `pool` up to date; what
+/// [`SqliteStore::with_pool`] and [`SqliteRevocations::new`](super::SqliteRevocations::new)
+/// run first.
+///
+/// The file's `_sqlx_migrations` may also list the versions of an
+/// application sharing it: those outside [`MIGRATION_VERSIONS`] are that
+/// application's to check. Inside the range every applied version must be
+/// one of the library's (else the file was migrated by a newer tessera, and
+/// this fails with [`MigrateError::VersionMissing`]) with an unchanged
+/// checksum ([`MigrateError::VersionMismatch`] otherwise).
+pub async fn migrate(pool: &SqlitePool) -> Result<(), MigrateError> {
+    let migrator = migrations();
+    let history: Option<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'")
+            .fetch_optional(pool)
+            .await?;
+    if history.is_some() {
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations").fetch_all(pool).await?;
+        if let Some(&unknown) = applied.iter().find(|v| MIGRATION_VERSIONS.contains(v) && !migrator.version_exists(**v))
+        {
+            return Err(MigrateError::VersionMissing(unknown));
+        }
+    }
+    // The versions outside the library's range, which sqlx would otherwise
+    // refuse as missing, are the sharing application's; ours were checked
+    // above, and `run` compares the checksums of those already applied.
+    let mut migrator = migrator;
+    migrator.set_ignore_missing(true);
+    migrator.run(pool).await
+}
 
 const COLUMNS: &str =
     "key, user_id, created_at, last_seen, idle_deadline, absolute_deadline, version, attributes, client, csrf_token";
@@ -71,9 +101,10 @@ impl SqliteStore {
         Self::with_pool(connect(path.as_ref()).await.map_err(unavailable)?).await
     }
 
-    /// Uses an existing pool, creating the table if needed.
+    /// Uses an existing pool, creating or migrating the library's tables
+    /// first ([`migrate`]).
     pub async fn with_pool(pool: SqlitePool) -> Result<Self, StoreError> {
-        sqlx::raw_sql(SCHEMA).execute(&pool).await.map_err(unavailable)?;
+        migrate(&pool).await.map_err(StoreError::unavailable)?;
         Ok(Self { pool, cache: None, epoch: Arc::default() })
     }
 
@@ -311,5 +342,117 @@ impl SessionStore for SqliteStore {
             .await
             .map_err(unavailable)?;
         Ok(done.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `SqliteStore::with_pool` and `SqliteRevocations::new` ran
+    /// before the library had migrations: files written then hold these
+    /// tables and no history row of the library's.
+    const AD_HOC_SCHEMA: &str = "
+        CREATE TABLE IF NOT EXISTS tessera_sessions (
+            key               BLOB PRIMARY KEY NOT NULL,
+            user_id           TEXT,
+            created_at        INTEGER NOT NULL,
+            last_seen         INTEGER NOT NULL,
+            idle_deadline     INTEGER NOT NULL,
+            absolute_deadline INTEGER NOT NULL,
+            version           INTEGER NOT NULL,
+            attributes        TEXT NOT NULL,
+            client            TEXT NOT NULL,
+            csrf_token        TEXT NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX IF NOT EXISTS tessera_sessions_by_user ON tessera_sessions (user_id) WHERE user_id IS NOT NULL;
+        CREATE INDEX IF NOT EXISTS tessera_sessions_by_idle ON tessera_sessions (idle_deadline);
+        CREATE INDEX IF NOT EXISTS tessera_sessions_by_absolute ON tessera_sessions (absolute_deadline);
+        CREATE TABLE IF NOT EXISTS tessera_revocations (
+            entry TEXT PRIMARY KEY NOT NULL,
+            until INTEGER NOT NULL
+        ) WITHOUT ROWID;
+    ";
+
+    async fn applied(pool: &SqlitePool) -> Vec<i64> {
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version").fetch_all(pool).await.unwrap()
+    }
+
+    #[test]
+    fn the_library_numbers_its_migrations_inside_its_range() {
+        let migrator = migrations();
+        assert!(migrator.iter().count() >= 2);
+        for m in migrator.iter() {
+            assert!(MIGRATION_VERSIONS.contains(&m.version), "migration {} outside {MIGRATION_VERSIONS:?}", m.version);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_file_with_the_ad_hoc_tables_opens_and_keeps_its_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let pool = connect(&path).await.unwrap();
+        sqlx::raw_sql(AD_HOC_SCHEMA).execute(&pool).await.unwrap();
+        sqlx::query(&format!(
+            "INSERT INTO tessera_sessions ({COLUMNS}) VALUES (?, '7', 1, 1, ?, ?, 1, '{{}}', '{{}}', ?)"
+        ))
+        .bind(&[9u8; 32][..])
+        .bind(i64::MAX / 2)
+        .bind(i64::MAX / 2)
+        .bind("A".repeat(43))
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+
+        let store = SqliteStore::open(&path).await.unwrap();
+        let record = store.load(&SessionKey::from_bytes([9; 32])).await.unwrap().expect("the old session is kept");
+        assert_eq!(record.user_id.as_ref().map(UserId::as_str), Some("7"));
+        let versions: Vec<i64> = migrations().iter().map(|m| m.version).collect();
+        assert_eq!(applied(&store.pool).await, versions, "the library's history is recorded");
+        super::super::SqliteRevocations::new(store.pool.clone()).await.expect("and migrating again is a no-op");
+    }
+
+    #[tokio::test]
+    async fn versions_of_the_application_sharing_the_file_are_left_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = connect(&dir.path().join("t.db")).await.unwrap();
+        // An application's own history in the same table, outside the range.
+        sqlx::raw_sql(
+            "CREATE TABLE app (x INTEGER);
+             CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL,
+                 installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, success BOOLEAN NOT NULL,
+                 checksum BLOB NOT NULL, execution_time BIGINT NOT NULL);
+             INSERT INTO _sqlx_migrations VALUES (1, 'app', CURRENT_TIMESTAMP, TRUE, x'00', 0);",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        migrate(&pool).await.unwrap();
+        assert_eq!(applied(&pool).await.first(), Some(&1));
+        assert_eq!(applied(&pool).await.len(), 1 + migrations().iter().count());
+
+        // A library version this build does not know: a newer tessera wrote
+        // the file, and this one must not guess at its tables.
+        let unknown = MIGRATION_VERSIONS.end - 1;
+        sqlx::query("INSERT INTO _sqlx_migrations VALUES (?, 'newer', CURRENT_TIMESTAMP, TRUE, x'00', 0)")
+            .bind(unknown)
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert!(matches!(migrate(&pool).await, Err(MigrateError::VersionMissing(v)) if v == unknown));
+    }
+
+    #[tokio::test]
+    async fn an_edited_library_migration_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = connect(&dir.path().join("t.db")).await.unwrap();
+        migrate(&pool).await.unwrap();
+        sqlx::query("UPDATE _sqlx_migrations SET checksum = x'00' WHERE version = ?")
+            .bind(MIGRATION_VERSIONS.start + 1)
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert!(matches!(migrate(&pool).await, Err(MigrateError::VersionMismatch(_))));
     }
 }

@@ -11,13 +11,6 @@ use super::StoreError;
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::revocation::{MemoryRevocations, Revocation, RevocationArchive, RevocationList, RevocationStore};
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS tessera_revocations (
-    entry TEXT PRIMARY KEY NOT NULL,
-    until INTEGER NOT NULL
-) WITHOUT ROWID;
-";
-
 /// Revocations in the SQLite file, delivered to this process's lists.
 #[derive(Debug)]
 pub struct SqliteRevocations {
@@ -26,9 +19,10 @@ pub struct SqliteRevocations {
 }
 
 impl SqliteRevocations {
-    /// Uses `pool`, creating the table if needed.
+    /// Uses `pool`, creating or migrating the library's tables first
+    /// ([`super::sqlite::migrate`]).
     pub async fn new(pool: SqlitePool) -> Result<Self, StoreError> {
-        sqlx::raw_sql(SCHEMA).execute(&pool).await.map_err(StoreError::unavailable)?;
+        super::sqlite::migrate(&pool).await.map_err(StoreError::unavailable)?;
         Ok(Self { pool, local: MemoryRevocations::new() })
     }
 }

@@ -1,129 +1,25 @@
 //! One helper that runs a small axum app behind `SessionLayer` on a random
-//! loopback port, over a real store wrapped to count its calls.
+//! loopback port, over a real store wrapped to count its calls
+//! (`tessera_testkit::store::CountingStore`), with the testkit's HTTP client
+//! aimed at it.
 
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::ops::Deref;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use tessera::record::SessionChange;
-use tessera::store::KeyedRecord;
 use tessera::{
-    AuthUser, CarrierKind, Key, ManualClock, MaybeAuthUser, Session, SessionConfig, SessionError, SessionKey,
-    SessionLayer, SessionLayerBuilder, SessionRecord, SessionStore, StoreError, Timestamp, UserId,
+    AuthUser, CarrierKind, Key, ManualClock, MaybeAuthUser, Session, SessionConfig, SessionError, SessionLayer,
+    SessionLayerBuilder, SessionStore, UserId,
 };
+use tessera_testkit::http::{cookie_pair, set_cookie, HttpClient};
+use tessera_testkit::store::CountingStore;
 use tokio::sync::Barrier;
-
-/// A real store with counters on every call, and optionally a gate that
-/// holds the first uncached loads, after they have read, until that many
-/// requests have read (so concurrent requests see the same version for certain).
-#[derive(Debug)]
-pub struct Counting<S> {
-    pub inner: S,
-    pub loads: AtomicU64,
-    pub writes: AtomicU64,
-    pub uncached: AtomicU64,
-    pub conflicts: AtomicU64,
-    gate: Option<(u64, Barrier)>,
-}
-
-impl<S> Counting<S> {
-    pub fn new(inner: S) -> Self {
-        Self {
-            inner,
-            loads: AtomicU64::new(0),
-            writes: AtomicU64::new(0),
-            uncached: AtomicU64::new(0),
-            conflicts: AtomicU64::new(0),
-            gate: None,
-        }
-    }
-
-    /// The first `n` uncached loads each wait until all `n` have started.
-    pub fn gated(inner: S, n: usize) -> Self {
-        Self { gate: Some((n as u64, Barrier::new(n))), ..Self::new(inner) }
-    }
-    pub fn loads(&self) -> u64 {
-        self.loads.load(Ordering::SeqCst)
-    }
-    pub fn writes(&self) -> u64 {
-        self.writes.load(Ordering::SeqCst)
-    }
-    pub fn calls(&self) -> u64 {
-        self.loads() + self.writes()
-    }
-    fn read(&self) {
-        self.loads.fetch_add(1, Ordering::SeqCst);
-    }
-    fn write(&self) {
-        self.writes.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-#[async_trait]
-impl<S: SessionStore> SessionStore for Counting<S> {
-    fn issue_token(&self, user: Option<&UserId>) -> tessera::SessionToken {
-        self.inner.issue_token(user)
-    }
-    async fn create(&self, key: &SessionKey, record: &SessionRecord) -> Result<(), StoreError> {
-        self.write();
-        self.inner.create(key, record).await
-    }
-    async fn load(&self, key: &SessionKey) -> Result<Option<Arc<SessionRecord>>, StoreError> {
-        self.read();
-        self.inner.load(key).await
-    }
-    async fn load_uncached(&self, key: &SessionKey) -> Result<Option<Arc<SessionRecord>>, StoreError> {
-        self.read();
-        let seen = self.uncached.fetch_add(1, Ordering::SeqCst);
-        let loaded = self.inner.load_uncached(key).await;
-        if let Some((n, barrier)) = &self.gate {
-            if seen < *n {
-                barrier.wait().await;
-            }
-        }
-        loaded
-    }
-    async fn save(&self, key: &SessionKey, change: &SessionChange) -> Result<u64, StoreError> {
-        self.write();
-        let saved = self.inner.save(key, change).await;
-        if matches!(saved, Err(StoreError::Conflict(_))) {
-            self.conflicts.fetch_add(1, Ordering::SeqCst);
-        }
-        saved
-    }
-    async fn touch(&self, key: &SessionKey, last_seen: Timestamp, idle: Timestamp) -> Result<(), StoreError> {
-        self.write();
-        self.inner.touch(key, last_seen, idle).await
-    }
-    async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
-        self.write();
-        self.inner.delete(key).await
-    }
-    async fn list_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<KeyedRecord>, StoreError> {
-        self.read();
-        self.inner.list_user(user, now).await
-    }
-    async fn delete_user(&self, user: &UserId, keep: Option<&SessionKey>) -> Result<u64, StoreError> {
-        self.write();
-        self.inner.delete_user(user, keep).await
-    }
-    async fn rotate(
-        &self,
-        old: Option<&SessionKey>,
-        new: &SessionKey,
-        r: &SessionRecord,
-    ) -> Result<Option<usize>, StoreError> {
-        self.write();
-        self.inner.rotate(old, new, r).await
-    }
-}
 
 pub const A: Key<String> = Key::new("a");
 pub const B: Key<String> = Key::new("b");
@@ -194,8 +90,17 @@ impl<T: serde::Serialize> axum::response::IntoResponse for Success<T> {
 pub struct TestApp {
     pub addr: SocketAddr,
     pub clock: ManualClock,
-    pub store: Arc<Counting<Arc<dyn SessionStore>>>,
-    pub http: reqwest::Client,
+    pub store: Arc<CountingStore<Arc<dyn SessionStore>>>,
+    /// `url`, `get`, `post`… on this app, through `Deref`.
+    pub client: HttpClient,
+}
+
+impl Deref for TestApp {
+    type Target = HttpClient;
+
+    fn deref(&self) -> &HttpClient {
+        &self.client
+    }
 }
 
 impl TestApp {
@@ -214,7 +119,7 @@ impl TestApp {
         adjust: impl FnOnce(SessionLayerBuilder) -> SessionLayerBuilder,
     ) -> Self {
         let clock = ManualClock::starting_now();
-        let store = Arc::new(Counting::new(store));
+        let store = Arc::new(CountingStore::new(store));
         let builder = SessionLayer::builder(store.clone()).config(config).clock(Arc::new(clock.clone()));
         let layer = adjust(builder).build();
         let app = Router::new()
@@ -233,20 +138,7 @@ impl TestApp {
         tokio::spawn(async move {
             axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await.unwrap();
         });
-        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        Self { addr, clock, store, http }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-
-    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
-        self.http.get(self.url(path))
-    }
-
-    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
-        self.http.post(self.url(path))
+        Self { addr, clock, store, client: HttpClient::new(addr) }
     }
 
     /// Logs `user` in over the header carrier; returns the token.
@@ -261,9 +153,9 @@ impl TestApp {
     pub async fn login_cookie(&self, user: &str) -> (String, String, String) {
         let r = self.post("/login").json(&json!({"user": user})).send().await.unwrap();
         assert_eq!(r.status(), 200);
-        let set_cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+        let set_cookie = set_cookie(&r);
         let body: Value = r.json().await.unwrap();
-        let pair = set_cookie.split(';').next().unwrap().to_owned();
+        let pair = cookie_pair(&set_cookie);
         (pair, body["data"]["csrfToken"].as_str().unwrap().to_owned(), set_cookie)
     }
 }
