@@ -43,9 +43,14 @@ enum Backend {
     },
 }
 
-/// Any of the connection kinds, for running commands and scripts.
+/// A connection to whichever deployment [`RedisConn`] reaches (standalone,
+/// Cluster, or the master Sentinel names), for running commands and scripts
+/// through [`RedisConn::run`]. Which kind it is stays inside.
 #[derive(Clone)]
-pub enum AnyConnection {
+pub struct AnyConnection(Kind);
+
+#[derive(Clone)]
+enum Kind {
     /// Standalone.
     Manager(ConnectionManager),
     /// Cluster.
@@ -55,6 +60,25 @@ pub enum AnyConnection {
 }
 
 impl ConnectionLike for AnyConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        self.0.req_packed_command(cmd)
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        p: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        self.0.req_packed_commands(p, offset, count)
+    }
+
+    fn get_db(&self) -> i64 {
+        self.0.get_db()
+    }
+}
+
+impl ConnectionLike for Kind {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Self::Manager(c) => c.req_packed_command(cmd),
@@ -181,11 +205,11 @@ impl RedisConn {
 
     async fn connection(&self) -> RedisResult<AnyConnection> {
         match &self.inner.backend {
-            Backend::Standalone { manager, .. } => Ok(AnyConnection::Manager(manager.clone())),
-            Backend::Cluster { connection } => Ok(AnyConnection::Cluster(connection.clone())),
+            Backend::Standalone { manager, .. } => Ok(AnyConnection(Kind::Manager(manager.clone()))),
+            Backend::Cluster { connection } => Ok(AnyConnection(Kind::Cluster(connection.clone()))),
             Backend::Sentinel { sentinels, current } => {
                 if let Some((_, c)) = current.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-                    return Ok(AnyConnection::Multiplexed(c.clone()));
+                    return Ok(AnyConnection(Kind::Multiplexed(c.clone())));
                 }
                 let client = sentinels.lock().await.async_get_client().await?;
                 let config = AsyncConnectionConfig::new()
@@ -193,7 +217,7 @@ impl RedisConn {
                     .set_response_timeout(Some(self.inner.timeout));
                 let connection = client.get_multiplexed_async_connection_with_config(&config).await?;
                 *current.lock().unwrap_or_else(|p| p.into_inner()) = Some((client, connection.clone()));
-                Ok(AnyConnection::Multiplexed(connection))
+                Ok(AnyConnection(Kind::Multiplexed(connection)))
             }
         }
     }
