@@ -107,7 +107,7 @@ impl Application {
             readiness.start_draining();
             if !delay.is_zero() {
                 tracing::info!(
-                    delay_ms = delay.as_millis(),
+                    delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                     "draining: /readyz answers 503; still accepting until the delay is over"
                 );
                 tokio::time::sleep(delay).await;

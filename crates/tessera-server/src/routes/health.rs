@@ -62,7 +62,7 @@ const CHECK_DEADLINE: Duration = Duration::from_secs(2);
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let readiness = &state.readiness;
     if readiness.is_draining() {
-        return not_ready("draining", ReadyChecks::default());
+        return not_ready("draining", None);
     }
     let store = async {
         match &state.redis {
@@ -87,7 +87,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         Success(ReadyResponse { checks, status: "ready" }).into_response()
     } else {
         tracing::warn!(?checks, "not ready");
-        not_ready("unavailable", checks)
+        not_ready("unavailable", Some(checks))
     }
 }
 
@@ -96,13 +96,20 @@ async fn within_deadline(check: impl Future<Output = bool>) -> bool {
 }
 
 /// 503 in the envelope's failure shape, with why and `Retry-After: 1`.
-fn not_ready(status: &'static str, checks: ReadyChecks) -> Response {
+fn not_ready(status: &'static str, checks: Option<ReadyChecks>) -> Response {
     let code = ErrorCode::SESSION_STORE_UNAVAILABLE;
     let data = NotReadyResponse { checks, err_code: code.code, err_msg: code.message, status };
-    let mut response =
-        (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"data": data, "status": "fail"}))).into_response();
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(NotReadyBody { status: "fail", data })).into_response();
     response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     response
+}
+
+/// The envelope around [`NotReadyResponse`] (`status` first, as every
+/// envelope).
+#[derive(serde::Serialize)]
+struct NotReadyBody {
+    status: &'static str,
+    data: NotReadyResponse,
 }
 
 /// `GET /`: what this is. Touches nothing, so it doubles as the benchmarks'

@@ -204,8 +204,9 @@ pub struct ReadyResponse {
 /// `GET /readyz` when not ready (503): the envelope's failure, with why.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct NotReadyResponse {
-    /// What was checked (nothing while draining).
-    pub checks: ReadyChecks,
+    /// What was checked; left out while draining (nothing is).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checks: Option<ReadyChecks>,
     /// 10004, as every unavailable answer.
     #[serde(rename = "errCode")]
     pub err_code: u32,
