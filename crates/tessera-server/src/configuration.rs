@@ -104,6 +104,26 @@ impl AlgorithmArg {
     }
 }
 
+/// How log lines are written (see the README's "Operating Tessera").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormatArg {
+    /// Lines for people; colours only when stderr is a terminal.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormatArg {
+    /// The telemetry module's name for it.
+    pub fn format(self) -> crate::telemetry::LogFormat {
+        match self {
+            Self::Text => crate::telemetry::LogFormat::Text,
+            Self::Json => crate::telemetry::LogFormat::Json,
+        }
+    }
+}
+
 /// How OTP codes are delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -188,6 +208,11 @@ pub struct ServeArgs {
     #[arg(long, env = "TESSERA_LOG", value_name = "FILTER", shown_default = DEFAULT_LOG)]
     pub log: Option<String>,
 
+    /// Log format: text (colours only at a terminal) or json (one object per
+    /// line).
+    #[arg(long, env = "TESSERA_LOG_FORMAT", value_enum, shown_default = enum_name(DEFAULT_LOG_FORMAT))]
+    pub log_format: Option<LogFormatArg>,
+
     /// Listener and HTTP limits.
     #[command(flatten)]
     #[serde(flatten)]
@@ -221,6 +246,8 @@ pub struct ServeArgs {
 
 /// The default of `--log`.
 pub const DEFAULT_LOG: &str = "info";
+/// The default of `--log-format`.
+pub const DEFAULT_LOG_FORMAT: LogFormatArg = LogFormatArg::Text;
 
 /// The default of `--bind`.
 pub const DEFAULT_BIND: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080));
@@ -230,6 +257,10 @@ pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_KEEP_ALIVE_TIMEOUT_MS: u64 = 60_000;
 /// The default of `--max-connections`.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// The default of `--shutdown-delay-ms`: none (stop accepting at once).
+pub const DEFAULT_SHUTDOWN_DELAY_MS: u64 = 0;
+/// The longest `--shutdown-delay-ms`.
+pub const MAX_SHUTDOWN_DELAY_MS: u64 = 300_000;
 
 /// Listener and HTTP limits.
 #[derive(Debug, Clone, Default, Args, Deserialize, Serialize)]
@@ -262,6 +293,14 @@ pub struct ListenerArgs {
     /// backlog.
     #[arg(long, env = "TESSERA_MAX_CONNECTIONS", value_name = "N", shown_default = DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: Option<usize>,
+
+    /// On SIGTERM/SIGINT, answer /readyz with 503 and keep accepting for
+    /// this many milliseconds before the listener closes and in-flight
+    /// requests are drained, so load balancers stop sending first. Set it to
+    /// the load balancer's probe interval times its failure threshold; at
+    /// most 300000.
+    #[arg(long, env = "TESSERA_SHUTDOWN_DELAY_MS", value_name = "MS", shown_default = DEFAULT_SHUTDOWN_DELAY_MS)]
+    pub shutdown_delay_ms: Option<u64>,
 }
 
 /// The default of `--data-dir`.
@@ -561,6 +600,10 @@ pub struct Settings {
     pub expiry: ExpiryPolicy,
     /// Log filter.
     pub log: String,
+    /// Log format.
+    pub log_format: crate::telemetry::LogFormat,
+    /// How long `/readyz` answers 503 before the listener closes on shutdown.
+    pub shutdown_delay: Duration,
     /// Redis, if configured.
     pub redis: Option<RedisSettings>,
     /// The server secret's source.
@@ -703,9 +746,19 @@ impl ServeArgs {
     /// apart field by field: an option declared and not used here does not
     /// compile.
     fn settings(self, secret_value: Option<String>) -> Result<Settings, ConfigError> {
-        let ServeArgs { config: _, log, listener, storage, sessions, otp, throttles, tokens } = self;
-        let ListenerArgs { bind, trusted_proxies, header_read_timeout_ms, keep_alive_timeout_ms, max_connections } =
-            listener;
+        let ServeArgs { config: _, log, log_format, listener, storage, sessions, otp, throttles, tokens } = self;
+        let ListenerArgs {
+            bind,
+            trusted_proxies,
+            header_read_timeout_ms,
+            keep_alive_timeout_ms,
+            max_connections,
+            shutdown_delay_ms,
+        } = listener;
+        let shutdown_delay_ms = shutdown_delay_ms.unwrap_or(DEFAULT_SHUTDOWN_DELAY_MS);
+        if shutdown_delay_ms > MAX_SHUTDOWN_DELAY_MS {
+            return Err(ConfigError::Rule { flag: "--shutdown-delay-ms", rule: "must be at most 300000 (5 minutes)" });
+        }
         let StorageArgs { data_dir, database, secret_file, redis, redis_timeout_ms, cache_lease_ms, near_cache } =
             storage;
         let SessionArgs { carrier, dev, allowed_origins, idle_timeout, absolute_timeout, max_sessions_per_user } =
@@ -811,6 +864,8 @@ impl ServeArgs {
             trusted_proxies,
             expiry,
             log: log.unwrap_or_else(|| DEFAULT_LOG.into()),
+            log_format: log_format.unwrap_or(DEFAULT_LOG_FORMAT).format(),
+            shutdown_delay: Duration::from_millis(shutdown_delay_ms),
         })
     }
 }
@@ -924,6 +979,8 @@ mod tests {
         assert_eq!(s.carrier, CarrierMode::Auto);
         assert!(!s.dev);
         assert_eq!(s.otp, OtpDelivery::Console);
+        assert_eq!(s.log_format, crate::telemetry::LogFormat::Text);
+        assert_eq!(s.shutdown_delay, Duration::ZERO);
     }
 
     #[test]
@@ -998,7 +1055,8 @@ mod tests {
         let file: ServeArgs = toml::from_str(
             "bind = \"127.0.0.1:1\"\nredis-timeout-ms = 1\ncache-lease-ms = 1\nheader-read-timeout-ms = 1\n\
              login-ceiling-per-phone = 1\nmax-connections = 1\nkeys-file = \"/file\"\ntrusted-proxies = [\"10.0.0.1\"]\n\
-             carrier = \"header\"\notp-sender = \"console\"\ntokens = \"opaque\"\nlog = \"warn\"",
+             carrier = \"header\"\notp-sender = \"console\"\ntokens = \"opaque\"\nlog = \"warn\"\n\
+             log-format = \"text\"\nshutdown-delay-ms = 1",
         )
         .unwrap();
         let args = parse(&[
@@ -1024,6 +1082,10 @@ mod tests {
             "signed",
             "--log",
             "debug",
+            "--log-format",
+            "json",
+            "--shutdown-delay-ms",
+            "2",
         ])
         .merged_over(file);
         assert_eq!(args.listener.bind.unwrap().port(), 2);
@@ -1037,6 +1099,8 @@ mod tests {
         assert_eq!(args.otp.otp_sender, Some(OtpSenderArg::Webhook));
         assert_eq!(args.tokens.mode, Some(TokensArg::Signed));
         assert_eq!(args.log.as_deref(), Some("debug"));
+        assert_eq!(args.log_format, Some(LogFormatArg::Json));
+        assert_eq!(args.listener.shutdown_delay_ms, Some(2));
         assert_eq!(
             args.listener.trusted_proxies,
             vec!["10.0.0.1".parse::<IpAddr>().unwrap()],
@@ -1104,6 +1168,7 @@ mod tests {
         assert!(err(&["--database", "mysql://x"]).starts_with("--database \"mysql://x\""));
         assert!(err(&["--tokens", "signed", "--issuer", " "]).starts_with("--issuer must not be empty"));
         assert!(err(&["--keep-alive-timeout-ms", "5"]).starts_with("--keep-alive-timeout-ms"));
+        assert!(err(&["--shutdown-delay-ms", "300001"]).starts_with("--shutdown-delay-ms"));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! `startup` wires it, `configuration` reads flags, environment and file,
 //! `routes` holds the HTTP API, `domain` the validated values.
 
+pub mod access_log;
 pub mod client_ip;
 pub mod configuration;
 pub mod credentials;
@@ -14,6 +15,7 @@ pub mod http_front;
 pub mod limits;
 pub mod migrations;
 pub mod otp;
+pub mod readiness;
 pub mod revocation_archive;
 pub mod routes;
 pub mod secret;

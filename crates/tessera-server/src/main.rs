@@ -25,7 +25,7 @@ async fn main() -> ExitCode {
     if rotate {
         return rotate_keys(&settings);
     }
-    telemetry::init(&settings.log);
+    telemetry::init(&settings.log, settings.log_format);
     let app = match Application::build(&settings, Arc::new(SystemClock)).await {
         Ok(app) => app,
         Err(e) => {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::extract::DefaultBodyLimit;
 use axum::response::Response;
 use axum::Router;
-use http::{header, HeaderName, HeaderValue, Method, Request};
+use http::{header, HeaderName, HeaderValue, Method};
 use sqlx::SqlitePool;
 use tessera::revocation::{RevocationStore, Revocations};
 use tessera::store::redis::{NearCacheConfig, RedisConn, RedisStoreConfig};
@@ -22,9 +22,8 @@ use tokio::task::JoinHandle;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use tracing::Level;
 
+use crate::access_log::{AccessLogLayer, SessionTagLayer};
 use crate::client_ip::{self, TrustedProxies};
 use crate::configuration::{OtpDelivery, SecretSource, Settings};
 use crate::envelope::ErrorCode;
@@ -32,6 +31,7 @@ use crate::limits::{RateLimiter, RedisLimiter, SqliteLimiter};
 use crate::otp::{
     ChallengeStore, ConsoleSender, OtpPolicy, OtpSender, OtpService, RedisChallenges, SqliteChallenges, WebhookSender,
 };
+use crate::readiness::Readiness;
 use crate::revocation_archive::UserDbArchive;
 use crate::routes::{self, params::MAX_BODY, LoginLimits, Services};
 use crate::secret::ServerSecret;
@@ -49,6 +49,8 @@ pub struct Application {
     database: SqlitePool,
     background: Vec<JoinHandle<()>>,
     http: crate::http_front::HttpLimits,
+    readiness: Arc<Readiness>,
+    shutdown_delay: Duration,
     _lock: Option<std::fs::File>,
 }
 
@@ -69,6 +71,7 @@ impl Application {
         let sessions = session_layer(settings, &backends, tokens, revocations, &clock).await?;
         let router = router(settings, state, sessions);
         let listener = bind(settings).await?;
+        let readiness = backends.readiness.clone();
         let maintenance = spawn_maintenance(backends.sessions, pool.clone(), clock);
         Ok(Self {
             listener,
@@ -76,6 +79,8 @@ impl Application {
             database: pool,
             background: key_watcher.into_iter().chain([maintenance]).collect(),
             http: settings.http,
+            readiness,
+            shutdown_delay: settings.shutdown_delay,
             _lock: backends._lock,
         })
     }
@@ -91,9 +96,24 @@ impl Application {
         &self.database
     }
 
-    /// Serves until `shutdown` completes, then finishes in-flight requests.
+    /// Serves until `shutdown` completes, then drains: `/readyz` answers
+    /// 503 at once, the listener keeps accepting for the shutdown delay
+    /// (`--shutdown-delay-ms`, so load balancers see the 503 and stop
+    /// sending), then closes, and in-flight requests finish.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        let result = crate::http_front::serve(self.listener, self.router, self.http, shutdown).await;
+        let (readiness, delay) = (self.readiness.clone(), self.shutdown_delay);
+        let drained = async move {
+            shutdown.await;
+            readiness.start_draining();
+            if !delay.is_zero() {
+                tracing::info!(
+                    delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                    "draining: /readyz answers 503; still accepting until the delay is over"
+                );
+                tokio::time::sleep(delay).await;
+            }
+        };
+        let result = crate::http_front::serve(self.listener, self.router, self.http, drained).await;
         for task in &self.background {
             task.abort();
         }
@@ -163,6 +183,8 @@ struct Backends {
     challenges: Arc<dyn ChallengeStore>,
     limiter: Arc<dyn RateLimiter>,
     redis: Option<RedisConn>,
+    /// What `/readyz` asks besides the databases.
+    readiness: Arc<Readiness>,
     /// The data directory's lock, held while sessions live in its file.
     _lock: Option<std::fs::File>,
 }
@@ -196,6 +218,7 @@ impl Backends {
                 challenges: Arc::new(SqliteChallenges::new(pool.clone())),
                 limiter: Arc::new(SqliteLimiter::new(pool.clone())),
                 redis: None,
+                readiness: Arc::new(Readiness::new(None, Duration::ZERO)),
             });
         };
         let conn = RedisConn::connect(redis.target.clone(), redis.timeout)
@@ -209,13 +232,14 @@ impl Backends {
             ..RedisStoreConfig::default()
         };
         let prefix = config.prefix.clone();
-        let store = RedisStore::with_connection(conn.clone(), config).with_clock(clock.clone());
+        let store = Arc::new(RedisStore::with_connection(conn.clone(), config).with_clock(clock.clone()));
         if let Some(policy) = store.evicting_policy().await {
             tracing::warn!(%policy, "Redis maxmemory-policy may evict session keys; use noeviction");
         }
         tracing::info!(target = ?redis.target, near_cache = redis.near_cache, "sessions, OTP and rate limits in Redis");
         Ok(Self {
-            sessions: Arc::new(store),
+            readiness: Arc::new(Readiness::new(Some(store.clone()), redis.cache_lease)),
+            sessions: store,
             challenges: Arc::new(RedisChallenges::new(conn.clone(), &prefix)),
             limiter: Arc::new(RedisLimiter::new(conn.clone(), &prefix)),
             redis: Some(conn),
@@ -327,6 +351,7 @@ fn services(
         sessions: backends.sessions.clone(),
         tokens,
         introspection_secret: settings.introspection_secret.clone(),
+        readiness: backends.readiness.clone(),
     }
 }
 
@@ -357,24 +382,35 @@ async fn session_layer(
         .config(config)
         .clock(clock.clone())
         .render_failures_with(crate::error::course_failure);
+    // The list requests are judged against is a feed `/readyz` watches.
     Ok(match tokens {
-        Some(tokens) => builder.signed_tokens(tokens),
-        None if backends.redis.is_some() => builder.revocations(Revocations::attach(revocations).await?),
+        Some(tokens) => {
+            backends.readiness.follow_revocations(tokens.revocations().clone());
+            builder.signed_tokens(tokens)
+        }
+        None if backends.redis.is_some() => {
+            let revocations = Revocations::attach(revocations).await?;
+            backends.readiness.follow_revocations(revocations.list().clone());
+            builder.revocations(revocations)
+        }
         None => builder,
     }
     .build())
 }
 
 /// The routes under the middleware stack. A request passes, outermost
-/// first: CatchPanic (a panic anywhere inside becomes the envelope's 500),
-/// Trace (method and path only), CORS (answers preflights before any other
+/// first: the access log (request id, the request span, one line per
+/// request; outside CatchPanic so a panic's 500 is logged and carries its
+/// id), CatchPanic (a panic anywhere inside becomes the envelope's 500), CORS (answers preflights before any other
 /// work), client_ip (the address the session layer and throttles record),
 /// the body limit, no-store (on every answer whose route set no
 /// Cache-Control, the session layer's refusals included), and
-/// `SessionLayer` innermost, next to the routes. Each `.layer` wraps what is
+/// `SessionLayer`, and the session tag innermost, next to the routes (it
+/// hands the request's session out to the access log). Each `.layer` wraps what is
 /// already there, so the calls below read from the inside out.
 fn router(settings: &Settings, state: Services, sessions: SessionLayer) -> Router {
     routes::router(state)
+        .layer(SessionTagLayer)
         .layer(sessions)
         .layer(no_store_by_default())
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -383,16 +419,10 @@ fn router(settings: &Settings, state: Services, sessions: SessionLayer) -> Route
             client_ip::resolve,
         ))
         .layer(cors(settings))
-        .layer(
-            TraceLayer::new_for_http()
-                // Method and path only: headers, bodies and query
-                // strings may hold credentials.
-                .make_span_with(
-                    |req: &Request<_>| tracing::info_span!("request", method = %req.method(), path = %req.uri().path()),
-                )
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
-        )
         .layer(CatchPanicLayer::custom(|_| -> Response { ErrorCode::UNKNOWN_ERROR.into_response() }))
+        // Method and route template only: headers, bodies and query
+        // strings may hold credentials.
+        .layer(AccessLogLayer::new(settings.trusted_proxies.clone()))
 }
 
 /// Answers carry personal data (profiles, device lists) or secrets (tokens,

@@ -1,9 +1,17 @@
-//! Liveness and readiness in one: the database answers or we are not ready.
+//! Probes. `/livez`: the process serves (touches nothing). `/readyz`: this
+//! node should get traffic: not shutting down, and the session store, the
+//! user database and the feeds its memory relies on are usable. `/healthz`
+//! (the first probe, kept): the databases and Redis answer a query.
+
+use std::future::Future;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use axum::Json;
+use http::{header, HeaderValue, StatusCode};
 
-use super::responses::{AboutResponse, HealthResponse};
+use super::responses::{AboutResponse, HealthResponse, NotReadyResponse, ReadyChecks, ReadyResponse};
 use super::AppState;
 use crate::envelope::{ErrorCode, Success};
 
@@ -26,6 +34,82 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
             ErrorCode::SESSION_STORE_UNAVAILABLE.into_response()
         }
     }
+}
+
+/// `GET /livez`: 200 while the process serves requests at all. Nothing is
+/// asked of any store: a node whose Redis is down is alive (restarting it
+/// would not help), only not ready.
+pub async fn livez() -> Success<HealthResponse> {
+    Success(HealthResponse { status: "ok" })
+}
+
+/// A check that takes longer than this counts as failed, so that a hung
+/// database cannot hang the probe (a load balancer's probe timeout is
+/// usually a few seconds).
+const CHECK_DEADLINE: Duration = Duration::from_secs(2);
+
+/// `GET /readyz`: 200 when this node should get traffic; 503 with
+/// `Retry-After` from the moment graceful shutdown begins (before the
+/// listener closes, so a load balancer drains the node) and while any
+/// dependency is unusable. Checks run concurrently:
+///
+/// - store: with Redis and a near cache whose lease is valid, nothing is
+///   asked (the subscription's heartbeat answered within the lease);
+///   otherwise a `PING` (Redis) or `SELECT 1` (the SQLite file);
+/// - users: `SELECT 1` on the user database;
+/// - invalidation (near cache) and revocations (token mode, or opaque
+///   sessions in Redis): their leases, no round trip.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let readiness = &state.readiness;
+    if readiness.is_draining() {
+        return not_ready("draining", None);
+    }
+    let store = async {
+        match &state.redis {
+            None => within_deadline(async { sqlx::query("SELECT 1").execute(&state.pool).await.is_ok() }).await,
+            Some(conn) => {
+                readiness.invalidation_feed().await == Some(true)
+                    || conn.run(|mut c| async move { redis::cmd("PING").query_async::<()>(&mut c).await }).await.is_ok()
+            }
+        }
+    };
+    let users = within_deadline(async { state.users.ping().await.is_ok() });
+    let (store, users, invalidation, revocations) =
+        tokio::join!(store, users, readiness.invalidation_feed(), readiness.revocation_feed());
+    let word = |up: bool| if up { "ok" } else { "down" };
+    let checks = ReadyChecks {
+        invalidation: invalidation.map(word),
+        revocations: revocations.map(word),
+        store: Some(word(store)),
+        users: Some(word(users)),
+    };
+    if store && users && invalidation != Some(false) && revocations != Some(false) {
+        Success(ReadyResponse { checks, status: "ready" }).into_response()
+    } else {
+        tracing::warn!(?checks, "not ready");
+        not_ready("unavailable", Some(checks))
+    }
+}
+
+async fn within_deadline(check: impl Future<Output = bool>) -> bool {
+    tokio::time::timeout(CHECK_DEADLINE, check).await.unwrap_or(false)
+}
+
+/// 503 in the envelope's failure shape, with why and `Retry-After: 1`.
+fn not_ready(status: &'static str, checks: Option<ReadyChecks>) -> Response {
+    let code = ErrorCode::SESSION_STORE_UNAVAILABLE;
+    let data = NotReadyResponse { checks, err_code: code.code, err_msg: code.message, status };
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(NotReadyBody { status: "fail", data })).into_response();
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+/// The envelope around [`NotReadyResponse`] (`status` first, as every
+/// envelope).
+#[derive(serde::Serialize)]
+struct NotReadyBody {
+    status: &'static str,
+    data: NotReadyResponse,
 }
 
 /// `GET /`: what this is. Touches nothing, so it doubles as the benchmarks'

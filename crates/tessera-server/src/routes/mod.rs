@@ -80,6 +80,8 @@ pub struct Services {
     pub tokens: Option<SignedTokens>,
     /// The secret introspection clients present; `None`: endpoint off.
     pub introspection_secret: Option<String>,
+    /// Shutdown and feed state, for `/readyz`.
+    pub readiness: Arc<crate::readiness::Readiness>,
 }
 
 /// All routes. Token mode adds `/auth/refresh`, `/auth/logout` (where
@@ -101,6 +103,8 @@ pub fn router(state: Services) -> Router {
     router
         .route("/", get(health::about))
         .route("/healthz", get(health::healthz))
+        .route("/livez", get(health::livez))
+        .route("/readyz", get(health::readyz))
         .route("/auth/verify", any(forward_auth::verify))
         .route("/auth/verify/{*original_path}", any(forward_auth::verify))
         .route("/user/getotp", post(user::get_otp))

@@ -184,6 +184,50 @@ pub struct HealthResponse {
     pub status: &'static str,
 }
 
+/// `GET /readyz`: each dependency this node uses, `ok` or `down`; a check
+/// that does not apply (no Redis, no revocation list) is left out.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct ReadyChecks {
+    /// The near cache's invalidation feed (its lease), with `--redis` and
+    /// the near cache.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invalidation: Option<&'static str>,
+    /// The revocation feed (its lease), with `--redis` or in token mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revocations: Option<&'static str>,
+    /// The session store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<&'static str>,
+    /// The user database.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub users: Option<&'static str>,
+}
+
+/// `GET /readyz` when ready.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ReadyResponse {
+    /// What was checked.
+    pub checks: ReadyChecks,
+    /// `ready`.
+    pub status: &'static str,
+}
+
+/// `GET /readyz` when not ready (503): the envelope's failure, with why.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct NotReadyResponse {
+    /// What was checked; left out while draining (nothing is).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checks: Option<ReadyChecks>,
+    /// 10004, as every unavailable answer.
+    #[serde(rename = "errCode")]
+    pub err_code: u32,
+    /// Its message.
+    #[serde(rename = "errMsg")]
+    pub err_msg: &'static str,
+    /// `draining` (shutting down) or `unavailable` (a check failed).
+    pub status: &'static str,
+}
+
 /// `GET /`: what this is.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct AboutResponse {

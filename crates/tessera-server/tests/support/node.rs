@@ -39,8 +39,19 @@ impl Node {
         env: &[(&str, &str)],
         stderr: Stdio,
     ) -> Self {
+        Self::launch_logged(program, "warn", args, env, stderr).await
+    }
+
+    /// [`Node::launch_program`] with the log filter `log`.
+    pub async fn launch_logged<S: AsRef<OsStr>>(
+        program: &str,
+        log: &str,
+        args: impl IntoIterator<Item = S>,
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> Self {
         let mut child = Command::new(program)
-            .args(["serve", "--dev", "--bind", "127.0.0.1:0", "--log", "warn"])
+            .args(["serve", "--dev", "--bind", "127.0.0.1:0", "--log", log])
             .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())

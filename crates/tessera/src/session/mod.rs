@@ -122,6 +122,9 @@ struct State {
     issued: Option<Credentials>,
     /// The caller's session was ended during this request.
     ended: bool,
+    /// The key of the session the caller ended (a logout), so the request
+    /// can still be named in the logs after `current` forgot it.
+    ended_key: Option<SessionKey>,
 }
 
 #[derive(Default)]
@@ -286,6 +289,17 @@ impl Session {
     /// The time this request is judged at.
     pub fn now(&self) -> Timestamp {
         self.0.now
+    }
+
+    /// The session's digest prefix ([`SessionKey::short`], the name the
+    /// library's own log lines give it; the family's in token mode), if the
+    /// request has learnt which session it is: loaded or verified, logged
+    /// in, or logged out. `None` for a request that never asked, and while
+    /// another task holds the session (never waits, never does I/O), so an
+    /// access log can call it after the handler at no cost.
+    pub fn digest_prefix(&self) -> Option<String> {
+        let state = self.0.state.try_lock().ok()?;
+        state.current.key().or(state.ended_key).map(|key| key.short())
     }
 
     async fn state(&self) -> Result<tokio::sync::MutexGuard<'_, State>, SessionError> {
@@ -499,7 +513,7 @@ impl Session {
             }
             None => false,
         };
-        *state = State { current: Current::Absent, ended: true, ..State::default() };
+        *state = State { current: Current::Absent, ended: true, ended_key: key, ..State::default() };
         Ok(had)
     }
 
@@ -580,7 +594,7 @@ impl Session {
         let now = self.0.now;
         let expiry = &shared.config.expiry;
         let has_changes = !state.set.is_empty() || !state.removed.is_empty();
-        let State { current, set, removed, issued, ended } = &mut *state;
+        let State { current, set, removed, issued, ended, ended_key: _ } = &mut *state;
         match current {
             Current::Live { key, record } if has_changes => {
                 let change = SessionChange {
