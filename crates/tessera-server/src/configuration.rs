@@ -461,6 +461,10 @@ pub const DEFAULT_TOKEN_ALGORITHM: AlgorithmArg = AlgorithmArg::Eddsa;
 pub const DEFAULT_KEYS_FILE_NAME: &str = "signing-keys.json";
 /// The default of `--key-rotation-interval`: 30 days.
 pub const DEFAULT_KEY_ROTATION_INTERVAL: u64 = 30 * 24 * 3600;
+/// The default of `--introspection-rate-limit`: per client per minute.
+pub const DEFAULT_INTROSPECTION_RATE_LIMIT: u32 = 6000;
+/// The shortest introspection secret accepted.
+pub const MIN_INTROSPECTION_SECRET_CHARS: usize = 16;
 
 /// Signed tokens and introspection. The defaults of the access-token
 /// lifetime, refresh grace, issuer and audience are the library's
@@ -518,11 +522,30 @@ pub struct TokenArgs {
     #[arg(long, env = "TESSERA_AUDIENCE", value_name = "AUD", shown_default = TokenSettings::default().audience)]
     pub audience: Option<String>,
 
-    /// The secret services present (HTTP Basic password, or
-    /// `client_secret`) to call POST /oauth/introspect; without it the
-    /// endpoint is off. At least 16 characters.
+    /// A secret any service may present (HTTP Basic password with any
+    /// client id, or `client_secret`) to call POST /oauth/introspect. At
+    /// least 16 characters. Without it and without --introspection-client
+    /// the endpoint is off.
     #[arg(long, env = "TESSERA_INTROSPECTION_SECRET", value_name = "SECRET", hide_env_values = true)]
     pub introspection_secret: Option<String>,
+
+    /// A named client of POST /oauth/introspect, `ID:SECRET` (the secret
+    /// at least 16 characters, without a comma). Repeatable; the variable
+    /// takes a comma-separated list.
+    #[arg(
+        long = "introspection-client",
+        env = "TESSERA_INTROSPECTION_CLIENTS",
+        value_delimiter = ',',
+        value_name = "ID:SECRET",
+        hide_env_values = true
+    )]
+    #[serde(rename = "introspection-clients")]
+    pub introspection_clients: Vec<String>,
+
+    /// Introspection requests each client may make per minute (all holders
+    /// of --introspection-secret count as one client); beyond, 429.
+    #[arg(long, env = "TESSERA_INTROSPECTION_RATE_LIMIT", value_name = "N", shown_default = DEFAULT_INTROSPECTION_RATE_LIMIT)]
+    pub introspection_rate_limit: Option<u32>,
 }
 
 /// Appends `[default: …]` to an argument's help, used as the clap
@@ -544,6 +567,38 @@ impl ShownDefault for clap::Arg {
 /// The name `--help` and the command line use for an enum value.
 fn enum_name(value: impl ValueEnum) -> String {
     value.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default()
+}
+
+/// A named client of `POST /oauth/introspect` (`--introspection-client
+/// ID:SECRET`). Its `Debug` hides the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IntrospectionClient {
+    /// The client id (the HTTP Basic user name, or `client_id`).
+    pub id: String,
+    /// Its secret.
+    pub secret: String,
+}
+
+impl std::fmt::Debug for IntrospectionClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IntrospectionClient").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+impl IntrospectionClient {
+    /// `ID:SECRET`, split at the first colon (a Basic user name cannot
+    /// hold one); the value is not repeated in errors, it holds a secret.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let flag = "--introspection-client";
+        let (id, secret) = text.split_once(':').ok_or(ConfigError::Rule { flag, rule: "must be ID:SECRET" })?;
+        if id.trim().is_empty() || id.trim() != id {
+            return Err(ConfigError::Rule { flag, rule: "needs a client id without surrounding spaces (ID:SECRET)" });
+        }
+        if secret.chars().count() < MIN_INTROSPECTION_SECRET_CHARS {
+            return Err(ConfigError::Rule { flag, rule: "secrets must be at least 16 characters" });
+        }
+        Ok(Self { id: id.to_owned(), secret: secret.to_owned() })
+    }
 }
 
 /// Where OTP codes go.
@@ -622,8 +677,13 @@ pub struct Settings {
     pub key_algorithm: Option<SigningAlgorithm>,
     /// Connection bounds of the HTTP front.
     pub http: crate::http_front::HttpLimits,
-    /// The secret for `POST /oauth/introspect`; `None`: endpoint off.
+    /// The secret any client of `POST /oauth/introspect` may present;
+    /// without it and without named clients the endpoint is off.
     pub introspection_secret: Option<String>,
+    /// The named clients of `POST /oauth/introspect`.
+    pub introspection_clients: Vec<IntrospectionClient>,
+    /// Introspection requests per client per minute.
+    pub introspection_rate_limit: u32,
 }
 
 /// Token-mode settings.
@@ -830,16 +890,23 @@ impl ServeArgs {
         let keys_file = tokens.keys_file.clone().unwrap_or_else(|| data_dir.join(DEFAULT_KEYS_FILE_NAME));
         let key_algorithm = tokens.token_algorithm.map(AlgorithmArg::algorithm);
         let introspection_secret = tokens.introspection_secret.clone();
+        let introspection_clients = introspection_clients(&tokens.introspection_clients)?;
+        let introspection_rate_limit = tokens.introspection_rate_limit.unwrap_or(DEFAULT_INTROSPECTION_RATE_LIMIT);
+        if introspection_rate_limit == 0 {
+            return Err(ConfigError::Rule { flag: "--introspection-rate-limit", rule: "must be at least 1" });
+        }
         let tokens = match tokens.mode.unwrap_or(DEFAULT_TOKENS) {
             TokensArg::Opaque => None,
             TokensArg::Signed => Some(token_config(tokens, &expiry)?),
         };
-        if introspection_secret.as_ref().is_some_and(|s| s.chars().count() < 16) {
+        if introspection_secret.as_ref().is_some_and(|s| s.chars().count() < MIN_INTROSPECTION_SECRET_CHARS) {
             return Err(ConfigError::Rule { flag: "--introspection-secret", rule: "must be at least 16 characters" });
         }
         Ok(Settings {
             tokens,
             introspection_secret,
+            introspection_clients,
+            introspection_rate_limit,
             max_sessions_per_user: match max_sessions_per_user.unwrap_or(DEFAULT_MAX_SESSIONS_PER_USER) {
                 0 => None,
                 n => Some(n),
@@ -883,6 +950,8 @@ fn token_config(args: TokenArgs, expiry: &ExpiryPolicy) -> Result<TokenConfig, C
         issuer,
         audience,
         introspection_secret: _,
+        introspection_clients: _,
+        introspection_rate_limit: _,
     } = args;
     let defaults = TokenSettings::default();
     let access_ttl = access_ttl.map(Duration::from_secs).unwrap_or(defaults.access_ttl);
@@ -930,6 +999,23 @@ fn token_config(args: TokenArgs, expiry: &ExpiryPolicy) -> Result<TokenConfig, C
             secs => Some(Duration::from_secs(secs)),
         },
     })
+}
+
+/// The named introspection clients, each id once.
+fn introspection_clients(specs: &[String]) -> Result<Vec<IntrospectionClient>, ConfigError> {
+    let mut clients: Vec<IntrospectionClient> = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let client = IntrospectionClient::parse(spec)?;
+        if clients.iter().any(|c| c.id == client.id) {
+            return Err(ConfigError::Unparsable {
+                flag: "--introspection-client",
+                value: client.id,
+                reason: "this client id is given twice".into(),
+            });
+        }
+        clients.push(client);
+    }
+    Ok(clients)
 }
 
 /// The HTTP front's bounds from their options.
@@ -1042,6 +1128,8 @@ mod tests {
         }
         let weak = parse(&["--introspection-secret", "short"]).merged_over(ServeArgs::default());
         assert!(weak.into_settings().is_err());
+        let weak = parse(&["--introspection-client", "billing:short"]).merged_over(ServeArgs::default());
+        assert!(weak.into_settings().unwrap_err().to_string().contains("16 characters"));
         let file: ServeArgs = toml::from_str("tokens = \"signed\"\nkey-rotation-interval = 0").unwrap();
         let s = parse(&[]).merged_over(file).into_settings().unwrap();
         assert!(s.tokens.unwrap().rotation_interval.is_none());
@@ -1183,6 +1271,44 @@ mod tests {
         assert!(err.contains("no-such-key: unknown field"), "{err}");
         std::fs::write(&path, "bind = \n").unwrap();
         assert!(matches!(ServeArgs::from_file(&path), Err(ConfigError::Malformed { .. })));
+    }
+
+    #[test]
+    fn introspection_clients_come_from_flags_the_variable_or_the_file() {
+        let secret = "q8+Vd/3xZk1N7pQ0sT2u5w==";
+        let s = parse(&[
+            "--introspection-client",
+            &format!("billing:{secret}"),
+            "--introspection-client",
+            "orders:x:yz-at-least-16-chars",
+            "--introspection-rate-limit",
+            "5",
+        ])
+        .merged_over(ServeArgs::default())
+        .into_settings()
+        .unwrap();
+        let ids: Vec<&str> = s.introspection_clients.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["billing", "orders"]);
+        assert_eq!(s.introspection_clients[0].secret, secret);
+        assert_eq!(s.introspection_clients[1].secret, "x:yz-at-least-16-chars", "split at the first colon");
+        assert_eq!(s.introspection_rate_limit, 5);
+        assert!(!format!("{:?}", s.introspection_clients).contains(secret), "Debug hides the secret");
+        let file: ServeArgs =
+            toml::from_str("introspection-clients = [\"a:0123456789abcdef\"]\nintrospection-rate-limit = 7").unwrap();
+        let s = parse(&[]).merged_over(file).into_settings().unwrap();
+        assert_eq!(s.introspection_clients[0].id, "a");
+        assert_eq!(s.introspection_rate_limit, 7);
+        let err =
+            |args: &[&str]| parse(args).merged_over(ServeArgs::default()).into_settings().unwrap_err().to_string();
+        assert!(err(&["--introspection-client", "no-colon-0123456789"]).contains("ID:SECRET"));
+        assert!(err(&["--introspection-client", ":0123456789abcdef"]).contains("client id"));
+        let twice =
+            err(&["--introspection-client", "a:0123456789abcdef", "--introspection-client", "a:fedcba9876543210"]);
+        assert!(twice.contains("given twice") && !twice.contains("0123456789abcdef"), "{twice}");
+        assert!(err(&["--introspection-rate-limit", "0"]).starts_with("--introspection-rate-limit"));
+        let s = Settings::for_data_dir(PathBuf::from("/d"));
+        assert_eq!(s.introspection_rate_limit, DEFAULT_INTROSPECTION_RATE_LIMIT);
+        assert!(s.introspection_clients.is_empty() && s.introspection_secret.is_none());
     }
 
     #[test]

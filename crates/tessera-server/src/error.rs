@@ -124,9 +124,14 @@ impl IntoResponse for ApiError {
             Self::TooManyRequests(seconds) => Failure::new(ErrorCode::TOO_MANY_REQUESTS).retry_after(seconds),
             Self::Session(e) => {
                 let kind = e.kind();
-                // The library's rendering logs the error; the answer is ours.
+                // The library's rendering logs the error; the answer is ours,
+                // marked with its kind like the library's own refusals, so
+                // the session layer adds what HTTP asks of a 401
+                // (`WWW-Authenticate: Bearer`).
                 drop(e.into_response());
-                Failure::new(session_code(kind))
+                let mut response = Failure::new(session_code(kind)).into_response();
+                response.extensions_mut().insert(kind);
+                return response;
             }
             Self::Unavailable(reason) => {
                 tracing::warn!(%reason, "store unavailable");

@@ -350,7 +350,11 @@ fn services(
         redis: backends.redis.clone(),
         sessions: backends.sessions.clone(),
         tokens,
-        introspection_secret: settings.introspection_secret.clone(),
+        introspection: routes::IntrospectionClients::new(
+            settings.introspection_clients.clone(),
+            settings.introspection_secret.clone(),
+            settings.introspection_rate_limit,
+        ),
         readiness: backends.readiness.clone(),
     }
 }

@@ -153,7 +153,7 @@ async fn another_language_introspects_tokens() {
     let (code, body) = introspect(&base, INTROSPECTION_SECRET, &access).await;
     assert_eq!(code, 200);
     assert_eq!(body["active"], true, "{body}");
-    assert_eq!(body["token_type"], "access_token");
+    assert_eq!(body["token_type"], "Bearer");
     assert_eq!(body["iss"], "tessera");
     assert!(body["sub"].is_string() && body["sid"].is_string() && body["exp"].is_i64(), "{body}");
 

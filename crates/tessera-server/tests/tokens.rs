@@ -324,7 +324,7 @@ async fn introspection_answers_for_opaque_session_tokens_too_and_is_off_without_
     let (code, body) = introspect(&base, INTROSPECTION_SECRET, &token).await;
     assert_eq!(code, 200);
     assert_eq!(body["active"], true, "{body}");
-    assert_eq!(body["token_type"], "session");
+    assert_eq!(body["token_type"], "Bearer", "a session token is a bearer token too");
     assert_eq!(body["sub"], user["id"].to_string());
     assert!(body["exp"].as_i64().unwrap() > body["iat"].as_i64().unwrap());
     let r = server.post("/user/logout").bearer_auth(&token).send().await.unwrap();

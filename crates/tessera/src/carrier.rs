@@ -159,6 +159,37 @@ pub(crate) fn read_cookie(name: &str, headers: &HeaderMap) -> Option<String> {
     found
 }
 
+/// The RFC 6750 §3 challenge a request gets with a 401 (see
+/// [`crate::failure`]): what it sent decides which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BearerChallenge {
+    /// None: a cookie-only layer, or a credential that came in a cookie or
+    /// `X-Auth-Token` (not the Bearer scheme).
+    None,
+    /// `Bearer realm="…"` without an error code: no credential at all.
+    Bare,
+    /// `Bearer realm="…", error="invalid_token"`: an `Authorization:
+    /// Bearer` token was presented and refused.
+    InvalidToken,
+}
+
+/// Which challenge a refusal of this request carries.
+pub(crate) fn bearer_challenge(mode: CarrierMode, presented: &Presented, headers: &HeaderMap) -> BearerChallenge {
+    if mode == CarrierMode::Cookie {
+        return BearerChallenge::None;
+    }
+    let bearer = headers.get_all(header::AUTHORIZATION).iter().find_map(|v| {
+        let v = v.to_str().ok()?.trim();
+        let (scheme, rest) = v.split_once(' ').unwrap_or((v, ""));
+        scheme.eq_ignore_ascii_case("bearer").then(|| !rest.trim().is_empty())
+    });
+    match (bearer, presented) {
+        (Some(true), _) => BearerChallenge::InvalidToken,
+        (Some(false), _) | (None, Presented::Nothing) => BearerChallenge::Bare,
+        (None, _) => BearerChallenge::None,
+    }
+}
+
 /// Which carrier a newly issued token goes back in.
 pub(crate) fn respond_via(mode: CarrierMode, presented: &Presented, headers: &HeaderMap) -> CarrierKind {
     match mode {
@@ -366,5 +397,34 @@ mod tests {
         for part in ["__Secure-tessera-refresh=tok", "HttpOnly", "Secure", "SameSite=Strict", "Path=/auth/refresh"] {
             assert!(c.contains(part), "{part} missing from {c}");
         }
+    }
+
+    #[test]
+    fn the_bearer_challenge_follows_what_the_request_sent() {
+        let s = CookieSettings::default();
+        let challenge = |mode, pairs: &[(&str, String)]| {
+            let h = headers(pairs);
+            bearer_challenge(mode, &read(mode, &s, &h, S), &h)
+        };
+        let token = SessionToken::generate().expose();
+        let bearer = [("authorization", format!("Bearer {token}"))];
+        assert_eq!(challenge(CarrierMode::Auto, &bearer), BearerChallenge::InvalidToken);
+        assert_eq!(
+            challenge(CarrierMode::Header, &[("authorization", "bearer junk".into())]),
+            BearerChallenge::InvalidToken
+        );
+        assert_eq!(challenge(CarrierMode::Auto, &[("authorization", "Bearer".into())]), BearerChallenge::Bare);
+        assert_eq!(challenge(CarrierMode::Auto, &[]), BearerChallenge::Bare);
+        assert_eq!(challenge(CarrierMode::Auto, &[("x-auth-token", token.clone())]), BearerChallenge::None);
+        assert_eq!(
+            challenge(CarrierMode::Auto, &[("cookie", format!("__Host-tessera={token}"))]),
+            BearerChallenge::None
+        );
+        assert_eq!(
+            challenge(CarrierMode::Cookie, &bearer),
+            BearerChallenge::None,
+            "a cookie-only layer reads no Bearer"
+        );
+        assert_eq!(challenge(CarrierMode::Cookie, &[]), BearerChallenge::None);
     }
 }

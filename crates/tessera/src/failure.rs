@@ -9,11 +9,21 @@
 //! every refusal on the routes under that layer, including a
 //! [`SessionError`](crate::SessionError) a handler returns, then wears the
 //! application's shape.
+//!
+//! Whatever the renderer, a 401 for [`FailureKind::NotLoggedIn`] gets the
+//! RFC 6750 §3 challenge that HTTP asks for, unless the renderer set its
+//! own `WWW-Authenticate`: `Bearer realm="tessera", error="invalid_token"`
+//! when an `Authorization: Bearer` token was refused, `Bearer
+//! realm="tessera"` when the request carried no credential at all (layers
+//! that accept header tokens only; cookie- and `X-Auth-Token`-carried
+//! requests get none).
 
 use std::sync::Arc;
 
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderValue, StatusCode};
+
+use crate::carrier::BearerChallenge;
 
 /// Why a request was refused or a session operation failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -138,6 +148,23 @@ pub(crate) fn rerender(response: Response, render: Option<&RenderFailure>) -> Re
     }
 }
 
+/// [`rerender`], then the RFC 6750 challenge on a 401 for
+/// [`FailureKind::NotLoggedIn`] (the header is HTTP's, not the
+/// application's wire format, so no renderer has to remember it).
+pub(crate) fn finish(response: Response, render: Option<&RenderFailure>, challenge: BearerChallenge) -> Response {
+    let kind = response.extensions().get::<FailureKind>().copied();
+    let mut response = rerender(response, render);
+    if kind == Some(FailureKind::NotLoggedIn) && response.status() == StatusCode::UNAUTHORIZED {
+        let value = match challenge {
+            BearerChallenge::None => return response,
+            BearerChallenge::Bare => "Bearer realm=\"tessera\"",
+            BearerChallenge::InvalidToken => "Bearer realm=\"tessera\", error=\"invalid_token\"",
+        };
+        response.headers_mut().entry(header::WWW_AUTHENTICATE).or_insert(HeaderValue::from_static(value));
+    }
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,5 +193,34 @@ mod tests {
         assert_eq!(rerender(unmarked, Some(&render)).status(), StatusCode::FORBIDDEN);
         let marked = default_response(FailureKind::CsrfRejected);
         assert_eq!(rerender(marked, None).status(), StatusCode::FORBIDDEN);
+    }
+
+    #[test]
+    fn a_401_for_no_session_carries_the_bearer_challenge_whatever_the_renderer() {
+        let render = RenderFailure::new(|kind| (kind.status(), kind.slug()).into_response());
+        let challenge =
+            |r: &Response| r.headers().get(header::WWW_AUTHENTICATE).map(|v| v.to_str().unwrap().to_owned());
+        for renderer in [None, Some(&render)] {
+            let refused = finish(default_response(FailureKind::NotLoggedIn), renderer, BearerChallenge::InvalidToken);
+            assert_eq!(challenge(&refused).as_deref(), Some("Bearer realm=\"tessera\", error=\"invalid_token\""));
+            let bare = finish(default_response(FailureKind::NotLoggedIn), renderer, BearerChallenge::Bare);
+            assert_eq!(challenge(&bare).as_deref(), Some("Bearer realm=\"tessera\""));
+            let cookie = finish(default_response(FailureKind::NotLoggedIn), renderer, BearerChallenge::None);
+            assert_eq!(challenge(&cookie), None);
+            // Other refusals, and 401s the application made itself, get none.
+            let refresh = finish(default_response(FailureKind::RefreshRejected), renderer, BearerChallenge::Bare);
+            assert_eq!(challenge(&refresh), None);
+            let own = finish(StatusCode::UNAUTHORIZED.into_response(), renderer, BearerChallenge::Bare);
+            assert_eq!(challenge(&own), None);
+        }
+        // A renderer that answers otherwise than 401, or sets its own, wins.
+        let teapot = RenderFailure::new(|_| StatusCode::IM_A_TEAPOT.into_response());
+        let r = finish(default_response(FailureKind::NotLoggedIn), Some(&teapot), BearerChallenge::Bare);
+        assert_eq!(challenge(&r), None);
+        let own = RenderFailure::new(|kind| {
+            (kind.status(), [(header::WWW_AUTHENTICATE, "Bearer realm=\"app\"")]).into_response()
+        });
+        let r = finish(default_response(FailureKind::NotLoggedIn), Some(&own), BearerChallenge::Bare);
+        assert_eq!(challenge(&r).as_deref(), Some("Bearer realm=\"app\""));
     }
 }

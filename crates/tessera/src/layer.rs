@@ -20,7 +20,7 @@ use crate::carrier::{self, CarrierKind, TokenFormat};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{CarrierMode, CookieSettings, SessionConfig};
 use crate::csrf::{AllowedOrigin, CsrfPolicy};
-use crate::failure::{default_response, rerender, FailureKind, RenderFailure};
+use crate::failure::{default_response, finish, rerender, FailureKind, RenderFailure};
 use crate::policy::ExpiryPolicy;
 use crate::record::ClientMeta;
 use crate::revocation::Revocations;
@@ -263,6 +263,7 @@ where
             let format = if shared.token_mode() { TokenFormat::Signed } else { TokenFormat::Session };
             let presented = carrier::read(config.carrier, &config.cookie, req.headers(), format);
             let respond_via = carrier::respond_via(config.carrier, &presented, req.headers());
+            let challenge = carrier::bearer_challenge(config.carrier, &presented, req.headers());
             let client = client_meta(&req);
             let refresh_cookie =
                 shared.refresh_cookie.as_ref().and_then(|name| carrier::read_unique_cookie(name, req.headers()));
@@ -282,9 +283,9 @@ where
 
             match session.commit().await {
                 Ok(outcome) => apply(&shared, &session, outcome, &mut response),
-                Err(e) => return Ok(rerender(e.into_response(), shared.render.as_ref())),
+                Err(e) => return Ok(finish(e.into_response(), shared.render.as_ref(), challenge)),
             }
-            Ok(rerender(response, shared.render.as_ref()))
+            Ok(finish(response, shared.render.as_ref(), challenge))
         })
     }
 }

@@ -12,6 +12,8 @@ pub mod responses;
 mod sessions;
 mod user;
 
+pub use introspect::IntrospectionClients;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,16 +80,16 @@ pub struct Services {
     pub sessions: Arc<dyn SessionStore>,
     /// Token mode's engine, when logins hand out signed tokens.
     pub tokens: Option<SignedTokens>,
-    /// The secret introspection clients present; `None`: endpoint off.
-    pub introspection_secret: Option<String>,
+    /// Who may call `/oauth/introspect`; `None`: endpoint off.
+    pub introspection: Option<IntrospectionClients>,
     /// Shutdown and feed state, for `/readyz`.
     pub readiness: Arc<crate::readiness::Readiness>,
 }
 
 /// All routes. Token mode adds `/auth/refresh`, `/auth/logout` (where
 /// the refresh cookie is sent, for browsers whose access token lapsed) and
-/// the JWKS; a configured
-/// introspection secret adds `/oauth/introspect`.
+/// the JWKS; configured introspection clients (or the shared introspection
+/// secret) add `/oauth/introspect`.
 pub fn router(state: Services) -> Router {
     let state: AppState = Arc::new(state);
     let mut router = Router::new();
@@ -97,7 +99,7 @@ pub fn router(state: Services) -> Router {
             .route("/auth/logout", post(user::logout))
             .route("/.well-known/jwks.json", get(auth::jwks));
     }
-    if state.introspection_secret.is_some() {
+    if state.introspection.is_some() {
         router = router.route("/oauth/introspect", post(introspect::introspect));
     }
     router

@@ -164,23 +164,48 @@ impl GetUserQuery {
 }
 
 /// `POST /auth/refresh {refreshToken}`; browsers send the cookie instead.
-/// No `Debug`: it holds a credential.
+/// Or the RFC 6749 §6 form, `grant_type=refresh_token&refresh_token=…`
+/// (its optional `client_id` and `scope` are ignored). No `Debug`: it
+/// holds a credential.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RefreshRequest {
     /// The refresh token, as sent.
     #[serde(default, deserialize_with = "untrimmed")]
     pub refresh_token: Option<String>,
+    /// RFC 6749 §6: present, the request is an OAuth one and is answered
+    /// in RFC 6749 §5 shapes; it must be `refresh_token`.
+    #[serde(default, rename = "grant_type", deserialize_with = "trimmed")]
+    pub grant_type: Option<String>,
+    /// RFC 6749 §6: the refresh token, as sent.
+    #[serde(default, rename = "refresh_token", deserialize_with = "untrimmed")]
+    pub oauth_refresh_token: Option<String>,
 }
 
-/// `POST /oauth/introspect {token, client_secret}` (RFC 7662's form
-/// names). No `Debug`: it holds credentials.
+impl RefreshRequest {
+    /// Whether this is an RFC 6749 §6 request (it names a grant type).
+    pub fn is_oauth(&self) -> bool {
+        self.grant_type.is_some()
+    }
+}
+
+/// `POST /oauth/introspect {token, token_type_hint, client_id,
+/// client_secret}` (RFC 7662's and RFC 6749 §2.3.1's form names). No
+/// `Debug`: it holds credentials.
 #[derive(Deserialize)]
 pub struct IntrospectRequest {
     /// The access or session token to judge, as sent.
     #[serde(default, deserialize_with = "untrimmed")]
     pub token: Option<String>,
-    /// The introspection secret, when not sent as HTTP Basic.
+    /// `access_token` or `refresh_token` (RFC 7662 §2.1); any value is
+    /// accepted and none narrows the search.
+    #[serde(default, deserialize_with = "trimmed")]
+    pub token_type_hint: Option<String>,
+    /// The client id, when not sent as HTTP Basic.
+    #[serde(default, deserialize_with = "untrimmed")]
+    pub client_id: Option<String>,
+    /// The client's secret (or the shared introspection secret), when not
+    /// sent as HTTP Basic.
     #[serde(default, deserialize_with = "untrimmed")]
     pub client_secret: Option<String>,
 }

@@ -119,6 +119,20 @@ impl GrantResponse {
 
 // No `Debug` on `GrantResponse`: it holds credentials.
 
+/// RFC 6749 §5.1: what `POST /auth/refresh` answers an RFC 6749 §6
+/// request (no envelope). No `Debug`: it holds credentials.
+#[derive(Serialize)]
+pub struct TokenResponse {
+    /// The new access token.
+    pub access_token: String,
+    /// Seconds until it expires.
+    pub expires_in: u64,
+    /// The new refresh token; the one presented is now dead.
+    pub refresh_token: String,
+    /// `Bearer`.
+    pub token_type: &'static str,
+}
+
 /// `POST /user/logout-everywhere` and `DELETE /user/sessions`.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct RevokedResponse {
@@ -239,6 +253,9 @@ pub struct AboutResponse {
     pub version: &'static str,
 }
 
+/// The token type of RFC 6749 §7.1 that Tessera's tokens are.
+pub const BEARER: &str = "Bearer";
+
 /// `POST /oauth/introspect`'s answer (RFC 7662 §2.2), not in the envelope.
 /// An inactive token gets `{"active":false}` and nothing more.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -272,7 +289,9 @@ pub struct IntrospectionResponse {
     /// The user.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sub: Option<UserId>,
-    /// `access_token` or `session`.
+    /// `Bearer` (RFC 6749 §7.1, RFC 7662 §2.2): access tokens and opaque
+    /// session tokens alike are bearer tokens; `sid` without `iss`/`jti`
+    /// tells a session token apart.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_type: Option<&'static str>,
 }
@@ -296,7 +315,7 @@ impl IntrospectionResponse {
             nbf: Some(claims.nbf),
             sid: Some(claims.sid.clone()),
             sub: Some(claims.sub.clone()),
-            token_type: Some("access_token"),
+            token_type: Some(BEARER),
         }
     }
 
@@ -308,16 +327,18 @@ impl IntrospectionResponse {
             iat: Some(iat),
             sid: Some(sid),
             sub: Some(sub),
-            token_type: Some("session"),
+            token_type: Some(BEARER),
             ..Self::default()
         }
     }
 }
 
-/// An RFC 6749 §5.2 error, as introspection answers a bad client or request.
+/// An RFC 6749 §5.2 error, as introspection answers a bad client or
+/// request, and an RFC 6749 §6 refresh a bad grant.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct OAuthErrorResponse {
-    /// `invalid_client` or `invalid_request`.
+    /// `invalid_client`, `invalid_request`, `invalid_grant`,
+    /// `unsupported_grant_type`, `temporarily_unavailable` or `server_error`.
     pub error: &'static str,
 }
 
@@ -352,12 +373,11 @@ mod tests {
             jti: "j".into(),
             iat_ms: Some(1000),
         };
-        // What the endpoint answered before it had a type: the claims as
-        // the library serializes them, plus two members. A claim the
+        // The claims as the library serializes them, plus two members. A claim the
         // library adds later fails this test rather than going missing.
         let mut expected = serde_json::to_value(&claims).unwrap();
         expected["active"] = json!(true);
-        expected["token_type"] = json!("access_token");
+        expected["token_type"] = json!("Bearer");
         let answer = serde_json::to_string(&IntrospectionResponse::access_token(&claims)).unwrap();
         assert_eq!(answer, expected.to_string());
         assert_eq!(serde_json::to_string(&IntrospectionResponse::inactive()).unwrap(), r#"{"active":false}"#);

@@ -14,3 +14,24 @@ pub async fn introspect(base: &str, secret: &str, token: &str) -> (u16, Value) {
     let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
     (answer["status"].as_u64().unwrap() as u16, answer["body"].clone())
 }
+
+/// The Python with authlib in it: `TESSERA_TEST_PYTHON` (scripts/test
+/// sets it to the virtual environment it installs authlib into), else
+/// `python3`.
+pub fn python_with_authlib() -> String {
+    std::env::var("TESSERA_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// Runs tests/scripts/oauth_client.py (authlib, a standard OAuth client)
+/// with `args`; its one line of JSON.
+pub async fn authlib(args: &[&str]) -> Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scripts/oauth_client.py");
+    let python = python_with_authlib();
+    let out = tokio::process::Command::new(&python).arg(script).args(args).output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "oauth_client.py ({python}) failed; scripts/test installs authlib into target/test-python: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
