@@ -6,9 +6,8 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{failure, TestServer, ORIGIN, PHONE};
-use tessera::store::redis::RedisTarget;
-use tessera_server::configuration::{RedisSettings, TokenConfig};
+use support::{failure, on_redis, TestServer, ORIGIN, PHONE};
+use tessera_server::configuration::TokenConfig;
 use tessera_testkit::{Monitor, RedisServer};
 
 /// The public id `/user/sessions` gives the caller's own session.
@@ -128,17 +127,6 @@ async fn signed_access_tokens_are_verified_by_cpu_and_name_their_family() {
     app.post("/user/logout").bearer_auth(&access).send().await.unwrap();
     let r = app.get("/auth/verify").bearer_auth(&access).send().await.unwrap();
     assert_eq!(failure(r).await, (401, 20003), "a logged-out family's access token is refused at once");
-}
-
-fn on_redis(url: String) -> impl FnOnce(&mut tessera_server::configuration::Settings) {
-    move |s| {
-        s.redis = Some(RedisSettings {
-            target: RedisTarget::parse(&url).unwrap(),
-            timeout: Duration::from_millis(250),
-            near_cache: true,
-            cache_lease: Duration::from_millis(250),
-        })
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,21 +6,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{failure, TestServer, PHONE};
-use tessera::store::redis::RedisTarget;
-use tessera_server::configuration::RedisSettings;
+use support::{failure, on_redis, TestServer, PHONE};
 use tessera_testkit::{RedisServer, SentinelSetup};
-
-fn on_redis(url: String) -> impl FnOnce(&mut tessera_server::configuration::Settings) {
-    move |s| {
-        s.redis = Some(RedisSettings {
-            target: RedisTarget::parse(&url).unwrap(),
-            timeout: Duration::from_millis(250),
-            near_cache: true,
-            cache_lease: Duration::from_millis(250),
-        })
-    }
-}
 
 async fn me(app: &TestServer, token: &str) -> u16 {
     app.get("/user/me").bearer_auth(token).send().await.map(|r| r.status().as_u16()).unwrap_or(0)

@@ -174,3 +174,16 @@ pub async fn failure(r: reqwest::Response) -> (u16, u64) {
     assert_eq!(body["status"], "fail", "{body}");
     (status, body["data"]["errCode"].as_u64().unwrap())
 }
+
+/// Settings on the Redis at `url`, with the near cache, a 250 ms command
+/// deadline and lease.
+pub fn on_redis(url: String) -> impl FnOnce(&mut Settings) {
+    move |s| {
+        s.redis = Some(tessera_server::configuration::RedisSettings {
+            target: tessera::store::redis::RedisTarget::parse(&url).unwrap(),
+            timeout: std::time::Duration::from_millis(250),
+            near_cache: true,
+            cache_lease: std::time::Duration::from_millis(250),
+        })
+    }
+}
