@@ -16,10 +16,18 @@ pub async fn introspect(base: &str, secret: &str, token: &str) -> (u16, Value) {
 }
 
 /// The Python with authlib in it: `TESSERA_TEST_PYTHON` (scripts/test
-/// sets it to the virtual environment it installs authlib into), else
-/// `python3`.
+/// sets it to the virtual environment it installs authlib into), else that
+/// environment if an earlier scripts/test made it (so one suite runs alone
+/// with plain `cargo test`), else `python3`.
 pub fn python_with_authlib() -> String {
-    std::env::var("TESSERA_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+    let made = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/test-python/bin/python");
+    std::env::var("TESSERA_TEST_PYTHON").unwrap_or_else(|_| {
+        if std::path::Path::new(made).exists() {
+            made.into()
+        } else {
+            "python3".into()
+        }
+    })
 }
 
 /// Runs tests/scripts/oauth_client.py (authlib, a standard OAuth client)
