@@ -1,5 +1,8 @@
 //! Decides the client's address: the socket peer, or, when the peer is a
 //! trusted reverse proxy, the nearest untrusted hop in `X-Forwarded-For`.
+//! Behind a trusted proxy it also tells the session layer which origin the
+//! browser addressed (`Forwarded`, or `X-Forwarded-Proto`/`X-Forwarded-Host`),
+//! so the site's own pages are same-origin for the CSRF rules.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -7,21 +10,72 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use tessera::ClientIp;
+use http::{HeaderMap, Method};
+use tessera::{ClientIp, TargetOrigin};
 
-/// The proxies whose `X-Forwarded-For` is believed.
+/// The proxies whose forwarding headers are believed, and whether the
+/// site is served over TLS (the scheme when a proxy names a host only).
 #[derive(Debug, Clone, Default)]
-pub struct TrustedProxies(pub Arc<Vec<IpAddr>>);
+pub struct TrustedProxies {
+    /// The proxies' addresses.
+    pub proxies: Arc<Vec<IpAddr>>,
+    /// Session cookies are `Secure`: the browser used `https`.
+    pub secure: bool,
+}
 
-/// Middleware that inserts [`ClientIp`] for the session layer and handlers.
+/// Middleware that inserts [`ClientIp`] (and, behind a trusted proxy, the
+/// [`TargetOrigin`] of a state-changing request) for the session layer and
+/// handlers.
 pub async fn resolve(State(trusted): State<TrustedProxies>, mut req: Request, next: Next) -> Response {
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     if let Some(peer) = peer {
         let forwarded = req.headers().get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
-        let ip = client_ip(peer, forwarded, &trusted.0);
+        let ip = client_ip(peer, forwarded, &trusted.proxies);
         req.extensions_mut().insert(ClientIp(ip));
+        // Only state changes are judged by origin: reads cost nothing here.
+        let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+        if !safe && trusted.proxies.contains(&peer) {
+            if let Some(target) = forwarded_origin(req.headers(), trusted.secure) {
+                req.extensions_mut().insert(target);
+            }
+        }
     }
     next.run(req).await
+}
+
+/// The origin the browser addressed, as the nearest proxy to it reported:
+/// the first element of `Forwarded` (RFC 7239), else the first values of
+/// `X-Forwarded-Proto` and `X-Forwarded-Host`. `None` when no host is
+/// named (the `Host` header then stands, as without a proxy).
+fn forwarded_origin(headers: &HeaderMap, secure: bool) -> Option<TargetOrigin> {
+    let first = |name: &str| {
+        let value = headers.get(name)?.to_str().ok()?;
+        Some(value.split(',').next()?.trim().to_owned())
+    };
+    let (mut proto, mut host) = (None, None);
+    if let Some(element) = first("forwarded") {
+        for pair in element.split(';') {
+            if let Some((key, value)) = pair.trim().split_once('=') {
+                let value = value.trim().trim_matches('"').to_owned();
+                match key.trim().to_ascii_lowercase().as_str() {
+                    "proto" => proto = Some(value),
+                    "host" => host = Some(value),
+                    _ => {}
+                }
+            }
+        }
+    }
+    let host = host.or_else(|| first("x-forwarded-host"))?;
+    let proto = proto.or_else(|| first("x-forwarded-proto")).unwrap_or_else(|| scheme(secure).to_owned());
+    TargetOrigin::new(&proto, &host)
+}
+
+fn scheme(secure: bool) -> &'static str {
+    if secure {
+        "https"
+    } else {
+        "http"
+    }
 }
 
 fn client_ip<'a>(peer: IpAddr, forwarded: impl Iterator<Item = &'a str>, trusted: &[IpAddr]) -> IpAddr {
@@ -40,6 +94,23 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs.iter().map(|(k, v)| (k.parse().unwrap(), v.parse().unwrap())).collect()
+    }
+
+    #[test]
+    fn a_proxy_names_the_origin_the_browser_addressed() {
+        let origin = |pairs, secure| forwarded_origin(&headers(pairs), secure).map(|o| o.as_str().to_owned());
+        let rfc = [("forwarded", "for=1.2.3.4;proto=https;host=\"Site.Example:443\", for=10.0.0.1")];
+        assert_eq!(origin(&rfc, false).as_deref(), Some("https://site.example"));
+        let x = [("x-forwarded-proto", "http"), ("x-forwarded-host", "site.example:8080, inner")];
+        assert_eq!(origin(&x, true).as_deref(), Some("http://site.example:8080"));
+        let host_only = [("x-forwarded-host", "site.example")];
+        assert_eq!(origin(&host_only, true).as_deref(), Some("https://site.example"));
+        assert_eq!(origin(&[("x-forwarded-proto", "https")], true), None, "no host named: Host stands");
+        assert_eq!(origin(&[("x-forwarded-host", "a/b")], true), None);
     }
 
     #[test]

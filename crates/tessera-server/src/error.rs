@@ -4,7 +4,7 @@
 
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use tessera::{FailureKind, SessionError};
+use tessera::{CsrfReason, FailureKind, SessionError};
 
 use crate::envelope::{ErrorCode, Failure};
 use crate::storage::StorageError;
@@ -150,7 +150,7 @@ impl IntoResponse for ApiError {
 fn session_code(kind: FailureKind) -> ErrorCode {
     match kind {
         FailureKind::NotLoggedIn => ErrorCode::USER_NOT_LOGIN,
-        FailureKind::CsrfRejected => ErrorCode::CSRF_REJECTED,
+        FailureKind::CsrfRejected(_) => ErrorCode::CSRF_REJECTED,
         FailureKind::Conflict => ErrorCode::SESSION_CONFLICT,
         FailureKind::Unavailable => ErrorCode::SESSION_STORE_UNAVAILABLE,
         FailureKind::RefreshRejected => ErrorCode::REFRESH_TOKEN_INVALID,
@@ -160,8 +160,25 @@ fn session_code(kind: FailureKind) -> ErrorCode {
 
 /// The session layer's refusals in the course envelope (plugged into the
 /// layer with `render_failures_with`): the wire contract of the course API.
+/// A CSRF refusal's message names its reason.
 pub fn course_failure(kind: FailureKind) -> Response {
-    Failure::new(session_code(kind)).into_response()
+    let failure = Failure::new(session_code(kind));
+    match kind {
+        FailureKind::CsrfRejected(reason) => failure.with_message(csrf_message(reason)),
+        _ => failure,
+    }
+    .into_response()
+}
+
+/// Why a cross-site request was refused, in the course's language.
+fn csrf_message(reason: CsrfReason) -> &'static str {
+    match reason {
+        CsrfReason::ForeignOrigin => "跨站请求被拒绝：请求来源不在允许的来源之列",
+        CsrfReason::NullOrigin => "跨站请求被拒绝：请求来源为null（本地文件或沙箱页面无法保持登录）",
+        CsrfReason::CrossSite => "跨站请求被拒绝：浏览器标记为跨站请求",
+        CsrfReason::MissingToken => "跨站请求被拒绝：缺少或错误的CSRF令牌（X-CSRF-Token）",
+        _ => "跨站请求被拒绝",
+    }
 }
 
 #[cfg(test)]

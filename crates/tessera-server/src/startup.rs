@@ -419,7 +419,7 @@ fn router(settings: &Settings, state: Services, sessions: SessionLayer) -> Route
         .layer(no_store_by_default())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
-            TrustedProxies(Arc::new(settings.trusted_proxies.clone())),
+            TrustedProxies { proxies: Arc::new(settings.trusted_proxies.clone()), secure: !settings.dev },
             client_ip::resolve,
         ))
         .layer(cors(settings))

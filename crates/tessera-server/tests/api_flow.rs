@@ -161,6 +161,28 @@ async fn csrf_guards_cookie_posts() {
 }
 
 #[tokio::test]
+async fn the_sites_own_pages_are_same_origin_directly_and_behind_a_trusted_proxy() {
+    let app = TestServer::spawn_with(|s| s.trusted_proxies = vec!["127.0.0.1".parse().unwrap()]).await;
+    app.register(PHONE).await;
+    let (cookie, _) = app.login_cookie(PHONE).await;
+    let getotp = || app.post("/user/getotp").header("cookie", &cookie).form(&[("telphone", "13900000001")]);
+    // Addressed directly: the page's origin is the API's own.
+    let r = getotp().header("origin", format!("http://{}", app.addr)).send().await.unwrap();
+    assert_eq!(r.status(), 200, "same origin, not listed in --allowed-origin");
+    app.clock.advance(std::time::Duration::from_secs(61));
+    // Behind a proxy that reports the host and scheme the browser used.
+    let proxied = |origin: &str| {
+        getotp().header("origin", origin).header("x-forwarded-proto", "https").header("x-forwarded-host", "shop.site")
+    };
+    assert_eq!(proxied("https://shop.site").send().await.unwrap().status(), 200);
+    let r = proxied(&format!("http://{}", app.addr)).send().await.unwrap();
+    assert_eq!(failure(r).await, (403, 10005), "the proxy's report, not Host, is the target");
+    let r = proxied("https://evil.example").send().await.unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert!(body["data"]["errMsg"].as_str().unwrap().contains("来源"), "the message names the reason: {body}");
+}
+
+#[tokio::test]
 async fn cors_answers_allowed_origins_only() {
     let app = TestServer::spawn().await;
     let preflight = |origin: &'static str| {

@@ -2,8 +2,10 @@
 //!
 //! A browser attaches the session cookie to any request, including one a
 //! hostile page triggers. So a state-changing request that relies on the
-//! cookie must prove it comes from our own pages: by an `Origin` we allow,
-//! or by echoing the session's synchronizer token in `X-CSRF-Token`, which
+//! cookie must prove it comes from our own pages: by its own origin (the
+//! `Origin` equals the origin the request was addressed to, or the browser
+//! marks it `Sec-Fetch-Site: same-origin`), by an `Origin` we allow, or by
+//! echoing the session's synchronizer token in `X-CSRF-Token`, which
 //! a foreign page cannot read. Header-carried tokens need neither: browsers
 //! never attach them on their own.
 
@@ -98,15 +100,93 @@ impl AllowedOrigin {
     }
 }
 
+/// The origin a request was addressed to (scheme, host and port as the
+/// client wrote them): what a same-origin page's `Origin` equals.
+///
+/// An application behind a reverse proxy it trusts inserts this as a
+/// request extension (from `X-Forwarded-Proto`/`X-Forwarded-Host` or
+/// `Forwarded`) before the layer runs; otherwise the layer takes the `Host`
+/// header, with `https` when session cookies are `Secure` (a deployment that
+/// is served over TLS) and `http` otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetOrigin(String);
+
+impl TargetOrigin {
+    /// The origin of `scheme` (`http` or `https`) and `authority`
+    /// (`host[:port]`), normalized as browsers write an `Origin`: lower
+    /// case, the scheme's default port left out. `None` if it cannot be one.
+    pub fn new(scheme: &str, authority: &str) -> Option<Self> {
+        let scheme = scheme.trim().to_ascii_lowercase();
+        let default_port = match scheme.as_str() {
+            "https" => ":443",
+            "http" => ":80",
+            _ => return None,
+        };
+        let authority = authority.trim().to_ascii_lowercase();
+        let authority = authority.strip_suffix(default_port).unwrap_or(&authority);
+        let bad = |c: char| matches!(c, '/' | '?' | '#' | '@' | ' ' | ',') || c.is_control();
+        if authority.is_empty() || authority.contains(bad) {
+            return None;
+        }
+        Some(Self(format!("{scheme}://{authority}")))
+    }
+
+    /// The target origin as the request's `Host` header names it.
+    pub fn from_host(headers: &HeaderMap, secure: bool) -> Option<Self> {
+        let host = headers.get(header::HOST)?.to_str().ok()?;
+        Self::new(if secure { "https" } else { "http" }, host)
+    }
+
+    /// The origin, e.g. `https://shop.example:8443`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether a browser's `Origin` header names this origin.
+    fn is(&self, origin: &str) -> bool {
+        match origin.split_once("://") {
+            Some((scheme, authority)) => Self::new(scheme, authority).is_some_and(|o| o == *self),
+            None => false,
+        }
+    }
+}
+
+/// Why the CSRF rules refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CsrfReason {
+    /// `Origin` is neither the request's own origin nor an allowed one.
+    ForeignOrigin,
+    /// `Origin: null`: a page opened from a file, a sandboxed frame, or a
+    /// redirect across origins.
+    NullOrigin,
+    /// The browser marked the request `Sec-Fetch-Site: cross-site`.
+    CrossSite,
+    /// Nothing proves the origin, and `X-CSRF-Token` is missing or wrong.
+    MissingToken,
+}
+
+impl CsrfReason {
+    /// A short English explanation for an answer body.
+    pub fn detail(self) -> &'static str {
+        match self {
+            Self::ForeignOrigin => "A request from a foreign origin was refused: list it as an allowed origin.",
+            Self::NullOrigin => "A request with Origin: null (a local file or a sandboxed page) was refused.",
+            Self::CrossSite => "A request the browser marked cross-site was refused.",
+            Self::MissingToken => "The request did not echo the session's CSRF token in X-CSRF-Token.",
+        }
+    }
+}
+
 /// What the CSRF rules say about one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CsrfVerdict {
-    /// Safe method or trusted origin: go on.
+    /// Safe method, same origin or trusted origin: go on.
     Allowed,
     /// Go on only if `X-CSRF-Token` matches the session's token.
     NeedsToken,
-    /// Cross-site: refuse with 403.
-    Rejected,
+    /// Cross-site: refuse with 403, for this reason.
+    Rejected(CsrfReason),
 }
 
 /// The CSRF rules of a deployment.
@@ -116,7 +196,8 @@ pub struct CsrfPolicy {
 }
 
 impl CsrfPolicy {
-    /// Rules that trust exactly `allowed` as origins.
+    /// Rules that trust exactly `allowed` as origins (besides each
+    /// request's own).
     pub fn new(allowed: Vec<AllowedOrigin>) -> Self {
         Self { allowed }
     }
@@ -126,35 +207,33 @@ impl CsrfPolicy {
         &self.allowed
     }
 
-    /// Judges a request that relies on the session cookie.
-    pub fn evaluate(&self, method: &Method, headers: &HeaderMap) -> CsrfVerdict {
+    /// Judges a request that relies on the session cookie. `target` is the
+    /// origin the request was addressed to, if known: a page of that origin
+    /// is same-origin, no forgery, whether or not it is listed.
+    pub fn evaluate(&self, method: &Method, headers: &HeaderMap, target: Option<&TargetOrigin>) -> CsrfVerdict {
         if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE) {
             return CsrfVerdict::Allowed;
         }
-        let origin = headers.get(header::ORIGIN).map(|v| v.to_str().unwrap_or("\u{0}"));
-        if let Some(origin) = origin {
+        // Set by the browser itself; page scripts cannot forge either header.
+        let fetch_site = headers.get("sec-fetch-site").map(|v| v.as_bytes().to_ascii_lowercase());
+        if let Some(origin) = headers.get(header::ORIGIN) {
+            let origin = origin.to_str().unwrap_or("\u{0}");
             if origin.eq_ignore_ascii_case("null") {
-                return CsrfVerdict::Rejected;
+                return CsrfVerdict::Rejected(CsrfReason::NullOrigin);
             }
-            if self.allowed.iter().any(|a| a.0.eq_ignore_ascii_case(origin)) {
+            let listed = self.allowed.iter().any(|a| a.0.eq_ignore_ascii_case(origin));
+            if listed || target.is_some_and(|t| t.is(origin)) {
                 return CsrfVerdict::Allowed;
             }
-            // An untrusted origin is accepted only as our own host (a page we
-            // served that still has to echo the token); anything else, a
-            // look-alike included, is foreign.
-            let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-            let authority = origin.split_once("://").map(|(_, a)| a);
-            match (authority, host) {
-                (Some(a), Some(h)) if a.eq_ignore_ascii_case(h) => {}
-                _ => return CsrfVerdict::Rejected,
-            }
+            return CsrfVerdict::Rejected(CsrfReason::ForeignOrigin);
         }
-        let cross_site =
-            headers.get("sec-fetch-site").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"));
-        if cross_site {
-            return CsrfVerdict::Rejected;
+        match fetch_site.as_deref() {
+            Some(b"cross-site") => CsrfVerdict::Rejected(CsrfReason::CrossSite),
+            Some(b"same-origin") => CsrfVerdict::Allowed,
+            // No Origin, no verdict from the browser (an old browser, or
+            // `same-site`: a sibling subdomain may not be ours): the token.
+            _ => CsrfVerdict::NeedsToken,
         }
-        CsrfVerdict::NeedsToken
     }
 }
 
@@ -201,16 +280,53 @@ mod tests {
         }
     }
 
+    fn target(s: &str) -> TargetOrigin {
+        let (scheme, authority) = s.split_once("://").unwrap();
+        TargetOrigin::new(scheme, authority).unwrap()
+    }
+
     #[test]
     fn safe_methods_pass() {
         let h = headers(&[("origin", "https://evil.example")]);
-        assert_eq!(policy().evaluate(&Method::GET, &h), CsrfVerdict::Allowed);
+        assert_eq!(policy().evaluate(&Method::GET, &h, None), CsrfVerdict::Allowed);
     }
 
     #[test]
     fn allowed_origin_passes_without_a_token() {
         let h = headers(&[("origin", "https://shop.example"), ("sec-fetch-site", "same-site")]);
-        assert_eq!(policy().evaluate(&Method::POST, &h), CsrfVerdict::Allowed);
+        assert_eq!(policy().evaluate(&Method::POST, &h, None), CsrfVerdict::Allowed);
+    }
+
+    #[test]
+    fn the_requests_own_origin_passes_without_being_listed() {
+        let own = target("http://127.0.0.1:8080");
+        let h = headers(&[("origin", "http://127.0.0.1:8080")]);
+        assert_eq!(policy().evaluate(&Method::POST, &h, Some(&own)), CsrfVerdict::Allowed);
+        // Default ports are the same origin; another scheme or port is not.
+        assert_eq!(target("https://site.example:443"), target("HTTPS://Site.Example"));
+        let own = target("https://site.example");
+        for (origin, verdict) in [
+            ("https://site.example", CsrfVerdict::Allowed),
+            ("https://site.example:443", CsrfVerdict::Allowed),
+            ("http://site.example", CsrfVerdict::Rejected(CsrfReason::ForeignOrigin)),
+            ("https://site.example:8443", CsrfVerdict::Rejected(CsrfReason::ForeignOrigin)),
+            ("https://site.example.evil.example", CsrfVerdict::Rejected(CsrfReason::ForeignOrigin)),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert("origin", HeaderValue::from_static(origin));
+            assert_eq!(policy().evaluate(&Method::POST, &h, Some(&own)), verdict, "{origin}");
+        }
+        for bad in [("ftp", "a"), ("https", ""), ("https", "a/b"), ("https", "u@a"), ("https", "a, b")] {
+            assert_eq!(TargetOrigin::new(bad.0, bad.1), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_browsers_same_origin_mark_passes_and_its_cross_site_mark_does_not() {
+        let h = headers(&[("sec-fetch-site", "same-origin")]);
+        assert_eq!(policy().evaluate(&Method::POST, &h, None), CsrfVerdict::Allowed);
+        let h = headers(&[("sec-fetch-site", "same-site")]);
+        assert_eq!(policy().evaluate(&Method::POST, &h, None), CsrfVerdict::NeedsToken);
     }
 
     #[test]
@@ -226,20 +342,23 @@ mod tests {
             let mut h = HeaderMap::new();
             h.insert("origin", HeaderValue::from_str(origin).unwrap());
             h.insert("host", HeaderValue::from_static("api.shop.example"));
-            assert_eq!(policy().evaluate(&Method::DELETE, &h), CsrfVerdict::Rejected, "{origin}");
+            let own = TargetOrigin::from_host(&h, true);
+            let reason = if origin == "null" { CsrfReason::NullOrigin } else { CsrfReason::ForeignOrigin };
+            assert_eq!(policy().evaluate(&Method::DELETE, &h, own.as_ref()), CsrfVerdict::Rejected(reason), "{origin}");
         }
     }
 
     #[test]
     fn cross_site_fetch_metadata_is_rejected() {
         let h = headers(&[("sec-fetch-site", "cross-site")]);
-        assert_eq!(policy().evaluate(&Method::POST, &h), CsrfVerdict::Rejected);
+        assert_eq!(policy().evaluate(&Method::POST, &h, None), CsrfVerdict::Rejected(CsrfReason::CrossSite));
     }
 
     #[test]
-    fn own_host_or_no_origin_needs_the_token() {
-        let h = headers(&[("origin", "http://127.0.0.1:8080"), ("host", "127.0.0.1:8080")]);
-        assert_eq!(policy().evaluate(&Method::PUT, &h), CsrfVerdict::NeedsToken);
-        assert_eq!(policy().evaluate(&Method::PATCH, &HeaderMap::new()), CsrfVerdict::NeedsToken);
+    fn no_origin_needs_the_token() {
+        assert_eq!(policy().evaluate(&Method::PATCH, &HeaderMap::new(), None), CsrfVerdict::NeedsToken);
+        let h = headers(&[("host", "127.0.0.1:8080")]);
+        let own = TargetOrigin::from_host(&h, false);
+        assert_eq!(policy().evaluate(&Method::PUT, &h, own.as_ref()), CsrfVerdict::NeedsToken);
     }
 }

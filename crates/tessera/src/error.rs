@@ -17,6 +17,9 @@ pub enum SessionError {
     /// The caller has no live session: 401.
     #[error("not logged in")]
     NotLoggedIn,
+    /// A cookie-carried state change failed the CSRF rules.
+    #[error("cross-site request refused: {0:?}")]
+    CsrfRejected(crate::csrf::CsrfReason),
     /// A stored attribute does not decode as the type asked for: 500.
     #[error("session attribute {0:?} has an unexpected shape")]
     Decode(&'static str),
@@ -51,6 +54,7 @@ impl SessionError {
             Self::Unavailable(_) => FailureKind::Unavailable,
             Self::Conflict(_) => FailureKind::Conflict,
             Self::NotLoggedIn => FailureKind::NotLoggedIn,
+            Self::CsrfRejected(reason) => FailureKind::CsrfRejected(*reason),
             Self::RefreshRejected => FailureKind::RefreshRejected,
             Self::Decode(_) | Self::MissingLayer | Self::Signing(_) => FailureKind::Internal,
         }
@@ -66,6 +70,7 @@ impl IntoResponse for SessionError {
             Self::Decode(_) | Self::MissingLayer | Self::Signing(_) => {
                 tracing::error!(error = %self, "session misuse")
             }
+            Self::CsrfRejected(_) => tracing::info!(error = %self, "cross-site request refused"),
             Self::Conflict(_) | Self::NotLoggedIn | Self::RefreshRejected => tracing::debug!(error = %self),
         }
         default_response(self.kind())

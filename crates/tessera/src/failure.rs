@@ -24,6 +24,7 @@ use axum::response::{IntoResponse, Response};
 use http::{header, HeaderValue, StatusCode};
 
 use crate::carrier::BearerChallenge;
+use crate::csrf::CsrfReason;
 
 /// Why a request was refused or a session operation failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -31,8 +32,9 @@ use crate::carrier::BearerChallenge;
 pub enum FailureKind {
     /// No live session with a user (absent, malformed, expired, ended): 401.
     NotLoggedIn,
-    /// A cookie-carried state change failed the CSRF rules: 403.
-    CsrfRejected,
+    /// A cookie-carried state change failed the CSRF rules, for this
+    /// reason: 403.
+    CsrfRejected(CsrfReason),
     /// Another request changed the same session attribute first: 409.
     Conflict,
     /// The session store (or revocation feed) cannot be asked: 503.
@@ -48,7 +50,7 @@ impl FailureKind {
     pub fn status(self) -> StatusCode {
         match self {
             Self::NotLoggedIn | Self::RefreshRejected => StatusCode::UNAUTHORIZED,
-            Self::CsrfRejected => StatusCode::FORBIDDEN,
+            Self::CsrfRejected(_) => StatusCode::FORBIDDEN,
             Self::Conflict => StatusCode::CONFLICT,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -59,7 +61,7 @@ impl FailureKind {
     pub fn detail(self) -> &'static str {
         match self {
             Self::NotLoggedIn => "No valid session accompanies this request.",
-            Self::CsrfRejected => "A cross-site request was refused: send the CSRF token or an allowed Origin.",
+            Self::CsrfRejected(reason) => reason.detail(),
             Self::Conflict => "Another request changed the same session data first; retry.",
             Self::Unavailable => "The session store cannot be reached; retry shortly.",
             Self::RefreshRejected => "The refresh token is not valid; log in again.",
@@ -72,7 +74,7 @@ impl FailureKind {
     pub fn slug(self) -> &'static str {
         match self {
             Self::NotLoggedIn => "not-logged-in",
-            Self::CsrfRejected => "csrf-rejected",
+            Self::CsrfRejected(_) => "csrf-rejected",
             Self::Conflict => "session-conflict",
             Self::Unavailable => "store-unavailable",
             Self::RefreshRejected => "refresh-rejected",
@@ -186,12 +188,12 @@ mod tests {
 
     #[test]
     fn a_marked_answer_is_rendered_again_only_with_a_renderer() {
-        let marked = default_response(FailureKind::CsrfRejected);
+        let marked = default_response(FailureKind::CsrfRejected(CsrfReason::MissingToken));
         let render = RenderFailure::new(|kind| (StatusCode::IM_A_TEAPOT, kind.slug()).into_response());
         assert_eq!(rerender(marked, Some(&render)).status(), StatusCode::IM_A_TEAPOT);
         let unmarked = StatusCode::FORBIDDEN.into_response();
         assert_eq!(rerender(unmarked, Some(&render)).status(), StatusCode::FORBIDDEN);
-        let marked = default_response(FailureKind::CsrfRejected);
+        let marked = default_response(FailureKind::CsrfRejected(CsrfReason::MissingToken));
         assert_eq!(rerender(marked, None).status(), StatusCode::FORBIDDEN);
     }
 

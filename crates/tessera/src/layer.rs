@@ -19,8 +19,8 @@ use tower::{Layer, Service};
 use crate::carrier::{self, CarrierKind, TokenFormat};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{CarrierMode, CookieSettings, SessionConfig};
-use crate::csrf::{AllowedOrigin, CsrfPolicy};
-use crate::failure::{default_response, finish, rerender, FailureKind, RenderFailure};
+use crate::csrf::{AllowedOrigin, CsrfPolicy, TargetOrigin};
+use crate::failure::{finish, rerender, FailureKind, RenderFailure};
 use crate::policy::ExpiryPolicy;
 use crate::record::ClientMeta;
 use crate::revocation::Revocations;
@@ -267,15 +267,11 @@ where
             let client = client_meta(&req);
             let refresh_cookie =
                 shared.refresh_cookie.as_ref().and_then(|name| carrier::read_unique_cookie(name, req.headers()));
-            let session = Session::new(shared.clone(), presented.clone(), respond_via, client, refresh_cookie);
+            let target = req.extensions().get::<TargetOrigin>().cloned();
+            let session = Session::new(shared.clone(), presented.clone(), respond_via, client, refresh_cookie, target);
 
-            let refusal = match session.csrf_permits(req.method(), req.headers()).await {
-                Ok(true) => None,
-                Ok(false) => Some(csrf_rejection()),
-                Err(e) => Some(e.into_response()),
-            };
-            if let Some(refusal) = refusal {
-                return Ok(rerender(refusal, shared.render.as_ref()));
+            if let Err(refusal) = session.check_csrf(req.method(), req.headers()).await {
+                return Ok(rerender(refusal.into_response(), shared.render.as_ref()));
             }
 
             req.extensions_mut().insert(session.clone());
@@ -298,11 +294,6 @@ fn client_meta<B>(req: &Request<B>) -> ClientMeta {
         .map(|c| c.0)
         .or_else(|| req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()));
     ClientMeta::new(ua, ip)
-}
-
-fn csrf_rejection() -> Response {
-    tracing::info!("cross-site request refused");
-    default_response(FailureKind::CsrfRejected)
 }
 
 fn apply(shared: &Shared, session: &Session, outcome: Outcome, response: &mut Response) {

@@ -34,7 +34,7 @@ pub mod token;
 pub use carrier::{CarrierKind, AUTH_MODE_HEADER, AUTH_TOKEN_HEADER};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use config::{CarrierMode, CookieSettings, SessionConfig};
-pub use csrf::{AllowedOrigin, CsrfPolicy, CsrfToken};
+pub use csrf::{AllowedOrigin, CsrfPolicy, CsrfReason, CsrfToken, TargetOrigin};
 pub use error::SessionError;
 pub use extract::{AuthUser, MaybeAuthUser};
 pub use failure::{problem_json, FailureKind, RenderFailure};

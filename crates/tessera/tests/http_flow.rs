@@ -237,6 +237,59 @@ async fn concurrent_updates_to_one_attribute_have_one_winner_and_one_409() {
 }
 
 #[tokio::test]
+async fn same_origin_pages_need_no_listing_and_refusals_say_why() {
+    let app = TestApp::spawn(dev()).await;
+    let (cookie, _, _) = app.login_cookie("alice").await;
+    let visit = || app.post("/visit").header("cookie", &cookie);
+    // A page served from the address the browser used: its own origin, no
+    // token echo, no entry in the allowed list. Likewise the browser's mark.
+    let own = format!("http://{}", app.addr);
+    assert_eq!(visit().header("origin", &own).send().await.unwrap().status(), 200);
+    assert_eq!(visit().header("sec-fetch-site", "same-origin").send().await.unwrap().status(), 200);
+    // The same host on another scheme or port is another origin.
+    let other_port = format!("http://{}:1", app.addr.ip());
+    for (request, reason) in [
+        (visit().header("origin", "https://evil.example"), "foreign origin"),
+        (visit().header("origin", &other_port), "foreign origin"),
+        (visit().header("origin", own.replace("http:", "https:")), "foreign origin"),
+        (visit().header("origin", "null"), "Origin: null"),
+        (visit().header("sec-fetch-site", "cross-site"), "marked cross-site"),
+        (visit(), "CSRF token"),
+    ] {
+        let r = request.send().await.unwrap();
+        assert_eq!(r.status(), 403);
+        let body: Value = r.json().await.unwrap();
+        assert!(body["detail"].as_str().unwrap().contains(reason), "{reason}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn behind_a_proxy_the_application_names_the_target_origin() {
+    // The application (trusting its proxy's X-Forwarded-Host) says which
+    // origin the browser addressed; Host names the proxy's upstream.
+    let app = TestApp::spawn_with(std::sync::Arc::new(tessera::MemoryStore::new()), dev(), |b| b).await;
+    let (cookie, _, _) = app.login_cookie("alice").await;
+    let site = tessera::TargetOrigin::new("https", "site.example").unwrap();
+    let router = axum::Router::new()
+        .route("/visit", axum::routing::post(|| async { "ok" }))
+        .layer(tessera::SessionLayer::builder(tessera::MemoryStore::new()).config(dev()).build())
+        .layer(axum::Extension(site));
+    let request = |origin: &str| {
+        http::Request::post("/visit")
+            .header("origin", origin)
+            .header("host", "upstream:8080")
+            .header("cookie", &cookie)
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    use tower::ServiceExt;
+    let same = router.clone().oneshot(request("https://site.example")).await.unwrap();
+    assert_eq!(same.status(), 200, "the named origin is this request's own");
+    let host_only = router.oneshot(request("http://upstream:8080")).await.unwrap();
+    assert_eq!(host_only.status(), 403, "Host no longer decides once the application named the origin");
+}
+
+#[tokio::test]
 async fn csrf_rules_guard_cookie_carried_state_changes() {
     let app = TestApp::spawn(dev()).await;
     let (cookie, csrf, _) = app.login_cookie("alice").await;

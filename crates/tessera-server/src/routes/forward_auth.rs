@@ -5,7 +5,7 @@
 
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
-use tessera::{FailureKind, Session, SessionError};
+use tessera::{Session, SessionError};
 
 use super::responses::VerifyResponse;
 use crate::envelope::Success;
@@ -36,10 +36,10 @@ pub async fn verify(session: Session, method: Method, headers: HeaderMap) -> Res
     // The proxy's sub-request is a GET, which the CSRF rules let through;
     // the request it asks about may be a POST riding on a cookie.
     let original = original_method(&headers)?.unwrap_or(method);
-    if !session.csrf_permits(&original, &headers).await? {
+    if let Err(refusal) = session.check_csrf(&original, &headers).await {
         let uri = first_header(&headers, &ORIGINAL_URI_HEADERS).unwrap_or("?");
         tracing::info!(method = %original, uri, "forward auth: cross-site state change refused");
-        return Ok(FailureKind::CsrfRejected.into_response());
+        return Ok(refusal.into_response());
     }
     let mut response =
         Success(VerifyResponse { session_id: session_id.clone(), user_id: user.to_string() }).into_response();

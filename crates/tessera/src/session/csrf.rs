@@ -6,35 +6,48 @@ use http::{HeaderMap, Method};
 
 use super::Session;
 use crate::carrier::{CarrierKind, Presented};
-use crate::csrf::{CsrfVerdict, CSRF_HEADER};
+use crate::csrf::{CsrfReason, CsrfVerdict, TargetOrigin, CSRF_HEADER};
 use crate::error::SessionError;
 
 impl Session {
     /// Whether a request with `method` and `headers` may act on this
-    /// session under the layer's CSRF rules. `Ok(false)`: a cross-site
-    /// attempt to use the caller's cookie.
+    /// session under the layer's CSRF rules: `Err(SessionError::CsrfRejected)`
+    /// with the reason for a cross-site attempt to use the caller's cookie.
     ///
     /// The layer applies this to every request before the handler runs. A
     /// forward-auth endpoint calls it again with the *original* request's
     /// method (from the proxy's `X-Original-Method` or `X-Forwarded-Method`),
     /// since the proxy's own sub-request is a `GET` that the rules let pass.
-    pub async fn csrf_permits(&self, method: &Method, headers: &HeaderMap) -> Result<bool, SessionError> {
-        if !self.relies_on_cookie() {
-            return Ok(true);
+    pub async fn check_csrf(&self, method: &Method, headers: &HeaderMap) -> Result<(), SessionError> {
+        if is_safe(method) || !self.relies_on_cookie() {
+            return Ok(());
         }
-        match self.config().csrf.evaluate(method, headers) {
-            CsrfVerdict::Allowed => Ok(true),
-            CsrfVerdict::Rejected => Ok(false),
+        let from_host;
+        let target = match &self.0.target {
+            Some(target) => Some(target),
+            None => {
+                from_host = TargetOrigin::from_host(headers, self.config().cookie.secure);
+                from_host.as_ref()
+            }
+        };
+        let token_echoed = match self.config().csrf.evaluate(method, headers, target) {
+            CsrfVerdict::Allowed => return Ok(()),
+            CsrfVerdict::Rejected(reason) => return Err(SessionError::CsrfRejected(reason)),
             CsrfVerdict::NeedsToken => {
                 let echoed = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
                 if !matches!(self.0.presented, Presented::Token(..) | Presented::Access(..)) {
-                    return self.refresh_cookie_permits(echoed).await;
+                    self.refresh_cookie_permits(echoed).await?
+                } else if !self.exists().await? {
+                    true // a dead cookie: the request runs anonymous
+                } else {
+                    self.csrf_matches(echoed).await?
                 }
-                if !self.exists().await? {
-                    return Ok(true); // a dead cookie: the request runs anonymous
-                }
-                self.csrf_matches(echoed).await
             }
+        };
+        if token_echoed {
+            Ok(())
+        } else {
+            Err(SessionError::CsrfRejected(CsrfReason::MissingToken))
         }
     }
 
@@ -66,4 +79,9 @@ impl Session {
             Ok(true) // no refresh cookie is read without token mode
         }
     }
+}
+
+/// Methods that must not change state: never checked.
+fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE)
 }

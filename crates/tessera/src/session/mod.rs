@@ -107,6 +107,10 @@ struct Inner {
     client: ClientMeta,
     /// Token mode: the refresh cookie, if the request carried one.
     refresh_cookie: Option<String>,
+    /// The origin the request was addressed to, when the application said
+    /// (a [`TargetOrigin`](crate::csrf::TargetOrigin) extension); else the
+    /// CSRF check reads it from `Host`.
+    target: Option<crate::csrf::TargetOrigin>,
     /// Where a refresh decided its answer goes, overriding `respond_via`.
     answer_via: std::sync::OnceLock<CarrierKind>,
     now: Timestamp,
@@ -253,6 +257,7 @@ impl Session {
         respond_via: CarrierKind,
         client: ClientMeta,
         refresh_cookie: Option<String>,
+        target: Option<crate::csrf::TargetOrigin>,
     ) -> Self {
         let now = shared.clock.now();
         Self(Arc::new(Inner {
@@ -261,6 +266,7 @@ impl Session {
             respond_via,
             client,
             refresh_cookie,
+            target,
             answer_via: std::sync::OnceLock::new(),
             now,
             state: Mutex::default(),
