@@ -122,17 +122,10 @@ impl IntoResponse for ApiError {
             }
             Self::SessionNotFound => Failure::new(codes::SESSION_NOT_FOUND),
             Self::TooManyRequests(seconds) => Failure::new(ErrorCode::TOO_MANY_REQUESTS).retry_after(seconds),
-            Self::Session(e) => {
-                let kind = e.kind();
-                // The library's rendering logs the error; the answer is ours,
-                // marked with its kind like the library's own refusals, so
-                // the session layer adds what HTTP asks of a 401
-                // (`WWW-Authenticate: Bearer`).
-                drop(e.into_response());
-                let mut response = Failure::new(session_code(kind)).into_response();
-                response.extensions_mut().insert(kind);
-                return response;
-            }
+            // The library's answer is marked with its kind; the session
+            // layer renders it once, in the course envelope (see
+            // `course_failure`), and adds what HTTP asks of a 401.
+            Self::Session(e) => return e.into_response(),
             Self::Unavailable(reason) => {
                 tracing::warn!(%reason, "store unavailable");
                 Failure::new(ErrorCode::SESSION_STORE_UNAVAILABLE)

@@ -50,16 +50,7 @@ impl Readiness {
     /// patience for a late heartbeat.
     pub async fn invalidation_feed(&self) -> Option<bool> {
         let cache = self.redis_store.as_ref()?.near_cache()?;
-        let deadline = tokio::time::Instant::now() + self.patience;
-        loop {
-            if cache.is_trusted() {
-                return Some(true);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Some(false);
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        Some(cache.trusted_within(self.patience).await)
     }
 
     /// `None` when no revocation list is consulted; else whether it is

@@ -79,6 +79,10 @@ async fn cookie_carried_state_changes_are_judged_as_the_original_request() {
     assert!(r.headers().get("x-user-id").is_none());
     assert_eq!(failure(r).await, (403, 10005));
     assert_eq!(failure(verify("DELETE", "null").send().await.unwrap()).await, (403, 10005));
+    // A client cannot talk its state change down to a read: the strictest
+    // method named is judged.
+    let r = verify("GET", "https://evil.example").header("x-forwarded-method", "POST");
+    assert_eq!(failure(r.send().await.unwrap()).await, (403, 10005));
 
     // Traefik's header name. A page of the API's own origin needs nothing
     // more; a request that names no origin must echo the synchronizer token.

@@ -268,7 +268,7 @@ where
             let refresh_cookie =
                 shared.refresh_cookie.as_ref().and_then(|name| carrier::read_unique_cookie(name, req.headers()));
             let target = req.extensions().get::<TargetOrigin>().cloned();
-            let session = Session::new(shared.clone(), presented.clone(), respond_via, client, refresh_cookie, target);
+            let session = Session::new(shared.clone(), presented, respond_via, client, refresh_cookie, target);
 
             if let Err(refusal) = session.check_csrf(req.method(), req.headers()).await {
                 return Ok(rerender(refusal.into_response(), shared.render.as_ref()));

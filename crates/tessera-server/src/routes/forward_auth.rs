@@ -35,7 +35,7 @@ pub async fn verify(session: Session, method: Method, headers: HeaderMap) -> Res
     };
     // The proxy's sub-request is a GET, which the CSRF rules let through;
     // the request it asks about may be a POST riding on a cookie.
-    let original = original_method(&headers)?.unwrap_or(method);
+    let original = method_to_judge(method, &headers)?;
     if let Err(refusal) = session.check_csrf(&original, &headers).await {
         let uri = first_header(&headers, &ORIGINAL_URI_HEADERS).unwrap_or("?");
         tracing::info!(method = %original, uri, "forward auth: cross-site state change refused");
@@ -53,14 +53,31 @@ pub async fn verify(session: Session, method: Method, headers: HeaderMap) -> Res
     Ok(response)
 }
 
-/// The original request's method, if the proxy named one.
-fn original_method(headers: &HeaderMap) -> Result<Option<Method>, ApiError> {
-    match first_header(headers, &ORIGINAL_METHOD_HEADERS) {
-        None => Ok(None),
-        Some(text) => Method::from_bytes(text.trim().as_bytes())
-            .map(Some)
-            .map_err(|_| ApiError::Validation("X-Original-Method不是合法的HTTP方法".into())),
+/// The method to judge the original request by. Proxies name it in
+/// `X-Original-Method` (nginx, by configuration) or `X-Forwarded-Method`
+/// (Traefik, by itself); a client may send either too, and a proxy that sets
+/// one passes the other through. So the strictest wins: if any of them, or
+/// the request's own method, is a state change, the request is judged as one.
+fn method_to_judge(request: Method, headers: &HeaderMap) -> Result<Method, ApiError> {
+    let mut judged = request;
+    for name in ORIGINAL_METHOD_HEADERS {
+        for value in headers.get_all(name) {
+            let text = value.to_str().map_err(|_| bad_method())?;
+            let named = Method::from_bytes(text.trim().as_bytes()).map_err(|_| bad_method())?;
+            if is_safe(&judged) && !is_safe(&named) {
+                judged = named;
+            }
+        }
     }
+    Ok(judged)
+}
+
+fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE)
+}
+
+fn bad_method() -> ApiError {
+    ApiError::Validation("X-Original-Method不是合法的HTTP方法".into())
 }
 
 fn first_header<'a>(headers: &'a HeaderMap, names: &[&str]) -> Option<&'a str> {

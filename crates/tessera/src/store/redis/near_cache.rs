@@ -46,6 +46,12 @@ impl NearCache {
         self.lease.is_valid()
     }
 
+    /// Whether the cache is trusted now or becomes so within `wait` (a
+    /// late heartbeat rather than a lost feed).
+    pub async fn trusted_within(&self, wait: Duration) -> bool {
+        self.lease.valid_within(wait).await
+    }
+
     /// The epoch to pass to [`NearCache::insert`] after a load.
     pub fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Acquire)
