@@ -128,7 +128,7 @@ async fn the_repository_and_the_archive_work_on_mysql() {
     };
     let gone = Revocation::Family { sid: "a".repeat(43), until: Timestamp::from_millis(now.as_millis() - 1) };
     archive.record(&[live.clone(), gone.clone()]).await.unwrap();
-    archive.record(&[live.clone()]).await.expect("an entry archived twice is one entry");
+    archive.record(std::slice::from_ref(&live)).await.expect("an entry archived twice is one entry");
     assert_eq!(archive.current(now).await.unwrap(), vec![live]);
 }
 
