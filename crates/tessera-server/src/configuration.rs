@@ -242,6 +242,11 @@ pub struct ServeArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub tokens: TokenArgs,
+
+    /// The operator API.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub admin: AdminArgs,
 }
 
 /// The default of `--log`.
@@ -322,8 +327,9 @@ pub struct StorageArgs {
     #[arg(long, env = "TESSERA_DATA_DIR", value_name = "DIR", shown_default = DEFAULT_DATA_DIR)]
     pub data_dir: Option<PathBuf>,
 
-    /// The user database: postgres://user@host/db (shared by every node) or
-    /// sqlite:///path [default: the SQLite file in --data-dir].
+    /// The user database: postgres://user@host/db or mysql://user@host/db
+    /// (also mariadb://; shared by every node) or sqlite:///path [default:
+    /// the SQLite file in --data-dir].
     #[arg(long, env = "TESSERA_DATABASE", value_name = "URL")]
     pub database: Option<String>,
 
@@ -461,6 +467,22 @@ pub const DEFAULT_TOKEN_ALGORITHM: AlgorithmArg = AlgorithmArg::Eddsa;
 pub const DEFAULT_KEYS_FILE_NAME: &str = "signing-keys.json";
 /// The default of `--key-rotation-interval`: 30 days.
 pub const DEFAULT_KEY_ROTATION_INTERVAL: u64 = 30 * 24 * 3600;
+/// The shortest admin token accepted.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
+
+/// The operator API (`/admin/…`): off unless a token is configured.
+#[derive(Debug, Clone, Default, Args, Deserialize, Serialize)]
+#[command(next_help_heading = "Operator API")]
+#[serde(default, rename_all = "kebab-case")]
+pub struct AdminArgs {
+    /// The token an operator presents in `X-Admin-Token` to disable and
+    /// enable accounts and to list and end a user's sessions (`/admin/…`);
+    /// at least 32 characters (e.g. `openssl rand -hex 32`). Without it the
+    /// operator API is off.
+    #[arg(long, env = "TESSERA_ADMIN_TOKEN", value_name = "TOKEN")]
+    pub admin_token: Option<String>,
+}
+
 /// The default of `--introspection-rate-limit`: per client per minute.
 pub const DEFAULT_INTROSPECTION_RATE_LIMIT: u32 = 6000;
 /// The shortest introspection secret accepted.
@@ -684,6 +706,8 @@ pub struct Settings {
     pub introspection_clients: Vec<IntrospectionClient>,
     /// Introspection requests per client per minute.
     pub introspection_rate_limit: u32,
+    /// The operator API's token; `None`: the API is off.
+    pub admin_token: Option<String>,
 }
 
 /// Token-mode settings.
@@ -806,7 +830,11 @@ impl ServeArgs {
     /// apart field by field: an option declared and not used here does not
     /// compile.
     fn settings(self, secret_value: Option<String>) -> Result<Settings, ConfigError> {
-        let ServeArgs { config: _, log, log_format, listener, storage, sessions, otp, throttles, tokens } = self;
+        let ServeArgs { config: _, log, log_format, listener, storage, sessions, otp, throttles, tokens, admin } = self;
+        let AdminArgs { admin_token } = admin;
+        if admin_token.as_ref().is_some_and(|t| t.chars().count() < MIN_ADMIN_TOKEN_CHARS) {
+            return Err(ConfigError::Rule { flag: "--admin-token", rule: "must be at least 32 characters" });
+        }
         let ListenerArgs {
             bind,
             trusted_proxies,
@@ -875,7 +903,7 @@ impl ServeArgs {
             crate::users::Engine::of(url).ok_or_else(|| ConfigError::Unparsable {
                 flag: "--database",
                 value: url.clone(),
-                reason: "must be postgres://… or sqlite:…".into(),
+                reason: "must be postgres://…, mysql://… (or mariadb://…) or sqlite:…".into(),
             })?;
         }
         let ThrottleArgs { login_limit_per_phone, login_ceiling_per_phone, login_limit_per_ip, otp_limit_per_ip } =
@@ -903,6 +931,7 @@ impl ServeArgs {
             return Err(ConfigError::Rule { flag: "--introspection-secret", rule: "must be at least 16 characters" });
         }
         Ok(Settings {
+            admin_token,
             tokens,
             introspection_secret,
             introspection_clients,
@@ -1253,7 +1282,8 @@ mod tests {
             |args: &[&str]| parse(args).merged_over(ServeArgs::default()).into_settings().unwrap_err().to_string();
         assert_eq!(err(&["--max-connections", "0"]), "--max-connections must be at least 1");
         assert!(err(&["--redis", "nope"]).starts_with("--redis: "));
-        assert!(err(&["--database", "mysql://x"]).starts_with("--database \"mysql://x\""));
+        assert!(err(&["--database", "oracle://x"]).starts_with("--database \"oracle://x\""));
+        assert!(err(&["--admin-token", "too-short"]).starts_with("--admin-token must be at least 32"));
         assert!(err(&["--tokens", "signed", "--issuer", " "]).starts_with("--issuer must not be empty"));
         assert!(err(&["--keep-alive-timeout-ms", "5"]).starts_with("--keep-alive-timeout-ms"));
         assert!(err(&["--shutdown-delay-ms", "300001"]).starts_with("--shutdown-delay-ms"));

@@ -15,6 +15,9 @@ pub mod codes {
 
     /// 10007: no such endpoint.
     pub const NOT_FOUND: ErrorCode = ErrorCode::new(10007, "NOT_FOUND", StatusCode::NOT_FOUND, "接口不存在");
+    /// 10008: the operator API without the admin token.
+    pub const ADMIN_UNAUTHORIZED: ErrorCode =
+        ErrorCode::new(10008, "ADMIN_UNAUTHORIZED", StatusCode::UNAUTHORIZED, "管理令牌无效");
     /// 20001: no user with that id.
     pub const USER_NOT_EXIST: ErrorCode = ErrorCode::new(20001, "USER_NOT_EXIST", StatusCode::NOT_FOUND, "用户不存在");
     /// 20002: unknown phone, wrong password or wrong code: never which.
@@ -64,6 +67,9 @@ pub enum ApiError {
     /// No session with that id.
     #[error("session not found")]
     SessionNotFound,
+    /// The operator API without (or with a wrong) admin token.
+    #[error("admin token missing or wrong")]
+    AdminUnauthorized,
     /// A rate limit; come back after this many seconds.
     #[error("rate limited for {0}s")]
     TooManyRequests(u64),
@@ -121,6 +127,7 @@ impl IntoResponse for ApiError {
                 Failure::new(codes::OTP_SEND_FAILED)
             }
             Self::SessionNotFound => Failure::new(codes::SESSION_NOT_FOUND),
+            Self::AdminUnauthorized => Failure::new(codes::ADMIN_UNAUTHORIZED),
             Self::TooManyRequests(seconds) => Failure::new(ErrorCode::TOO_MANY_REQUESTS).retry_after(seconds),
             // The library's answer is marked with its kind; the session
             // layer renders it once, in the course envelope (see

@@ -11,6 +11,8 @@
 //!   may be the same file; tables a file does not use stay empty.
 //! - PostgreSQL (users only): `migrations/postgres/`, the user tables and
 //!   the revocation archive.
+//! - MySQL / MariaDB (users only): `migrations/mysql/`, the same changes
+//!   under the same numbers as PostgreSQL's, in MySQL's types.
 //!
 //! Numbering (ARCHITECTURE.md, "Migrations"): the server's versions are
 //! 0001, 0002, … shared by both engines — a number names one change, a
@@ -45,6 +47,11 @@ pub async fn sqlite() -> Result<Migrator, MigrateError> {
 /// Every migration of a PostgreSQL user database.
 pub fn postgres() -> Migrator {
     sqlx::migrate!("./migrations/postgres")
+}
+
+/// Every migration of a MySQL / MariaDB user database.
+pub fn mysql() -> Migrator {
+    sqlx::migrate!("./migrations/mysql")
 }
 
 /// Opens the SQLite file at `path` as the library wants it (WAL, owner
@@ -121,12 +128,18 @@ mod tests {
         let sqlite = sqlite().await.unwrap();
         let versions: Vec<i64> = sqlite.iter().map(|m| m.version).collect();
         assert!(versions.windows(2).all(|w| w[0] < w[1]), "one ordered history: {versions:?}");
-        for pg in postgres().iter() {
+        for pg in postgres().iter().chain(mysql().iter()) {
             assert!(!MIGRATION_VERSIONS.contains(&pg.version));
             if let Some(lite) = server_sqlite().iter().find(|m| m.version == pg.version) {
-                assert_eq!(lite.description, pg.description, "version {} is one change on both engines", pg.version);
+                assert_eq!(lite.description, pg.description, "version {} is one change on every engine", pg.version);
             }
         }
+        // The user databases that are not SQLite have the same history.
+        let (pg, my): (Vec<_>, Vec<_>) = (
+            postgres().iter().map(|m| (m.version, m.description.clone())).collect(),
+            mysql().iter().map(|m| (m.version, m.description.clone())).collect(),
+        );
+        assert_eq!(pg, my, "PostgreSQL and MySQL: the same numbered changes");
         let clash = sqlx::migrate!("./migrations/sqlite");
         assert!(combine(&server_sqlite(), &clash).unwrap_err().contains("used twice"));
         assert!(combine(&tessera::store::sqlite::migrations(), &server_sqlite()).unwrap_err().contains("range"));

@@ -67,8 +67,8 @@ impl Application {
         let revocations = revocation_store(settings, &backends, &pool, &users, &clock).await?;
         let (tokens, key_watcher) = token_engine(settings, &secret, &revocations, &clock).await?.unzip();
         let otp = otp_service(settings, &backends, secret, &clock)?;
-        let state = services(settings, users, otp, &backends, &pool, tokens.clone(), &clock);
-        let sessions = session_layer(settings, &backends, tokens, revocations, &clock).await?;
+        let sessions = session_layer(settings, &backends, tokens.clone(), revocations, &clock).await?;
+        let state = services(settings, users, otp, &backends, &pool, tokens, &sessions, &clock);
         let router = router(settings, state, sessions);
         let listener = bind(settings).await?;
         let readiness = backends.readiness.clone();
@@ -262,7 +262,7 @@ async fn revocation_store(
         (Some(conn), Some(redis)) => Arc::new(
             RedisRevocations::new(conn.clone(), &RedisStoreConfig::default().prefix)
                 .with_lease(redis.cache_lease)
-                .with_archive(Arc::new(UserDbArchive::new(users.pool().clone())))
+                .with_archive(Arc::new(UserDbArchive::new(users)))
                 .with_clock(clock.clone()),
         ),
         _ => Arc::new(SqliteRevocations::new(pool.clone()).await?),
@@ -326,7 +326,9 @@ fn otp_service(
     })
 }
 
-/// What the handlers share (no I/O).
+/// What the handlers share (no I/O), the session layer's view of every
+/// user's sessions included (the operator API ends them through it).
+#[allow(clippy::too_many_arguments)]
 fn services(
     settings: &Settings,
     users: Users,
@@ -334,6 +336,7 @@ fn services(
     backends: &Backends,
     pool: &SqlitePool,
     tokens: Option<SignedTokens>,
+    sessions: &SessionLayer,
     clock: &Arc<dyn Clock>,
 ) -> Services {
     Services {
@@ -356,6 +359,8 @@ fn services(
             settings.introspection_rate_limit,
         ),
         readiness: backends.readiness.clone(),
+        user_sessions: sessions.user_sessions(),
+        admin: settings.admin_token.as_deref().map(routes::admin::AdminToken::new),
     }
 }
 

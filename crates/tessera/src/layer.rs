@@ -102,6 +102,12 @@ impl SessionLayer {
     pub fn config(&self) -> &SessionConfig {
         &self.shared.config
     }
+
+    /// What an operator does to a user's sessions outside any request
+    /// (list them, end them all), on this layer's store and revocations.
+    pub fn user_sessions(&self) -> crate::UserSessions {
+        crate::UserSessions { shared: self.shared.clone() }
+    }
 }
 
 /// Settings for a [`SessionLayer`]; every one has a secure default.

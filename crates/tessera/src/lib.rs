@@ -44,7 +44,7 @@ pub use lease::Lease;
 pub use policy::ExpiryPolicy;
 pub use record::{ClientMeta, SessionRecord, UserId};
 pub use revocation::Revocations;
-pub use session::{Credentials, LoginGrant, Session, SessionInfo};
+pub use session::{Credentials, LoginGrant, Session, SessionInfo, UserSessions};
 #[cfg(feature = "signed")]
 pub use signed::{SignedTokens, TokenSettings};
 #[cfg(feature = "redis")]

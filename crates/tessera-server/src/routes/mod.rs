@@ -2,6 +2,7 @@
 //! accepts is in [`requests`] (read by [`params::Params`] from JSON or a
 //! form), what it answers in [`responses`].
 
+pub mod admin;
 mod auth;
 pub mod forward_auth;
 mod health;
@@ -20,7 +21,7 @@ use std::time::Duration;
 use axum::routing::{any, delete, get, post};
 use axum::Router;
 use sqlx::SqlitePool;
-use tessera::{Clock, SessionStore, SignedTokens};
+use tessera::{Clock, SessionStore, SignedTokens, UserSessions};
 
 use crate::envelope::Failure;
 
@@ -84,12 +85,18 @@ pub struct Services {
     pub introspection: Option<IntrospectionClients>,
     /// Shutdown and feed state, for `/readyz`.
     pub readiness: Arc<crate::readiness::Readiness>,
+    /// Every user's sessions as the session layer keeps them, for the
+    /// operator API.
+    pub user_sessions: UserSessions,
+    /// The operator API's token; `None`: `/admin/…` is off.
+    pub admin: Option<admin::AdminToken>,
 }
 
 /// All routes. Token mode adds `/auth/refresh`, `/auth/logout` (where
 /// the refresh cookie is sent, for browsers whose access token lapsed) and
 /// the JWKS; configured introspection clients (or the shared introspection
-/// secret) add `/oauth/introspect`.
+/// secret) add `/oauth/introspect`; an admin token adds the operator API
+/// (`/admin/…`).
 pub fn router(state: Services) -> Router {
     let state: AppState = Arc::new(state);
     let mut router = Router::new();
@@ -101,6 +108,12 @@ pub fn router(state: Services) -> Router {
     }
     if state.introspection.is_some() {
         router = router.route("/oauth/introspect", post(introspect::introspect));
+    }
+    if state.admin.is_some() {
+        router = router
+            .route("/admin/users/{id}/disable", post(admin::disable_user))
+            .route("/admin/users/{id}/enable", post(admin::enable_user))
+            .route("/admin/users/{id}/sessions", get(admin::list_sessions).delete(admin::end_sessions));
     }
     router
         .route("/", get(health::about))
@@ -114,6 +127,7 @@ pub fn router(state: Services) -> Router {
         .route("/user/login", post(user::login))
         .route("/user/logout", post(user::logout))
         .route("/user/logout-everywhere", post(user::logout_everywhere))
+        .route("/user/password", post(user::change_password))
         .route("/user/me", get(user::me))
         .route("/user/get", get(user::get_user))
         .route("/user/csrf", get(user::csrf))

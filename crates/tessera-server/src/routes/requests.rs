@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::params::{trimmed, untrimmed};
 use crate::domain::new_user::RegistrationFields;
-use crate::domain::{NewUser, OtpCode, Telephone};
+use crate::domain::{NewUser, OtpCode, Password, Telephone};
 use crate::error::ApiError;
 
 fn missing(message: &str) -> ApiError {
@@ -146,6 +146,78 @@ impl LoginRequest {
     }
 }
 
+/// `POST /user/password {oldPassword, newPassword, endOtherSessions}`;
+/// the current password may also be spelled `password`, or replaced by an
+/// `otpCode` from `/user/getotp`; `keepOtherSessions: true` is the same as
+/// `endOtherSessions: false`. No `Debug`: it holds passwords.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangePasswordRequest {
+    /// The current password, not trimmed.
+    #[serde(default, deserialize_with = "untrimmed")]
+    pub old_password: Option<String>,
+    /// Another spelling of `oldPassword`.
+    #[serde(default, deserialize_with = "untrimmed")]
+    pub password: Option<String>,
+    /// A code from `/user/getotp` instead of the current password; wins
+    /// when both are sent, as at login.
+    #[serde(default, deserialize_with = "trimmed")]
+    pub otp_code: Option<String>,
+    /// The new password, not trimmed.
+    #[serde(default, deserialize_with = "untrimmed")]
+    pub new_password: Option<String>,
+    /// End the caller's other sessions (default `true`).
+    #[serde(default, deserialize_with = "trimmed")]
+    pub end_other_sessions: Option<String>,
+    /// The opposite of `endOtherSessions`.
+    #[serde(default, deserialize_with = "trimmed")]
+    pub keep_other_sessions: Option<String>,
+}
+
+/// What a password change is, once parsed.
+pub struct PasswordChange<'a> {
+    /// How the caller proves to know the account.
+    pub proof: LoginProof<'a>,
+    /// The new password, accepted by the registration rules.
+    pub new_password: Password,
+    /// Whether the caller's other sessions end.
+    pub end_others: bool,
+}
+
+impl ChangePasswordRequest {
+    /// The proof, the new password and the choice about the other
+    /// sessions, checked in that order (the course's messages).
+    pub fn parse(&self) -> Result<PasswordChange<'_>, ApiError> {
+        let proof = match (self.otp_code.as_deref(), self.old_password.as_deref().or(self.password.as_deref())) {
+            (Some(code), _) => LoginProof::Otp(code),
+            (None, Some(password)) => LoginProof::Password(password),
+            (None, None) => return Err(missing("原密码不能为空")),
+        };
+        let new_password = self.new_password.as_deref().ok_or_else(|| missing("新密码不能为空"))?;
+        let new_password = Password::parse(new_password).map_err(|e| ApiError::Validation(e.to_string()))?;
+        let flag = |value: &Option<String>, name: &str| -> Result<Option<bool>, ApiError> {
+            match value.as_deref() {
+                None => Ok(None),
+                Some("true" | "1") => Ok(Some(true)),
+                Some("false" | "0") => Ok(Some(false)),
+                Some(_) => Err(ApiError::Validation(format!("{name}必须是true或false"))),
+            }
+        };
+        let end = flag(&self.end_other_sessions, "endOtherSessions")?;
+        let keep = flag(&self.keep_other_sessions, "keepOtherSessions")?;
+        let end_others = match (end, keep) {
+            (Some(end), Some(keep)) if end == keep => {
+                return Err(missing("endOtherSessions与keepOtherSessions相互矛盾"));
+            }
+            (Some(end), _) => end,
+            (None, Some(keep)) => !keep,
+            // ASVS V3.3.3: ending the others is what a change offers by default.
+            (None, None) => true,
+        };
+        Ok(PasswordChange { proof, new_password, end_others })
+    }
+}
+
 /// `GET /user/get?id=N`
 #[derive(Debug, Deserialize)]
 pub struct GetUserQuery {
@@ -250,6 +322,32 @@ mod tests {
         assert!(matches!(r.proof(), Ok(LoginProof::Otp("123456"))));
         let r: LoginRequest = serde_json::from_value(json!({"otpCode": " ", "password": " pw "})).unwrap();
         assert!(matches!(r.proof(), Ok(LoginProof::Password(" pw "))));
+    }
+
+    #[test]
+    fn a_password_change_ends_the_others_unless_told_not_to() {
+        let parse = |v| {
+            let r: ChangePasswordRequest = serde_json::from_value(v).unwrap();
+            r.parse().map(|c| (matches!(c.proof, LoginProof::Password(_)), c.end_others)).map_err(|e| e.to_string())
+        };
+        let new = "another horse battery";
+        assert_eq!(parse(json!({"oldPassword": "x", "newPassword": new})), Ok((true, true)));
+        assert_eq!(parse(json!({"password": "x", "newPassword": new, "endOtherSessions": "false"})), Ok((true, false)));
+        assert_eq!(
+            parse(json!({"otpCode": "123456", "newPassword": new, "keepOtherSessions": "true"})),
+            Ok((false, false))
+        );
+        assert_eq!(parse(json!({"newPassword": new})).unwrap_err(), "validation: 原密码不能为空");
+        assert_eq!(parse(json!({"oldPassword": "x"})).unwrap_err(), "validation: 新密码不能为空");
+        assert_eq!(
+            parse(json!({"oldPassword": "x", "newPassword": "short"})).unwrap_err(),
+            "validation: 密码长度必须在8到128个字符之间"
+        );
+        assert!(parse(json!({"oldPassword": "x", "newPassword": new, "endOtherSessions": "maybe"})).is_err());
+        assert!(parse(
+            json!({"oldPassword": "x", "newPassword": new, "endOtherSessions": "true", "keepOtherSessions": "true"})
+        )
+        .is_err());
     }
 
     #[test]

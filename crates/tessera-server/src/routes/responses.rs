@@ -191,6 +191,41 @@ impl From<SessionInfo> for SessionResponse {
     }
 }
 
+/// One entry of `GET /admin/users/{id}/sessions`: what the user's own
+/// listing shows (the same opaque ids), without `current`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdminSessionResponse {
+    /// Creation time, milliseconds since the epoch.
+    pub created_at: i64,
+    /// An opaque id: never the token, nor the store key.
+    pub id: String,
+    /// The address it was opened from.
+    pub ip: Option<IpAddr>,
+    /// Last activity, milliseconds since the epoch.
+    pub last_seen: i64,
+    /// The browser or app that opened it.
+    pub user_agent: Option<String>,
+}
+
+impl From<SessionInfo> for AdminSessionResponse {
+    fn from(s: SessionInfo) -> Self {
+        Self { created_at: s.created_at, id: s.id, ip: s.ip, last_seen: s.last_seen, user_agent: s.user_agent }
+    }
+}
+
+/// `POST /user/password`: the caller's rotated credentials (as a login
+/// answers them) and how many other sessions ended. No `Debug`: it holds
+/// credentials.
+#[derive(Serialize)]
+pub struct PasswordChangedResponse {
+    /// The rotated session, in a login's shape.
+    #[serde(flatten)]
+    pub grant: GrantResponse,
+    /// How many of the caller's other sessions were ended.
+    pub revoked: u64,
+}
+
 /// `GET /healthz` when ready.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct HealthResponse {

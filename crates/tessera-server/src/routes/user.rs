@@ -1,12 +1,14 @@
-//! Registration, login, logout and who-am-I.
+//! Registration, login, logout, password change and who-am-I.
 
 use axum::extract::State;
 use axum::Extension;
 use tessera::{AuthUser, ClientIp, Key, Session, UserId};
 
 use super::params::{Params, QueryParams};
-use super::requests::{GetOtpRequest, GetUserQuery, LoginProof, LoginRequest, RegisterRequest};
-use super::responses::{CsrfResponse, GetUserResponse, GrantResponse, RevokedResponse, UserResponse};
+use super::requests::{ChangePasswordRequest, GetOtpRequest, GetUserQuery, LoginProof, LoginRequest, RegisterRequest};
+use super::responses::{
+    CsrfResponse, GetUserResponse, GrantResponse, PasswordChangedResponse, RevokedResponse, UserResponse,
+};
 use super::AppState;
 use crate::credentials;
 use crate::domain::{OtpCode, Password, Telephone};
@@ -77,6 +79,13 @@ pub async fn login(
     // stays one store operation.
     session.insert(LOGIN_USER, &user).await?;
     let grant = session.login(UserId::from(user.id)).await?;
+    // An operator may have disabled the account while this login was under
+    // way, after its check and before its session existed, which the
+    // disabling then could not end: asked again now that it exists.
+    if state.users.is_disabled(user.id).await? != Some(false) {
+        session.logout().await?;
+        return Err(ApiError::LoginFailed);
+    }
     tracing::info!(user = user.id, "logged in");
     Ok(Success(GrantResponse::new(&grant, session.now(), Some(user))))
 }
@@ -96,14 +105,15 @@ fn login_buckets(state: &AppState, phone: &Telephone, ip: &str) -> [(String, lim
 async fn login_by_password(state: &AppState, phone: &Telephone, password: &str) -> Result<User, ApiError> {
     let password = Password::offered(password).ok_or(ApiError::LoginFailed)?;
     let found = state.users.by_phone(phone).await?;
-    let (user, hash) = match found {
-        Some((user, hash)) => (Some(user), Some(hash)),
+    let (enabled, hash) = match found {
+        Some(account) => ((!account.is_disabled()).then_some(account.user), Some(account.password_hash)),
         None => (None, None),
     };
-    // Verified even for an unknown phone (against a dummy hash), so the
-    // answer takes as long either way.
+    // Verified even for an unknown phone (against a dummy hash) or a
+    // disabled account, so the answer takes as long, and is the same, in
+    // every case.
     let ok = credentials::verify(password, hash).await?;
-    user.filter(|_| ok).ok_or(ApiError::LoginFailed)
+    enabled.filter(|_| ok).ok_or(ApiError::LoginFailed)
 }
 
 async fn login_by_otp(state: &AppState, phone: &Telephone, code: &str) -> Result<User, ApiError> {
@@ -112,7 +122,7 @@ async fn login_by_otp(state: &AppState, phone: &Telephone, code: &str) -> Result
         return Err(ApiError::LoginFailed);
     }
     let found = state.users.by_phone(phone).await?;
-    found.map(|(user, _)| user).ok_or(ApiError::LoginFailed)
+    found.filter(|account| !account.is_disabled()).map(|account| account.user).ok_or(ApiError::LoginFailed)
 }
 
 /// `POST /user/logout`: ends this session (idempotent).
@@ -127,6 +137,64 @@ pub async fn logout(session: Session) -> ApiResult<()> {
 pub async fn logout_everywhere(user: AuthUser) -> ApiResult<RevokedResponse> {
     let revoked = user.session.logout_everywhere().await?;
     Ok(Success(RevokedResponse { revoked }))
+}
+
+/// `POST /user/password`: the logged-in user changes their password,
+/// proving the current one (or a code from `/user/getotp`; a wrong proof
+/// answers and counts as a failed login). The caller's session is rotated
+/// (a new token, as at login) and, unless `endOtherSessions` is false, every
+/// other session and token family of the user ends on every node (OWASP
+/// ASVS V3.3.3). A retry after a 503 is safe: the new password is then the
+/// current one.
+pub async fn change_password(
+    State(state): State<AppState>,
+    ip: Option<Extension<ClientIp>>,
+    user: AuthUser,
+    Params(request): Params<ChangePasswordRequest>,
+) -> ApiResult<PasswordChangedResponse> {
+    let change = request.parse()?;
+    let id = user_id(&user)?;
+    let session = &user.session;
+    let account = match state.users.account(id).await? {
+        Some(account) if !account.is_disabled() => account,
+        // The account is gone or disabled: so is the right to this session.
+        _ => {
+            session.logout().await?;
+            return Err(tessera::SessionError::NotLoggedIn.into());
+        }
+    };
+    let phone = Telephone::parse(&account.user.telephone).map_err(ApiError::internal)?;
+    let buckets = login_buckets(&state, &phone, &client(ip));
+    limits::check(&*state.limiter, state.clock.now(), &buckets).await?;
+    let proven = match change.proof {
+        LoginProof::Password(offered) => match Password::offered(offered) {
+            Some(offered) => credentials::verify(offered, Some(account.password_hash.clone())).await?,
+            None => false,
+        },
+        LoginProof::Otp(code) => match OtpCode::parse(code) {
+            Ok(code) => state.otp.verify(&phone, &code).await? == Verdict::Verified,
+            Err(_) => false,
+        },
+    };
+    if !proven {
+        return Err(ApiError::LoginFailed);
+    }
+    limits::refund(&*state.limiter, &buckets).await?;
+    let hash = credentials::hash(change.new_password).await?;
+    if !state.users.set_password(id, &hash).await? {
+        return Err(ApiError::internal(format!("user {id} has no password row")));
+    }
+    // The caller's session goes on under a new token (what a token taken
+    // before the change is worth ends with it), with the profile written
+    // along, as at login; then the others end, this new one kept.
+    session.insert(LOGIN_USER, &account.user).await?;
+    let grant = session.login(UserId::from(id)).await?;
+    let revoked = if change.end_others { session.revoke_others().await? } else { 0 };
+    tracing::info!(user = id, revoked, "password changed");
+    Ok(Success(PasswordChangedResponse {
+        grant: GrantResponse::new(&grant, session.now(), Some(account.user)),
+        revoked,
+    }))
 }
 
 fn user_id(user: &AuthUser) -> Result<i64, ApiError> {

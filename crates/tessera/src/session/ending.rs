@@ -2,7 +2,7 @@
 //! (and, where configured, an archive that outlives the store), so that an
 //! ended session stays ended even if the store brings its record back.
 
-use super::{Ending, Session};
+use super::{Ending, Session, Shared};
 use crate::error::SessionError;
 use crate::record::{SessionRecord, UserId};
 use crate::revocation::{sid_of, Revocation};
@@ -22,9 +22,7 @@ impl Session {
     /// "Everywhere": `families` by name, and everything `user` was issued
     /// before now by a per-user cutoff.
     pub(super) async fn revoke_everywhere(&self, user: &UserId, families: &[SessionKey]) -> Result<(), SessionError> {
-        let until = self.remembered_until();
-        let cutoff = Revocation::User { user: user.clone(), not_before_ms: self.0.now.as_millis(), until };
-        self.revoke_with(families, Some(cutoff)).await
+        revoke_everywhere(&self.0.shared, self.0.now, user, families).await
     }
 
     /// "End my others": `families` by name, and everything else `user` was
@@ -36,28 +34,14 @@ impl Session {
         keep: &SessionKey,
         families: &[SessionKey],
     ) -> Result<(), SessionError> {
-        let (not_before_ms, until) = (self.0.now.as_millis(), self.remembered_until());
+        let (not_before_ms, until) = (self.0.now.as_millis(), remembered_until(&self.0.shared, self.0.now));
         let cutoff = Revocation::Others { user: user.clone(), not_before_ms, keep: sid_of(keep), until };
-        self.revoke_with(families, Some(cutoff)).await
+        revoke_with(&self.0.shared, self.0.now, families, Some(cutoff)).await
     }
 
     /// Revokes `families` by name, and `cutoff` if any, in one call.
     async fn revoke_with(&self, families: &[SessionKey], cutoff: Option<Revocation>) -> Result<(), SessionError> {
-        let Some(revocations) = &self.0.shared.revocations else { return Ok(()) };
-        let until = self.remembered_until();
-        let mut entries: Vec<Revocation> =
-            families.iter().map(|f| Revocation::Family { sid: sid_of(f), until }).collect();
-        entries.extend(cutoff);
-        Ok(revocations.revoke(&entries).await?)
-    }
-
-    /// How long a revocation made now must be remembered: until every access
-    /// token it could concern has expired (token mode), or for as long as
-    /// the session could otherwise have lived (opaque mode).
-    fn remembered_until(&self) -> Timestamp {
-        let lifetime =
-            self.0.shared.token_revocation_lifetime().unwrap_or_else(|| self.0.shared.config.expiry.absolute());
-        self.0.now + lifetime
+        revoke_with(&self.0.shared, self.0.now, families, cutoff).await
     }
 
     /// The keys of `user`'s sessions (families) but `except`, to revoke
@@ -67,32 +51,17 @@ impl Session {
         user: &UserId,
         except: Option<SessionKey>,
     ) -> Result<Vec<SessionKey>, SessionError> {
-        if self.0.shared.revocations.is_none() {
-            return Ok(vec![]);
-        }
-        let listed = self.0.shared.store.list_user(user, self.0.now).await?;
-        Ok(listed.into_iter().map(|k| k.key).filter(|k| Some(*k) != except).collect())
+        families_of(&self.0.shared, self.0.now, user, except).await
     }
 
-    /// Deletes the user's sessions but `keep`: exactly the `revoked` ones
-    /// when sessions are revoked by name (one opened meanwhile was not
-    /// revoked, so it is not deleted either: deleting it would end its
-    /// refresh token but leave its access token alive); else all at once.
+    /// Deletes the user's sessions but `keep` (see [`delete_ended`]).
     pub(super) async fn delete_ended(
         &self,
         user: &UserId,
         keep: Option<&SessionKey>,
         revoked: &[SessionKey],
     ) -> Result<u64, SessionError> {
-        let store = &self.0.shared.store;
-        if self.0.shared.revocations.is_none() {
-            return Ok(store.delete_user(user, keep).await?);
-        }
-        let mut deleted = 0;
-        for key in revoked {
-            deleted += u64::from(store.delete(key).await?);
-        }
-        Ok(deleted)
+        delete_ended(&self.0.shared, user, keep, revoked).await
     }
 
     /// Opaque mode: whether a record the store returned was revoked (a
@@ -105,4 +74,79 @@ impl Session {
             _ => false,
         }
     }
+}
+
+// What ending sessions takes, for a request's handle and for the
+// operator's [`super::UserSessions`] alike: the layer's shared state and
+// the time of the ending.
+
+/// "Everywhere": `families` by name, and everything `user` was issued
+/// before `now` by a per-user cutoff.
+pub(super) async fn revoke_everywhere(
+    shared: &Shared,
+    now: Timestamp,
+    user: &UserId,
+    families: &[SessionKey],
+) -> Result<(), SessionError> {
+    let until = remembered_until(shared, now);
+    let cutoff = Revocation::User { user: user.clone(), not_before_ms: now.as_millis(), until };
+    revoke_with(shared, now, families, Some(cutoff)).await
+}
+
+/// Revokes `families` by name, and `cutoff` if any, in one call.
+async fn revoke_with(
+    shared: &Shared,
+    now: Timestamp,
+    families: &[SessionKey],
+    cutoff: Option<Revocation>,
+) -> Result<(), SessionError> {
+    let Some(revocations) = &shared.revocations else { return Ok(()) };
+    let until = remembered_until(shared, now);
+    let mut entries: Vec<Revocation> = families.iter().map(|f| Revocation::Family { sid: sid_of(f), until }).collect();
+    entries.extend(cutoff);
+    Ok(revocations.revoke(&entries).await?)
+}
+
+/// How long a revocation made at `now` must be remembered: until every
+/// access token it could concern has expired (token mode), or for as long
+/// as the session could otherwise have lived (opaque mode).
+fn remembered_until(shared: &Shared, now: Timestamp) -> Timestamp {
+    let lifetime = shared.token_revocation_lifetime().unwrap_or_else(|| shared.config.expiry.absolute());
+    now + lifetime
+}
+
+/// The keys of `user`'s sessions (families) but `except`, to revoke
+/// before deleting them; none when nothing is revoked by name.
+pub(super) async fn families_of(
+    shared: &Shared,
+    now: Timestamp,
+    user: &UserId,
+    except: Option<SessionKey>,
+) -> Result<Vec<SessionKey>, SessionError> {
+    if shared.revocations.is_none() {
+        return Ok(vec![]);
+    }
+    let listed = shared.store.list_user(user, now).await?;
+    Ok(listed.into_iter().map(|k| k.key).filter(|k| Some(*k) != except).collect())
+}
+
+/// Deletes the user's sessions but `keep`: exactly the `revoked` ones
+/// when sessions are revoked by name (one opened meanwhile was not
+/// revoked, so it is not deleted either: deleting it would end its
+/// refresh token but leave its access token alive); else all at once.
+pub(super) async fn delete_ended(
+    shared: &Shared,
+    user: &UserId,
+    keep: Option<&SessionKey>,
+    revoked: &[SessionKey],
+) -> Result<u64, SessionError> {
+    let store = &shared.store;
+    if shared.revocations.is_none() {
+        return Ok(store.delete_user(user, keep).await?);
+    }
+    let mut deleted = 0;
+    for key in revoked {
+        deleted += u64::from(store.delete(key).await?);
+    }
+    Ok(deleted)
 }

@@ -11,6 +11,7 @@
 
 mod csrf;
 mod ending;
+mod operator;
 #[cfg(feature = "signed")]
 mod signed;
 
@@ -35,6 +36,8 @@ use crate::revocation::Revocations;
 use crate::signed::{SignedTokens, TokenPair};
 use crate::store::SessionStore;
 use crate::token::{SessionKey, SessionToken};
+
+pub use operator::UserSessions;
 
 /// What the layer shares with every handle.
 #[derive(Debug)]
