@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tessera::revocation::RevocationList;
+use tessera::store::redis::NearCacheStats;
 use tessera::RedisStore;
 
 /// This node's readiness beyond what a query can tell.
@@ -60,6 +61,23 @@ impl Readiness {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// `None` without a near cache; else whether its lease is valid now
+    /// (no waiting: for `/metrics`).
+    pub fn invalidation_feed_now(&self) -> Option<bool> {
+        Some(self.redis_store.as_ref()?.near_cache()?.is_trusted())
+    }
+
+    /// `None` when no revocation list is consulted; else whether it is
+    /// current now (no waiting: for `/metrics`).
+    pub fn revocation_feed_now(&self) -> Option<bool> {
+        Some(self.revocations.get()?.is_ready())
+    }
+
+    /// The near cache's counters, if there is one.
+    pub fn near_cache_stats(&self) -> Option<NearCacheStats> {
+        Some(self.redis_store.as_ref()?.near_cache()?.stats())
     }
 
     /// `None` when no revocation list is consulted; else whether it is

@@ -13,6 +13,7 @@ use crate::domain::{OtpCode, Password, Telephone};
 use crate::envelope::Success;
 use crate::error::ApiError;
 use crate::limits;
+use crate::metrics::{LoginMethod, LoginOutcome, OtpSendOutcome};
 use crate::otp::Verdict;
 use crate::users::User;
 
@@ -32,9 +33,12 @@ pub async fn get_otp(
     ip: Option<Extension<ClientIp>>,
     Params(request): Params<GetOtpRequest>,
 ) -> ApiResult<()> {
-    let phone = request.telephone()?;
-    state.otp.send(&phone, &client(ip)).await?;
-    Ok(Success(()))
+    let sent = match request.telephone() {
+        Ok(phone) => state.otp.send(&phone, &client(ip)).await,
+        Err(e) => Err(e),
+    };
+    state.metrics.otp_send(OtpSendOutcome::of(&sent));
+    sent.map(Success)
 }
 
 /// `POST /user/register`
@@ -63,15 +67,44 @@ pub async fn login(
     session: Session,
     Params(request): Params<LoginRequest>,
 ) -> ApiResult<GrantResponse> {
+    let mut attempt = Attempt { method: LoginMethod::Unknown, failure: None };
+    let result = attempt_login(&state, ip, &session, &request, &mut attempt).await;
+    state.metrics.login(attempt.method, LoginOutcome::of(&result, attempt.failure));
+    result
+}
+
+/// What a login attempt was and, if it failed for want of a credential, why.
+struct Attempt {
+    method: LoginMethod,
+    failure: Option<LoginOutcome>,
+}
+
+async fn attempt_login(
+    state: &AppState,
+    ip: Option<Extension<ClientIp>>,
+    session: &Session,
+    request: &LoginRequest,
+    attempt: &mut Attempt,
+) -> ApiResult<GrantResponse> {
     let phone = request.telephone()?;
-    let buckets = login_buckets(&state, &phone, &client(ip));
+    let buckets = login_buckets(state, &phone, &client(ip));
+    let proof = request.proof();
+    attempt.method = match proof {
+        Ok(LoginProof::Otp(_)) => LoginMethod::Otp,
+        Ok(LoginProof::Password(_)) => LoginMethod::Password,
+        Err(_) => LoginMethod::Unknown,
+    };
     // Every attempt takes a slot first (so a burst of parallel guesses is
     // counted); a success gives its slots back: only failures add up.
     limits::check(&*state.limiter, state.clock.now(), &buckets).await?;
-    let user = match request.proof()? {
-        LoginProof::Otp(code) => login_by_otp(&state, &phone, code).await?,
-        LoginProof::Password(password) => login_by_password(&state, &phone, password).await?,
+    let checked = match proof? {
+        LoginProof::Otp(code) => login_by_otp(state, &phone, code).await,
+        LoginProof::Password(password) => login_by_password(state, &phone, password).await,
     };
+    let user = checked.map_err(|(error, failure)| {
+        attempt.failure = failure;
+        error
+    })?;
     limits::refund(&*state.limiter, &buckets).await?;
     // Set before login so that it is written with the new session: login
     // stays one store operation.
@@ -93,26 +126,44 @@ fn login_buckets(state: &AppState, phone: &Telephone, ip: &str) -> [(String, lim
     ]
 }
 
-async fn login_by_password(state: &AppState, phone: &Telephone, password: &str) -> Result<User, ApiError> {
-    let password = Password::offered(password).ok_or(ApiError::LoginFailed)?;
-    let found = state.users.by_phone(phone).await?;
+/// A refused login: the answer, and for `/metrics` why (`None`: the
+/// error says).
+type Refusal = (ApiError, Option<LoginOutcome>);
+
+fn refused(reason: LoginOutcome) -> Refusal {
+    (ApiError::LoginFailed, Some(reason))
+}
+
+fn failed(error: impl Into<ApiError>) -> Refusal {
+    (error.into(), None)
+}
+
+async fn login_by_password(state: &AppState, phone: &Telephone, password: &str) -> Result<User, Refusal> {
+    let password = Password::offered(password).ok_or_else(|| refused(LoginOutcome::BadPassword))?;
+    let found = state.users.by_phone(phone).await.map_err(failed)?;
     let (user, hash) = match found {
         Some((user, hash)) => (Some(user), Some(hash)),
         None => (None, None),
     };
     // Verified even for an unknown phone (against a dummy hash), so the
     // answer takes as long either way.
-    let ok = credentials::verify(password, hash).await?;
-    user.filter(|_| ok).ok_or(ApiError::LoginFailed)
+    let ok = credentials::verify(password, hash).await.map_err(failed)?;
+    match user {
+        Some(user) if ok => Ok(user),
+        Some(_) => Err(refused(LoginOutcome::BadPassword)),
+        None => Err(refused(LoginOutcome::UnknownUser)),
+    }
 }
 
-async fn login_by_otp(state: &AppState, phone: &Telephone, code: &str) -> Result<User, ApiError> {
-    let code = OtpCode::parse(code).map_err(|_| ApiError::LoginFailed)?;
-    if state.otp.verify(phone, &code).await? != Verdict::Verified {
-        return Err(ApiError::LoginFailed);
+async fn login_by_otp(state: &AppState, phone: &Telephone, code: &str) -> Result<User, Refusal> {
+    let code = OtpCode::parse(code).map_err(|_| refused(LoginOutcome::WrongCode))?;
+    match state.otp.verify(phone, &code).await.map_err(failed)? {
+        Verdict::Verified => {}
+        Verdict::Mismatch => return Err(refused(LoginOutcome::WrongCode)),
+        Verdict::Expired => return Err(refused(LoginOutcome::ExpiredCode)),
     }
-    let found = state.users.by_phone(phone).await?;
-    found.map(|(user, _)| user).ok_or(ApiError::LoginFailed)
+    let found = state.users.by_phone(phone).await.map_err(failed)?;
+    found.map(|(user, _)| user).ok_or_else(|| refused(LoginOutcome::UnknownUser))
 }
 
 /// `POST /user/logout`: ends this session (idempotent).
