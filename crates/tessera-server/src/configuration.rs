@@ -1105,6 +1105,18 @@ mod tests {
         assert_eq!(s.otp, OtpDelivery::Console);
         assert_eq!(s.log_format, crate::telemetry::LogFormat::Text);
         assert_eq!(s.shutdown_delay, Duration::ZERO);
+        assert_eq!(s.metrics, MetricsExposure::Main, "/metrics on the main listener by default");
+    }
+
+    #[test]
+    fn metrics_bind_is_main_off_or_an_address() {
+        let settings = |args: &[&str]| parse(args).merged_over(ServeArgs::default()).into_settings();
+        assert_eq!(settings(&["--metrics-bind", "main"]).unwrap().metrics, MetricsExposure::Main);
+        assert_eq!(settings(&["--metrics-bind", "off"]).unwrap().metrics, MetricsExposure::Off);
+        let bound = settings(&["--metrics-bind", "127.0.0.1:9100"]).unwrap().metrics;
+        assert_eq!(bound, MetricsExposure::Bind("127.0.0.1:9100".parse().unwrap()));
+        let error = settings(&["--metrics-bind", "public"]).unwrap_err().to_string();
+        assert!(error.starts_with("--metrics-bind \"public\": main, off or an address"), "{error}");
     }
 
     #[test]
