@@ -266,6 +266,8 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub const DEFAULT_SHUTDOWN_DELAY_MS: u64 = 0;
 /// The longest `--shutdown-delay-ms`.
 pub const MAX_SHUTDOWN_DELAY_MS: u64 = 300_000;
+/// The default of `--metrics-bind`: `/metrics` on the main listener.
+pub const DEFAULT_METRICS_BIND: &str = "main";
 
 /// Listener and HTTP limits.
 #[derive(Debug, Clone, Default, Args, Deserialize, Serialize)]
@@ -306,6 +308,37 @@ pub struct ListenerArgs {
     /// most 300000.
     #[arg(long, env = "TESSERA_SHUTDOWN_DELAY_MS", value_name = "MS", shown_default = DEFAULT_SHUTDOWN_DELAY_MS)]
     pub shutdown_delay_ms: Option<u64>,
+
+    /// Where Prometheus scrapes `/metrics`: `main` (the main listener,
+    /// beside the API), an address of its own such as 127.0.0.1:9100 (then
+    /// not on the main listener, so it need not be public), or `off`.
+    #[arg(long, env = "TESSERA_METRICS_BIND", value_name = "main|off|ADDR", shown_default = DEFAULT_METRICS_BIND)]
+    pub metrics_bind: Option<String>,
+}
+
+/// Where `/metrics` is served (`--metrics-bind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsExposure {
+    /// On the main listener.
+    Main,
+    /// On a listener of its own at this address, and not on the main one.
+    Bind(SocketAddr),
+    /// Nowhere.
+    Off,
+}
+
+impl MetricsExposure {
+    fn parse(text: &str) -> Result<Self, ConfigError> {
+        match text {
+            "main" => Ok(Self::Main),
+            "off" => Ok(Self::Off),
+            addr => addr.parse().map(Self::Bind).map_err(|e: std::net::AddrParseError| ConfigError::Unparsable {
+                flag: "--metrics-bind",
+                value: addr.to_owned(),
+                reason: format!("main, off or an address such as 127.0.0.1:9100 ({e})"),
+            }),
+        }
+    }
 }
 
 /// The default of `--data-dir`.
@@ -681,6 +714,8 @@ pub struct Settings {
     pub log_format: crate::telemetry::LogFormat,
     /// How long `/readyz` answers 503 before the listener closes on shutdown.
     pub shutdown_delay: Duration,
+    /// Where `/metrics` is served.
+    pub metrics: MetricsExposure,
     /// Redis, if configured.
     pub redis: Option<RedisSettings>,
     /// The server secret's source.
@@ -842,7 +877,9 @@ impl ServeArgs {
             keep_alive_timeout_ms,
             max_connections,
             shutdown_delay_ms,
+            metrics_bind,
         } = listener;
+        let metrics = MetricsExposure::parse(metrics_bind.as_deref().unwrap_or(DEFAULT_METRICS_BIND))?;
         let shutdown_delay_ms = shutdown_delay_ms.unwrap_or(DEFAULT_SHUTDOWN_DELAY_MS);
         if shutdown_delay_ms > MAX_SHUTDOWN_DELAY_MS {
             return Err(ConfigError::Rule { flag: "--shutdown-delay-ms", rule: "must be at most 300000 (5 minutes)" });
@@ -962,6 +999,7 @@ impl ServeArgs {
             log: log.unwrap_or_else(|| DEFAULT_LOG.into()),
             log_format: log_format.unwrap_or(DEFAULT_LOG_FORMAT).format(),
             shutdown_delay: Duration::from_millis(shutdown_delay_ms),
+            metrics,
         })
     }
 }
@@ -1096,6 +1134,18 @@ mod tests {
         assert_eq!(s.otp, OtpDelivery::Console);
         assert_eq!(s.log_format, crate::telemetry::LogFormat::Text);
         assert_eq!(s.shutdown_delay, Duration::ZERO);
+        assert_eq!(s.metrics, MetricsExposure::Main, "/metrics on the main listener by default");
+    }
+
+    #[test]
+    fn metrics_bind_is_main_off_or_an_address() {
+        let settings = |args: &[&str]| parse(args).merged_over(ServeArgs::default()).into_settings();
+        assert_eq!(settings(&["--metrics-bind", "main"]).unwrap().metrics, MetricsExposure::Main);
+        assert_eq!(settings(&["--metrics-bind", "off"]).unwrap().metrics, MetricsExposure::Off);
+        let bound = settings(&["--metrics-bind", "127.0.0.1:9100"]).unwrap().metrics;
+        assert_eq!(bound, MetricsExposure::Bind("127.0.0.1:9100".parse().unwrap()));
+        let error = settings(&["--metrics-bind", "public"]).unwrap_err().to_string();
+        assert!(error.starts_with("--metrics-bind \"public\": main, off or an address"), "{error}");
     }
 
     #[test]

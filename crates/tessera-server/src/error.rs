@@ -35,6 +35,10 @@ pub mod codes {
     /// 20007: the SMS gateway refused or failed; no code is pending.
     pub const OTP_SEND_FAILED: ErrorCode =
         ErrorCode::new(20007, "OTP_SEND_FAILED", StatusCode::BAD_GATEWAY, "短信发送失败，请稍后重试");
+    /// 20010: the credential was right, but an operator disabled the
+    /// account (told only after the password or code was verified).
+    pub const USER_DISABLED: ErrorCode =
+        ErrorCode::new(20010, "USER_DISABLED", StatusCode::FORBIDDEN, "账号已被停用，请联系客服");
     /// 20008: the caller has no session with that id.
     pub const SESSION_NOT_FOUND: ErrorCode =
         ErrorCode::new(20008, "SESSION_NOT_FOUND", StatusCode::NOT_FOUND, "会话不存在");
@@ -49,6 +53,9 @@ pub enum ApiError {
     /// Login refused, for whatever reason.
     #[error("login failed")]
     LoginFailed,
+    /// The credential was right; the account is disabled.
+    #[error("account disabled")]
+    AccountDisabled,
     /// No such user.
     #[error("user does not exist")]
     UserNotExist,
@@ -118,6 +125,7 @@ impl IntoResponse for ApiError {
         let failure = match self {
             Self::Validation(message) => Failure::new(ErrorCode::PARAMETER_VALIDATION_ERROR).with_message(message),
             Self::LoginFailed => Failure::new(codes::USER_LOGIN_FAIL),
+            Self::AccountDisabled => Failure::new(codes::USER_DISABLED),
             Self::UserNotExist => Failure::new(codes::USER_NOT_EXIST),
             Self::AlreadyRegistered => Failure::new(codes::USER_ALREADY_EXISTS),
             Self::OtpMismatch => Failure::new(codes::OTP_MISMATCH),

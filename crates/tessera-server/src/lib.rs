@@ -13,6 +13,7 @@ pub mod envelope;
 pub mod error;
 pub mod http_front;
 pub mod limits;
+pub mod metrics;
 pub mod migrations;
 pub mod otp;
 pub mod readiness;

@@ -41,6 +41,9 @@ async fn main() -> ExitCode {
         }
     };
     // Scripts and tests read this line to find the port.
+    if let Some(addr) = app.metrics_addr() {
+        println!("tessera metrics on http://{addr}/metrics");
+    }
     println!("tessera listening on http://{}", app.local_addr());
     match app.run_until(shutdown).await {
         Ok(()) => {

@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tessera::revocation::RevocationList;
+use tessera::store::redis::NearCacheStats;
 use tessera::RedisStore;
 
 /// This node's readiness beyond what a query can tell.
@@ -51,6 +52,23 @@ impl Readiness {
     pub async fn invalidation_feed(&self) -> Option<bool> {
         let cache = self.redis_store.as_ref()?.near_cache()?;
         Some(cache.trusted_within(self.patience).await)
+    }
+
+    /// `None` without a near cache; else whether its lease is valid now
+    /// (no waiting: for `/metrics`).
+    pub fn invalidation_feed_now(&self) -> Option<bool> {
+        Some(self.redis_store.as_ref()?.near_cache()?.is_trusted())
+    }
+
+    /// `None` when no revocation list is consulted; else whether it is
+    /// current now (no waiting: for `/metrics`).
+    pub fn revocation_feed_now(&self) -> Option<bool> {
+        Some(self.revocations.get()?.is_ready())
+    }
+
+    /// The near cache's counters, if there is one.
+    pub fn near_cache_stats(&self) -> Option<NearCacheStats> {
+        Some(self.redis_store.as_ref()?.near_cache()?.stats())
     }
 
     /// `None` when no revocation list is consulted; else whether it is

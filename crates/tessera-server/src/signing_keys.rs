@@ -15,6 +15,7 @@ use tessera::{Clock, SignedTokens, Timestamp};
 use tokio::task::JoinHandle;
 
 use crate::configuration::TokenConfig;
+use crate::metrics::Metrics;
 
 /// How often a node looks at the key file.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
@@ -109,16 +110,21 @@ impl KeyFile {
 
 /// Keeps `tokens` on the file's keys: reloads when the file's content
 /// changes, rotates when the interval is up, and drops retired keys whose
-/// tokens have all expired. `in_use` is the set the node started with.
-/// File work (a lock may be held by another node) runs on the blocking pool.
+/// tokens have all expired; tells `metrics` when the signing key changes.
+/// `in_use` is the set the node started with. File work (a lock may be
+/// held by another node) runs on the blocking pool.
 pub fn spawn_key_watcher(
     file: KeyFile,
     tokens: SignedTokens,
     config: TokenConfig,
     clock: Arc<dyn Clock>,
     in_use: KeySet,
+    metrics: Arc<Metrics>,
 ) -> JoinHandle<()> {
     let retired_for = config.settings.revocation_lifetime();
+    if let Some(current) = in_use.current() {
+        metrics.signing_key(current.created_at);
+    }
     tokio::spawn(async move {
         // Nothing seen yet: the first look reloads, which also catches a
         // rotation by another node since this one read the file at start.
@@ -174,6 +180,9 @@ pub fn spawn_key_watcher(
             if changed || pruned {
                 match tokens.set_keys(&in_use) {
                     Ok(()) => {
+                        if let Some(current) = in_use.current() {
+                            metrics.signing_key(current.created_at);
+                        }
                         tracing::info!(current = ?in_use.current().map(|k| &k.kid), "signing keys in use updated")
                     }
                     Err(e) => tracing::error!(error = %e, "key file unusable; keeping the previous keys"),

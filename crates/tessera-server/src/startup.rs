@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::response::Response;
+use axum::routing::get;
 use axum::Router;
 use http::{header, HeaderName, HeaderValue, Method};
 use sqlx::SqlitePool;
@@ -25,9 +26,10 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::access_log::{AccessLogLayer, SessionTagLayer};
 use crate::client_ip::{self, TrustedProxies};
-use crate::configuration::{OtpDelivery, SecretSource, Settings};
+use crate::configuration::{MetricsExposure, OtpDelivery, SecretSource, Settings};
 use crate::envelope::ErrorCode;
 use crate::limits::{RateLimiter, RedisLimiter, SqliteLimiter};
+use crate::metrics::{scrape, Exporter, Metrics};
 use crate::otp::{
     ChallengeStore, ConsoleSender, OtpPolicy, OtpSender, OtpService, RedisChallenges, SqliteChallenges, WebhookSender,
 };
@@ -51,6 +53,8 @@ pub struct Application {
     http: crate::http_front::HttpLimits,
     readiness: Arc<Readiness>,
     shutdown_delay: Duration,
+    /// `/metrics` on a listener of its own (`--metrics-bind ADDR`).
+    metrics_listener: Option<(TcpListener, Router)>,
     _lock: Option<std::fs::File>,
 }
 
@@ -63,14 +67,17 @@ impl Application {
         let secret = load_secret(settings)?;
         let pool = open_local_database(settings).await?;
         let users = connect_users(settings).await?;
-        let backends = Backends::open(settings, &pool, &clock).await?;
+        let metrics = Arc::new(Metrics::new(routes::TEMPLATES, clock.clone()));
+        let backends = Backends::open(settings, &pool, &clock, &metrics).await?;
+        metrics.follow(backends.readiness.clone());
         let revocations = revocation_store(settings, &backends, &pool, &users, &clock).await?;
-        let (tokens, key_watcher) = token_engine(settings, &secret, &revocations, &clock).await?.unzip();
+        let (tokens, key_watcher) = token_engine(settings, &secret, &revocations, &clock, &metrics).await?.unzip();
         let otp = otp_service(settings, &backends, secret, &clock)?;
-        let sessions = session_layer(settings, &backends, tokens.clone(), revocations, &clock).await?;
-        let state = services(settings, users, otp, &backends, &pool, tokens, &sessions, &clock);
-        let router = router(settings, state, sessions);
+        let sessions = session_layer(settings, &backends, tokens.clone(), revocations, &clock, &metrics).await?;
+        let state = services(settings, users, otp, &backends, &pool, tokens, &sessions, &clock, &metrics);
+        let router = router(settings, state, sessions, &metrics);
         let listener = bind(settings).await?;
+        let metrics_listener = bind_metrics(settings, &metrics).await?;
         let readiness = backends.readiness.clone();
         let maintenance = spawn_maintenance(backends.sessions, pool.clone(), clock);
         Ok(Self {
@@ -81,8 +88,15 @@ impl Application {
             http: settings.http,
             readiness,
             shutdown_delay: settings.shutdown_delay,
+            metrics_listener,
             _lock: backends._lock,
         })
+    }
+
+    /// The address `/metrics` is served on when it has a listener of its
+    /// own (`--metrics-bind ADDR`; the real port when asked for port 0).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().map(|(l, _)| l.local_addr().expect("a bound listener has an address"))
     }
 
     /// The bound address (the real port when asked for port 0).
@@ -113,7 +127,20 @@ impl Application {
                 tokio::time::sleep(delay).await;
             }
         };
+        // `/metrics` on its own listener is served until the main listener
+        // has drained, so the drain itself can be watched.
+        let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        let metrics_server = self.metrics_listener.map(|(listener, router)| {
+            let stopped = async move {
+                let _ = metrics_stopped.await;
+            };
+            tokio::spawn(crate::http_front::serve(listener, router, self.http, stopped))
+        });
         let result = crate::http_front::serve(self.listener, self.router, self.http, drained).await;
+        let _ = stop_metrics.send(());
+        if let Some(server) = metrics_server {
+            let _ = server.await;
+        }
         for task in &self.background {
             task.abort();
         }
@@ -206,7 +233,12 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, StartupError> {
 }
 
 impl Backends {
-    async fn open(settings: &Settings, pool: &SqlitePool, clock: &Arc<dyn Clock>) -> Result<Self, StartupError> {
+    async fn open(
+        settings: &Settings,
+        pool: &SqlitePool,
+        clock: &Arc<dyn Clock>,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Self, StartupError> {
         let Some(redis) = &settings.redis else {
             // Sessions in the local file: this process must be its only
             // writer for the in-memory cache to be sound, so it holds the
@@ -224,6 +256,9 @@ impl Backends {
         let conn = RedisConn::connect(redis.target.clone(), redis.timeout)
             .await
             .map_err(|e| format!("cannot reach Redis at {:?}: {e}", redis.target))?;
+        // Every command of the session store, OTP challenges and throttles
+        // is timed for /metrics.
+        conn.observe_commands(metrics.store_observer());
         let config = RedisStoreConfig {
             timeout: redis.timeout,
             near_cache: redis
@@ -277,6 +312,7 @@ async fn token_engine(
     secret: &ServerSecret,
     revocations: &Arc<dyn RevocationStore>,
     clock: &Arc<dyn Clock>,
+    metrics: &Arc<Metrics>,
 ) -> Result<Option<(SignedTokens, JoinHandle<()>)>, StartupError> {
     let Some(config) = &settings.tokens else {
         return Ok(None);
@@ -293,7 +329,7 @@ async fn token_engine(
         revoked = tokens.revocations().len(),
         "token mode: signed access tokens with rotating refresh tokens"
     );
-    let watcher = spawn_key_watcher(file, tokens.clone(), config.clone(), clock.clone(), keys);
+    let watcher = spawn_key_watcher(file, tokens.clone(), config.clone(), clock.clone(), keys, metrics.clone());
     Ok(Some((tokens, watcher)))
 }
 
@@ -338,6 +374,7 @@ fn services(
     tokens: Option<SignedTokens>,
     sessions: &SessionLayer,
     clock: &Arc<dyn Clock>,
+    metrics: &Arc<Metrics>,
 ) -> Services {
     Services {
         users,
@@ -361,6 +398,7 @@ fn services(
         readiness: backends.readiness.clone(),
         user_sessions: sessions.user_sessions(),
         admin: settings.admin_token.as_deref().map(routes::admin::AdminToken::new),
+        metrics: metrics.clone(),
     }
 }
 
@@ -375,6 +413,7 @@ async fn session_layer(
     tokens: Option<SignedTokens>,
     revocations: Arc<dyn RevocationStore>,
     clock: &Arc<dyn Clock>,
+    metrics: &Arc<Metrics>,
 ) -> Result<SessionLayer, StartupError> {
     if settings.dev {
         tracing::warn!("--dev: session cookies are sent without Secure over plain HTTP; never in production");
@@ -390,6 +429,7 @@ async fn session_layer(
     let builder = SessionLayer::builder(backends.sessions.clone())
         .config(config)
         .clock(clock.clone())
+        .observer(metrics.session_observer())
         .render_failures_with(crate::error::course_failure);
     // The list requests are judged against is a feed `/readyz` watches.
     Ok(match tokens {
@@ -416,9 +456,16 @@ async fn session_layer(
 /// Cache-Control, the session layer's refusals included), and
 /// `SessionLayer`, and the session tag innermost, next to the routes (it
 /// hands the request's session out to the access log). Each `.layer` wraps what is
-/// already there, so the calls below read from the inside out.
-fn router(settings: &Settings, state: Services, sessions: SessionLayer) -> Router {
-    routes::router(state)
+/// already there, so the calls below read from the inside out. Outside them
+/// all, the HTTP metrics (route template, method, status, latency), so a
+/// refusal anywhere is counted. `/metrics` is one of the routes unless
+/// `--metrics-bind` moved it to a listener of its own (or turned it off).
+fn router(settings: &Settings, state: Services, sessions: SessionLayer, metrics: &Arc<Metrics>) -> Router {
+    let mut routes = routes::router(state);
+    if settings.metrics == MetricsExposure::Main {
+        routes = routes.route(routes::template("/metrics"), get(scrape).with_state(Exporter::new(metrics)));
+    }
+    routes
         .layer(SessionTagLayer)
         .layer(sessions)
         .layer(no_store_by_default())
@@ -432,6 +479,7 @@ fn router(settings: &Settings, state: Services, sessions: SessionLayer) -> Route
         // Method and route template only: headers, bodies and query
         // strings may hold credentials.
         .layer(AccessLogLayer::new(settings.trusted_proxies.clone()))
+        .layer(metrics.layer())
 }
 
 /// Answers carry personal data (profiles, device lists) or secrets (tokens,
@@ -469,6 +517,21 @@ fn cors(settings: &Settings) -> CorsLayer {
 /// accepted (or queued by the kernel) before the service can answer it.
 async fn bind(settings: &Settings) -> Result<TcpListener, StartupError> {
     TcpListener::bind(settings.bind).await.map_err(|e| format!("cannot bind {}: {e}", settings.bind).into())
+}
+
+/// `--metrics-bind ADDR`: a listener that serves `/metrics` alone (no
+/// session layer, no other route), bound beside the main one.
+async fn bind_metrics(
+    settings: &Settings,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<(TcpListener, Router)>, StartupError> {
+    let MetricsExposure::Bind(addr) = settings.metrics else { return Ok(None) };
+    let listener = TcpListener::bind(addr).await.map_err(|e| format!("cannot bind --metrics-bind {addr}: {e}"))?;
+    let router = Router::new()
+        .route("/metrics", get(scrape))
+        .with_state(Exporter::new(metrics))
+        .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+    Ok(Some((listener, router)))
 }
 
 /// Every minute: drop lapsed sessions, expired challenges and old counters

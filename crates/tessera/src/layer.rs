@@ -21,6 +21,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{CarrierMode, CookieSettings, SessionConfig};
 use crate::csrf::{AllowedOrigin, CsrfPolicy, TargetOrigin};
 use crate::failure::{finish, rerender, FailureKind, RenderFailure};
+use crate::observe::{Observer, SessionObserver};
 use crate::policy::ExpiryPolicy;
 use crate::record::ClientMeta;
 use crate::revocation::Revocations;
@@ -60,6 +61,7 @@ impl SessionLayer {
             tokens: None,
             revocations: None,
             render: None,
+            observer: Observer::default(),
         }
     }
 
@@ -94,6 +96,7 @@ impl SessionLayer {
             tokens: shared.tokens.clone(),
             revocations: shared.revocations.clone(),
             render: shared.render.clone(),
+            observer: shared.observer.clone(),
         };
         change(builder).build()
     }
@@ -120,6 +123,7 @@ pub struct SessionLayerBuilder {
     tokens: Option<SignedTokens>,
     revocations: Option<Revocations>,
     render: Option<RenderFailure>,
+    observer: Observer,
 }
 
 impl SessionLayerBuilder {
@@ -201,6 +205,15 @@ impl SessionLayerBuilder {
         self
     }
 
+    /// Tells `observer` what happens to sessions: created (logins, new
+    /// anonymous sessions) and ended, with the reason (see
+    /// [`SessionEvent`](crate::observe::SessionEvent)). Called inline after
+    /// the store acted: it must be quick and never block.
+    pub fn observer(mut self, observer: Arc<dyn SessionObserver>) -> Self {
+        self.observer = Observer::new(observer);
+        self
+    }
+
     /// The layer.
     pub fn build(self) -> SessionLayer {
         #[cfg(feature = "signed")]
@@ -220,6 +233,7 @@ impl SessionLayerBuilder {
             refresh_cookie,
             revocations: self.revocations,
             render: self.render,
+            observer: self.observer,
         };
         SessionLayer { shared: Arc::new(shared) }
     }

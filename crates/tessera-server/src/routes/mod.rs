@@ -90,6 +90,46 @@ pub struct Services {
     pub user_sessions: UserSessions,
     /// The operator API's token; `None`: `/admin/…` is off.
     pub admin: Option<admin::AdminToken>,
+    /// Login and OTP counters for `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+/// Every route template the router may have (token mode and
+/// introspection add theirs), and `/metrics`: the `route` label's values
+/// (see [`crate::metrics`]). [`router`] refuses, in debug builds, a route
+/// missing here.
+pub const TEMPLATES: &[&str] = &[
+    "/",
+    "/healthz",
+    "/livez",
+    "/readyz",
+    "/metrics",
+    "/auth/verify",
+    "/auth/verify/{*original_path}",
+    "/auth/refresh",
+    "/auth/logout",
+    "/.well-known/jwks.json",
+    "/oauth/introspect",
+    "/user/getotp",
+    "/user/register",
+    "/user/login",
+    "/user/logout",
+    "/user/logout-everywhere",
+    "/user/me",
+    "/user/get",
+    "/user/csrf",
+    "/user/sessions",
+    "/user/sessions/{id}",
+    "/user/password",
+    "/admin/users/{id}/disable",
+    "/admin/users/{id}/enable",
+    "/admin/users/{id}/sessions",
+];
+
+/// `path`, checked (debug builds) to be among [`TEMPLATES`].
+pub fn template(path: &'static str) -> &'static str {
+    debug_assert!(TEMPLATES.contains(&path), "route {path} is missing from routes::TEMPLATES");
+    path
 }
 
 /// All routes. Token mode adds `/auth/refresh`, `/auth/logout` (where
@@ -102,37 +142,37 @@ pub fn router(state: Services) -> Router {
     let mut router = Router::new();
     if state.tokens.is_some() {
         router = router
-            .route("/auth/refresh", post(auth::refresh))
-            .route("/auth/logout", post(user::logout))
-            .route("/.well-known/jwks.json", get(auth::jwks));
+            .route(template("/auth/refresh"), post(auth::refresh))
+            .route(template("/auth/logout"), post(user::logout))
+            .route(template("/.well-known/jwks.json"), get(auth::jwks));
     }
     if state.introspection.is_some() {
-        router = router.route("/oauth/introspect", post(introspect::introspect));
+        router = router.route(template("/oauth/introspect"), post(introspect::introspect));
     }
     if state.admin.is_some() {
         router = router
-            .route("/admin/users/{id}/disable", post(admin::disable_user))
-            .route("/admin/users/{id}/enable", post(admin::enable_user))
-            .route("/admin/users/{id}/sessions", get(admin::list_sessions).delete(admin::end_sessions));
+            .route(template("/admin/users/{id}/disable"), post(admin::disable_user))
+            .route(template("/admin/users/{id}/enable"), post(admin::enable_user))
+            .route(template("/admin/users/{id}/sessions"), get(admin::list_sessions).delete(admin::end_sessions));
     }
     router
-        .route("/", get(health::about))
-        .route("/healthz", get(health::healthz))
-        .route("/livez", get(health::livez))
-        .route("/readyz", get(health::readyz))
-        .route("/auth/verify", any(forward_auth::verify))
-        .route("/auth/verify/{*original_path}", any(forward_auth::verify))
-        .route("/user/getotp", post(user::get_otp))
-        .route("/user/register", post(user::register))
-        .route("/user/login", post(user::login))
-        .route("/user/logout", post(user::logout))
-        .route("/user/logout-everywhere", post(user::logout_everywhere))
-        .route("/user/password", post(user::change_password))
-        .route("/user/me", get(user::me))
-        .route("/user/get", get(user::get_user))
-        .route("/user/csrf", get(user::csrf))
-        .route("/user/sessions", get(sessions::list).delete(sessions::revoke_others))
-        .route("/user/sessions/{id}", delete(sessions::revoke_one))
+        .route(template("/"), get(health::about))
+        .route(template("/healthz"), get(health::healthz))
+        .route(template("/livez"), get(health::livez))
+        .route(template("/readyz"), get(health::readyz))
+        .route(template("/auth/verify"), any(forward_auth::verify))
+        .route(template("/auth/verify/{*original_path}"), any(forward_auth::verify))
+        .route(template("/user/getotp"), post(user::get_otp))
+        .route(template("/user/register"), post(user::register))
+        .route(template("/user/login"), post(user::login))
+        .route(template("/user/logout"), post(user::logout))
+        .route(template("/user/logout-everywhere"), post(user::logout_everywhere))
+        .route(template("/user/password"), post(user::change_password))
+        .route(template("/user/me"), get(user::me))
+        .route(template("/user/get"), get(user::get_user))
+        .route(template("/user/csrf"), get(user::csrf))
+        .route(template("/user/sessions"), get(sessions::list).delete(sessions::revoke_others))
+        .route(template("/user/sessions/{id}"), delete(sessions::revoke_one))
         .fallback(|| async { Failure::new(codes::NOT_FOUND) })
         .with_state(state)
 }

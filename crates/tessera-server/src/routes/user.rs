@@ -15,6 +15,7 @@ use crate::domain::{OtpCode, Password, Telephone};
 use crate::envelope::Success;
 use crate::error::ApiError;
 use crate::limits;
+use crate::metrics::{LoginMethod, LoginOutcome, OtpSendOutcome};
 use crate::otp::Verdict;
 use crate::users::User;
 
@@ -34,9 +35,12 @@ pub async fn get_otp(
     ip: Option<Extension<ClientIp>>,
     Params(request): Params<GetOtpRequest>,
 ) -> ApiResult<()> {
-    let phone = request.telephone()?;
-    state.otp.send(&phone, &client(ip)).await?;
-    Ok(Success(()))
+    let sent = match request.telephone() {
+        Ok(phone) => state.otp.send(&phone, &client(ip)).await,
+        Err(e) => Err(e),
+    };
+    state.metrics.otp_send(OtpSendOutcome::of(&sent));
+    sent.map(Success)
 }
 
 /// `POST /user/register`
@@ -65,15 +69,44 @@ pub async fn login(
     session: Session,
     Params(request): Params<LoginRequest>,
 ) -> ApiResult<GrantResponse> {
+    let mut attempt = Attempt { method: LoginMethod::Unknown, failure: None };
+    let result = attempt_login(&state, ip, &session, &request, &mut attempt).await;
+    state.metrics.login(attempt.method, LoginOutcome::of(&result, attempt.failure));
+    result
+}
+
+/// What a login attempt was and, if it failed for want of a credential, why.
+struct Attempt {
+    method: LoginMethod,
+    failure: Option<LoginOutcome>,
+}
+
+async fn attempt_login(
+    state: &AppState,
+    ip: Option<Extension<ClientIp>>,
+    session: &Session,
+    request: &LoginRequest,
+    attempt: &mut Attempt,
+) -> ApiResult<GrantResponse> {
     let phone = request.telephone()?;
-    let buckets = login_buckets(&state, &phone, &client(ip));
+    let buckets = login_buckets(state, &phone, &client(ip));
+    let proof = request.proof();
+    attempt.method = match proof {
+        Ok(LoginProof::Otp(_)) => LoginMethod::Otp,
+        Ok(LoginProof::Password(_)) => LoginMethod::Password,
+        Err(_) => LoginMethod::Unknown,
+    };
     // Every attempt takes a slot first (so a burst of parallel guesses is
     // counted); a success gives its slots back: only failures add up.
     limits::check(&*state.limiter, state.clock.now(), &buckets).await?;
-    let user = match request.proof()? {
-        LoginProof::Otp(code) => login_by_otp(&state, &phone, code).await?,
-        LoginProof::Password(password) => login_by_password(&state, &phone, password).await?,
+    let checked = match proof? {
+        LoginProof::Otp(code) => login_by_otp(state, &phone, code).await,
+        LoginProof::Password(password) => login_by_password(state, &phone, password).await,
     };
+    let user = checked.map_err(|(error, failure)| {
+        attempt.failure = failure;
+        error
+    })?;
     limits::refund(&*state.limiter, &buckets).await?;
     // Set before login so that it is written with the new session: login
     // stays one store operation.
@@ -84,7 +117,8 @@ pub async fn login(
     // disabling then could not end: asked again now that it exists.
     if state.users.is_disabled(user.id).await? != Some(false) {
         session.logout().await?;
-        return Err(ApiError::LoginFailed);
+        attempt.failure = Some(LoginOutcome::Disabled);
+        return Err(ApiError::AccountDisabled);
     }
     tracing::info!(user = user.id, "logged in");
     Ok(Success(GrantResponse::new(&grant, session.now(), Some(user))))
@@ -102,27 +136,57 @@ fn login_buckets(state: &AppState, phone: &Telephone, ip: &str) -> [(String, lim
     ]
 }
 
-async fn login_by_password(state: &AppState, phone: &Telephone, password: &str) -> Result<User, ApiError> {
-    let password = Password::offered(password).ok_or(ApiError::LoginFailed)?;
-    let found = state.users.by_phone(phone).await?;
-    let (enabled, hash) = match found {
-        Some(account) => ((!account.is_disabled()).then_some(account.user), Some(account.password_hash)),
-        None => (None, None),
-    };
-    // Verified even for an unknown phone (against a dummy hash) or a
-    // disabled account, so the answer takes as long, and is the same, in
-    // every case.
-    let ok = credentials::verify(password, hash).await?;
-    enabled.filter(|_| ok).ok_or(ApiError::LoginFailed)
+/// A refused login: the answer, and for `/metrics` why (`None`: the
+/// error says).
+type Refusal = (ApiError, Option<LoginOutcome>);
+
+fn refused(reason: LoginOutcome) -> Refusal {
+    (ApiError::LoginFailed, Some(reason))
 }
 
-async fn login_by_otp(state: &AppState, phone: &Telephone, code: &str) -> Result<User, ApiError> {
-    let code = OtpCode::parse(code).map_err(|_| ApiError::LoginFailed)?;
-    if state.otp.verify(phone, &code).await? != Verdict::Verified {
-        return Err(ApiError::LoginFailed);
+fn failed(error: impl Into<ApiError>) -> Refusal {
+    (error.into(), None)
+}
+
+async fn login_by_password(state: &AppState, phone: &Telephone, password: &str) -> Result<User, Refusal> {
+    let password = Password::offered(password).ok_or_else(|| refused(LoginOutcome::BadPassword))?;
+    let found = state.users.by_phone(phone).await.map_err(failed)?;
+    let (account, hash) = match found {
+        Some(account) => {
+            let hash = account.password_hash.clone();
+            (Some(account), Some(hash))
+        }
+        None => (None, None),
+    };
+    // Verified even for an unknown phone (against a dummy hash), so the
+    // answer takes as long either way.
+    let ok = credentials::verify(password, hash).await.map_err(failed)?;
+    match account {
+        Some(account) if ok => enabled(account),
+        Some(_) => Err(refused(LoginOutcome::BadPassword)),
+        None => Err(refused(LoginOutcome::UnknownUser)),
     }
-    let found = state.users.by_phone(phone).await?;
-    found.filter(|account| !account.is_disabled()).map(|account| account.user).ok_or(ApiError::LoginFailed)
+}
+
+/// The account's user, unless an operator disabled it. Told only to a
+/// caller who has just proved the credential (password or code), so it
+/// reveals nothing to anyone guessing.
+fn enabled(account: crate::users::Account) -> Result<User, Refusal> {
+    if account.is_disabled() {
+        return Err((ApiError::AccountDisabled, Some(LoginOutcome::Disabled)));
+    }
+    Ok(account.user)
+}
+
+async fn login_by_otp(state: &AppState, phone: &Telephone, code: &str) -> Result<User, Refusal> {
+    let code = OtpCode::parse(code).map_err(|_| refused(LoginOutcome::WrongCode))?;
+    match state.otp.verify(phone, &code).await.map_err(failed)? {
+        Verdict::Verified => {}
+        Verdict::Mismatch => return Err(refused(LoginOutcome::WrongCode)),
+        Verdict::Expired => return Err(refused(LoginOutcome::ExpiredCode)),
+    }
+    let found = state.users.by_phone(phone).await.map_err(failed)?;
+    found.ok_or_else(|| refused(LoginOutcome::UnknownUser)).and_then(enabled)
 }
 
 /// `POST /user/logout`: ends this session (idempotent).

@@ -30,6 +30,7 @@ use crate::config::SessionConfig;
 use crate::csrf::CsrfToken;
 use crate::error::SessionError;
 use crate::key::Key;
+use crate::observe::{EndReason, SessionEvent};
 use crate::record::{Attribute, Attributes, ClientMeta, SessionChange, SessionRecord, UserId};
 use crate::revocation::Revocations;
 #[cfg(feature = "signed")]
@@ -55,6 +56,8 @@ pub(crate) struct Shared {
     pub revocations: Option<Revocations>,
     /// The application's rendering of refusals; `None`: problem+json.
     pub render: Option<crate::failure::RenderFailure>,
+    /// Told when sessions are created and ended.
+    pub observer: crate::observe::Observer,
 }
 
 impl Shared {
@@ -453,6 +456,17 @@ impl Session {
             self.revoke_families(&[old], Ending::Logout).await?;
         }
         let count = self.0.shared.store.rotate(old.as_ref(), &key, &record).await?;
+        let observer = &self.0.shared.observer;
+        if let Some(old) = &old {
+            let user = state.current.logged_in().map(|(_, user)| user);
+            observer.tell(SessionEvent::Ended {
+                reason: EndReason::Replaced,
+                user: user.as_ref(),
+                session: Some(old),
+                count: 1,
+            });
+        }
+        observer.tell(SessionEvent::Created { session: &key, user: Some(&user), client: &self.0.client });
         if let Some(cap) = self.0.shared.config.max_sessions_per_user {
             self.enforce_cap(&user, &key, cap, count).await?;
         }
@@ -494,8 +508,10 @@ impl Session {
         let ended: Vec<SessionKey> = sessions.iter().filter(|k| k.key != *keep).take(excess).map(|k| k.key).collect();
         self.revoke_families(&ended, Ending::Revoked).await?;
         for oldest in &ended {
-            store.delete(oldest).await?;
+            let count = u64::from(store.delete(oldest).await?);
             tracing::info!(session = %oldest.short(), "oldest session ended: per-user cap of {cap} reached");
+            let (user, session) = (Some(user), Some(oldest));
+            self.0.shared.observer.tell(SessionEvent::Ended { reason: EndReason::Capped, user, session, count });
         }
         Ok(())
     }
@@ -516,8 +532,15 @@ impl Session {
         let had = match key {
             Some(key) => {
                 self.revoke_families(&[key], Ending::Logout).await?;
-                self.0.shared.store.delete(&key).await?;
+                let count = u64::from(self.0.shared.store.delete(&key).await?);
                 tracing::info!(session = %key.short(), "session ended");
+                let user = state.current.logged_in().map(|(_, user)| user);
+                self.0.shared.observer.tell(SessionEvent::Ended {
+                    reason: EndReason::Logout,
+                    user: user.as_ref(),
+                    session: Some(&key),
+                    count,
+                });
                 true
             }
             None => false,
@@ -556,7 +579,11 @@ impl Session {
             return self.logout().await;
         }
         self.revoke_families(&[target.key], Ending::Revoked).await?;
-        Ok(self.0.shared.store.delete(&target.key).await?)
+        let deleted = self.0.shared.store.delete(&target.key).await?;
+        let (user, session) = (Some(&user), Some(&target.key));
+        let count = u64::from(deleted);
+        self.0.shared.observer.tell(SessionEvent::Ended { reason: EndReason::Revoked, user, session, count });
+        Ok(deleted)
     }
 
     /// Ends every session of the logged-in user but the caller's; returns how many.
@@ -564,7 +591,10 @@ impl Session {
         let (user, current) = self.logged_in().await?;
         let families = self.families_of(&user, Some(current)).await?;
         self.revoke_all_but(&user, &current, &families).await?;
-        self.delete_ended(&user, Some(&current), &families).await
+        let count = self.delete_ended(&user, Some(&current), &families).await?;
+        let (user, session) = (Some(&user), None);
+        self.0.shared.observer.tell(SessionEvent::Ended { reason: EndReason::Revoked, user, session, count });
+        Ok(count)
     }
 
     /// Ends every session of the logged-in user, the caller's included
@@ -576,6 +606,8 @@ impl Session {
         self.revoke_everywhere(&user, &families).await?;
         let ended = self.delete_ended(&user, None, &families).await?;
         tracing::info!(user = %user, sessions = ended, "logged out everywhere");
+        let (reason, session, count) = (EndReason::Everywhere, None, ended);
+        self.0.shared.observer.tell(SessionEvent::Ended { reason, user: Some(&user), session, count });
         *self.0.state.lock().await = State { current: Current::Absent, ended: true, ..State::default() };
         Ok(ended)
     }
@@ -632,6 +664,11 @@ impl Session {
                 let token = shared.store.issue_token(None);
                 let record = self.new_record(None, std::mem::take(set));
                 shared.store.create(&token.key(), &record).await?;
+                shared.observer.tell(SessionEvent::Created {
+                    session: &token.key(),
+                    user: None,
+                    client: &self.0.client,
+                });
                 *current = Current::Live { key: token.key(), record: Arc::new(record) };
                 *issued = Some(Credentials::Session(token));
             }

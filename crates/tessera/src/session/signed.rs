@@ -8,6 +8,7 @@ use super::{Credentials, Current, Ending, LoginGrant, Session, State};
 use crate::carrier::CarrierKind;
 use crate::config::CarrierMode;
 use crate::error::SessionError;
+use crate::observe::{EndReason, SessionEvent};
 use crate::record::{Attribute, SessionChange, SessionRecord, UserId};
 use crate::revocation::{family_of, sid_of};
 use crate::signed::{RefreshState, RefreshToken, Rejection, Standing, TokenPair, REFRESH_STATE};
@@ -144,7 +145,13 @@ impl Session {
                     // the family and judges the same; the other way round a
                     // failed revocation would be lost with the family.
                     self.revoke_families(&[family], Ending::Revoked).await?;
-                    store.delete(&family).await?;
+                    let count = u64::from(store.delete(&family).await?);
+                    self.0.shared.observer.tell(SessionEvent::Ended {
+                        reason: EndReason::RefreshReuse,
+                        user: Some(&user),
+                        session: Some(&family),
+                        count,
+                    });
                     return Err(SessionError::RefreshRejected);
                 }
                 Standing::Unknown => return Err(SessionError::RefreshRejected),

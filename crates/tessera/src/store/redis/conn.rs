@@ -2,8 +2,8 @@
 //! call, so a slow or dead Redis costs a bounded wait and then a 503.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::cluster::ClusterClient;
@@ -28,6 +28,48 @@ struct Inner {
     backend: Backend,
     timeout: Duration,
     target: RedisTarget,
+    /// Told how long each call took and how it ended, once installed.
+    observer: OnceLock<Arc<dyn CommandObserver>>,
+}
+
+/// How one call through [`RedisConn::run`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CommandOutcome {
+    /// Redis answered.
+    Ok,
+    /// Redis answered with an error, or the connection failed.
+    Error,
+    /// No answer within the deadline.
+    Timeout,
+}
+
+impl CommandOutcome {
+    /// `ok`, `error` or `timeout`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Error => "error",
+            Self::Timeout => "timeout",
+        }
+    }
+}
+
+/// Told the duration and outcome of every call through [`RedisConn::run`]
+/// (installed by [`RedisConn::observe_commands`]); called inline, so it
+/// must be quick (count, observe a histogram). Implemented for any
+/// `Fn(Duration, CommandOutcome) + Send + Sync`.
+pub trait CommandObserver: Send + Sync + 'static {
+    /// One call took `elapsed` and ended as `outcome`.
+    fn observe(&self, elapsed: Duration, outcome: CommandOutcome);
+}
+
+impl<F> CommandObserver for F
+where
+    F: Fn(Duration, CommandOutcome) + Send + Sync + 'static,
+{
+    fn observe(&self, elapsed: Duration, outcome: CommandOutcome) {
+        self(elapsed, outcome)
+    }
 }
 
 enum Backend {
@@ -119,7 +161,7 @@ impl RedisConn {
         let backend = tokio::time::timeout(timeout.max(Duration::from_secs(2)), Self::backend(&target, timeout))
             .await
             .map_err(|_| unavailable("timed out connecting to Redis"))??;
-        Ok(Self { inner: Arc::new(Inner { backend, timeout, target }) })
+        Ok(Self { inner: Arc::new(Inner { backend, timeout, target, observer: OnceLock::new() }) })
     }
 
     async fn backend(target: &RedisTarget, timeout: Duration) -> Result<Backend, StoreError> {
@@ -244,6 +286,13 @@ impl RedisConn {
         }
     }
 
+    /// Tells `observer` about every later call through [`RedisConn::run`]
+    /// on this connection and its clones. One observer per connection:
+    /// `false` (and `observer` unused) if one is installed already.
+    pub fn observe_commands(&self, observer: Arc<dyn CommandObserver>) -> bool {
+        self.inner.observer.set(observer).is_ok()
+    }
+
     /// Runs `f` on a connection within the deadline. Any Redis error, and
     /// running out of time, is [`StoreError::Unavailable`].
     pub async fn run<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
@@ -251,12 +300,13 @@ impl RedisConn {
         F: FnOnce(AnyConnection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
+        let observed = self.inner.observer.get().map(|observer| (observer, Instant::now()));
         let call = async {
             let connection = self.connection().await?;
             f(connection).await
         };
-        match tokio::time::timeout(self.inner.timeout, call).await {
-            Ok(Ok(value)) => Ok(value),
+        let (result, outcome) = match tokio::time::timeout(self.inner.timeout, call).await {
+            Ok(Ok(value)) => (Ok(value), CommandOutcome::Ok),
             Ok(Err(e)) => {
                 // A failover shows up as a dropped connection, a refused one,
                 // or READONLY from a demoted master: ask the sentinels again.
@@ -267,13 +317,18 @@ impl RedisConn {
                 {
                     self.forget_master();
                 }
-                Err(unavailable(e))
+                (Err(unavailable(e)), CommandOutcome::Error)
             }
             Err(_) => {
                 self.forget_master();
-                Err(unavailable(format!("no answer from Redis within {:?}", self.inner.timeout)))
+                let e = unavailable(format!("no answer from Redis within {:?}", self.inner.timeout));
+                (Err(e), CommandOutcome::Timeout)
             }
+        };
+        if let Some((observer, started)) = observed {
+            observer.observe(started.elapsed(), outcome);
         }
+        result
     }
 
     /// Waits until the last write reached a replica (Sentinel deployments

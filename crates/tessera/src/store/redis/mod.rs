@@ -30,8 +30,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 
-pub use conn::{AnyConnection, RedisConn};
-pub use near_cache::NearCache;
+pub use conn::{AnyConnection, CommandObserver, CommandOutcome, RedisConn};
+pub use near_cache::{NearCache, NearCacheStats};
 pub use target::{InvalidRedisUrl, RedisTarget};
 
 use super::{KeyedRecord, SessionStore, StoreError};

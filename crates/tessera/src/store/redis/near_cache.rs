@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use quick_cache::sync::Cache;
+use quick_cache::{DefaultHashBuilder, Lifecycle, UnitWeighter};
 
 use super::subscription::Follower;
 use crate::lease::Lease;
@@ -26,19 +27,80 @@ use crate::record::SessionRecord;
 use crate::store::StoreError;
 use crate::token::SessionKey;
 
+type Entry = (Arc<SessionRecord>, Instant);
+
 /// The near cache of one node.
 #[derive(Debug)]
 pub struct NearCache {
-    entries: Cache<SessionKey, (Arc<SessionRecord>, Instant)>,
+    entries: Cache<SessionKey, Entry, UnitWeighter, DefaultHashBuilder, CountEvictions>,
     max_age: Duration,
     lease: Lease,
     epoch: AtomicU64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    evictions: Arc<AtomicU64>,
+    invalidations: AtomicU64,
+}
+
+/// Counts entries the cache drops to stay within its capacity.
+#[derive(Debug, Clone, Default)]
+struct CountEvictions(Arc<AtomicU64>);
+
+impl Lifecycle<SessionKey, Entry> for CountEvictions {
+    type RequestState = ();
+
+    fn on_evict(&self, _: &mut (), _: SessionKey, _: Entry) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What a near cache has done since it was made (counters only grow), and
+/// how many entries it holds now: for metrics, read when asked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NearCacheStats {
+    /// Lookups answered from memory.
+    pub hits: u64,
+    /// Lookups that went to Redis: not cached, too old, or the cache not
+    /// trusted (its lease lapsed).
+    pub misses: u64,
+    /// Entries dropped to stay within the capacity.
+    pub evictions: u64,
+    /// Entries dropped because a write (here or on another node) changed
+    /// the session.
+    pub invalidations: u64,
+    /// Entries held now.
+    pub entries: u64,
 }
 
 impl NearCache {
     /// A cache of at most `capacity` sessions, each served for at most `max_age`.
     pub fn new(capacity: usize, max_age: Duration) -> Self {
-        Self { entries: Cache::new(capacity.max(1)), max_age, lease: Lease::new(), epoch: AtomicU64::new(0) }
+        let capacity = capacity.max(1);
+        let evictions = CountEvictions::default();
+        let entries =
+            Cache::with(capacity, capacity as u64, UnitWeighter, DefaultHashBuilder::default(), evictions.clone());
+        Self {
+            entries,
+            max_age,
+            lease: Lease::new(),
+            epoch: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            evictions: evictions.0,
+            invalidations: AtomicU64::new(0),
+        }
+    }
+
+    /// The counters so far and the entries held (relaxed reads: each
+    /// counter is exact, the set of them not a snapshot of one instant).
+    pub fn stats(&self) -> NearCacheStats {
+        NearCacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            evictions: self.evictions.load(Ordering::Relaxed),
+            invalidations: self.invalidations.load(Ordering::Relaxed),
+            entries: self.entries.len() as u64,
+        }
     }
 
     /// Whether lookups may be answered from memory now.
@@ -59,6 +121,13 @@ impl NearCache {
 
     /// A cached copy, if trusted and fresh.
     pub fn get(&self, key: &SessionKey) -> Option<Arc<SessionRecord>> {
+        let found = self.lookup(key);
+        let counter = if found.is_some() { &self.hits } else { &self.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    fn lookup(&self, key: &SessionKey) -> Option<Arc<SessionRecord>> {
         if !self.is_trusted() {
             return None;
         }
@@ -90,7 +159,9 @@ impl NearCache {
     /// Drops one entry (a write here or an invalidation from anywhere).
     pub fn invalidate(&self, key: &SessionKey) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        self.entries.remove(key);
+        if self.entries.remove(key).is_some() {
+            self.invalidations.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     fn distrust(&self) {
