@@ -247,6 +247,11 @@ pub struct ServeArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub admin: AdminArgs,
+
+    /// Browser front-ends.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub pages: PagesArgs,
 }
 
 /// The default of `--log`.
@@ -516,6 +521,29 @@ pub struct AdminArgs {
     pub admin_token: Option<String>,
 }
 
+/// Pages served beside the API, and what pages written for the course expect.
+#[derive(Debug, Clone, Default, Args, Deserialize, Serialize)]
+#[command(next_help_heading = "Browser front-ends")]
+#[serde(default, rename_all = "kebab-case")]
+pub struct PagesArgs {
+    /// A directory of pages (HTML, scripts, styles) served on the API's own
+    /// origin, so their requests are same-origin; API paths win over file
+    /// names. Without it only the API is served.
+    #[arg(long, env = "TESSERA_STATIC_DIR", value_name = "DIR")]
+    pub static_dir: Option<PathBuf>,
+
+    /// Answer the user API's business failures (`/user/…`: validation,
+    /// wrong password, not logged in, CSRF…) with HTTP 200 and the same
+    /// envelope, as the course's controllers did, for pages that read
+    /// `data.status` only; 413, 429, 500 and 503 keep their status.
+    #[arg(long = "fail-as-200", env = "TESSERA_FAIL_AS_200", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL", shown_default = DEFAULT_FAIL_AS_200)]
+    #[serde(rename = "fail-as-200")]
+    pub fail_as_200: Option<bool>,
+}
+
+/// The default of `--fail-as-200`: real statuses.
+pub const DEFAULT_FAIL_AS_200: bool = false;
+
 /// The default of `--introspection-rate-limit`: per client per minute.
 pub const DEFAULT_INTROSPECTION_RATE_LIMIT: u32 = 6000;
 /// The shortest introspection secret accepted.
@@ -743,6 +771,10 @@ pub struct Settings {
     pub introspection_rate_limit: u32,
     /// The operator API's token; `None`: the API is off.
     pub admin_token: Option<String>,
+    /// Pages served beside the API.
+    pub static_dir: Option<PathBuf>,
+    /// Business failures of the user API answer 200.
+    pub fail_as_200: bool,
 }
 
 /// Token-mode settings.
@@ -865,7 +897,13 @@ impl ServeArgs {
     /// apart field by field: an option declared and not used here does not
     /// compile.
     fn settings(self, secret_value: Option<String>) -> Result<Settings, ConfigError> {
-        let ServeArgs { config: _, log, log_format, listener, storage, sessions, otp, throttles, tokens, admin } = self;
+        let ServeArgs { config: _, log, log_format, listener, storage, sessions, otp, throttles, tokens, admin, pages } =
+            self;
+        let PagesArgs { static_dir, fail_as_200 } = pages;
+        if let Some(dir) = static_dir.as_ref().filter(|dir| !dir.is_dir()) {
+            let value = dir.display().to_string();
+            return Err(ConfigError::Unparsable { flag: "--static-dir", value, reason: "not a directory".into() });
+        }
         let AdminArgs { admin_token } = admin;
         if admin_token.as_ref().is_some_and(|t| t.chars().count() < MIN_ADMIN_TOKEN_CHARS) {
             return Err(ConfigError::Rule { flag: "--admin-token", rule: "must be at least 32 characters" });
@@ -968,6 +1006,8 @@ impl ServeArgs {
             return Err(ConfigError::Rule { flag: "--introspection-secret", rule: "must be at least 16 characters" });
         }
         Ok(Settings {
+            static_dir,
+            fail_as_200: fail_as_200.unwrap_or(DEFAULT_FAIL_AS_200),
             admin_token,
             tokens,
             introspection_secret,

@@ -110,6 +110,7 @@ impl IntoResponse for Failure {
     fn into_response(self) -> Response {
         let data = FailData { err_code: self.code.code, err_msg: self.message.as_deref().unwrap_or(self.code.message) };
         let mut response = (self.code.status, Json(Body { status: "fail", data: &data })).into_response();
+        response.extensions_mut().insert(crate::fail_as_200::BusinessFailure);
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }

@@ -22,6 +22,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::access_log::{AccessLogLayer, SessionTagLayer};
@@ -465,9 +466,14 @@ fn router(settings: &Settings, state: Services, sessions: SessionLayer, metrics:
     if settings.metrics == MetricsExposure::Main {
         routes = routes.route(routes::template("/metrics"), get(scrape).with_state(Exporter::new(metrics)));
     }
+    if let Some(dir) = &settings.static_dir {
+        routes = routes.fallback_service(static_pages(dir));
+    }
+    let mut routes = routes.layer(SessionTagLayer).layer(sessions);
+    if settings.fail_as_200 {
+        routes = routes.layer(axum::middleware::from_fn(crate::fail_as_200::answer_failures_with_200));
+    }
     routes
-        .layer(SessionTagLayer)
-        .layer(sessions)
         .layer(no_store_by_default())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
@@ -480,6 +486,14 @@ fn router(settings: &Settings, state: Services, sessions: SessionLayer, metrics:
         // strings may hold credentials.
         .layer(AccessLogLayer::new(settings.trusted_proxies.clone()))
         .layer(metrics.layer())
+}
+
+/// `--static-dir`: files under `dir` for paths no route claims (a
+/// directory's `index.html` for the directory); anything else, and any
+/// method but GET and HEAD, the API's own 404 envelope.
+fn static_pages(dir: &std::path::Path) -> ServeDir<axum::routing::MethodRouter> {
+    let not_found = axum::routing::any(|| async { crate::envelope::Failure::new(crate::error::codes::NOT_FOUND) });
+    ServeDir::new(dir).call_fallback_on_method_not_allowed(true).fallback(not_found)
 }
 
 /// Answers carry personal data (profiles, device lists) or secrets (tokens,
