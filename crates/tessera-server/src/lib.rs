@@ -16,6 +16,7 @@ pub mod http_front;
 pub mod limits;
 pub mod metrics;
 pub mod migrations;
+pub mod openapi;
 pub mod otp;
 pub mod readiness;
 pub mod revocation_archive;

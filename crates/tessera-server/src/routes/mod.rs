@@ -104,6 +104,7 @@ pub const TEMPLATES: &[&str] = &[
     "/livez",
     "/readyz",
     "/metrics",
+    "/openapi.json",
     "/auth/verify",
     "/auth/verify/{*original_path}",
     "/auth/refresh",
@@ -158,6 +159,7 @@ pub fn router(state: Services) -> Router {
     router
         .route(template("/"), get(health::about))
         .route(template("/healthz"), get(health::healthz))
+        .route(template("/openapi.json"), get(crate::openapi::serve))
         .route(template("/livez"), get(health::livez))
         .route(template("/readyz"), get(health::readyz))
         .route(template("/auth/verify"), any(forward_auth::verify))

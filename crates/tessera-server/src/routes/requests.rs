@@ -9,6 +9,7 @@
 //! present wins.
 
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::params::{trimmed, untrimmed};
 use crate::domain::new_user::RegistrationFields;
@@ -30,7 +31,7 @@ fn either<'a>(telephone: &'a Option<String>, telphone: &'a Option<String>) -> Op
 }
 
 /// `POST /user/getotp {telephone}`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct GetOtpRequest {
     /// The phone to send a code to.
     #[serde(default, deserialize_with = "trimmed")]
@@ -49,7 +50,7 @@ impl GetOtpRequest {
 
 /// `POST /user/register {telephone, otpCode, name, gender, age, password}`.
 /// No `Debug`: it holds a password.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RegisterRequest {
     /// The code sent by `/user/getotp`.
@@ -103,7 +104,7 @@ fn parse_code(raw: &str) -> Result<OtpCode, ApiError> {
 
 /// `POST /user/login {telephone, password}` or `{telephone, otpCode}`.
 /// No `Debug`: it holds a password.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LoginRequest {
     /// The account's phone.
@@ -121,7 +122,7 @@ pub struct LoginRequest {
 }
 
 /// How a login proves itself.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, ToSchema)]
 pub enum LoginProof<'a> {
     /// A one-time code, as sent (a malformed one fails as a wrong one).
     Otp(&'a str),
@@ -150,7 +151,7 @@ impl LoginRequest {
 /// the current password may also be spelled `password`, or replaced by an
 /// `otpCode` from `/user/getotp`; `keepOtherSessions: true` is the same as
 /// `endOtherSessions: false`. No `Debug`: it holds passwords.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ChangePasswordRequest {
     /// The current password, not trimmed.
@@ -219,7 +220,7 @@ impl ChangePasswordRequest {
 }
 
 /// `GET /user/get?id=N`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct GetUserQuery {
     /// The user's id. Not blank-filtered: `?id=` is a bad id, not a
     /// missing one.
@@ -239,7 +240,7 @@ impl GetUserQuery {
 /// Or the RFC 6749 §6 form, `grant_type=refresh_token&refresh_token=…`
 /// (its optional `client_id` and `scope` are ignored). No `Debug`: it
 /// holds a credential.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RefreshRequest {
     /// The refresh token, as sent.
@@ -264,7 +265,7 @@ impl RefreshRequest {
 /// `POST /oauth/introspect {token, token_type_hint, client_id,
 /// client_secret}` (RFC 7662's and RFC 6749 §2.3.1's form names). No
 /// `Debug`: it holds credentials.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct IntrospectRequest {
     /// The access or session token to judge, as sent.
     #[serde(default, deserialize_with = "untrimmed")]

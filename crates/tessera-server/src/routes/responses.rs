@@ -12,12 +12,13 @@ use std::net::IpAddr;
 use serde::Serialize;
 use tessera::signed::AccessClaims;
 use tessera::{CarrierKind, LoginGrant, SessionInfo, Timestamp, UserId};
+use utoipa::ToSchema;
 
 use crate::users::User;
 
 /// A user's whole profile: `/user/register`, `/user/me`, the caller's own
 /// `/user/get`, and the `user` of a login.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct UserResponse {
     /// Age.
     pub age: i64,
@@ -39,7 +40,7 @@ impl From<User> for UserResponse {
 
 /// What any logged-in user may see of another: no telephone, which is its
 /// owner's business, never a directory to harvest.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PublicUserResponse {
     /// Age.
     pub age: i64,
@@ -59,7 +60,7 @@ impl From<User> for PublicUserResponse {
 
 /// `GET /user/get`: the whole profile for the caller's own id, the public
 /// part for anyone else's.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum GetUserResponse {
     /// The caller's own profile.
@@ -72,7 +73,7 @@ pub enum GetUserResponse {
 /// credentials in the body (`token` is the access token in token mode, so
 /// clients written for opaque tokens keep working); browsers get cookies
 /// and only the CSRF token.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GrantResponse {
     /// Token mode, header clients: the access token.
@@ -121,7 +122,7 @@ impl GrantResponse {
 
 /// RFC 6749 §5.1: what `POST /auth/refresh` answers an RFC 6749 §6
 /// request (no envelope). No `Debug`: it holds credentials.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct TokenResponse {
     /// The new access token.
     pub access_token: String,
@@ -134,7 +135,7 @@ pub struct TokenResponse {
 }
 
 /// `POST /user/logout-everywhere` and `DELETE /user/sessions`.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
 pub struct RevokedResponse {
     /// How many sessions were ended.
     pub revoked: u64,
@@ -142,7 +143,7 @@ pub struct RevokedResponse {
 
 /// `/auth/verify`: who the proxy's request comes from (also in the
 /// `X-User-Id` and `X-Session-Id` headers, which proxies pass upstream).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VerifyResponse {
     /// The session's public id, as `/user/sessions` lists it.
@@ -152,7 +153,7 @@ pub struct VerifyResponse {
 }
 
 /// `GET /user/csrf`. No `Debug`: it holds the token.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CsrfResponse {
     /// The session's synchronizer token.
@@ -161,7 +162,7 @@ pub struct CsrfResponse {
 
 /// One entry of `GET /user/sessions`. The server's own copy of the
 /// library's [`SessionInfo`], so that the wire stays put if that changes.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionResponse {
     /// Creation time, milliseconds since the epoch.
@@ -171,6 +172,7 @@ pub struct SessionResponse {
     /// An opaque id, for `DELETE /user/sessions/{id}`.
     pub id: String,
     /// The address it was opened from.
+    #[schema(value_type = Option<String>)]
     pub ip: Option<IpAddr>,
     /// Last activity, milliseconds since the epoch.
     pub last_seen: i64,
@@ -193,7 +195,7 @@ impl From<SessionInfo> for SessionResponse {
 
 /// One entry of `GET /admin/users/{id}/sessions`: what the user's own
 /// listing shows (the same opaque ids), without `current`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AdminSessionResponse {
     /// Creation time, milliseconds since the epoch.
@@ -201,6 +203,7 @@ pub struct AdminSessionResponse {
     /// An opaque id: never the token, nor the store key.
     pub id: String,
     /// The address it was opened from.
+    #[schema(value_type = Option<String>)]
     pub ip: Option<IpAddr>,
     /// Last activity, milliseconds since the epoch.
     pub last_seen: i64,
@@ -217,7 +220,7 @@ impl From<SessionInfo> for AdminSessionResponse {
 /// `POST /user/password`: the caller's rotated credentials (as a login
 /// answers them) and how many other sessions ended. No `Debug`: it holds
 /// credentials.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct PasswordChangedResponse {
     /// The rotated session, in a login's shape.
     #[serde(flatten)]
@@ -227,7 +230,7 @@ pub struct PasswordChangedResponse {
 }
 
 /// `GET /healthz` when ready.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
 pub struct HealthResponse {
     /// `ok`.
     pub status: &'static str,
@@ -235,7 +238,7 @@ pub struct HealthResponse {
 
 /// `GET /readyz`: each dependency this node uses, `ok` or `down`; a check
 /// that does not apply (no Redis, no revocation list) is left out.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, ToSchema)]
 pub struct ReadyChecks {
     /// The near cache's invalidation feed (its lease), with `--redis` and
     /// the near cache.
@@ -253,7 +256,7 @@ pub struct ReadyChecks {
 }
 
 /// `GET /readyz` when ready.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
 pub struct ReadyResponse {
     /// What was checked.
     pub checks: ReadyChecks,
@@ -262,7 +265,7 @@ pub struct ReadyResponse {
 }
 
 /// `GET /readyz` when not ready (503): the envelope's failure, with why.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
 pub struct NotReadyResponse {
     /// What was checked; left out while draining (nothing is).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -278,7 +281,7 @@ pub struct NotReadyResponse {
 }
 
 /// `GET /`: what this is.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
 pub struct AboutResponse {
     /// Where to read more.
     pub docs: &'static str,
@@ -293,7 +296,7 @@ pub const BEARER: &str = "Bearer";
 
 /// `POST /oauth/introspect`'s answer (RFC 7662 §2.2), not in the envelope.
 /// An inactive token gets `{"active":false}` and nothing more.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
 pub struct IntrospectionResponse {
     /// Whether the token is active.
     pub active: bool,
@@ -323,6 +326,7 @@ pub struct IntrospectionResponse {
     pub sid: Option<String>,
     /// The user.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub sub: Option<UserId>,
     /// `Bearer` (RFC 6749 §7.1, RFC 7662 §2.2): access tokens and opaque
     /// session tokens alike are bearer tokens; `sid` without `iss`/`jti`
@@ -370,7 +374,7 @@ impl IntrospectionResponse {
 
 /// An RFC 6749 §5.2 error, as introspection answers a bad client or
 /// request, and an RFC 6749 §6 refresh a bad grant.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
 pub struct OAuthErrorResponse {
     /// `invalid_client`, `invalid_request`, `invalid_grant`,
     /// `unsupported_grant_type`, `temporarily_unavailable` or `server_error`.
