@@ -5,6 +5,7 @@
 //! `routes` holds the HTTP API, `domain` the validated values.
 
 pub mod access_log;
+pub mod cli;
 pub mod client_ip;
 pub mod configuration;
 pub mod credentials;
@@ -15,6 +16,7 @@ pub mod http_front;
 pub mod limits;
 pub mod metrics;
 pub mod migrations;
+pub mod operator;
 pub mod otp;
 pub mod readiness;
 pub mod revocation_archive;
