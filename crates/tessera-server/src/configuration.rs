@@ -48,6 +48,89 @@ pub enum Command {
     /// Manage the access-token signing keys (token mode).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Disable and enable accounts (operator; give it the nodes' options).
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// List and end a user's sessions (operator; give it the nodes'
+    /// options).
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+}
+
+/// `tessera users …`
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Refuse the account's logins (403, errCode 20010) and end all its
+    /// sessions and token families on every node.
+    Disable(UserArgs),
+    /// Let the account log in again.
+    Enable(UserArgs),
+}
+
+/// `tessera sessions …`
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// The user's live sessions: the opaque ids of `GET /user/sessions`,
+    /// never a token.
+    List(ListSessionsArgs),
+    /// End all the user's sessions on every node (or one, with --session).
+    End(EndSessionsArgs),
+}
+
+/// `tessera users disable|enable ID`
+#[derive(Debug, Args)]
+pub struct UserArgs {
+    /// The user's id.
+    #[arg(value_name = "ID")]
+    pub id: i64,
+    /// Where the nodes are.
+    #[command(flatten)]
+    pub target: OperatorArgs,
+}
+
+/// `tessera sessions list --user ID`
+#[derive(Debug, Args)]
+pub struct ListSessionsArgs {
+    /// The user's id.
+    #[arg(long, value_name = "ID")]
+    pub user: i64,
+    /// Print a JSON array (the `data` of `GET /admin/users/{id}/sessions`)
+    /// instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Where the nodes are.
+    #[command(flatten)]
+    pub target: OperatorArgs,
+}
+
+/// `tessera sessions end --user ID [--session SID]`
+#[derive(Debug, Args)]
+pub struct EndSessionsArgs {
+    /// The user's id.
+    #[arg(long, value_name = "ID")]
+    pub user: i64,
+    /// Only this session (an id `tessera sessions list` shows).
+    #[arg(long, value_name = "SID")]
+    pub session: Option<String>,
+    /// Where the nodes are.
+    #[command(flatten)]
+    pub target: OperatorArgs,
+}
+
+/// How an operator command reaches what the nodes use: the same options,
+/// variables and `--config` as `serve` (the stores, the database, Redis),
+/// or a running node's operator API.
+#[derive(Debug, Args)]
+pub struct OperatorArgs {
+    /// Act through this node's operator API (`/admin/…`, with
+    /// --admin-token / TESSERA_ADMIN_TOKEN) instead of on the stores: the
+    /// way to reach a node that keeps its sessions in its own SQLite file
+    /// (no --redis), which no other process can change under it.
+    #[arg(long, env = "TESSERA_ADMIN_URL", value_name = "URL", help_heading = "Operator")]
+    pub admin_url: Option<String>,
+    /// The nodes' options.
+    #[command(flatten)]
+    pub options: ServeArgs,
 }
 
 /// `tessera keys …`
@@ -1160,7 +1243,7 @@ mod tests {
         argv.extend_from_slice(args);
         match Cli::try_parse_from(argv).unwrap().command {
             Command::Serve(a) => a,
-            Command::Keys(_) => unreachable!(),
+            _ => unreachable!(),
         }
     }
 

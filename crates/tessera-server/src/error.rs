@@ -98,6 +98,18 @@ impl ApiError {
     }
 }
 
+impl From<crate::operator::OperatorError> for ApiError {
+    fn from(e: crate::operator::OperatorError) -> Self {
+        use crate::operator::OperatorError;
+        match e {
+            OperatorError::NoSuchUser(_) => Self::UserNotExist,
+            OperatorError::NoSuchSession { .. } => Self::SessionNotFound,
+            OperatorError::Storage(e) => e.into(),
+            OperatorError::Session(e) => Self::Session(e),
+        }
+    }
+}
+
 impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
         match e {

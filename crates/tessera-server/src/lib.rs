@@ -5,6 +5,7 @@
 //! `routes` holds the HTTP API, `domain` the validated values.
 
 pub mod access_log;
+pub mod cli;
 pub mod client_ip;
 pub mod configuration;
 pub mod credentials;
@@ -17,6 +18,7 @@ pub mod limits;
 pub mod metrics;
 pub mod migrations;
 pub mod openapi;
+pub mod operator;
 pub mod otp;
 pub mod readiness;
 pub mod revocation_archive;

@@ -3,18 +3,34 @@ use std::sync::Arc;
 
 use clap::Parser;
 use tessera::{Clock, SystemClock};
-use tessera_server::configuration::{Cli, Command, KeysCommand, Settings};
+use tessera_server::cli::Action;
+use tessera_server::configuration::{Cli, Command, KeysCommand, SessionsCommand, Settings, UsersCommand};
 use tessera_server::signing_keys::KeyFile;
 use tessera_server::startup::Application;
 use tessera_server::telemetry;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    // Both commands take the serve options, so they are resolved once.
-    let (args, rotate) = match Cli::parse().command {
-        Command::Serve(args) => (args, false),
-        Command::Keys(KeysCommand::Rotate(args)) => (args, true),
+    // Every command takes the serve options, so they are resolved once.
+    let (args, job) = match Cli::parse().command {
+        Command::Serve(args) => (args, Job::Serve),
+        Command::Keys(KeysCommand::Rotate(args)) => (args, Job::RotateKeys),
+        Command::Users(UsersCommand::Disable(a)) => {
+            (a.target.options, Job::Operate(Action::Disable(a.id), a.target.admin_url))
+        }
+        Command::Users(UsersCommand::Enable(a)) => {
+            (a.target.options, Job::Operate(Action::Enable(a.id), a.target.admin_url))
+        }
+        Command::Sessions(SessionsCommand::List(a)) => {
+            (a.target.options, Job::Operate(Action::List { user: a.user, json: a.json }, a.target.admin_url))
+        }
+        Command::Sessions(SessionsCommand::End(a)) => {
+            (a.target.options, Job::Operate(Action::End { user: a.user, session: a.session }, a.target.admin_url))
+        }
     };
+    // An operator command logs warnings only, unless asked on its command
+    // line (a shared --config file's level is the nodes').
+    let operator_log = args.log.clone().unwrap_or_else(|| "warn".into());
     let settings = match args.resolve() {
         Ok(settings) => settings,
         Err(message) => {
@@ -22,9 +38,26 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if rotate {
-        return rotate_keys(&settings);
+    match job {
+        Job::Serve => serve(settings).await,
+        Job::RotateKeys => rotate_keys(&settings),
+        Job::Operate(action, admin_url) => {
+            telemetry::init(&operator_log, settings.log_format);
+            tessera_server::cli::run(action, admin_url, &settings).await
+        }
     }
+}
+
+/// What the command line asked for.
+enum Job {
+    Serve,
+    RotateKeys,
+    /// An operator command, on the stores or through `--admin-url`.
+    Operate(Action, Option<String>),
+}
+
+/// `tessera serve`.
+async fn serve(settings: Settings) -> ExitCode {
     telemetry::init(&settings.log, settings.log_format);
     let app = match Application::build(&settings, Arc::new(SystemClock)).await {
         Ok(app) => app,

@@ -160,6 +160,7 @@ const OPERATIONS: &[Operation] = &[
         None,
         Data("RevokedResponse"),
     ),
+    op(Delete, "/admin/users/{id}/sessions/{sid}", "operators", "End one of a user's sessions", Admin, None, Null),
 ];
 
 /// Statuses every operation may answer with the failure envelope, and why.

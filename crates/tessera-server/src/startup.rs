@@ -69,7 +69,7 @@ impl Application {
         let pool = open_local_database(settings).await?;
         let users = connect_users(settings).await?;
         let metrics = Arc::new(Metrics::new(routes::TEMPLATES, clock.clone()));
-        let backends = Backends::open(settings, &pool, &clock, &metrics).await?;
+        let backends = Backends::open(settings, &pool, &clock, &metrics, None).await?;
         metrics.follow(backends.readiness.clone());
         let revocations = revocation_store(settings, &backends, &pool, &users, &clock).await?;
         let (tokens, key_watcher) = token_engine(settings, &secret, &revocations, &clock, &metrics).await?.unzip();
@@ -149,6 +149,79 @@ impl Application {
     }
 }
 
+/// Why the operator CLI cannot act on the files and stores itself.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorOpenError {
+    /// A node keeps its sessions in this data directory's SQLite file,
+    /// behind its in-memory cache and the directory's lock: what another
+    /// process wrote there, that node would not see.
+    #[error("a running tessera node holds {}", .0.display())]
+    HeldByNode(PathBuf),
+    /// Anything else, explained.
+    #[error("{0}")]
+    Failed(StartupError),
+}
+
+impl From<StartupError> for OperatorOpenError {
+    fn from(e: StartupError) -> Self {
+        Self::Failed(e)
+    }
+}
+
+/// What the operator CLI (`tessera users …`, `tessera sessions …`) acts
+/// through: the users repository and the session layer a node built from
+/// the same settings has (the same store, revocation store with its archive
+/// and, in token mode, token engine), with nothing bound and no near cache
+/// (nothing is served from here; writes are published to every node all
+/// the same). Without Redis, sessions live in the data directory's file:
+/// this takes the directory's lock for as long as it is held, and refuses
+/// ([`OperatorOpenError::HeldByNode`]) while a node has it.
+#[derive(Debug)]
+pub struct OperatorStores {
+    /// The actions.
+    pub operator: crate::operator::Operator,
+    background: Vec<JoinHandle<()>>,
+    _lock: Option<std::fs::File>,
+}
+
+impl OperatorStores {
+    /// Opens the stores `settings` name, in the order [`Application::build`]
+    /// does (the same functions).
+    pub async fn open(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Self, OperatorOpenError> {
+        let mut settings = settings.clone();
+        if let Some(redis) = &mut settings.redis {
+            redis.near_cache = false;
+        }
+        let settings = &settings;
+        open_data_dir(settings)?;
+        let lock = match settings.redis {
+            Some(_) => None,
+            None => Some(
+                try_lock_data_dir(&settings.data_dir)?
+                    .ok_or_else(|| OperatorOpenError::HeldByNode(settings.data_dir.clone()))?,
+            ),
+        };
+        let secret = load_secret(settings)?;
+        let pool = open_local_database(settings).await?;
+        let users = connect_users(settings).await?;
+        let metrics = Arc::new(Metrics::new(routes::TEMPLATES, clock.clone()));
+        let backends = Backends::open(settings, &pool, &clock, &metrics, lock).await?;
+        let revocations = revocation_store(settings, &backends, &pool, &users, &clock).await?;
+        let (tokens, key_watcher) = token_engine(settings, &secret, &revocations, &clock, &metrics).await?.unzip();
+        let sessions = session_layer(settings, &backends, tokens, revocations, &clock, &metrics).await?;
+        let operator = crate::operator::Operator::new(users, sessions.user_sessions());
+        Ok(Self { operator, background: key_watcher.into_iter().collect(), _lock: backends._lock })
+    }
+}
+
+impl Drop for OperatorStores {
+    fn drop(&mut self) {
+        for task in &self.background {
+            task.abort();
+        }
+    }
+}
+
 /// Creates the data directory (owner-only when this makes it), for
 /// everything after keeps its files there: the secret, the SQLite file, the
 /// lock and, by default, the signing keys.
@@ -219,16 +292,25 @@ struct Backends {
 
 /// Takes `<data-dir>/tessera.lock` exclusively, or explains who has it.
 fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, StartupError> {
-    let path = dir.join("tessera.lock");
-    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+    try_lock_data_dir(dir)?.ok_or_else(|| {
+        format!(
             "another tessera process serves {} with sessions in its SQLite file; \
              give every node --redis to share sessions, or a data directory of its own",
             dir.display()
         )
-        .into()),
+        .into()
+    })
+}
+
+/// `<data-dir>/tessera.lock`, taken exclusively; `None` when another
+/// process holds it (a node keeping its sessions in the directory's SQLite
+/// file, or an operator command working on that file).
+fn try_lock_data_dir(dir: &std::path::Path) -> Result<Option<std::fs::File>, StartupError> {
+    let path = dir.join("tessera.lock");
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
         Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display()).into()),
     }
 }
@@ -239,12 +321,17 @@ impl Backends {
         pool: &SqlitePool,
         clock: &Arc<dyn Clock>,
         metrics: &Arc<Metrics>,
+        lock: Option<std::fs::File>,
     ) -> Result<Self, StartupError> {
         let Some(redis) = &settings.redis else {
             // Sessions in the local file: this process must be its only
             // writer for the in-memory cache to be sound, so it holds the
-            // data directory's lock (released when the process exits).
-            let lock = lock_data_dir(&settings.data_dir)?;
+            // data directory's lock (released when the process exits),
+            // unless the caller took it already.
+            let lock = match lock {
+                Some(lock) => lock,
+                None => lock_data_dir(&settings.data_dir)?,
+            };
             return Ok(Self {
                 sessions: Arc::new(SqliteStore::with_pool(pool.clone()).await?.with_cache(100_000)),
                 _lock: Some(lock),

@@ -1,10 +1,12 @@
 //! The operator API (`/admin/…`, on only with `--admin-token`): disable
-//! and re-enable an account, list a user's sessions, end them all (OWASP
-//! ASVS V3.3.4). Inside the server rather than a separate command, so it
-//! acts through the same session layer as the requests it stops: the same
-//! store, near cache and revocations, in every deployment (also a single
-//! node keeping sessions in its SQLite file, which it caches in memory and
-//! locks against other writers).
+//! and re-enable an account, list a user's sessions, end them all or one
+//! (OWASP ASVS V3.3.4). Inside the server, so it acts through the same
+//! session layer as the requests it stops: the same store, near cache and
+//! revocations, in every deployment (also a single node keeping sessions in
+//! its SQLite file, which it caches in memory and locks against other
+//! writers; the operator CLI goes through this API there, `--admin-url`).
+//! The actions themselves are [`crate::operator::Operator`]'s, shared with
+//! the CLI.
 //!
 //! Authentication: the `X-Admin-Token` header, compared in constant time
 //! with the configured token, both hashed first (so lengths do not leak
@@ -16,13 +18,14 @@ use axum::Extension;
 use http::HeaderMap;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tessera::{ClientIp, UserId};
+use tessera::ClientIp;
 
 use super::responses::{AdminSessionResponse, RevokedResponse};
 use super::AppState;
 use crate::envelope::Success;
 use crate::error::ApiError;
 use crate::limits;
+use crate::operator::Operator;
 
 type ApiResult<T> = Result<Success<T>, ApiError>;
 
@@ -73,6 +76,11 @@ fn user_id(raw: &str) -> Result<i64, ApiError> {
     raw.trim().parse().map_err(|_| ApiError::Validation("用户id必须是整数".into()))
 }
 
+/// The same actions as the operator CLI, on this node's session layer.
+fn operator(state: &AppState) -> Operator {
+    Operator::new(state.users.clone(), state.user_sessions.clone())
+}
+
 /// `POST /admin/users/{id}/disable`: refuses the account's logins from now
 /// on and ends every session (and token family) it has, on every node.
 /// Again on a disabled account, it ends what may have been opened since.
@@ -83,15 +91,7 @@ pub async fn disable_user(
     Path(id): Path<String>,
 ) -> ApiResult<RevokedResponse> {
     authorize(&state, ip, &headers).await?;
-    let id = user_id(&id)?;
-    // The flag first: a login racing with this either sees it, or made its
-    // session before the sessions are ended below (and login checks the
-    // flag again after making one).
-    if !state.users.set_disabled(id, true).await? {
-        return Err(ApiError::UserNotExist);
-    }
-    let revoked = state.user_sessions.end_all(&UserId::from(id)).await?;
-    tracing::info!(user = id, revoked, "account disabled by an operator");
+    let revoked = operator(&state).disable(user_id(&id)?).await?;
     Ok(Success(RevokedResponse { revoked }))
 }
 
@@ -104,11 +104,7 @@ pub async fn enable_user(
     Path(id): Path<String>,
 ) -> ApiResult<()> {
     authorize(&state, ip, &headers).await?;
-    let id = user_id(&id)?;
-    if !state.users.set_disabled(id, false).await? {
-        return Err(ApiError::UserNotExist);
-    }
-    tracing::info!(user = id, "account enabled by an operator");
+    operator(&state).enable(user_id(&id)?).await?;
     Ok(Success(()))
 }
 
@@ -121,9 +117,7 @@ pub async fn list_sessions(
     Path(id): Path<String>,
 ) -> ApiResult<Vec<AdminSessionResponse>> {
     authorize(&state, ip, &headers).await?;
-    let id = user_id(&id)?;
-    state.users.by_id(id).await?.ok_or(ApiError::UserNotExist)?;
-    let sessions = state.user_sessions.list(&UserId::from(id)).await?;
+    let sessions = operator(&state).sessions(user_id(&id)?).await?;
     Ok(Success(sessions.into_iter().map(AdminSessionResponse::from).collect()))
 }
 
@@ -136,11 +130,21 @@ pub async fn end_sessions(
     Path(id): Path<String>,
 ) -> ApiResult<RevokedResponse> {
     authorize(&state, ip, &headers).await?;
-    let id = user_id(&id)?;
-    state.users.by_id(id).await?.ok_or(ApiError::UserNotExist)?;
-    let revoked = state.user_sessions.end_all(&UserId::from(id)).await?;
-    tracing::info!(user = id, revoked, "all sessions of a user ended by an operator");
+    let revoked = operator(&state).end_sessions(user_id(&id)?).await?;
     Ok(Success(RevokedResponse { revoked }))
+}
+
+/// `DELETE /admin/users/{id}/sessions/{sid}`: ends one session of the user,
+/// named by the opaque id the listing shows.
+pub async fn end_session(
+    State(state): State<AppState>,
+    ip: Option<Extension<ClientIp>>,
+    headers: HeaderMap,
+    Path((id, sid)): Path<(String, String)>,
+) -> ApiResult<RevokedResponse> {
+    authorize(&state, ip, &headers).await?;
+    operator(&state).end_session(user_id(&id)?, &sid).await?;
+    Ok(Success(RevokedResponse { revoked: 1 }))
 }
 
 #[cfg(test)]

@@ -125,6 +125,7 @@ pub const TEMPLATES: &[&str] = &[
     "/admin/users/{id}/disable",
     "/admin/users/{id}/enable",
     "/admin/users/{id}/sessions",
+    "/admin/users/{id}/sessions/{sid}",
 ];
 
 /// `path`, checked (debug builds) to be among [`TEMPLATES`].
@@ -154,7 +155,8 @@ pub fn router(state: Services) -> Router {
         router = router
             .route(template("/admin/users/{id}/disable"), post(admin::disable_user))
             .route(template("/admin/users/{id}/enable"), post(admin::enable_user))
-            .route(template("/admin/users/{id}/sessions"), get(admin::list_sessions).delete(admin::end_sessions));
+            .route(template("/admin/users/{id}/sessions"), get(admin::list_sessions).delete(admin::end_sessions))
+            .route(template("/admin/users/{id}/sessions/{sid}"), delete(admin::end_session));
     }
     router
         .route(template("/"), get(health::about))

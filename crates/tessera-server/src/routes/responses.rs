@@ -194,8 +194,9 @@ impl From<SessionInfo> for SessionResponse {
 }
 
 /// One entry of `GET /admin/users/{id}/sessions`: what the user's own
-/// listing shows (the same opaque ids), without `current`.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+/// listing shows (the same opaque ids), without `current`. Read back by
+/// the operator CLI through `--admin-url`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AdminSessionResponse {
     /// Creation time, milliseconds since the epoch.

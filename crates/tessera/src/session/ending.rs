@@ -93,6 +93,16 @@ pub(super) async fn revoke_everywhere(
     revoke_with(shared, now, families, Some(cutoff)).await
 }
 
+/// Revokes `families` by name only (one device ended), where the layer
+/// keeps revocations.
+pub(super) async fn revoke_families_by_name(
+    shared: &Shared,
+    now: Timestamp,
+    families: &[SessionKey],
+) -> Result<(), SessionError> {
+    revoke_with(shared, now, families, None).await
+}
+
 /// Revokes `families` by name, and `cutoff` if any, in one call.
 async fn revoke_with(
     shared: &Shared,

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::ending::{delete_ended, families_of, revoke_everywhere};
+use super::ending::{delete_ended, families_of, revoke_everywhere, revoke_families_by_name};
 use super::{SessionInfo, Shared};
 use crate::error::SessionError;
 use crate::record::UserId;
@@ -49,5 +49,21 @@ impl UserSessions {
         let ended = delete_ended(shared, user, None, &families).await?;
         tracing::info!(user = %user, sessions = ended, "all sessions ended by an operator");
         Ok(ended)
+    }
+
+    /// Ends the one session of `user` whose opaque id (as [`Self::list`]
+    /// shows it) is `id`, as the user's own "end that device" does: its
+    /// family revoked by name on every node (where the layer keeps
+    /// revocations), then deleted. `false` if the user has no such session.
+    pub async fn end(&self, user: &UserId, id: &str) -> Result<bool, SessionError> {
+        let (shared, now) = (&*self.shared, self.shared.clock.now());
+        let listed = shared.store.list_user(user, now).await?;
+        let Some(target) = listed.into_iter().find(|k| k.key.public_id() == id) else {
+            return Ok(false);
+        };
+        revoke_families_by_name(shared, now, &[target.key]).await?;
+        let deleted = shared.store.delete(&target.key).await?;
+        tracing::info!(user = %user, "a session ended by an operator");
+        Ok(deleted)
     }
 }
