@@ -11,6 +11,7 @@ pub mod credentials;
 pub mod domain;
 pub mod envelope;
 pub mod error;
+pub mod events;
 pub mod http_front;
 pub mod limits;
 pub mod metrics;

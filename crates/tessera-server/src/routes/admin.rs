@@ -91,6 +91,7 @@ pub async fn disable_user(
         return Err(ApiError::UserNotExist);
     }
     let revoked = state.user_sessions.end_all(&UserId::from(id)).await?;
+    state.events.sessions_ended("disabled", id, revoked);
     tracing::info!(user = id, revoked, "account disabled by an operator");
     Ok(Success(RevokedResponse { revoked }))
 }
@@ -139,6 +140,7 @@ pub async fn end_sessions(
     let id = user_id(&id)?;
     state.users.by_id(id).await?.ok_or(ApiError::UserNotExist)?;
     let revoked = state.user_sessions.end_all(&UserId::from(id)).await?;
+    state.events.sessions_ended("everywhere", id, revoked);
     tracing::info!(user = id, revoked, "all sessions of a user ended by an operator");
     Ok(Success(RevokedResponse { revoked }))
 }
