@@ -911,8 +911,19 @@ impl ServeArgs {
     /// apart field by field: an option declared and not used here does not
     /// compile.
     fn settings(self, secret_value: Option<String>) -> Result<Settings, ConfigError> {
-        let ServeArgs { config: _, log, log_format, listener, storage, sessions, otp, throttles, tokens, admin, events } =
-            self;
+        let ServeArgs {
+            config: _,
+            log,
+            log_format,
+            listener,
+            storage,
+            sessions,
+            otp,
+            throttles,
+            tokens,
+            admin,
+            events,
+        } = self;
         let AdminArgs { admin_token } = admin;
         if admin_token.as_ref().is_some_and(|t| t.chars().count() < MIN_ADMIN_TOKEN_CHARS) {
             return Err(ConfigError::Rule { flag: "--admin-token", rule: "must be at least 32 characters" });

@@ -197,10 +197,7 @@ impl Events {
     }
 
     fn ended(&self, reason: &str, user: Option<String>, session: Option<String>, count: u64) {
-        self.emit(
-            "session.ended",
-            json!({"reason": reason, "user_id": user, "session_id": session, "count": count}),
-        );
+        self.emit("session.ended", json!({"reason": reason, "user_id": user, "session_id": session, "count": count}));
     }
 
     /// `login.failed` for a refused login of `phone` from `ip`. Outcomes
@@ -434,7 +431,11 @@ impl SinkTask {
                 for _ in 0..left {
                     self.metrics.event(self.sink, EventOutcome::Dropped);
                 }
-                tracing::warn!(sink = self.sink.as_str(), dropped = left, "shutdown: undelivered session events dropped");
+                tracing::warn!(
+                    sink = self.sink.as_str(),
+                    dropped = left,
+                    "shutdown: undelivered session events dropped"
+                );
                 return;
             }
         }

@@ -65,9 +65,10 @@ impl EventSink {
     async fn wait_for(&self, kind: &str, fields: Value) -> Value {
         let started = Instant::now();
         loop {
-            let found = self.events().into_iter().find(|e| {
-                e["type"] == kind && fields.as_object().unwrap().iter().all(|(k, v)| &e[k.as_str()] == v)
-            });
+            let found = self
+                .events()
+                .into_iter()
+                .find(|e| e["type"] == kind && fields.as_object().unwrap().iter().all(|(k, v)| &e[k.as_str()] == v));
             if let Some(event) = found {
                 return event;
             }
@@ -192,7 +193,10 @@ async fn every_kind_arrives_with_its_fields_and_no_secret() {
     assert_eq!(r.status(), 200);
     let ended = sink.wait_for("session.ended", json!({"reason": "revoked"})).await;
     assert_envelope(&ended);
-    assert_eq!((&ended["session_id"], &ended["user_id"], &ended["count"]), (&json!(session_id), &json!(user_id), &json!(1)));
+    assert_eq!(
+        (&ended["session_id"], &ended["user_id"], &ended["count"]),
+        (&json!(session_id), &json!(user_id), &json!(1))
+    );
     let r = server.post("/user/logout").bearer_auth(&second_token).send().await.unwrap();
     assert_eq!(r.status(), 200);
     sink.wait_for("session.ended", json!({"reason": "logout", "session_id": second_id, "count": 1})).await;
@@ -214,7 +218,8 @@ async fn every_kind_arrives_with_its_fields_and_no_secret() {
     // An operator disables the account: its sessions end, its logins fail.
     let live = data(login(&server, PHONE, json!({"password": PASSWORD})).await).await;
     secrets.push(live["token"].as_str().unwrap().to_owned());
-    let r = server.post(&format!("/admin/users/{user_id}/disable")).header("x-admin-token", ADMIN).send().await.unwrap();
+    let r =
+        server.post(&format!("/admin/users/{user_id}/disable")).header("x-admin-token", ADMIN).send().await.unwrap();
     assert_eq!(r.status(), 200);
     sink.wait_for("session.ended", json!({"reason": "disabled", "user_id": user_id, "count": 1})).await;
     let r = login(&server, PHONE, json!({"password": PASSWORD})).await;
@@ -278,7 +283,9 @@ async fn a_failing_sink_gets_the_event_again_and_a_refusing_one_drops_it() {
     data(login(&server, PHONE, json!({"password": PASSWORD})).await).await;
     sink.wait_for("session.created", json!({})).await;
     assert_eq!(sink.attempts.load(Ordering::SeqCst), 3, "two 500s, then delivered");
-    let counted = |m: &prometheus::Exposition, outcome| m.get("tessera_events_total", &[("sink", "webhook"), ("outcome", outcome)]);
+    let counted = |m: &prometheus::Exposition, outcome| {
+        m.get("tessera_events_total", &[("sink", "webhook"), ("outcome", outcome)])
+    };
     let m = scrape(&server).await;
     assert_eq!((counted(&m, "delivered"), counted(&m, "retried"), counted(&m, "dropped")), (1.0, 2.0, 0.0));
     assert_eq!(counted(&m, "overflow"), 0.0);
@@ -343,9 +350,8 @@ async fn a_hung_sink_slows_no_request_and_holds_shutdown_only_briefly() {
         let mut settings = Settings::for_data_dir(data.path().to_path_buf());
         settings.bind = "127.0.0.1:0".parse().unwrap();
         settings.dev = true;
-        settings.otp = tessera_server::configuration::OtpDelivery::Webhook(
-            format!("http://{sms_addr}/sms").parse().unwrap(),
-        );
+        settings.otp =
+            tessera_server::configuration::OtpDelivery::Webhook(format!("http://{sms_addr}/sms").parse().unwrap());
         webhook(&url)(&mut settings);
         let app = Application::build(&settings, Arc::new(ManualClock::starting_now())).await.unwrap();
         let addr = app.local_addr();
@@ -389,14 +395,16 @@ async fn the_redis_stream_holds_the_events_and_stays_bounded() {
     })
     .await;
     server.register(PHONE).await;
-    let token = data(login(&server, PHONE, json!({"password": PASSWORD})).await).await["token"].as_str().unwrap().to_owned();
+    let token =
+        data(login(&server, PHONE, json!({"password": PASSWORD})).await).await["token"].as_str().unwrap().to_owned();
     // Failed logins, most of them throttled (cheap): one event each.
     let failures = 400;
     for _ in 0..failures {
         let r = login(&server, OTHER_PHONE, json!({"password": PASSWORD})).await;
         assert_ne!(r.status(), 200);
     }
-    let delivered = |m: &prometheus::Exposition| m.get("tessera_events_total", &[("sink", "stream"), ("outcome", "delivered")]);
+    let delivered =
+        |m: &prometheus::Exposition| m.get("tessera_events_total", &[("sink", "stream"), ("outcome", "delivered")]);
     let started = Instant::now();
     while delivered(&scrape(&server).await) < f64::from(failures + 1) {
         assert!(started.elapsed() < Duration::from_secs(20), "events not all appended");
