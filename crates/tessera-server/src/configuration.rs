@@ -1244,6 +1244,26 @@ mod tests {
     }
 
     #[test]
+    fn events_go_to_a_webhook_and_with_redis_to_the_stream() {
+        let settings = |args: &[&str]| parse(args).merged_over(ServeArgs::default()).into_settings();
+        let off = settings(&[]).unwrap().events;
+        assert!(off.webhook.is_none() && off.stream_max_len.is_none(), "no sink unless asked");
+        assert!(!off.node.is_empty(), "the host name by default");
+        let on = settings(&["--events-webhook", "https://hooks.example/tessera", "--node-name", "node-7"]).unwrap();
+        assert_eq!(on.events.webhook.unwrap().as_str(), "https://hooks.example/tessera");
+        assert_eq!(on.events.node, "node-7");
+        assert!(on.events.stream_max_len.is_none(), "the stream is off by default, even with a webhook");
+        let redis = ["--redis", "redis://127.0.0.1:6379", "--events-stream"];
+        assert_eq!(settings(&redis).unwrap().events.stream_max_len, Some(DEFAULT_EVENTS_STREAM_MAX_LEN));
+        let error = settings(&["--events-stream"]).unwrap_err().to_string();
+        assert_eq!(error, "--events-stream needs --redis URL");
+        let error = settings(&["--events-webhook", "ftp://hooks.example/"]).unwrap_err().to_string();
+        assert_eq!(error, "--events-webhook must be an http(s) URL");
+        let error = settings(&["--node-name", " "]).unwrap_err().to_string();
+        assert_eq!(error, "--node-name must not be empty");
+    }
+
+    #[test]
     fn flags_beat_the_file_which_beats_defaults() {
         let file: ServeArgs = toml::from_str(
             "bind = \"127.0.0.1:9000\"\ncarrier = \"header\"\ndev = true\nallowed-origins = [\"https://a.example\"]\nidle-timeout = 600",

@@ -524,6 +524,42 @@ mod tests {
         assert_eq!(rfc3339_millis(1_777_627_812_345), "2026-05-01T09:30:12.345Z");
     }
 
+    /// A full queue drops new events at once, counted; the request's side
+    /// never waits (the sink here accepts connections and never answers).
+    #[tokio::test]
+    async fn a_full_queue_overflows_without_waiting() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                open.push(socket);
+            }
+        });
+        let clock: Arc<dyn Clock> = Arc::new(tessera::SystemClock);
+        let metrics = Arc::new(Metrics::new(&["/"], clock.clone()));
+        let config = EventsConfig {
+            webhook: Some(format!("http://{addr}/").parse().unwrap()),
+            stream_max_len: None,
+            node: "n".into(),
+        };
+        let events = Events::start(&config, None, clock, metrics.clone()).unwrap();
+        let started = std::time::Instant::now();
+        for _ in 0..QUEUE_CAPACITY + 10 {
+            events.emit("login.failed", json!({"reason": "bad_password"}));
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "emitting waited: {:?}", started.elapsed());
+        let mut text = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut text, &metrics.registry()).unwrap();
+        let overflow = text
+            .lines()
+            .find_map(|l| l.strip_prefix("tessera_events_total{sink=\"webhook\",outcome=\"overflow\"} "))
+            .unwrap_or_else(|| panic!("{text}"));
+        // The task may have taken one event off the queue before it hung.
+        assert!(["10", "11"].contains(&overflow), "{overflow}");
+        held.abort();
+    }
+
     #[test]
     fn ids_are_128_random_bits_in_hex() {
         let (a, b) = (event_id(), event_id());
