@@ -5,7 +5,7 @@
 //!
 //! Each option is declared once, as a field of one section ([`ListenerArgs`],
 //! [`StorageArgs`], [`SessionArgs`], [`OtpArgs`], [`ThrottleArgs`],
-//! [`TokenArgs`]): clap's attributes name its flag and variable, serde's its
+//! [`TokenArgs`], [`AdminArgs`], [`EventArgs`]): clap's attributes name its flag and variable, serde's its
 //! TOML key, and a `DEFAULT_*` constant beside it is its default, shown by
 //! `--help` (`shown_default = …`) and applied by [`ServeArgs::resolve`]. The
 //! sections are flattened for clap and for serde alike, so flags and TOML
@@ -335,6 +335,11 @@ pub struct ServeArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub pages: PagesArgs,
+
+    /// Session events.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub events: EventArgs,
 }
 
 /// The default of `--log`.
@@ -627,6 +632,45 @@ pub struct PagesArgs {
 /// The default of `--fail-as-200`: real statuses.
 pub const DEFAULT_FAIL_AS_200: bool = false;
 
+/// The default of `--events-stream`: off (the stream costs Redis memory
+/// whether or not anyone reads it).
+pub const DEFAULT_EVENTS_STREAM: bool = false;
+/// The default of `--events-stream-max-len`.
+pub const DEFAULT_EVENTS_STREAM_MAX_LEN: u64 = 10_000;
+
+/// Session events (see the README's "Operating Tessera"): off unless a
+/// webhook or the stream is configured.
+#[derive(Debug, Clone, Default, Args, Deserialize, Serialize)]
+#[command(next_help_heading = "Events")]
+#[serde(default, rename_all = "kebab-case")]
+pub struct EventArgs {
+    /// POST every session event (session.created, session.ended,
+    /// refresh.reused, login.failed) as JSON to this http(s) URL, retried
+    /// with backoff; a request never waits for it.
+    #[arg(long, env = "TESSERA_EVENTS_WEBHOOK", value_name = "URL")]
+    pub events_webhook: Option<String>,
+
+    /// Also append every session event to the Redis stream tessera:events
+    /// (needs --redis).
+    #[arg(
+        long,
+        env = "TESSERA_EVENTS_STREAM",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_name = "BOOL",
+        shown_default = DEFAULT_EVENTS_STREAM
+    )]
+    pub events_stream: Option<bool>,
+
+    /// The stream is trimmed to about this many events (XADD MAXLEN ~).
+    #[arg(long, env = "TESSERA_EVENTS_STREAM_MAX_LEN", value_name = "N", shown_default = DEFAULT_EVENTS_STREAM_MAX_LEN)]
+    pub events_stream_max_len: Option<u64>,
+
+    /// This node's name in events [default: the host name].
+    #[arg(long, env = "TESSERA_NODE_NAME", value_name = "NAME")]
+    pub node_name: Option<String>,
+}
+
 /// The default of `--introspection-rate-limit`: per client per minute.
 pub const DEFAULT_INTROSPECTION_RATE_LIMIT: u32 = 6000;
 /// The shortest introspection secret accepted.
@@ -858,6 +902,8 @@ pub struct Settings {
     pub static_dir: Option<PathBuf>,
     /// Business failures of the user API answer 200.
     pub fail_as_200: bool,
+    /// Where session events go.
+    pub events: crate::events::EventsConfig,
 }
 
 /// Token-mode settings.
@@ -980,8 +1026,20 @@ impl ServeArgs {
     /// apart field by field: an option declared and not used here does not
     /// compile.
     fn settings(self, secret_value: Option<String>) -> Result<Settings, ConfigError> {
-        let ServeArgs { config: _, log, log_format, listener, storage, sessions, otp, throttles, tokens, admin, pages } =
-            self;
+        let ServeArgs {
+            config: _,
+            log,
+            log_format,
+            listener,
+            storage,
+            sessions,
+            otp,
+            throttles,
+            tokens,
+            admin,
+            pages,
+            events,
+        } = self;
         let PagesArgs { static_dir, fail_as_200 } = pages;
         if let Some(dir) = static_dir.as_ref().filter(|dir| !dir.is_dir()) {
             let value = dir.display().to_string();
@@ -1028,6 +1086,7 @@ impl ServeArgs {
                 OtpDelivery::Webhook(parsed)
             }
         };
+        let events = events_config(events, redis.is_some())?;
         let allowed_origins = allowed_origins
             .iter()
             .map(|o| AllowedOrigin::parse(o).map_err(ConfigError::Origin))
@@ -1091,6 +1150,7 @@ impl ServeArgs {
         Ok(Settings {
             static_dir,
             fail_as_200: fail_as_200.unwrap_or(DEFAULT_FAIL_AS_200),
+            events,
             admin_token,
             tokens,
             introspection_secret,
@@ -1125,6 +1185,41 @@ impl ServeArgs {
             metrics,
         })
     }
+}
+
+/// Where session events go, from their section; the stream needs Redis.
+fn events_config(args: EventArgs, redis: bool) -> Result<crate::events::EventsConfig, ConfigError> {
+    let EventArgs { events_webhook, events_stream, events_stream_max_len, node_name } = args;
+    let webhook = match events_webhook {
+        None => None,
+        Some(url) => {
+            let parsed = reqwest::Url::parse(&url).map_err(|e| ConfigError::Unparsable {
+                flag: "--events-webhook",
+                value: url.clone(),
+                reason: e.to_string(),
+            })?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(ConfigError::Rule { flag: "--events-webhook", rule: "must be an http(s) URL" });
+            }
+            Some(parsed)
+        }
+    };
+    let stream = events_stream.unwrap_or(DEFAULT_EVENTS_STREAM);
+    if stream && !redis {
+        return Err(ConfigError::Rule { flag: "--events-stream", rule: "needs --redis URL" });
+    }
+    let max_len = events_stream_max_len.unwrap_or(DEFAULT_EVENTS_STREAM_MAX_LEN);
+    if max_len == 0 {
+        return Err(ConfigError::Rule { flag: "--events-stream-max-len", rule: "must be at least 1" });
+    }
+    let node = match node_name {
+        Some(name) if name.trim().is_empty() => {
+            return Err(ConfigError::Rule { flag: "--node-name", rule: "must not be empty" })
+        }
+        Some(name) => name.trim().to_owned(),
+        None => crate::events::default_node_name(),
+    };
+    Ok(crate::events::EventsConfig { webhook, stream_max_len: stream.then_some(max_len), node })
 }
 
 /// Token mode's settings from its section (the key file, algorithm name and
@@ -1269,6 +1364,26 @@ mod tests {
         assert_eq!(bound, MetricsExposure::Bind("127.0.0.1:9100".parse().unwrap()));
         let error = settings(&["--metrics-bind", "public"]).unwrap_err().to_string();
         assert!(error.starts_with("--metrics-bind \"public\": main, off or an address"), "{error}");
+    }
+
+    #[test]
+    fn events_go_to_a_webhook_and_with_redis_to_the_stream() {
+        let settings = |args: &[&str]| parse(args).merged_over(ServeArgs::default()).into_settings();
+        let off = settings(&[]).unwrap().events;
+        assert!(off.webhook.is_none() && off.stream_max_len.is_none(), "no sink unless asked");
+        assert!(!off.node.is_empty(), "the host name by default");
+        let on = settings(&["--events-webhook", "https://hooks.example/tessera", "--node-name", "node-7"]).unwrap();
+        assert_eq!(on.events.webhook.unwrap().as_str(), "https://hooks.example/tessera");
+        assert_eq!(on.events.node, "node-7");
+        assert!(on.events.stream_max_len.is_none(), "the stream is off by default, even with a webhook");
+        let redis = ["--redis", "redis://127.0.0.1:6379", "--events-stream"];
+        assert_eq!(settings(&redis).unwrap().events.stream_max_len, Some(DEFAULT_EVENTS_STREAM_MAX_LEN));
+        let error = settings(&["--events-stream"]).unwrap_err().to_string();
+        assert_eq!(error, "--events-stream needs --redis URL");
+        let error = settings(&["--events-webhook", "ftp://hooks.example/"]).unwrap_err().to_string();
+        assert_eq!(error, "--events-webhook must be an http(s) URL");
+        let error = settings(&["--node-name", " "]).unwrap_err().to_string();
+        assert_eq!(error, "--node-name must not be empty");
     }
 
     #[test]

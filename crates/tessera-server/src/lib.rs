@@ -12,6 +12,7 @@ pub mod credentials;
 pub mod domain;
 pub mod envelope;
 pub mod error;
+pub mod events;
 pub mod fail_as_200;
 pub mod http_front;
 pub mod limits;

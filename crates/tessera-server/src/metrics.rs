@@ -324,6 +324,55 @@ impl OtpSendOutcome {
 
 const OUTCOMES: [CommandOutcome; 3] = [CommandOutcome::Ok, CommandOutcome::Error, CommandOutcome::Timeout];
 
+/// Where session events go (see [`crate::events`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventSink {
+    /// `--events-webhook`.
+    Webhook,
+    /// The Redis stream (`--events-stream`).
+    Stream,
+}
+
+impl EventSink {
+    const ALL: [EventSink; 2] = [EventSink::Webhook, EventSink::Stream];
+
+    /// `webhook` or `stream`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Webhook => "webhook",
+            Self::Stream => "stream",
+        }
+    }
+}
+
+/// What became of a session event at one sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventOutcome {
+    /// The sink took it.
+    Delivered,
+    /// An attempt failed and another follows (counted per attempt).
+    Retried,
+    /// Given up: attempts exhausted, refused by the sink (a 4xx), or still
+    /// queued when shutdown's flush ran out of time.
+    Dropped,
+    /// The sink's queue was full: never queued.
+    Overflow,
+}
+
+impl EventOutcome {
+    const ALL: [EventOutcome; 4] =
+        [EventOutcome::Delivered, EventOutcome::Retried, EventOutcome::Dropped, EventOutcome::Overflow];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Delivered => "delivered",
+            Self::Retried => "retried",
+            Self::Dropped => "dropped",
+            Self::Overflow => "overflow",
+        }
+    }
+}
+
 /// Every metric of one node.
 pub struct Metrics {
     http: HttpMetrics,
@@ -332,6 +381,9 @@ pub struct Metrics {
     /// Sessions created by a login, and anonymous ones.
     sessions_created: [AtomicU64; 2],
     sessions_ended: [AtomicU64; EndReason::ALL.len()],
+    /// Session events by sink and outcome; a sink is reported once configured.
+    events: [[AtomicU64; EventOutcome::ALL.len()]; EventSink::ALL.len()],
+    events_in_use: [AtomicBool; EventSink::ALL.len()],
     /// Redis calls by outcome; reported only once Redis is in use.
     store_commands: [Histogram; 3],
     store_in_use: AtomicBool,
@@ -359,6 +411,8 @@ impl Metrics {
             otp_sends: Default::default(),
             sessions_created: Default::default(),
             sessions_ended: Default::default(),
+            events: Default::default(),
+            events_in_use: Default::default(),
             store_commands: Default::default(),
             store_in_use: AtomicBool::new(false),
             signing_key_created_ms: AtomicI64::new(0),
@@ -381,6 +435,16 @@ impl Metrics {
     /// One request for a code.
     pub fn otp_send(&self, outcome: OtpSendOutcome) {
         self.otp_sends[outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `sink` is configured: its series are reported.
+    pub fn events_sink(&self, sink: EventSink) {
+        self.events_in_use[sink as usize].store(true, Ordering::Relaxed);
+    }
+
+    /// One session event's `outcome` at `sink`.
+    pub fn event(&self, sink: EventSink, outcome: EventOutcome) {
+        self.events[sink as usize][outcome as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The signing key in use now was created at `created_ms`.
@@ -507,6 +571,24 @@ impl Collector for Scrape {
         for (i, reason) in EndReason::ALL.iter().enumerate() {
             let labels = [("reason", reason.as_str())];
             encode_counter(labels_of(&mut family, &labels)?, m.sessions_ended[i].load(Ordering::Relaxed))?;
+        }
+
+        let sinks: Vec<EventSink> =
+            EventSink::ALL.into_iter().filter(|s| m.events_in_use[*s as usize].load(Ordering::Relaxed)).collect();
+        if !sinks.is_empty() {
+            let mut family = encoder.encode_descriptor(
+                "tessera_events",
+                "Session events by sink (webhook, stream) and outcome: delivered; retried (per failed attempt followed by another); dropped (attempts exhausted, refused with a 4xx, or left at shutdown); overflow (the sink's queue was full).",
+                None,
+                MetricType::Counter,
+            )?;
+            for sink in sinks {
+                for outcome in EventOutcome::ALL {
+                    let labels = [("sink", sink.as_str()), ("outcome", outcome.as_str())];
+                    let value = m.events[sink as usize][outcome as usize].load(Ordering::Relaxed);
+                    encode_counter(labels_of(&mut family, &labels)?, value)?;
+                }
+            }
         }
 
         if m.store_in_use.load(Ordering::Relaxed) {

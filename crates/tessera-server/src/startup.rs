@@ -29,6 +29,7 @@ use crate::access_log::{AccessLogLayer, SessionTagLayer};
 use crate::client_ip::{self, TrustedProxies};
 use crate::configuration::{MetricsExposure, OtpDelivery, SecretSource, Settings};
 use crate::envelope::ErrorCode;
+use crate::events::Events;
 use crate::limits::{RateLimiter, RedisLimiter, SqliteLimiter};
 use crate::metrics::{scrape, Exporter, Metrics};
 use crate::otp::{
@@ -56,6 +57,8 @@ pub struct Application {
     shutdown_delay: Duration,
     /// `/metrics` on a listener of its own (`--metrics-bind ADDR`).
     metrics_listener: Option<(TcpListener, Router)>,
+    /// Session events' delivery tasks, flushed on shutdown.
+    events: Events,
     _lock: Option<std::fs::File>,
 }
 
@@ -74,8 +77,10 @@ impl Application {
         let revocations = revocation_store(settings, &backends, &pool, &users, &clock).await?;
         let (tokens, key_watcher) = token_engine(settings, &secret, &revocations, &clock, &metrics).await?.unzip();
         let otp = otp_service(settings, &backends, secret, &clock)?;
-        let sessions = session_layer(settings, &backends, tokens.clone(), revocations, &clock, &metrics).await?;
-        let state = services(settings, users, otp, &backends, &pool, tokens, &sessions, &clock, &metrics);
+        let events = session_events(settings, &backends, &clock, &metrics)?;
+        let sessions =
+            session_layer(settings, &backends, tokens.clone(), revocations, &clock, &metrics, &events).await?;
+        let state = services(settings, users, otp, &backends, &pool, tokens, &sessions, &clock, &metrics, &events);
         let router = router(settings, state, sessions, &metrics);
         let listener = bind(settings).await?;
         let metrics_listener = bind_metrics(settings, &metrics).await?;
@@ -90,6 +95,7 @@ impl Application {
             readiness,
             shutdown_delay: settings.shutdown_delay,
             metrics_listener,
+            events,
             _lock: backends._lock,
         })
     }
@@ -145,6 +151,8 @@ impl Application {
         for task in &self.background {
             task.abort();
         }
+        // In-flight requests are done: what they emitted is queued.
+        self.events.close().await;
         result
     }
 }
@@ -208,7 +216,9 @@ impl OperatorStores {
         let backends = Backends::open(settings, &pool, &clock, &metrics, lock).await?;
         let revocations = revocation_store(settings, &backends, &pool, &users, &clock).await?;
         let (tokens, key_watcher) = token_engine(settings, &secret, &revocations, &clock, &metrics).await?.unzip();
-        let sessions = session_layer(settings, &backends, tokens, revocations, &clock, &metrics).await?;
+        // The CLI sends no events (its own endings are printed instead).
+        let events = Events::default();
+        let sessions = session_layer(settings, &backends, tokens, revocations, &clock, &metrics, &events).await?;
         let operator = crate::operator::Operator::new(users, sessions.user_sessions());
         Ok(Self { operator, background: key_watcher.into_iter().collect(), _lock: backends._lock })
     }
@@ -450,6 +460,21 @@ fn otp_service(
     })
 }
 
+/// Session events (`--events-webhook`, `--events-stream`): one delivery
+/// task per sink, fed by the session layer's observer and the handlers
+/// through bounded queues. The stream lives beside the sessions, under the
+/// store's prefix.
+fn session_events(
+    settings: &Settings,
+    backends: &Backends,
+    clock: &Arc<dyn Clock>,
+    metrics: &Arc<Metrics>,
+) -> Result<Events, StartupError> {
+    let prefix = RedisStoreConfig::default().prefix;
+    let redis = backends.redis.clone().map(|conn| (conn, prefix.as_str()));
+    Ok(Events::start(&settings.events, redis, clock.clone(), metrics.clone())?)
+}
+
 /// What the handlers share (no I/O), the session layer's view of every
 /// user's sessions included (the operator API ends them through it).
 #[allow(clippy::too_many_arguments)]
@@ -463,6 +488,7 @@ fn services(
     sessions: &SessionLayer,
     clock: &Arc<dyn Clock>,
     metrics: &Arc<Metrics>,
+    events: &Events,
 ) -> Services {
     Services {
         users,
@@ -487,6 +513,7 @@ fn services(
         user_sessions: sessions.user_sessions(),
         admin: settings.admin_token.as_deref().map(routes::admin::AdminToken::new),
         metrics: metrics.clone(),
+        events: events.clone(),
     }
 }
 
@@ -502,6 +529,7 @@ async fn session_layer(
     revocations: Arc<dyn RevocationStore>,
     clock: &Arc<dyn Clock>,
     metrics: &Arc<Metrics>,
+    events: &Events,
 ) -> Result<SessionLayer, StartupError> {
     if settings.dev {
         tracing::warn!("--dev: session cookies are sent without Secure over plain HTTP; never in production");
@@ -517,7 +545,7 @@ async fn session_layer(
     let builder = SessionLayer::builder(backends.sessions.clone())
         .config(config)
         .clock(clock.clone())
-        .observer(metrics.session_observer())
+        .observer(session_observer(metrics, events))
         .render_failures_with(crate::error::course_failure);
     // The list requests are judged against is a feed `/readyz` watches.
     Ok(match tokens {
@@ -533,6 +561,20 @@ async fn session_layer(
         None => builder,
     }
     .build())
+}
+
+/// What the session layer tells: counted for `/metrics` and, with a sink,
+/// queued as session events.
+fn session_observer(metrics: &Arc<Metrics>, events: &Events) -> Arc<dyn tessera::SessionObserver> {
+    let counted = metrics.session_observer();
+    if !events.is_on() {
+        return counted;
+    }
+    let emitted = events.session_observer();
+    Arc::new(move |event: &tessera::SessionEvent<'_>| {
+        counted.observe(event);
+        emitted.observe(event);
+    })
 }
 
 /// The routes under the middleware stack. A request passes, outermost

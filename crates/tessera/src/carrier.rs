@@ -29,6 +29,16 @@ pub enum CarrierKind {
     Header,
 }
 
+impl CarrierKind {
+    /// `cookie` or `header`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cookie => "cookie",
+            Self::Header => "header",
+        }
+    }
+}
+
 /// What a request presented.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Presented {

@@ -10,6 +10,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::carrier::CarrierKind;
 use crate::record::{ClientMeta, UserId};
 use crate::token::SessionKey;
 
@@ -78,6 +79,8 @@ pub enum SessionEvent<'a> {
         user: Option<&'a UserId>,
         /// The client that opened it (user agent, address).
         client: &'a ClientMeta,
+        /// The carrier its credentials go back in.
+        carrier: CarrierKind,
     },
     /// Sessions ended, `count` of them (0 when the store had none to end).
     /// A session that merely times out is not reported: it lapses in the

@@ -91,7 +91,9 @@ pub async fn disable_user(
     Path(id): Path<String>,
 ) -> ApiResult<RevokedResponse> {
     authorize(&state, ip, &headers).await?;
-    let revoked = operator(&state).disable(user_id(&id)?).await?;
+    let id = user_id(&id)?;
+    let revoked = operator(&state).disable(id).await?;
+    state.events.sessions_ended("disabled", id, revoked);
     Ok(Success(RevokedResponse { revoked }))
 }
 
@@ -130,7 +132,9 @@ pub async fn end_sessions(
     Path(id): Path<String>,
 ) -> ApiResult<RevokedResponse> {
     authorize(&state, ip, &headers).await?;
-    let revoked = operator(&state).end_sessions(user_id(&id)?).await?;
+    let id = user_id(&id)?;
+    let revoked = operator(&state).end_sessions(id).await?;
+    state.events.sessions_ended("everywhere", id, revoked);
     Ok(Success(RevokedResponse { revoked }))
 }
 

@@ -92,6 +92,8 @@ pub struct Services {
     pub admin: Option<admin::AdminToken>,
     /// Login and OTP counters for `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Session events (`login.failed`, operator endings); off without a sink.
+    pub events: crate::events::Events,
 }
 
 /// Every route template the router may have (token mode and

@@ -69,9 +69,14 @@ pub async fn login(
     session: Session,
     Params(request): Params<LoginRequest>,
 ) -> ApiResult<GrantResponse> {
-    let mut attempt = Attempt { method: LoginMethod::Unknown, failure: None };
+    let address = ip.as_ref().map(|Extension(ClientIp(ip))| *ip);
+    let mut attempt = Attempt { method: LoginMethod::Unknown, failure: None, phone: None };
     let result = attempt_login(&state, ip, &session, &request, &mut attempt).await;
-    state.metrics.login(attempt.method, LoginOutcome::of(&result, attempt.failure));
+    let outcome = LoginOutcome::of(&result, attempt.failure);
+    state.metrics.login(attempt.method, outcome);
+    if let Some(phone) = &attempt.phone {
+        state.events.login_failed(phone, attempt.method, outcome, address);
+    }
     result
 }
 
@@ -79,6 +84,8 @@ pub async fn login(
 struct Attempt {
     method: LoginMethod,
     failure: Option<LoginOutcome>,
+    /// The phone, once it parsed (for the `login.failed` event).
+    phone: Option<Telephone>,
 }
 
 async fn attempt_login(
@@ -89,6 +96,7 @@ async fn attempt_login(
     attempt: &mut Attempt,
 ) -> ApiResult<GrantResponse> {
     let phone = request.telephone()?;
+    attempt.phone = Some(phone.clone());
     let buckets = login_buckets(state, &phone, &client(ip));
     let proof = request.proof();
     attempt.method = match proof {

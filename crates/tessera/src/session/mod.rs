@@ -466,7 +466,12 @@ impl Session {
                 count: 1,
             });
         }
-        observer.tell(SessionEvent::Created { session: &key, user: Some(&user), client: &self.0.client });
+        observer.tell(SessionEvent::Created {
+            session: &key,
+            user: Some(&user),
+            client: &self.0.client,
+            carrier: self.respond_via(),
+        });
         if let Some(cap) = self.0.shared.config.max_sessions_per_user {
             self.enforce_cap(&user, &key, cap, count).await?;
         }
@@ -668,6 +673,7 @@ impl Session {
                     session: &token.key(),
                     user: None,
                     client: &self.0.client,
+                    carrier: self.respond_via(),
                 });
                 *current = Current::Live { key: token.key(), record: Arc::new(record) };
                 *issued = Some(Credentials::Session(token));
