@@ -100,6 +100,8 @@ pub struct Services {
 /// missing here.
 pub const TEMPLATES: &[&str] = &[
     "/",
+    "/ui/{name}",
+    "/README.md",
     "/healthz",
     "/livez",
     "/readyz",
@@ -157,6 +159,8 @@ pub fn router(state: Services) -> Router {
     }
     router
         .route(template("/"), get(health::about))
+        .route(template("/ui/{name}"), get(crate::pages::ui))
+        .route(template("/README.md"), get(crate::pages::readme))
         .route(template("/healthz"), get(health::healthz))
         .route(template("/livez"), get(health::livez))
         .route(template("/readyz"), get(health::readyz))
