@@ -61,6 +61,18 @@ async fn tesseras_own_pages_in_chromium() {
     node.stop().await;
 }
 
+/// Token mode: with a 2-second access token the pages refresh once on the
+/// 401 and carry on (the profile reloads, logging out works).
+#[tokio::test(flavor = "multi_thread")]
+async fn tesseras_pages_refresh_in_token_mode() {
+    let (_sink, sink_addr) = Sink::start().await;
+    let sink = format!("http://{sink_addr}/sms");
+    let data = tempfile::tempdir().unwrap();
+    let node = Node::start(data.path(), &sink, &["--tokens", "signed", "--access-ttl", "2"]).await;
+    drive("tokens", &node, &sink, data.path()).await;
+    node.stop().await;
+}
+
 /// The course's jQuery pages (tests/fixtures/course), as they are, served
 /// by `--static-dir` on the API's origin with `--fail-as-200`: getotp,
 /// register, login; logging in again and asking for another code while

@@ -4,7 +4,8 @@ tests/browser.rs started.
 
     browser.py SCENARIO BASE SINK DB SHOTS
 
-SCENARIO is `journey` (Tessera's own pages) or `course` (the jQuery
+SCENARIO is `journey` (Tessera's own pages), `tokens` (the same pages
+under --tokens signed with a short --access-ttl) or `course` (the jQuery
 fixture pages under --static-dir --fail-as-200). BASE is the node's URL,
 SINK the webhook sink's URL (GET lists the codes sent), DB the node's SQLite
 file (the journey clears the OTP send throttle there instead of waiting a
@@ -342,8 +343,46 @@ def course():
     en.quit()
 
 
+def post(path, body):
+    request = urllib.request.Request(BASE + path, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=WAIT) as r:
+        answer = json.load(r)
+    assert answer["status"] == "success", answer
+
+
+def tokens():
+    """--tokens signed with a 2 s access token: the cookie lapses (its
+    Max-Age is the token's lifetime), the next call answers 401, and the page
+    refreshes once and carries on."""
+    phone = "13900004444"
+    before = len(sent())
+    post("/user/getotp", {"telephone": phone})
+    code = next_code("+86" + phone, before)
+    post("/user/register", {"telephone": phone, "otpCode": code, "name": "王五", "gender": 1, "age": 40,
+                            "password": PASSWORD})
+    t = browser()
+    login_by_password(t, phone)
+    wait(t, EC.text_to_be_present_in_element((By.ID, "p-name"), "王五"), "the profile")
+    assert t.get_cookie("tessera") is not None
+    wait(t, lambda d: d.get_cookie("tessera") is None, "the access token to lapse")
+    t.refresh()
+    wait(t, EC.text_to_be_present_in_element((By.ID, "p-name"), "王五"), "the profile after a refresh")
+    assert t.current_url == BASE + "/ui/account", t.current_url
+    assert len(devices(t)) == 1
+    assert t.get_cookie("tessera") is not None, "a new access token"
+    # Logging out also works on a lapsed token (refresh, then log out).
+    wait(t, lambda d: d.get_cookie("tessera") is None, "the access token to lapse again")
+    click(t, "logout")
+    at(t, "/ui/login")
+    message(t, "已退出登录。")
+    t.get(BASE + "/ui/account")
+    at(t, "/ui/login")
+    t.quit()
+
+
 try:
-    {"journey": journey, "course": course}[SCENARIO]()
+    {"journey": journey, "course": course, "tokens": tokens}[SCENARIO]()
 finally:
     for p in PROFILES:
         shutil.rmtree(p, ignore_errors=True)
