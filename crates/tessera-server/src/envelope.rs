@@ -11,6 +11,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http::{header, HeaderValue, StatusCode};
 use serde::Serialize;
+use std::borrow::Cow;
+
+use crate::lang::{Lang, Phrase, Problems};
 
 /// A business error: code, name, HTTP status and the message clients see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,37 +24,74 @@ pub struct ErrorCode {
     pub name: &'static str,
     /// The HTTP status sent with it.
     pub status: StatusCode,
-    /// The default `errMsg`.
+    /// The default `errMsg` (Chinese, the course's).
     pub message: &'static str,
+    /// `errMsg` for a request that prefers English (see [`crate::lang`]).
+    pub english: &'static str,
 }
 
 impl ErrorCode {
     /// 10001: a parameter is missing or malformed.
     pub const PARAMETER_VALIDATION_ERROR: Self =
-        Self::new(10001, "PARAMETER_VALIDATION_ERROR", StatusCode::BAD_REQUEST, "参数不合法");
+        Self::new(10001, "PARAMETER_VALIDATION_ERROR", StatusCode::BAD_REQUEST, "参数不合法", "invalid parameters");
     /// 10002: something failed inside; details go to the log, never the body.
-    pub const UNKNOWN_ERROR: Self = Self::new(10002, "UNKNOWN_ERROR", StatusCode::INTERNAL_SERVER_ERROR, "未知错误");
+    pub const UNKNOWN_ERROR: Self =
+        Self::new(10002, "UNKNOWN_ERROR", StatusCode::INTERNAL_SERVER_ERROR, "未知错误", "unknown error");
     /// 10003: a rate limit was hit; `Retry-After` says when to come back.
-    pub const TOO_MANY_REQUESTS: Self =
-        Self::new(10003, "TOO_MANY_REQUESTS", StatusCode::TOO_MANY_REQUESTS, "请求过于频繁");
+    pub const TOO_MANY_REQUESTS: Self = Self::new(
+        10003,
+        "TOO_MANY_REQUESTS",
+        StatusCode::TOO_MANY_REQUESTS,
+        "请求过于频繁",
+        "too many requests; try again later",
+    );
     /// 10004: the session store cannot be reached; `Retry-After` is set.
-    pub const SESSION_STORE_UNAVAILABLE: Self =
-        Self::new(10004, "SESSION_STORE_UNAVAILABLE", StatusCode::SERVICE_UNAVAILABLE, "会话服务暂不可用");
+    pub const SESSION_STORE_UNAVAILABLE: Self = Self::new(
+        10004,
+        "SESSION_STORE_UNAVAILABLE",
+        StatusCode::SERVICE_UNAVAILABLE,
+        "会话服务暂不可用",
+        "the session service is unavailable; try again shortly",
+    );
     /// 10005: a cookie-carried state change failed the CSRF rules.
-    pub const CSRF_REJECTED: Self = Self::new(10005, "CSRF_REJECTED", StatusCode::FORBIDDEN, "跨站请求被拒绝");
+    pub const CSRF_REJECTED: Self =
+        Self::new(10005, "CSRF_REJECTED", StatusCode::FORBIDDEN, "跨站请求被拒绝", "cross-site request refused");
     /// 10006: another request changed the same session attribute first.
-    pub const SESSION_CONFLICT: Self =
-        Self::new(10006, "SESSION_CONFLICT", StatusCode::CONFLICT, "会话已被并发修改，请重试");
+    pub const SESSION_CONFLICT: Self = Self::new(
+        10006,
+        "SESSION_CONFLICT",
+        StatusCode::CONFLICT,
+        "会话已被并发修改，请重试",
+        "the session was changed concurrently; try again",
+    );
     /// 20003: the caller is not logged in (no, malformed, ended or expired token).
-    pub const USER_NOT_LOGIN: Self = Self::new(20003, "USER_NOT_LOGIN", StatusCode::UNAUTHORIZED, "用户还未登陆");
+    pub const USER_NOT_LOGIN: Self =
+        Self::new(20003, "USER_NOT_LOGIN", StatusCode::UNAUTHORIZED, "用户还未登陆", "not logged in");
     /// 20009: the refresh token is malformed, unknown, expired or was
     /// already used (token mode); the client must log in again.
-    pub const REFRESH_TOKEN_INVALID: Self =
-        Self::new(20009, "REFRESH_TOKEN_INVALID", StatusCode::UNAUTHORIZED, "刷新令牌无效，请重新登录");
+    pub const REFRESH_TOKEN_INVALID: Self = Self::new(
+        20009,
+        "REFRESH_TOKEN_INVALID",
+        StatusCode::UNAUTHORIZED,
+        "刷新令牌无效，请重新登录",
+        "the refresh token is not valid; log in again",
+    );
 
-    /// A code; for applications' own constants.
-    pub const fn new(code: u32, name: &'static str, status: StatusCode, message: &'static str) -> Self {
-        Self { code, name, status, message }
+    /// A code, with its message in Chinese and in English; for
+    /// applications' own constants.
+    pub const fn new(
+        code: u32,
+        name: &'static str,
+        status: StatusCode,
+        message: &'static str,
+        english: &'static str,
+    ) -> Self {
+        Self { code, name, status, message, english }
+    }
+
+    /// The code's message in `lang`.
+    pub const fn message_in(&self, lang: Lang) -> &'static str {
+        Phrase { zh: self.message, en: self.english }.get(lang)
     }
 
     /// The failure response with the default message.
@@ -60,14 +100,36 @@ impl ErrorCode {
     }
 }
 
+/// A more precise `errMsg` than the code's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// A fixed message in both languages.
+    Phrase(Phrase),
+    /// Validation problems, each in both languages.
+    Problems(Problems),
+    /// A text in one language only (an application's own).
+    Text(String),
+}
+
+impl Message {
+    fn text(&self, lang: Lang) -> Cow<'_, str> {
+        match self {
+            Self::Phrase(p) => Cow::Borrowed(p.get(lang)),
+            Self::Problems(p) => Cow::Owned(p.text(lang)),
+            Self::Text(t) => Cow::Borrowed(t),
+        }
+    }
+}
+
 /// A failure answer: an [`ErrorCode`], perhaps a more precise message, and
-/// perhaps a `Retry-After`.
+/// perhaps a `Retry-After`. The message is written in the request's
+/// language ([`crate::lang::current`]) when the answer is made.
 #[derive(Debug, Clone)]
 pub struct Failure {
     /// The code.
     pub code: ErrorCode,
     /// The message; the code's default if `None`.
-    pub message: Option<String>,
+    pub message: Option<Message>,
     /// Seconds for `Retry-After`.
     pub retry_after: Option<u64>,
 }
@@ -80,9 +142,21 @@ impl Failure {
         Self { code, message: None, retry_after }
     }
 
-    /// Replaces the message.
+    /// Replaces the message with a text in one language.
     pub fn with_message(mut self, message: impl Into<String>) -> Self {
-        self.message = Some(message.into());
+        self.message = Some(Message::Text(message.into()));
+        self
+    }
+
+    /// Replaces the message with one in both languages.
+    pub fn with_phrase(mut self, phrase: Phrase) -> Self {
+        self.message = Some(Message::Phrase(phrase));
+        self
+    }
+
+    /// Replaces the message with validation problems.
+    pub fn with_problems(mut self, problems: Problems) -> Self {
+        self.message = Some(Message::Problems(problems));
         self
     }
 
@@ -108,7 +182,12 @@ struct FailData<'a> {
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
-        let data = FailData { err_code: self.code.code, err_msg: self.message.as_deref().unwrap_or(self.code.message) };
+        let lang = crate::lang::current();
+        let err_msg = match &self.message {
+            Some(message) => message.text(lang),
+            None => Cow::Borrowed(self.code.message_in(lang)),
+        };
+        let data = FailData { err_code: self.code.code, err_msg: &err_msg };
         let mut response = (self.code.status, Json(Body { status: "fail", data: &data })).into_response();
         response.extensions_mut().insert(crate::fail_as_200::BusinessFailure);
         if let Some(seconds) = self.retry_after {
@@ -156,6 +235,18 @@ mod tests {
         let r = Failure::new(ErrorCode::TOO_MANY_REQUESTS).retry_after(42).with_message("slow down").into_response();
         assert_eq!(r.headers()[header::RETRY_AFTER], "42");
         assert_eq!(body(r).await["data"]["errMsg"], "slow down");
+    }
+
+    #[tokio::test]
+    async fn a_request_that_prefers_english_reads_english() {
+        let english = |f: Failure| crate::lang::scope(Lang::En, async move { f.into_response() });
+        let r = english(Failure::new(ErrorCode::USER_NOT_LOGIN)).await;
+        assert_eq!(body(r).await["data"]["errMsg"], "not logged in");
+        let problems = Problems(vec![crate::lang::Msg::PhoneMissing, crate::lang::Msg::PasswordLength]);
+        let r = english(Failure::new(ErrorCode::PARAMETER_VALIDATION_ERROR).with_problems(problems.clone())).await;
+        assert_eq!(body(r).await["data"]["errMsg"], "phone number is required,password must be 8 to 128 characters");
+        let r = Failure::new(ErrorCode::PARAMETER_VALIDATION_ERROR).with_problems(problems).into_response();
+        assert_eq!(body(r).await["data"]["errMsg"], "手机号不能为空,密码长度必须在8到128个字符之间");
     }
 
     #[tokio::test]

@@ -7,6 +7,7 @@ use http::StatusCode;
 use tessera::{CsrfReason, FailureKind, SessionError};
 
 use crate::envelope::{ErrorCode, Failure};
+use crate::lang::{Msg, Phrase, Problems};
 use crate::storage::StorageError;
 
 /// The service's own codes (the session layer's are on [`ErrorCode`]).
@@ -14,42 +15,80 @@ pub mod codes {
     use super::*;
 
     /// 10007: no such endpoint.
-    pub const NOT_FOUND: ErrorCode = ErrorCode::new(10007, "NOT_FOUND", StatusCode::NOT_FOUND, "接口不存在");
+    pub const NOT_FOUND: ErrorCode =
+        ErrorCode::new(10007, "NOT_FOUND", StatusCode::NOT_FOUND, "接口不存在", "no such endpoint");
     /// 10008: the operator API without the admin token.
-    pub const ADMIN_UNAUTHORIZED: ErrorCode =
-        ErrorCode::new(10008, "ADMIN_UNAUTHORIZED", StatusCode::UNAUTHORIZED, "管理令牌无效");
+    pub const ADMIN_UNAUTHORIZED: ErrorCode = ErrorCode::new(
+        10008,
+        "ADMIN_UNAUTHORIZED",
+        StatusCode::UNAUTHORIZED,
+        "管理令牌无效",
+        "admin token missing or wrong",
+    );
     /// 20001: no user with that id.
-    pub const USER_NOT_EXIST: ErrorCode = ErrorCode::new(20001, "USER_NOT_EXIST", StatusCode::NOT_FOUND, "用户不存在");
+    pub const USER_NOT_EXIST: ErrorCode =
+        ErrorCode::new(20001, "USER_NOT_EXIST", StatusCode::NOT_FOUND, "用户不存在", "no such user");
     /// 20002: unknown phone, wrong password or wrong code: never which.
-    pub const USER_LOGIN_FAIL: ErrorCode =
-        ErrorCode::new(20002, "USER_LOGIN_FAIL", StatusCode::UNAUTHORIZED, "用户手机号或密码不正确");
+    pub const USER_LOGIN_FAIL: ErrorCode = ErrorCode::new(
+        20002,
+        "USER_LOGIN_FAIL",
+        StatusCode::UNAUTHORIZED,
+        "用户手机号或密码不正确",
+        "wrong phone number or password",
+    );
     /// 20004: the phone is already registered (only after a valid code).
-    pub const USER_ALREADY_EXISTS: ErrorCode =
-        ErrorCode::new(20004, "USER_ALREADY_EXISTS", StatusCode::CONFLICT, "手机号已注册");
+    pub const USER_ALREADY_EXISTS: ErrorCode = ErrorCode::new(
+        20004,
+        "USER_ALREADY_EXISTS",
+        StatusCode::CONFLICT,
+        "手机号已注册",
+        "this phone number is already registered",
+    );
     /// 20005: the code does not match.
-    pub const OTP_MISMATCH: ErrorCode =
-        ErrorCode::new(20005, "OTP_MISMATCH", StatusCode::BAD_REQUEST, "短信验证码不符合");
+    pub const OTP_MISMATCH: ErrorCode = ErrorCode::new(
+        20005,
+        "OTP_MISMATCH",
+        StatusCode::BAD_REQUEST,
+        "短信验证码不符合",
+        "the verification code does not match",
+    );
     /// 20006: no usable code: never sent, expired, used, or too many wrong tries.
-    pub const OTP_EXPIRED: ErrorCode =
-        ErrorCode::new(20006, "OTP_EXPIRED", StatusCode::BAD_REQUEST, "短信验证码已失效，请重新获取");
+    pub const OTP_EXPIRED: ErrorCode = ErrorCode::new(
+        20006,
+        "OTP_EXPIRED",
+        StatusCode::BAD_REQUEST,
+        "短信验证码已失效，请重新获取",
+        "the verification code has expired; request a new one",
+    );
     /// 20007: the SMS gateway refused or failed; no code is pending.
-    pub const OTP_SEND_FAILED: ErrorCode =
-        ErrorCode::new(20007, "OTP_SEND_FAILED", StatusCode::BAD_GATEWAY, "短信发送失败，请稍后重试");
+    pub const OTP_SEND_FAILED: ErrorCode = ErrorCode::new(
+        20007,
+        "OTP_SEND_FAILED",
+        StatusCode::BAD_GATEWAY,
+        "短信发送失败，请稍后重试",
+        "the text message could not be sent; try again later",
+    );
     /// 20010: the credential was right, but an operator disabled the
     /// account (told only after the password or code was verified).
-    pub const USER_DISABLED: ErrorCode =
-        ErrorCode::new(20010, "USER_DISABLED", StatusCode::FORBIDDEN, "账号已被停用，请联系客服");
+    pub const USER_DISABLED: ErrorCode = ErrorCode::new(
+        20010,
+        "USER_DISABLED",
+        StatusCode::FORBIDDEN,
+        "账号已被停用，请联系客服",
+        "this account is disabled; contact support",
+    );
     /// 20008: the caller has no session with that id.
     pub const SESSION_NOT_FOUND: ErrorCode =
-        ErrorCode::new(20008, "SESSION_NOT_FOUND", StatusCode::NOT_FOUND, "会话不存在");
+        ErrorCode::new(20008, "SESSION_NOT_FOUND", StatusCode::NOT_FOUND, "会话不存在", "no such session");
 }
 
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// Bad or missing parameters; the message says which (course wording).
+    /// Bad or missing parameters; the messages say which (course wording
+    /// in Chinese, and in English).
     #[error("validation: {0}")]
-    Validation(String),
+    Validation(Problems),
     /// Login refused, for whatever reason.
     #[error("login failed")]
     LoginFailed,
@@ -92,6 +131,11 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// One validation problem.
+    pub fn invalid(msg: Msg) -> Self {
+        Self::Validation(msg.into())
+    }
+
     /// Wraps an unexpected error.
     pub fn internal(e: impl std::fmt::Display) -> Self {
         Self::Internal(e.to_string())
@@ -135,7 +179,7 @@ impl From<tessera::StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let failure = match self {
-            Self::Validation(message) => Failure::new(ErrorCode::PARAMETER_VALIDATION_ERROR).with_message(message),
+            Self::Validation(problems) => Failure::new(ErrorCode::PARAMETER_VALIDATION_ERROR).with_problems(problems),
             Self::LoginFailed => Failure::new(codes::USER_LOGIN_FAIL),
             Self::AccountDisabled => Failure::new(codes::USER_DISABLED),
             Self::UserNotExist => Failure::new(codes::USER_NOT_EXIST),
@@ -184,21 +228,33 @@ fn session_code(kind: FailureKind) -> ErrorCode {
 pub fn course_failure(kind: FailureKind) -> Response {
     let failure = Failure::new(session_code(kind));
     match kind {
-        FailureKind::CsrfRejected(reason) => failure.with_message(csrf_message(reason)),
+        FailureKind::CsrfRejected(reason) => failure.with_phrase(csrf_message(reason)),
         _ => failure,
     }
     .into_response()
 }
 
-/// Why a cross-site request was refused, in the course's language.
-fn csrf_message(reason: CsrfReason) -> &'static str {
-    match reason {
-        CsrfReason::ForeignOrigin => "跨站请求被拒绝：请求来源不在允许的来源之列",
-        CsrfReason::NullOrigin => "跨站请求被拒绝：请求来源为null（本地文件或沙箱页面无法保持登录）",
-        CsrfReason::CrossSite => "跨站请求被拒绝：浏览器标记为跨站请求",
-        CsrfReason::MissingToken => "跨站请求被拒绝：缺少或错误的CSRF令牌（X-CSRF-Token）",
-        _ => "跨站请求被拒绝",
-    }
+/// Why a cross-site request was refused.
+fn csrf_message(reason: CsrfReason) -> Phrase {
+    let (zh, en) = match reason {
+        CsrfReason::ForeignOrigin => (
+            "跨站请求被拒绝：请求来源不在允许的来源之列",
+            "cross-site request refused: its origin is not an allowed origin",
+        ),
+        CsrfReason::NullOrigin => (
+            "跨站请求被拒绝：请求来源为null（本地文件或沙箱页面无法保持登录）",
+            "cross-site request refused: its origin is null (a page opened from a file or a sandboxed frame cannot keep a session)",
+        ),
+        CsrfReason::CrossSite => {
+            ("跨站请求被拒绝：浏览器标记为跨站请求", "cross-site request refused: the browser marked it cross-site")
+        }
+        CsrfReason::MissingToken => (
+            "跨站请求被拒绝：缺少或错误的CSRF令牌（X-CSRF-Token）",
+            "cross-site request refused: the CSRF token (X-CSRF-Token) is missing or wrong",
+        ),
+        _ => (ErrorCode::CSRF_REJECTED.message, ErrorCode::CSRF_REJECTED.english),
+    };
+    Phrase { zh, en }
 }
 
 #[cfg(test)]

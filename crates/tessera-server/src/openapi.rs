@@ -62,6 +62,10 @@ enum Answer {
     Refresh,
     /// Prometheus text.
     Text,
+    /// One of Tessera's pages or their assets.
+    Page,
+    /// The README, as Markdown.
+    Markdown,
 }
 
 /// One operation of the API.
@@ -104,6 +108,8 @@ const OPERATIONS: &[Operation] = &[
     op(Get, "/readyz", "operations", "Ready for traffic", Auth::None, None, Data("ReadyResponse")),
     op(Get, "/metrics", "operations", "Prometheus metrics", Auth::None, None, Answer::Text),
     op(Get, "/openapi.json", "service", "This document", Auth::None, None, Bare("OpenApiDocument")),
+    op(Get, "/ui/{name}", "pages", "Tessera's pages and their script and style", Auth::None, None, Answer::Page),
+    op(Get, "/README.md", "service", "The documentation", Auth::None, None, Answer::Markdown),
     op(Get, "/auth/verify", "other services", "Forward auth", Session, None, Data("VerifyResponse")),
     op(Post, "/auth/refresh", "tokens", "New token pair", Auth::None, Some("RefreshRequest"), Answer::Refresh),
     op(Post, "/auth/logout", "tokens", "Log out by the refresh cookie", Auth::None, None, Null),
@@ -299,6 +305,10 @@ fn success(answer: Answer) -> utoipa::openapi::Response {
             response.content("application/json", json(Schema::OneOf(either)))
         }
         Answer::Text => response.content("text/plain", json(string())),
+        Answer::Page => ["text/html; charset=utf-8", "text/javascript; charset=utf-8", "text/css; charset=utf-8"]
+            .into_iter()
+            .fold(response, |response, kind| response.content(kind, json(string()))),
+        Answer::Markdown => response.content("text/markdown; charset=utf-8", json(string())),
     }
     .build()
 }

@@ -580,7 +580,8 @@ fn session_observer(metrics: &Arc<Metrics>, events: &Events) -> Arc<dyn tessera:
 /// The routes under the middleware stack. A request passes, outermost
 /// first: the access log (request id, the request span, one line per
 /// request; outside CatchPanic so a panic's 500 is logged and carries its
-/// id), CatchPanic (a panic anywhere inside becomes the envelope's 500), CORS (answers preflights before any other
+/// id), the language (`Accept-Language`'s choice of `errMsg` language, in a task-local for everything
+/// inside), CatchPanic (a panic anywhere inside becomes the envelope's 500), CORS (answers preflights before any other
 /// work), client_ip (the address the session layer and throttles record),
 /// the body limit, no-store (on every answer whose route set no
 /// Cache-Control, the session layer's refusals included), and
@@ -611,6 +612,7 @@ fn router(settings: &Settings, state: Services, sessions: SessionLayer, metrics:
         ))
         .layer(cors(settings))
         .layer(CatchPanicLayer::custom(|_| -> Response { ErrorCode::UNKNOWN_ERROR.into_response() }))
+        .layer(crate::lang::LanguageLayer)
         // Method and route template only: headers, bodies and query
         // strings may hold credentials.
         .layer(AccessLogLayer::new(settings.trusted_proxies.clone()))

@@ -98,3 +98,95 @@ async fn without_the_200_mode_statuses_are_real() {
     let app = TestServer::spawn().await;
     assert_eq!(failure(app.get("/user/me").send().await.unwrap()).await, (401, 20003));
 }
+
+#[tokio::test]
+async fn browsers_get_tesseras_pages_and_api_clients_the_about_object() {
+    let app = TestServer::spawn().await;
+    let browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+    let home = app.get("/").header("accept", browser).send().await.unwrap();
+    assert_eq!(home.status(), 200);
+    let h = home.headers().clone();
+    assert_eq!(h["content-type"], "text/html; charset=utf-8");
+    assert_eq!(h["cache-control"], "no-cache", "revalidated, not no-store: the page holds no personal data");
+    assert_eq!(h["vary"], "Accept");
+    assert!(h["content-security-policy"].to_str().unwrap().contains("script-src 'self'"));
+    assert!(home.text().await.unwrap().contains("/ui/app.js"));
+    // A browser revalidating gets a 304.
+    let again = app.get("/").header("accept", browser).header("if-none-match", &h["etag"]).send().await.unwrap();
+    assert_eq!(again.status(), 304);
+
+    // API clients keep the about object, and its docs link works.
+    let about = app.get("/").send().await.unwrap();
+    assert_eq!(about.headers()["vary"], "Accept");
+    assert_eq!(about.headers()["cache-control"], "no-store");
+    let about: Value = about.json().await.unwrap();
+    assert_eq!(about["data"]["service"], "tessera");
+    let docs = app.get(about["data"]["docs"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(docs.status(), 200);
+    assert_eq!(docs.headers()["content-type"], "text/markdown; charset=utf-8");
+    assert!(docs.text().await.unwrap().starts_with("# Tessera"));
+
+    for (path, kind) in [
+        ("/ui/register", "text/html"),
+        ("/ui/login", "text/html"),
+        ("/ui/account", "text/html"),
+        ("/ui/app.js", "text/javascript"),
+        ("/ui/style.css", "text/css"),
+    ] {
+        let r = app.get(path).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with(kind), "{path}");
+        assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    }
+    for missing in ["/ui/", "/ui/README.md", "/ui/index.html", "/ui/../Cargo.toml"] {
+        assert_eq!(failure(app.get(missing).send().await.unwrap()).await, (404, 10007), "{missing}");
+    }
+}
+
+#[tokio::test]
+async fn err_msg_is_english_when_the_request_prefers_it() {
+    let app = TestServer::spawn().await;
+    let me = |lang: Option<&'static str>| {
+        let mut r = app.get("/user/me");
+        if let Some(lang) = lang {
+            r = r.header("accept-language", lang);
+        }
+        async move { r.send().await.unwrap().json::<Value>().await.unwrap()["data"]["errMsg"].clone() }
+    };
+    assert_eq!(me(None).await, "用户还未登陆");
+    for english in ["en", "en-US", "en;q=0.9,zh;q=0.8", "fr-FR, en-GB;q=0.5"] {
+        assert_eq!(me(Some(english)).await, "not logged in", "{english}");
+    }
+    for chinese in ["zh-CN,en;q=0.5", "zh", "fr", "*", "en;q=0"] {
+        assert_eq!(me(Some(chinese)).await, "用户还未登陆", "{chinese}");
+    }
+
+    // Validation messages, every one, in the course's order.
+    let r = app.post("/user/register").header("accept-language", "en-US").json(&json!({"age": "x"})).send().await;
+    assert_eq!(
+        r.unwrap().json::<Value>().await.unwrap()["data"]["errMsg"],
+        "verification code is required,name is required,gender is required,age must be a whole number,\
+         phone number is required,password is required"
+    );
+    let r = app.post("/user/getotp").header("accept-language", "en").json(&json!({"telephone": "12"})).send().await;
+    assert_eq!(r.unwrap().json::<Value>().await.unwrap()["data"]["errMsg"], "phone number is not valid");
+    let r = app.post("/user/getotp").json(&json!({"telephone": "12"})).send().await;
+    assert_eq!(r.unwrap().json::<Value>().await.unwrap()["data"]["errMsg"], "手机号格式不正确");
+
+    // The session layer's refusals too: a CSRF refusal names its reason.
+    app.register(PHONE).await;
+    let (cookie, _csrf) = app.login_cookie(PHONE).await;
+    let r = app
+        .post("/user/logout")
+        .header("cookie", &cookie)
+        .header("origin", "https://evil.example")
+        .header("accept-language", "en")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["data"]["errMsg"],
+        "cross-site request refused: its origin is not an allowed origin"
+    );
+}

@@ -1,6 +1,7 @@
 //! A registration, checked field by field with the course's messages.
 
 use super::{Password, Telephone};
+use crate::lang::{Msg, Problems};
 
 /// A display name: 1 to 64 characters, no control characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,13 +78,13 @@ pub struct NewUser {
 
 /// Parses one field, noting the course's message when it is missing or bad.
 fn field<T>(
-    problems: &mut Vec<String>,
+    problems: &mut Vec<Msg>,
     value: Option<&str>,
-    missing: &str,
-    parse: impl FnOnce(&str) -> Result<T, String>,
+    missing: Msg,
+    parse: impl FnOnce(&str) -> Result<T, Msg>,
 ) -> Option<T> {
     let Some(value) = value else {
-        problems.push(missing.to_owned());
+        problems.push(missing);
         return None;
     };
     parse(value).map_err(|problem| problems.push(problem)).ok()
@@ -94,33 +95,31 @@ fn present(v: Option<&str>) -> Option<&str> {
 }
 
 impl NewUser {
-    /// Checks every field and reports every problem at once, joined by ","
-    /// as the course's validator did.
-    pub fn parse(f: RegistrationFields<'_>) -> Result<Self, String> {
-        let mut problems: Vec<String> = Vec::new();
-        let name = field(&mut problems, present(f.name), "用户名不能为空", |n| {
-            UserName::parse(n).ok_or_else(|| "用户名长度必须在1到64个字符之间".into())
-        });
-        let gender = field(&mut problems, present(f.gender), "性别不能不填写", |g| {
-            Gender::parse(g).ok_or_else(|| "性别只能是1（男）或2（女）".into())
-        });
-        let age = field(&mut problems, present(f.age), "年龄不能不填写", |a| match a.trim().parse::<i64>() {
-            Ok(n) if n < 0 => Err("年龄必须大于0岁".into()),
-            Ok(n) if n > 150 => Err("年龄必须小于150岁".into()),
+    /// Checks every field and reports every problem at once, in order
+    /// (shown joined by "," as the course's validator did).
+    pub fn parse(f: RegistrationFields<'_>) -> Result<Self, Problems> {
+        let mut problems: Vec<Msg> = Vec::new();
+        let name =
+            field(&mut problems, present(f.name), Msg::NameMissing, |n| UserName::parse(n).ok_or(Msg::NameInvalid));
+        let gender =
+            field(&mut problems, present(f.gender), Msg::GenderMissing, |g| Gender::parse(g).ok_or(Msg::GenderInvalid));
+        let age = field(&mut problems, present(f.age), Msg::AgeMissing, |a| match a.trim().parse::<i64>() {
+            Ok(n) if n < 0 => Err(Msg::AgeTooLow),
+            Ok(n) if n > 150 => Err(Msg::AgeTooHigh),
             Ok(n) => Ok(n as u8),
-            Err(_) => Err("年龄必须是整数".into()),
+            Err(_) => Err(Msg::AgeNotInteger),
         });
-        let telephone = field(&mut problems, present(f.telephone), "手机号不能为空", |t| {
-            Telephone::parse(t).map_err(|e| e.to_string())
+        let telephone = field(&mut problems, present(f.telephone), Msg::PhoneMissing, |t| {
+            Telephone::parse(t).map_err(|_| Msg::PhoneInvalid)
         });
-        let password = field(&mut problems, f.password.filter(|p| !p.is_empty()), "密码不能为空", |p| {
-            Password::parse(p).map_err(|e| e.to_string())
+        let password = field(&mut problems, f.password.filter(|p| !p.is_empty()), Msg::PasswordMissing, |p| {
+            Password::parse(p).map_err(|_| Msg::PasswordLength)
         });
         match (name, gender, age, telephone, password) {
             (Some(name), Some(gender), Some(age), Some(telephone), Some(password)) if problems.is_empty() => {
                 Ok(Self { name, gender, age, telephone, password })
             }
-            _ => Err(problems.join(",")),
+            _ => Err(Problems(problems)),
         }
     }
 }
@@ -150,18 +149,26 @@ mod tests {
 
     #[test]
     fn every_missing_field_is_reported_in_the_course_wording() {
-        let err = NewUser::parse(RegistrationFields::default()).unwrap_err();
+        let err = NewUser::parse(RegistrationFields::default()).unwrap_err().to_string();
         assert_eq!(err, "用户名不能为空,性别不能不填写,年龄不能不填写,手机号不能为空,密码不能为空");
     }
 
     #[test]
     fn ranges_and_formats_are_checked() {
-        let err = NewUser::parse(RegistrationFields { age: Some("151"), gender: Some("3"), ..full() }).unwrap_err();
+        let err = NewUser::parse(RegistrationFields { age: Some("151"), gender: Some("3"), ..full() })
+            .unwrap_err()
+            .to_string();
         assert_eq!(err, "性别只能是1（男）或2（女）,年龄必须小于150岁");
-        assert!(NewUser::parse(RegistrationFields { age: Some("-1"), ..full() }).unwrap_err().contains("大于0"));
+        assert!(NewUser::parse(RegistrationFields { age: Some("-1"), ..full() })
+            .unwrap_err()
+            .to_string()
+            .contains("大于0"));
         assert!(NewUser::parse(RegistrationFields { age: Some("x"), ..full() }).is_err());
         assert!(NewUser::parse(RegistrationFields { password: Some("short"), ..full() }).is_err());
-        assert!(NewUser::parse(RegistrationFields { telephone: Some("12"), ..full() }).unwrap_err().contains("手机号"));
+        assert!(NewUser::parse(RegistrationFields { telephone: Some("12"), ..full() })
+            .unwrap_err()
+            .to_string()
+            .contains("手机号"));
         assert!(NewUser::parse(RegistrationFields { name: Some(&*"x".repeat(65).leak()), ..full() }).is_err());
         assert!(NewUser::parse(RegistrationFields { age: Some("0"), ..full() }).is_ok());
         assert!(NewUser::parse(RegistrationFields { age: Some("150"), ..full() }).is_ok());

@@ -73,7 +73,7 @@ async fn authorize(state: &AppState, ip: Option<Extension<ClientIp>>, headers: &
 }
 
 fn user_id(raw: &str) -> Result<i64, ApiError> {
-    raw.trim().parse().map_err(|_| ApiError::Validation("用户id必须是整数".into()))
+    raw.trim().parse().map_err(|_| ApiError::invalid(crate::lang::Msg::UserIdNotInteger))
 }
 
 /// The same actions as the operator CLI, on this node's session layer.

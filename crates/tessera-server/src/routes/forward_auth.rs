@@ -77,7 +77,7 @@ fn is_safe(method: &Method) -> bool {
 }
 
 fn bad_method() -> ApiError {
-    ApiError::Validation("X-Original-Method不是合法的HTTP方法".into())
+    ApiError::invalid(crate::lang::Msg::OriginalMethodInvalid)
 }
 
 fn first_header<'a>(headers: &'a HeaderMap, names: &[&str]) -> Option<&'a str> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use http::{header, HeaderValue, StatusCode};
+use http::{header, HeaderMap, HeaderValue, StatusCode};
 
 use super::responses::{AboutResponse, HealthResponse, NotReadyResponse, ReadyChecks, ReadyResponse};
 use super::AppState;
@@ -101,7 +101,8 @@ async fn within_deadline(check: impl Future<Output = bool>) -> bool {
 /// 503 in the envelope's failure shape, with why and `Retry-After: 1`.
 fn not_ready(status: &'static str, checks: Option<ReadyChecks>) -> Response {
     let code = ErrorCode::SESSION_STORE_UNAVAILABLE;
-    let data = NotReadyResponse { checks, err_code: code.code, err_msg: code.message, status };
+    let data =
+        NotReadyResponse { checks, err_code: code.code, err_msg: code.message_in(crate::lang::current()), status };
     let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(NotReadyBody { status: "fail", data })).into_response();
     response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     response
@@ -116,7 +117,15 @@ struct NotReadyBody {
 }
 
 /// `GET /`: what this is. Touches nothing, so it doubles as the benchmarks'
-/// no-session ceiling (a body about the size of `/user/me`'s).
-pub async fn about() -> Success<AboutResponse> {
-    Success(AboutResponse { docs: "/README.md", service: "tessera", version: env!("CARGO_PKG_VERSION") })
+/// no-session ceiling (a body about the size of `/user/me`'s). A browser
+/// (`Accept: text/html`) gets Tessera's home page instead; both answers say
+/// `Vary: Accept`.
+pub async fn about(headers: HeaderMap) -> Response {
+    if crate::pages::wants_html(&headers) {
+        return crate::pages::home(&headers);
+    }
+    let about = AboutResponse { docs: "/README.md", service: "tessera", version: env!("CARGO_PKG_VERSION") };
+    let mut response = Success(about).into_response();
+    response.headers_mut().insert(header::VARY, HeaderValue::from_static("Accept"));
+    response
 }

@@ -102,6 +102,8 @@ pub struct Services {
 /// missing here.
 pub const TEMPLATES: &[&str] = &[
     "/",
+    "/ui/{name}",
+    "/README.md",
     "/healthz",
     "/livez",
     "/readyz",
@@ -162,6 +164,8 @@ pub fn router(state: Services) -> Router {
     }
     router
         .route(template("/"), get(health::about))
+        .route(template("/ui/{name}"), get(crate::pages::ui))
+        .route(template("/README.md"), get(crate::pages::readme))
         .route(template("/healthz"), get(health::healthz))
         .route(template("/openapi.json"), get(crate::openapi::serve))
         .route(template("/livez"), get(health::livez))

@@ -20,8 +20,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
-use crate::envelope::ErrorCode;
 use crate::error::ApiError;
+use crate::lang::Msg;
 
 /// The largest body accepted; a registration is well under 1 KiB.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -50,7 +50,7 @@ pub fn untrimmed<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::E
 
 /// The flattened parameters, every value a JSON string.
 fn from_json(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
-    let bad = || ApiError::Validation("请求体不是合法的JSON对象".into());
+    let bad = || ApiError::invalid(Msg::BodyNotJsonObject);
     let value: Value = serde_json::from_slice(bytes).map_err(|_| bad())?;
     let Value::Object(object) = value else { return Err(bad()) };
     let mut flat = Map::new();
@@ -62,7 +62,7 @@ fn from_json(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
             Value::Number(n) => n.to_string(),
             Value::Bool(b) => b.to_string(),
             Value::Null => continue,
-            _ => return Err(ApiError::Validation(format!("参数{k}必须是字符串或数字"))),
+            _ => return Err(ApiError::invalid(Msg::NotScalar(k))),
         };
         flat.insert(k, Value::String(text));
     }
@@ -72,15 +72,14 @@ fn from_json(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
 /// The pairs of a form body or query string; the last of a repeated key wins.
 fn from_form(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
     let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_bytes(bytes).map_err(|_| ApiError::Validation("表单格式不正确".into()))?;
+        serde_urlencoded::from_bytes(bytes).map_err(|_| ApiError::invalid(Msg::FormInvalid))?;
     Ok(pairs.into_iter().map(|(k, v)| (k, Value::String(v))).collect())
 }
 
 /// The request struct from the flattened parameters. Its fields are
 /// optional strings, so this fails only for a struct that asks for more.
 fn typed<T: DeserializeOwned>(flat: Map<String, Value>) -> Result<T, ApiError> {
-    serde_json::from_value(Value::Object(flat))
-        .map_err(|_| ApiError::Validation(ErrorCode::PARAMETER_VALIDATION_ERROR.message.into()))
+    serde_json::from_value(Value::Object(flat)).map_err(|_| ApiError::invalid(Msg::Invalid))
 }
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Params<T> {
@@ -92,14 +91,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Params<T> {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|_| ApiError::Validation(format!("请求体不能超过{MAX_BODY}字节")))?;
+        let bytes =
+            Bytes::from_request(req, state).await.map_err(|_| ApiError::invalid(Msg::BodyTooLarge(MAX_BODY)))?;
         let flat = match content_type.as_deref() {
             Some("application/json") => from_json(&bytes)?,
             Some("application/x-www-form-urlencoded") => from_form(&bytes)?,
             None if bytes.is_empty() => Map::new(),
-            _ => return Err(ApiError::Validation("请求体必须是JSON或表单".into())),
+            _ => return Err(ApiError::invalid(Msg::BodyNotJsonOrForm)),
         };
         typed(flat).map(Self)
     }

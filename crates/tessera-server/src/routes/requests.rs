@@ -15,15 +15,16 @@ use super::params::{trimmed, untrimmed};
 use crate::domain::new_user::RegistrationFields;
 use crate::domain::{NewUser, OtpCode, Password, Telephone};
 use crate::error::ApiError;
+use crate::lang::{Msg, Problems};
 
-fn missing(message: &str) -> ApiError {
-    ApiError::Validation(message.into())
+fn missing(message: Msg) -> ApiError {
+    ApiError::invalid(message)
 }
 
 /// The phone number from either spelling, parsed.
 fn telephone(telephone: &Option<String>, telphone: &Option<String>) -> Result<Telephone, ApiError> {
-    let raw = either(telephone, telphone).ok_or_else(|| missing("手机号不能为空"))?;
-    Telephone::parse(raw).map_err(|e| ApiError::Validation(e.to_string()))
+    let raw = either(telephone, telphone).ok_or_else(|| missing(Msg::PhoneMissing))?;
+    Telephone::parse(raw).map_err(|_| ApiError::invalid(Msg::PhoneInvalid))
 }
 
 fn either<'a>(telephone: &'a Option<String>, telphone: &'a Option<String>) -> Option<&'a str> {
@@ -81,7 +82,7 @@ impl RegisterRequest {
     /// is reported at once, after a missing code, as the course's validator
     /// did; the code's format is judged only once the rest is valid.
     pub fn parse(&self) -> Result<(OtpCode, NewUser), ApiError> {
-        let code = self.otp_code.as_deref().ok_or("短信验证码不能为空");
+        let code = self.otp_code.as_deref().ok_or(Msg::CodeMissing);
         let user = NewUser::parse(RegistrationFields {
             name: self.name.as_deref(),
             gender: self.gender.as_deref(),
@@ -91,7 +92,7 @@ impl RegisterRequest {
         });
         match (code, user) {
             (Ok(code), Ok(user)) => Ok((parse_code(code)?, user)),
-            (Err(a), Err(b)) => Err(ApiError::Validation(format!("{a},{b}"))),
+            (Err(a), Err(Problems(b))) => Err(ApiError::Validation(Problems([vec![a], b].concat()))),
             (Err(a), Ok(_)) => Err(missing(a)),
             (Ok(_), Err(b)) => Err(ApiError::Validation(b)),
         }
@@ -99,7 +100,7 @@ impl RegisterRequest {
 }
 
 fn parse_code(raw: &str) -> Result<OtpCode, ApiError> {
-    OtpCode::parse(raw).map_err(|e| ApiError::Validation(e.to_string()))
+    OtpCode::parse(raw).map_err(|_| ApiError::invalid(Msg::CodeInvalid))
 }
 
 /// `POST /user/login {telephone, password}` or `{telephone, otpCode}`.
@@ -142,7 +143,7 @@ impl LoginRequest {
         match (self.otp_code.as_deref(), self.password.as_deref()) {
             (Some(code), _) => Ok(LoginProof::Otp(code)),
             (None, Some(password)) => Ok(LoginProof::Password(password)),
-            (None, None) => Err(missing("密码不能为空")),
+            (None, None) => Err(missing(Msg::PasswordMissing)),
         }
     }
 }
@@ -192,23 +193,23 @@ impl ChangePasswordRequest {
         let proof = match (self.otp_code.as_deref(), self.old_password.as_deref().or(self.password.as_deref())) {
             (Some(code), _) => LoginProof::Otp(code),
             (None, Some(password)) => LoginProof::Password(password),
-            (None, None) => return Err(missing("原密码不能为空")),
+            (None, None) => return Err(missing(Msg::OldPasswordMissing)),
         };
-        let new_password = self.new_password.as_deref().ok_or_else(|| missing("新密码不能为空"))?;
-        let new_password = Password::parse(new_password).map_err(|e| ApiError::Validation(e.to_string()))?;
-        let flag = |value: &Option<String>, name: &str| -> Result<Option<bool>, ApiError> {
+        let new_password = self.new_password.as_deref().ok_or_else(|| missing(Msg::NewPasswordMissing))?;
+        let new_password = Password::parse(new_password).map_err(|_| ApiError::invalid(Msg::PasswordLength))?;
+        let flag = |value: &Option<String>, name: &'static str| -> Result<Option<bool>, ApiError> {
             match value.as_deref() {
                 None => Ok(None),
                 Some("true" | "1") => Ok(Some(true)),
                 Some("false" | "0") => Ok(Some(false)),
-                Some(_) => Err(ApiError::Validation(format!("{name}必须是true或false"))),
+                Some(_) => Err(ApiError::invalid(Msg::NotBoolean(name))),
             }
         };
         let end = flag(&self.end_other_sessions, "endOtherSessions")?;
         let keep = flag(&self.keep_other_sessions, "keepOtherSessions")?;
         let end_others = match (end, keep) {
             (Some(end), Some(keep)) if end == keep => {
-                return Err(missing("endOtherSessions与keepOtherSessions相互矛盾"));
+                return Err(missing(Msg::SessionFlagsContradict));
             }
             (Some(end), _) => end,
             (None, Some(keep)) => !keep,
@@ -231,8 +232,8 @@ pub struct GetUserQuery {
 impl GetUserQuery {
     /// The id, or the course's message for a missing or non-integer one.
     pub fn id(&self) -> Result<i64, ApiError> {
-        let id = self.id.as_deref().ok_or_else(|| missing("用户id不能为空"))?;
-        id.trim().parse().map_err(|_| missing("用户id必须是整数"))
+        let id = self.id.as_deref().ok_or_else(|| missing(Msg::UserIdMissing))?;
+        id.trim().parse().map_err(|_| missing(Msg::UserIdNotInteger))
     }
 }
 

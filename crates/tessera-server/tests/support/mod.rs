@@ -43,6 +43,11 @@ impl Sink {
                 post(|State(sink): State<Sink>, Json(body): Json<Value>| async move {
                     sink.received.lock().unwrap().push(body);
                     StatusCode::from_u16(sink.status.load(Ordering::SeqCst)).unwrap()
+                })
+                // What was sent so far, for a test's other process (the
+                // browser tests' script reads codes here).
+                .get(|State(sink): State<Sink>| async move {
+                    Json(Value::from(sink.received.lock().unwrap().clone()))
                 }),
             )
             .with_state(sink.clone());
