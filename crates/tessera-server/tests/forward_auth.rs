@@ -6,6 +6,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
+use support::nginx::Nginx;
 use support::{failure, on_redis, TestServer, ORIGIN, PHONE};
 use tessera_server::configuration::TokenConfig;
 use tessera_testkit::{Monitor, RedisServer};
@@ -147,38 +148,17 @@ async fn a_near_cache_hit_asks_redis_nothing_and_a_lost_redis_is_503() {
     assert_eq!(failure(r).await, (503, 10004));
 }
 
-/// The README's nginx configuration, ports replaced: (config, nginx port).
-fn readme_nginx_config(
-    tessera: std::net::SocketAddr,
-    orders: std::net::SocketAddr,
-    dir: &std::path::Path,
-) -> (String, u16) {
+/// The README's nginx configuration, its ports replaced.
+fn readme_nginx_site(tessera: std::net::SocketAddr, orders: std::net::SocketAddr, port: u16) -> String {
     let readme = include_str!("../../../README.md");
     let start = readme.find("```nginx\n").expect("the README has an nginx block") + "```nginx\n".len();
     let block = &readme[start..start + readme[start..].find("```").unwrap()];
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let site = block
         .replace("127.0.0.1:8080", &tessera.to_string())
         .replace("127.0.0.1:9000", &orders.to_string())
         .replace("listen 80;", &format!("listen 127.0.0.1:{port};"));
     assert_ne!(site, block, "the README's ports are the ones replaced here");
-    let d = dir.display();
-    let config = format!(
-        "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\n\
-         http {{\naccess_log off;\nclient_body_temp_path {d}/body;\nproxy_temp_path {d}/proxy;\n\
-         fastcgi_temp_path {d}/fastcgi;\nuwsgi_temp_path {d}/uwsgi;\nscgi_temp_path {d}/scgi;\n{site}\n}}\n"
-    );
-    (config, port)
-}
-
-/// An nginx process, killed when dropped.
-struct Nginx(std::process::Child);
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    site
 }
 
 /// The "order service": answers with the identity headers it was given.
@@ -201,24 +181,8 @@ async fn behind_nginx_the_services_learn_the_caller_and_nobody_can_name_themselv
     let token = app.login_header(PHONE).await;
     let (cookie, csrf) = app.login_cookie(PHONE).await;
     let orders = orders_service().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (config, port) = readme_nginx_config(app.addr, orders, dir.path());
-    std::fs::write(dir.path().join("nginx.conf"), config).unwrap();
-    // Debian puts it in /usr/sbin, which is not on every user's PATH.
-    let program = if std::path::Path::new("/usr/sbin/nginx").exists() { "/usr/sbin/nginx" } else { "nginx" };
-    let child = std::process::Command::new(program)
-        .args(["-p", &dir.path().display().to_string(), "-c", "nginx.conf"])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("nginx is installed (scripts/test installs it)");
-    let _nginx = Nginx(child);
-    let site = format!("http://127.0.0.1:{port}");
-    let started = std::time::Instant::now();
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
-        assert!(started.elapsed() < Duration::from_secs(10), "nginx did not start: {log}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let nginx = Nginx::start(|port| readme_nginx_site(app.addr, orders, port)).await;
+    let site = nginx.url();
     let id = user["id"].to_string();
 
     // A caller with a token reaches the service, named by the proxy; a
@@ -246,4 +210,10 @@ async fn behind_nginx_the_services_learn_the_caller_and_nobody_can_name_themselv
     assert_eq!(r.json::<Value>().await.unwrap()["user"], id);
     assert_eq!(post().send().await.unwrap().status(), 403, "no origin, no token");
     assert_eq!(post().header("x-csrf-token", &csrf).send().await.unwrap().status(), 200);
+
+    // A logout through the proxy, and the proxy refuses the token at once.
+    let r = app.http.post(format!("{site}/user/logout")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = app.http.get(format!("{site}/orders/1")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 401, "ended means ended behind the proxy too");
 }

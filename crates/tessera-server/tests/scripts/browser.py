@@ -16,6 +16,7 @@ bounded; a failed check raises, and the exit status says so.
 import json
 import os
 import shutil
+import subprocess
 import sqlite3
 import sys
 import tempfile
@@ -381,8 +382,30 @@ def tokens():
     t.quit()
 
 
+def outage():
+    """On --redis: Redis goes away under a logged-in page; the page says to
+    try again (503), never that the user was logged out."""
+    phone = "13900005555"
+    before = len(sent())
+    post("/user/getotp", {"telephone": phone})
+    code = next_code("+86" + phone, before)
+    post("/user/register", {"telephone": phone, "otpCode": code, "name": "赵六", "gender": 1, "age": 50,
+                            "password": PASSWORD})
+    o = browser()
+    login_by_password(o, phone)
+    wait(o, EC.text_to_be_present_in_element((By.ID, "p-name"), "赵六"), "the profile")
+    port = os.environ["TESSERA_TEST_REDIS_PORT"]
+    subprocess.run(["redis-cli", "-p", port, "shutdown", "nosave"], timeout=WAIT, check=False,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    o.refresh()
+    message(o, "服务暂时不可用，请稍后重试。")
+    assert o.current_url == BASE + "/ui/account", "still on the account page, not sent to log in"
+    shot(o, "account-unavailable")
+    o.quit()
+
+
 try:
-    {"journey": journey, "course": course, "tokens": tokens}[SCENARIO]()
+    {"journey": journey, "course": course, "tokens": tokens, "outage": outage}[SCENARIO]()
 finally:
     for p in PROFILES:
         shutil.rmtree(p, ignore_errors=True)

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod introspect;
+pub mod nginx;
 pub mod node;
 
 use std::net::SocketAddr;
