@@ -30,6 +30,24 @@ async fn schemathesis_finds_the_api_as_documented() {
     let token = app.login_header(PHONE).await;
 
     let python = python_with_authlib();
+    // The document is valid OpenAPI 3.1 (openapi-spec-validator, PyPI).
+    let check = "import json, sys\nfrom openapi_spec_validator import validate, OpenAPIV31SpecValidator\n\
+                 validate(json.load(sys.stdin), cls=OpenAPIV31SpecValidator)";
+    let mut validator = tokio::process::Command::new(&python)
+        .args(["-c", check])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the test venv's python runs");
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = validator.stdin.take().unwrap();
+        stdin.write_all(document.to_string().as_bytes()).await.unwrap();
+    }
+    let validated = tokio::time::timeout(Duration::from_secs(60), validator.wait_with_output()).await.unwrap().unwrap();
+    assert!(validated.status.success(), "not valid OpenAPI 3.1: {}", String::from_utf8_lossy(&validated.stderr));
+
     let st = std::path::Path::new(&python).with_file_name("st");
     let run = tokio::process::Command::new(&st)
         .args(["run", &app.url("/openapi.json")])
