@@ -80,9 +80,12 @@ impl Setup {
     }
 
     /// Every node serves a fresh login again and refuses every `ended` token.
+    /// Right after a fault a node may still answer 503 until its connection
+    /// is back (failing closed, as it should): the login waits for that,
+    /// within `login_once_serving`'s bound.
     async fn serve_but_refuse(&self, nodes: &[Node], ended: &[String]) {
         for node in nodes {
-            let fresh = self.login(node).await;
+            let fresh = self.login_once_serving(node).await;
             node.until_status(&self.http, &fresh, 200).await;
             for t in ended {
                 assert_eq!(node.me_status(&self.http, t).await, 401, "{} accepted a revoked credential", node.base);
