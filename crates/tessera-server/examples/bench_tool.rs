@@ -9,11 +9,8 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
-use tessera::record::Attribute;
 use tessera::store::redis::{RedisStoreConfig, RedisTarget};
-use tessera::{
-    ClientMeta, Clock, CsrfToken, RedisStore, SessionRecord, SessionStore, SqliteStore, SystemClock, UserId,
-};
+use tessera::{ClientMeta, Clock, RedisStore, SessionRecord, SessionStore, SqliteStore, SystemClock, UserId};
 
 #[derive(Parser)]
 struct Cli {
@@ -82,15 +79,17 @@ enum Cmd {
     },
 }
 
-fn profile(id: i64) -> Value {
-    json!({"id": id, "name": "张三", "gender": 1, "age": 30, "telephone": format!("+86138{id:08}")})
-}
+/// A desktop browser's user agent, as sent today (111 bytes): sessions
+/// keep it for the list of devices.
+const BROWSER_USER_AGENT: &str =
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
 
-/// A typical logged-in session of user `id`: profile attribute, browser
-/// user agent, address.
+/// A typical logged-in session of user `id`, as `tessera` writes one at
+/// login: the user, a browser's user agent, an IPv4 address (the profile
+/// stays out of the store).
 fn record(id: i64) -> SessionRecord {
     let now = SystemClock.now();
-    let mut record = SessionRecord {
+    SessionRecord {
         user_id: Some(UserId::from(id)),
         attributes: Default::default(),
         created_at: now,
@@ -98,11 +97,8 @@ fn record(id: i64) -> SessionRecord {
         idle_deadline: now + Duration::from_secs(1800),
         absolute_deadline: now + Duration::from_secs(12 * 3600),
         version: 0,
-        client: ClientMeta::new(Some("Mozilla/5.0 (X11; Linux x86_64) bench"), Some([127, 0, 0, 1].into())),
-        csrf_token: CsrfToken::generate(),
-    };
-    record.attributes.insert("user".into(), Attribute { value: Some(profile(id)), version: 0 });
-    record
+        client: ClientMeta::new(Some(BROWSER_USER_AGENT), Some([203, 0, 113, 7].into())),
+    }
 }
 
 async fn open(store: &str) -> Arc<dyn SessionStore> {

@@ -23,6 +23,7 @@ pub mod openapi;
 pub mod operator;
 pub mod otp;
 pub mod pages;
+pub mod profiles;
 pub mod readiness;
 pub mod revocation_archive;
 pub mod routes;

@@ -491,6 +491,7 @@ fn services(
     events: &Events,
 ) -> Services {
     Services {
+        profiles: crate::profiles::Profiles::new(users.clone()),
         users,
         otp,
         limiter: backends.limiter.clone(),

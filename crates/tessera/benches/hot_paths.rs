@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use tessera::record::Attribute;
 use tessera::store::redis::codec;
 use tessera::store::redis::RedisStoreConfig;
-use tessera::{ClientMeta, CsrfToken, RedisStore, SessionRecord, SessionStore, SessionToken, Timestamp, UserId};
+use tessera::{ClientMeta, RedisStore, SessionRecord, SessionStore, SessionToken, Timestamp, UserId};
 
 fn typical_record() -> SessionRecord {
     let mut record = SessionRecord {
@@ -38,10 +38,10 @@ fn typical_record() -> SessionRecord {
             Some("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X)"),
             Some([10, 1, 2, 3].into()),
         ),
-        csrf_token: CsrfToken::generate(),
     };
-    let user = serde_json::json!({"id": 42, "name": "张三", "gender": 1, "age": 30, "telephone": "+8613812345678"});
-    record.attributes.insert("user".into(), Attribute { value: Some(user), version: 0 });
+    // One application attribute (Tessera's own sessions hold none).
+    let cart = serde_json::json!({"items": [17, 42], "currency": "CNY"});
+    record.attributes.insert("cart".into(), Attribute { value: Some(cart), version: 0 });
     record
 }
 

@@ -15,21 +15,54 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use http::{header, HeaderMap, Method};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+use crate::token::{SessionKey, SessionToken};
 
 /// The request header that carries the synchronizer token.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
-/// A session's synchronizer token: 256 random bits, unpadded base64url.
+/// A session's synchronizer token: 256 bits, unpadded base64url.
+///
+/// Derived, never stored: an opaque session's token is a hash of the
+/// session token the browser holds ([`CsrfToken::of_session`]), a token
+/// family's a keyed hash of the family's key under the nodes' shared
+/// derivation key. A dump of the store (which holds only the session
+/// token's SHA-256) therefore yields no CSRF token, and the token changes
+/// whenever the session token does (at login).
 #[derive(Clone, PartialEq, Eq)]
 pub struct CsrfToken([u8; 32]);
 
 impl CsrfToken {
-    /// Draws a fresh token from the OS CSPRNG.
+    /// Draws a random token from the OS CSPRNG (for tests and for
+    /// applications with their own scheme; sessions derive theirs).
     pub fn generate() -> Self {
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes).expect("the OS CSPRNG is unavailable");
         Self(bytes)
+    }
+
+    /// The token of the opaque session `token` names: SHA-256 over a label
+    /// and the token's 256 secret bits. The store keys the session by the
+    /// plain SHA-256 of those bits, a different function of them, so the
+    /// key tells nothing of this token; and the token, shown to pages,
+    /// tells nothing of the session token.
+    pub fn of_session(token: &SessionToken) -> Self {
+        Self(Sha256::new().chain_update(b"tessera/csrf/session/v1\0").chain_update(token.secret()).finalize().into())
+    }
+
+    /// The token of the token family `family` (token mode), keyed by the
+    /// derivation key every node shares: the family's session token is
+    /// never handed out, so there is no client secret to derive from.
+    #[cfg_attr(not(feature = "signed"), allow(dead_code))] // token mode only
+    pub(crate) fn of_family(derive_key: &[u8; 32], family: &SessionKey) -> Self {
+        let digest = Sha256::new()
+            .chain_update(b"tessera/csrf/family/v1\0")
+            .chain_update(derive_key)
+            .chain_update(family.as_bytes())
+            .finalize();
+        Self(digest.into())
     }
 
     /// The token as pages must echo it.
@@ -262,6 +295,20 @@ mod tests {
         assert!(!t.verify(""));
         assert!(!t.verify(&"A".repeat(4096)));
         assert!(!format!("{t:?}").contains(&t.expose()));
+    }
+
+    #[test]
+    fn derived_tokens_follow_their_session_and_nothing_else() {
+        let (a, b) = (SessionToken::generate(), SessionToken::generate());
+        assert_eq!(CsrfToken::of_session(&a), CsrfToken::of_session(&SessionToken::parse(&a.expose()).unwrap()));
+        assert_ne!(CsrfToken::of_session(&a), CsrfToken::of_session(&b));
+        // Not the store's key, in any encoding.
+        let derived = CsrfToken::of_session(&a);
+        assert_ne!(&derived.0, a.key().as_bytes());
+        let key = [7u8; 32];
+        assert_eq!(CsrfToken::of_family(&key, &a.key()), CsrfToken::of_family(&key, &a.key()));
+        assert_ne!(CsrfToken::of_family(&key, &a.key()), CsrfToken::of_family(&[8u8; 32], &a.key()));
+        assert_ne!(CsrfToken::of_family(&key, &a.key()), CsrfToken::of_family(&key, &b.key()));
     }
 
     #[test]

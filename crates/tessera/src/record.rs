@@ -7,7 +7,6 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
-use crate::csrf::CsrfToken;
 
 /// The id of the user a session belongs to, as the application names it.
 ///
@@ -82,9 +81,10 @@ impl ClientMeta {
     /// The longest user agent kept; the rest is dropped.
     pub const MAX_USER_AGENT: usize = 256;
 
-    /// Metadata with the user agent cut to size on a character boundary.
+    /// Metadata with the user agent cut to size on a character boundary;
+    /// an empty one is no user agent.
     pub fn new(user_agent: Option<&str>, ip: Option<IpAddr>) -> Self {
-        let user_agent = user_agent.map(|ua| {
+        let user_agent = user_agent.filter(|ua| !ua.is_empty()).map(|ua| {
             let mut end = ua.len().min(Self::MAX_USER_AGENT);
             while !ua.is_char_boundary(end) {
                 end -= 1;
@@ -130,8 +130,6 @@ pub struct SessionRecord {
     pub version: u64,
     /// Where the session was opened from.
     pub client: ClientMeta,
-    /// The synchronizer token that cookie-carried requests echo for CSRF.
-    pub csrf_token: CsrfToken,
 }
 
 impl SessionRecord {
@@ -216,7 +214,6 @@ mod tests {
             absolute_deadline: Timestamp::from_millis(1000),
             version: 0,
             client: ClientMeta::default(),
-            csrf_token: CsrfToken::generate(),
         }
     }
 

@@ -94,6 +94,11 @@ impl SessionToken {
         URL_SAFE_NO_PAD.encode(self.0)
     }
 
+    /// The secret bits, for what is derived from them (the CSRF token).
+    pub(crate) fn secret(&self) -> &[u8] {
+        &self.0
+    }
+
     /// The key the store files this token's session under.
     pub fn key(&self) -> SessionKey {
         SessionKey(Sha256::digest(self.0).into())

@@ -352,3 +352,57 @@ async fn load_uncached_goes_past_the_near_cache() {
     assert!(store.load(&key).await.unwrap().is_some(), "the near cache still has its copy");
     assert!(store.load_uncached(&key).await.unwrap().is_none(), "load_uncached asks Redis");
 }
+
+/// The key name of `token`'s session on `server` (found, not rebuilt).
+fn session_key_name(server: &RedisServer, token: &SessionToken) -> String {
+    let keys = server.cmd(&format!("KEYS *{}", token.key().to_hex()));
+    keys.lines().find(|l| l.contains(":s:")).unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_written_as_json_by_earlier_versions_are_read_saved_and_touched() {
+    use tessera::record::SessionChange;
+    let server = standalone();
+    let store = store(&server.url(), false).await;
+    let (saved, touched) = (SessionToken::generate(), SessionToken::generate());
+    for token in [&saved, &touched] {
+        let record = record_for(Some("erin"));
+        store.create(&token.key(), &record).await.unwrap();
+        // What the JSON codec wrote: a CSRF token and a profile included.
+        let (c, i, x) =
+            (record.created_at.as_millis(), record.idle_deadline.as_millis(), record.absolute_deadline.as_millis());
+        let json = format!(
+            r#"{{"u":"erin","c":{c},"l":{c},"i":{i},"x":{x},"v":0,"m":{{"user_agent":"old\/1.0","ip":"10.0.0.9"}},"t":"Oq3vB5Xwq2yq0rq5R1xQ0s2wq9m7kQm3cJ0Wc2xYb1Q","a":{{"cart":[0,"[1,2]"],"gone":[0,null]}}}}"#
+        );
+        let name = session_key_name(server, token);
+        assert!(server.cmd(&format!("SET {name} {json} KEEPTTL")).contains("OK"));
+        let old = store.load(&token.key()).await.unwrap().expect("the old value is read");
+        assert_eq!(old.user_id.as_ref().map(UserId::as_str), Some("erin"));
+        assert_eq!(
+            (old.client.user_agent.as_deref(), old.attribute("cart")),
+            (Some("old/1.0"), Some(&serde_json::json!([1, 2])))
+        );
+    }
+
+    let now = tessera::Timestamp::from_millis(record_for(None).last_seen.as_millis() + 1000);
+    let change = SessionChange {
+        base_version: 0,
+        set: [("cart".to_owned(), serde_json::json!([3]))].into(),
+        removed: ["gone".to_owned()].into(),
+        last_seen: now,
+        idle_deadline: now + Duration::from_secs(1800),
+    };
+    assert_eq!(store.save(&saved.key(), &change).await.unwrap(), 1);
+    store.touch(&touched.key(), now, now + Duration::from_secs(1800)).await.unwrap();
+
+    let after = store.load(&saved.key()).await.unwrap().unwrap();
+    assert_eq!((after.version, after.attribute("cart")), (1, Some(&serde_json::json!([3]))));
+    assert_eq!(after.attributes["gone"].value, None, "the removal is a tombstone");
+    assert_eq!(after.client.ip, Some([10, 0, 0, 9].into()));
+    let touched_after = store.load(&touched.key()).await.unwrap().unwrap();
+    assert_eq!((touched_after.last_seen, touched_after.attribute("cart")), (now, Some(&serde_json::json!([1, 2]))));
+    for token in [&saved, &touched] {
+        let value = server.cmd(&format!("GET {}", session_key_name(server, token)));
+        assert!(!value.contains("\"u\"") && !value.contains("Oq3vB5"), "written back as MessagePack: {value}");
+    }
+}

@@ -9,25 +9,30 @@ use tessera::{FailureKind, Session};
 use super::params::Params;
 use super::requests::RefreshRequest;
 use super::responses::{GrantResponse, OAuthErrorResponse, TokenResponse, BEARER};
-use super::user::LOGIN_USER;
 use super::AppState;
 use crate::envelope::Success;
 use crate::error::ApiError;
 
 /// `POST /auth/refresh {refreshToken}` (header clients) or with the
 /// refresh cookie (browsers): a new pair, the old refresh token dead,
-/// answered like a login (the profile comes from the family record the
-/// refresh has just read, so it costs nothing more).
+/// answered like a login (the profile from this node's cache).
 ///
 /// With `grant_type` it is an RFC 6749 §6 request from a standard OAuth
 /// client, answered in RFC 6749 §5 shapes instead (see [`oauth_refresh`]).
-pub async fn refresh(session: Session, Params(request): Params<RefreshRequest>) -> Response {
+pub async fn refresh(
+    State(state): State<AppState>,
+    session: Session,
+    Params(request): Params<RefreshRequest>,
+) -> Response {
     if request.is_oauth() {
         return oauth_refresh(&session, &request).await;
     }
     let answer = async {
         let grant = session.refresh(request.refresh_token.as_deref()).await?;
-        let user = session.get(LOGIN_USER).await?;
+        let user = match session.user_id().await?.and_then(|id| id.as_str().parse().ok()) {
+            Some(id) => state.profiles.get(id).await?,
+            None => None,
+        };
         Ok::<_, ApiError>(Success(GrantResponse::new(&grant, session.now(), user)))
     };
     answer.await.into_response()

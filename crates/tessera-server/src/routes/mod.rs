@@ -65,6 +65,8 @@ pub type AppState = Arc<Services>;
 pub struct Services {
     /// The user repository.
     pub users: Users,
+    /// Profiles for "who am I": this node's cache in front of `users`.
+    pub profiles: crate::profiles::Profiles,
     /// OTP issue and check.
     pub otp: OtpService,
     /// Throttles.

@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::Extension;
-use tessera::{AuthUser, ClientIp, Key, Session, UserId};
+use tessera::{AuthUser, ClientIp, Session, UserId};
 
 use super::params::{Params, QueryParams};
 use super::requests::{ChangePasswordRequest, GetOtpRequest, GetUserQuery, LoginProof, LoginRequest, RegisterRequest};
@@ -20,10 +20,6 @@ use crate::otp::Verdict;
 use crate::users::User;
 
 type ApiResult<T> = Result<Success<T>, ApiError>;
-
-/// The logged-in user's profile, kept in the session at login (as the
-/// course kept LOGIN_USER) so that "who am I" costs no database query.
-pub const LOGIN_USER: Key<User> = Key::new("user");
 
 fn client(ip: Option<Extension<ClientIp>>) -> String {
     ip.map(|Extension(ClientIp(ip))| ip.to_string()).unwrap_or_else(|| "unknown".into())
@@ -116,9 +112,9 @@ async fn attempt_login(
         error
     })?;
     limits::refund(&*state.limiter, &buckets).await?;
-    // Set before login so that it is written with the new session: login
-    // stays one store operation.
-    session.insert(LOGIN_USER, &user).await?;
+    // The profile stays on this node, out of the session store (see
+    // profiles.rs): "who am I" from here costs no query.
+    state.profiles.keep(user.clone());
     let grant = session.login(UserId::from(user.id)).await?;
     // An operator may have disabled the account while this login was under
     // way, after its check and before its session existed, which the
@@ -257,9 +253,9 @@ pub async fn change_password(
         return Err(ApiError::internal(format!("user {id} has no password row")));
     }
     // The caller's session goes on under a new token (what a token taken
-    // before the change is worth ends with it), with the profile written
-    // along, as at login; then the others end, this new one kept.
-    session.insert(LOGIN_USER, &account.user).await?;
+    // before the change is worth ends with it); then the others end, this
+    // new one kept.
+    state.profiles.keep(account.user.clone());
     let grant = session.login(UserId::from(id)).await?;
     let revoked = if change.end_others { session.revoke_others().await? } else { 0 };
     tracing::info!(user = id, revoked, "password changed");
@@ -274,13 +270,10 @@ fn user_id(user: &AuthUser) -> Result<i64, ApiError> {
     user.user_id.as_str().parse().map_err(ApiError::internal)
 }
 
-/// `GET /user/me`: from the session; from the database only for sessions
-/// that predate the profile attribute.
+/// `GET /user/me`: the profile from this node's cache (see profiles.rs),
+/// from the database on a miss; the session store holds none.
 pub async fn me(State(state): State<AppState>, user: AuthUser) -> ApiResult<UserResponse> {
-    if let Some(profile) = user.session.get(LOGIN_USER).await? {
-        return Ok(Success(profile.into()));
-    }
-    match state.users.by_id(user_id(&user)?).await? {
+    match state.profiles.get(user_id(&user)?).await? {
         Some(found) => Ok(Success(found.into())),
         None => {
             // The account is gone: so is the right to this session.
@@ -298,7 +291,7 @@ pub async fn get_user(
     QueryParams(query): QueryParams<GetUserQuery>,
 ) -> ApiResult<GetUserResponse> {
     let id = query.id()?;
-    let found = state.users.by_id(id).await?.ok_or(ApiError::UserNotExist)?;
+    let found = state.profiles.get(id).await?.ok_or(ApiError::UserNotExist)?;
     if id == user_id(&caller)? {
         return Ok(Success(GetUserResponse::Own(found.into())));
     }

@@ -384,10 +384,25 @@ impl Session {
 
     /// The session's CSRF synchronizer token, if there is a session.
     pub async fn csrf_token(&self) -> Result<Option<CsrfToken>, SessionError> {
-        Ok(match &self.state_with_record().await?.current {
-            Current::Live { record, .. } => Some(record.csrf_token.clone()),
-            _ => None,
-        })
+        Ok(self.csrf_of(&*self.state().await?))
+    }
+
+    /// The CSRF token of the session `state` holds, derived (see
+    /// [`CsrfToken`]): in token mode from the family's key; else from the
+    /// session token this request presented or was issued. No session, or
+    /// a token that does not name it, no CSRF token.
+    fn csrf_of(&self, state: &State) -> Option<CsrfToken> {
+        let key = state.current.key()?;
+        #[cfg(feature = "signed")]
+        if let Some(token) = self.family_csrf(&key) {
+            return Some(token);
+        }
+        let token = match (&state.issued, &self.0.presented) {
+            (Some(Credentials::Session(issued)), _) => issued,
+            (None, Presented::Token(presented, _)) => presented,
+            _ => return None,
+        };
+        (token.key() == key).then(|| CsrfToken::of_session(token))
     }
 
     /// Reads a typed attribute, including changes made earlier in this request.
@@ -476,7 +491,6 @@ impl Session {
             self.enforce_cap(&user, &key, cap, count).await?;
         }
         tracing::info!(session = %key.short(), old = ?old.map(|k| k.short()), "session rotated on login");
-        let csrf_token = record.csrf_token.clone();
         #[cfg(feature = "signed")]
         let credentials = match refresh {
             Some(refresh) => Credentials::Signed(self.sign_pair(&user, key, refresh, self.0.now, &record)?),
@@ -487,6 +501,7 @@ impl Session {
         state.current = Current::Live { key, record: Arc::new(record) };
         state.issued = Some(credentials.clone());
         state.ended = false;
+        let csrf_token = self.csrf_of(&state).expect("a session was just logged in");
         Ok(LoginGrant { credentials, carrier: self.respond_via(), csrf_token })
     }
 
@@ -624,11 +639,8 @@ impl Session {
 
     /// Whether `presented` is the session's CSRF token. No session, no match.
     pub(crate) async fn csrf_matches(&self, presented: Option<&str>) -> Result<bool, SessionError> {
-        let state = self.state_with_record().await?;
-        Ok(match (&state.current, presented) {
-            (Current::Live { record, .. }, Some(p)) => record.csrf_token.verify(p),
-            _ => false,
-        })
+        let Some(presented) = presented else { return Ok(false) };
+        Ok(self.csrf_of(&*self.state().await?).is_some_and(|token| token.verify(presented)))
     }
 
     /// Writes what the request changed: pending attributes in one save (or
@@ -705,7 +717,6 @@ impl Session {
             absolute_deadline,
             version: 0,
             client: self.0.client.clone(),
-            csrf_token: CsrfToken::generate(),
         }
     }
 }

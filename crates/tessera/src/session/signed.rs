@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::{Credentials, Current, Ending, LoginGrant, Session, State};
 use crate::carrier::CarrierKind;
 use crate::config::CarrierMode;
+use crate::csrf::CsrfToken;
 use crate::error::SessionError;
 use crate::observe::{EndReason, SessionEvent};
 use crate::record::{Attribute, SessionChange, SessionRecord, UserId};
@@ -79,13 +80,19 @@ impl Session {
         Ok(matches!(standing, Some(Standing::Current | Standing::JustRotated { .. })).then(|| (token.family(), record)))
     }
 
+    /// Token mode: the CSRF token of `family` (see [`CsrfToken`]); `None`
+    /// in opaque mode.
+    pub(super) fn family_csrf(&self, family: &SessionKey) -> Option<CsrfToken> {
+        self.0.shared.tokens.as_ref().map(|tokens| CsrfToken::of_family(tokens.derive_key(), family))
+    }
+
     /// Whether `presented` is the CSRF token of the family the refresh
     /// cookie names. A cookie that names no live family matches nothing:
     /// a request riding on it is refused like any other without its token.
     pub(crate) async fn refresh_csrf_matches(&self, presented: Option<&str>) -> Result<bool, SessionError> {
         let Some(presented) = presented else { return Ok(false) };
         Ok(match self.refresh_cookie_family().await? {
-            Some((_, record)) => record.csrf_token.verify(presented),
+            Some((family, _)) => self.family_csrf(&family).is_some_and(|token| token.verify(presented)),
             None => false,
         })
     }
@@ -170,13 +177,13 @@ impl Session {
     ) -> Result<LoginGrant, SessionError> {
         let pair = self.sign_pair(&user, family, refresh, issued, &record)?;
         let credentials = Credentials::Signed(pair);
-        let csrf_token = record.csrf_token.clone();
         let mut state = self.0.state.lock().await;
         *state = State {
             current: Current::Live { key: family, record },
             issued: Some(credentials.clone()),
             ..State::default()
         };
+        let csrf_token = self.family_csrf(&family).expect("grants are only made in token mode");
         Ok(LoginGrant { credentials, carrier: self.respond_via(), csrf_token })
     }
 

@@ -18,7 +18,6 @@ use serde_json::json;
 
 use super::{SessionStore, StoreError};
 use crate::clock::{Clock, SystemClock, Timestamp};
-use crate::csrf::CsrfToken;
 use crate::record::{Attributes, ClientMeta, SessionChange, SessionRecord, UserId};
 use crate::token::{SessionKey, SessionToken};
 
@@ -43,7 +42,6 @@ pub fn record_for(user: Option<&str>) -> SessionRecord {
         absolute_deadline: now + 12 * HOUR,
         version: 0,
         client: ClientMeta::new(Some("conformance/1.0 (ünïcode)"), Some([127, 0, 0, 1].into())),
-        csrf_token: CsrfToken::generate(),
     }
 }
 

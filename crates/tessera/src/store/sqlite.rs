@@ -74,7 +74,7 @@ pub async fn migrate(pool: &SqlitePool) -> Result<(), MigrateError> {
 }
 
 const COLUMNS: &str =
-    "key, user_id, created_at, last_seen, idle_deadline, absolute_deadline, version, attributes, client, csrf_token";
+    "key, user_id, created_at, last_seen, idle_deadline, absolute_deadline, version, attributes, client";
 
 /// Sessions in a SQLite database file.
 ///
@@ -189,8 +189,6 @@ fn decode(row: &SqliteRow) -> Result<KeyedRecord, StoreError> {
         absolute_deadline: ts("absolute_deadline")?,
         version: row.try_get::<i64, _>("version").map_err(unavailable)? as u64,
         client: serde_json::from_str(&json("client")?).map_err(|_| corrupt("client"))?,
-        csrf_token: serde_json::from_value(serde_json::Value::String(json("csrf_token")?))
-            .map_err(|_| corrupt("csrf_token"))?,
     };
     Ok(KeyedRecord { key, record })
 }
@@ -203,7 +201,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> String {
 impl SessionStore for SqliteStore {
     async fn create(&self, key: &SessionKey, record: &SessionRecord) -> Result<(), StoreError> {
         let result =
-            sqlx::query(&format!("INSERT INTO tessera_sessions ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))
+            sqlx::query(&format!("INSERT INTO tessera_sessions ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"))
                 .bind(&key.as_bytes()[..])
                 .bind(record.user_id.as_ref().map(UserId::as_str))
                 .bind(record.created_at.as_millis())
@@ -213,7 +211,6 @@ impl SessionStore for SqliteStore {
                 .bind(record.version as i64)
                 .bind(to_json(&record.attributes))
                 .bind(to_json(&record.client))
-                .bind(record.csrf_token.expose())
                 .execute(&self.pool)
                 .await;
         match result {
@@ -393,8 +390,9 @@ mod tests {
         let path = dir.path().join("old.db");
         let pool = connect(&path).await.unwrap();
         sqlx::raw_sql(AD_HOC_SCHEMA).execute(&pool).await.unwrap();
+        // The columns of that layout, the CSRF token still among them.
         sqlx::query(&format!(
-            "INSERT INTO tessera_sessions ({COLUMNS}) VALUES (?, '7', 1, 1, ?, ?, 1, '{{}}', '{{}}', ?)"
+            "INSERT INTO tessera_sessions ({COLUMNS}, csrf_token) VALUES (?, '7', 1, 1, ?, ?, 1, '{{}}', '{{}}', ?)"
         ))
         .bind(&[9u8; 32][..])
         .bind(i64::MAX / 2)

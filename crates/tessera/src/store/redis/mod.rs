@@ -1,6 +1,6 @@
 //! Sessions in Redis: standalone, Sentinel or Cluster, with a near cache.
 //!
-//! Layout: a session is one JSON value, `<prefix>:{tt}:s:<sha256 hex>`, where
+//! Layout: a session is one MessagePack value (`codec`), `<prefix>:{tt}:s:<sha256 hex>`, where
 //! `tt` is the first byte of the digest; its TTL is the idle deadline capped
 //! by the absolute deadline (`PEXPIREAT`). A user's sessions are indexed in
 //! a sorted set `<prefix>:{tt}:u:<user>` scored by absolute deadline, where
@@ -477,7 +477,6 @@ mod tests {
     #[tokio::test]
     async fn user_indexes_are_pruned_by_the_injected_clock() {
         use crate::clock::ManualClock;
-        use crate::csrf::CsrfToken;
         use crate::record::{Attributes, ClientMeta};
 
         let server = tessera_testkit::RedisServer::start();
@@ -495,7 +494,6 @@ mod tests {
             absolute_deadline: now + Duration::from_secs(3600),
             version: 0,
             client: ClientMeta::new(None, None),
-            csrf_token: CsrfToken::generate(),
         };
         let key = store.issue_token(Some(&user)).key();
         store.create(&key, &record).await.unwrap();

@@ -3,15 +3,16 @@
 //! is one round trip. Every key a script touches shares the session's hash
 //! tag, so they work unchanged on a Cluster.
 //!
-//! A session is one JSON value (see `codec`); scripts that change it decode
-//! it with `cjson`, edit versions, deadlines and attribute *strings*, and
-//! write it back. Numbers are milliseconds (13 digits, exact under cjson's
-//! 14-digit formatting) and small versions.
+//! A session is one MessagePack value (see `codec`); scripts that change it
+//! decode it with `cmsgpack` (or, for a value of an earlier version, `cjson`),
+//! edit versions, deadlines and attribute *strings*, and write it back.
+//! Numbers are milliseconds and small versions: integers, exact in Lua's
+//! doubles.
 //!
 //! The scripts are the `.lua` files in `lua/`, each opening with its KEYS,
 //! ARGV and reply. Code that several scripts share is a fragment of Lua
-//! functions (`lua/index.lua`: sorted-set upkeep; `lua/activity.lua`: the
-//! activity write) placed in front of the scripts that call it, so it exists
+//! functions (`lua/index.lua`: sorted-set upkeep; `lua/session.lua`: the
+//! value's shape and the activity write) placed in front of the scripts that call it, so it exists
 //! once. Index members are the 64-hex digests, not key names: at most 64
 //! bytes, so a small index stays a compact listpack instead of a skiplist.
 
@@ -33,10 +34,10 @@ pub static CREATE: LazyLock<Script> = lua!("index", "create");
 pub static INDEX: LazyLock<Script> = lua!("index", "index_session");
 
 /// Save changed attributes with the per-attribute version check.
-pub static SAVE: LazyLock<Script> = lua!("activity", "save");
+pub static SAVE: LazyLock<Script> = lua!("session", "save");
 
 /// Record activity (not published).
-pub static TOUCH: LazyLock<Script> = lua!("activity", "touch");
+pub static TOUCH: LazyLock<Script> = lua!("session", "touch");
 
 /// Delete and announce.
 pub static DELETE: LazyLock<Script> = lua!("delete");

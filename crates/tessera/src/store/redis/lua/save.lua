@@ -5,17 +5,16 @@
 --       then n removed, then that many names.
 -- Returns {version} when saved, {-1, name} on a conflict over `name`,
 -- {-2} when there is no session.
--- Needs activity.lua.
+-- Needs session.lua.
 local raw = redis.call('GET', KEYS[1])
 if not raw then return {-2} end
-local s = cjson.decode(raw)
-if type(s.a) ~= 'table' or next(s.a) == nil then s.a = {} end
+local s = decode_session(raw)
 local base = tonumber(ARGV[1])
 local nset = tonumber(ARGV[5])
 local rem = 6 + 2 * nset
 local nrem = tonumber(ARGV[rem])
 local function stale(name)
-  local a = s.a[name]
+  local a = s[A][name]
   return a and a[1] > base
 end
 for k = 0, nset - 1 do
@@ -24,9 +23,9 @@ end
 for k = 1, nrem do
   if stale(ARGV[rem + k]) then return {-1, ARGV[rem + k]} end
 end
-s.v = s.v + 1
-for k = 0, nset - 1 do s.a[ARGV[6 + 2 * k]] = {s.v, ARGV[7 + 2 * k]} end
-for k = 1, nrem do s.a[ARGV[rem + k]] = {s.v, cjson.null} end
+s[V] = s[V] + 1
+for k = 0, nset - 1 do s[A][ARGV[6 + 2 * k]] = {s[V], ARGV[7 + 2 * k]} end
+for k = 1, nrem do s[A][ARGV[rem + k]] = {s[V]} end
 write_with_activity(KEYS[1], s, ARGV[2], ARGV[3])
 redis.call('PUBLISH', ARGV[4], KEYS[1])
-return {s.v}
+return {s[V]}

@@ -3,9 +3,9 @@
 -- KEYS: [1] the session.
 -- ARGV: [1] unused, [2] last seen, [3] idle deadline.
 -- Returns 1, or 0 when there is no session.
--- Needs activity.lua.
+-- Needs session.lua.
 local raw = redis.call('GET', KEYS[1])
 if not raw then return 0 end
-local s = cjson.decode(raw)
+local s = decode_session(raw)
 write_with_activity(KEYS[1], s, ARGV[2], ARGV[3])
 return 1

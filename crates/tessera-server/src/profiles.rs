@@ -1,0 +1,123 @@
+//! Profiles by user id for "who am I", kept in this node's memory.
+//!
+//! The session store never holds a profile: a Redis dump must show no
+//! phone number or name. So that `GET /user/me` still costs no database
+//! query on a warm path, each node keeps the profiles it has served (or
+//! seen at login) for a while, bounded in number and age.
+//!
+//! Nothing changes a profile today but registration, so a copy is only
+//! ever stale by being absent. A route that edits profiles must call
+//! [`Profiles::forget`] on every node (as sessions are invalidated), or
+//! accept [`Profiles::MAX_AGE`] of staleness.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use crate::storage::StorageError;
+use crate::users::{User, Users};
+
+/// The user repository with this node's profile cache in front of it.
+#[derive(Debug)]
+pub struct Profiles {
+    users: Users,
+    cache: RwLock<HashMap<i64, Cached>>,
+    capacity: usize,
+}
+
+#[derive(Debug)]
+struct Cached {
+    user: User,
+    at: Instant,
+}
+
+impl Profiles {
+    /// How long a copy is served before the database is asked again.
+    pub const MAX_AGE: Duration = Duration::from_secs(300);
+    /// Profiles kept at most (a few hundred bytes each).
+    pub const CAPACITY: usize = 100_000;
+
+    /// A cache of [`Profiles::CAPACITY`] profiles in front of `users`.
+    pub fn new(users: Users) -> Self {
+        Self::with_capacity(users, Self::CAPACITY)
+    }
+
+    fn with_capacity(users: Users, capacity: usize) -> Self {
+        Self { users, cache: RwLock::default(), capacity: capacity.max(1) }
+    }
+
+    /// The profile of user `id`: from memory when a fresh copy is there,
+    /// else from the database (and kept). `None`: no such user.
+    pub async fn get(&self, id: i64) -> Result<Option<User>, StorageError> {
+        if let Some(user) = self.cached(id) {
+            return Ok(Some(user));
+        }
+        let found = self.users.by_id(id).await?;
+        if let Some(user) = &found {
+            self.keep(user.clone());
+        }
+        Ok(found)
+    }
+
+    /// Keeps a profile just read elsewhere (at login).
+    pub fn keep(&self, user: User) {
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= self.capacity && !cache.contains_key(&user.id) {
+            let now = Instant::now();
+            cache.retain(|_, c| now.duration_since(c.at) < Self::MAX_AGE);
+            if cache.len() >= self.capacity {
+                // Still full of fresh copies: any one may go.
+                let victim = *cache.keys().next().expect("a full cache has a key");
+                cache.remove(&victim);
+            }
+        }
+        cache.insert(user.id, Cached { user, at: Instant::now() });
+    }
+
+    /// Drops this node's copy of user `id`'s profile.
+    pub fn forget(&self, id: i64) {
+        self.cache.write().unwrap_or_else(|e| e.into_inner()).remove(&id);
+    }
+
+    fn cached(&self, id: i64) -> Option<User> {
+        let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
+        cache.get(&id).filter(|c| c.at.elapsed() < Self::MAX_AGE).map(|c| c.user.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(id: i64) -> User {
+        User { id, name: format!("u{id}"), gender: 1, age: 30, telephone: format!("+86138000000{id:02}") }
+    }
+
+    async fn profiles(capacity: usize) -> (Profiles, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("users.db").display());
+        let users = Users::connect(&url).await.unwrap();
+        (Profiles::with_capacity(users, capacity), dir)
+    }
+
+    #[tokio::test]
+    async fn a_kept_profile_is_served_without_the_database() {
+        let (profiles, _dir) = profiles(10).await;
+        // User 7 is in no database: only the cache can answer for it.
+        assert!(profiles.get(7).await.unwrap().is_none());
+        profiles.keep(user(7));
+        assert_eq!(profiles.get(7).await.unwrap().unwrap().name, "u7");
+        profiles.forget(7);
+        assert!(profiles.get(7).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn the_cache_stays_within_its_capacity() {
+        let (profiles, _dir) = profiles(3).await;
+        for id in 0..10 {
+            profiles.keep(user(id));
+        }
+        assert_eq!(profiles.cache.read().unwrap().len(), 3);
+        assert!(profiles.cached(9).is_some(), "the newest is kept");
+    }
+}
