@@ -34,6 +34,13 @@ pub fn success<T>(data: T) -> Envelope<T> {
 /// Tessera's "not logged in" answer (sent with 401, so wrk counts it as non-2xx).
 pub const NOT_LOGGED_IN: &str = r#"{"status":"fail","data":{"errCode":20003}}"#;
 
+/// [`NOT_LOGGED_IN`] for the axum peers.
+pub fn not_logged_in() -> axum::response::Response {
+    use axum::http::{header::CONTENT_TYPE, StatusCode};
+    use axum::response::IntoResponse;
+    (StatusCode::UNAUTHORIZED, [(CONTENT_TYPE, "application/json")], NOT_LOGGED_IN).into_response()
+}
+
 pub fn bind() -> String {
     std::env::var("BIND").expect("BIND=host:port")
 }

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
-use axum::http::{header::AUTHORIZATION, HeaderMap, StatusCode};
+use axum::http::{header::AUTHORIZATION, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use tessera_bench_peers::{success, Profile, NOT_LOGGED_IN};
+use tessera_bench_peers::{not_logged_in, success, Profile};
 
 /// Shared by the mint and the server; a benchmark's key, not a secret.
 const SECRET: &[u8] = b"tessera-bench-peers: HS256 key of 32+ bytes";
@@ -34,7 +34,7 @@ async fn me(State(verifier): State<Arc<Verifier>>, headers: HeaderMap) -> Respon
     let token = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     match token.map(|t| jsonwebtoken::decode::<Claims>(t, &verifier.key, &verifier.validation)) {
         Some(Ok(data)) => Json(success(data.claims.user)).into_response(),
-        _ => (StatusCode::UNAUTHORIZED, NOT_LOGGED_IN).into_response(),
+        _ => not_logged_in(),
     }
 }
 

@@ -5,11 +5,10 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use tessera_bench_peers::{success, Profile, NOT_LOGGED_IN};
+use tessera_bench_peers::{not_logged_in, success, Profile};
 use tower_sessions::{Expiry, MemoryStore, Session, SessionManagerLayer};
 
 async fn login(State(next_id): State<Arc<AtomicI64>>, session: Session) -> Json<tessera_bench_peers::Envelope<()>> {
@@ -21,7 +20,7 @@ async fn login(State(next_id): State<Arc<AtomicI64>>, session: Session) -> Json<
 async fn me(session: Session) -> Response {
     match session.get::<Profile>("user").await {
         Ok(Some(user)) => Json(success(user)).into_response(),
-        _ => (StatusCode::UNAUTHORIZED, NOT_LOGGED_IN).into_response(),
+        _ => not_logged_in(),
     }
 }
 
