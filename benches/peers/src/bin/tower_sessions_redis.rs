@@ -1,6 +1,8 @@
 //! The peer: tower-sessions with its Redis store (fred), as its README
 //! shows. `POST /login` puts a profile in the session; `GET /user/me`
 //! reads it. Env: BIND, REDIS_URL.
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
@@ -13,11 +15,12 @@ async fn login(session: Session) -> Json<Value> {
     Json(json!({"status": "success", "data": null}))
 }
 
-async fn me(session: Session) -> Json<Value> {
+async fn me(session: Session) -> Response {
     let user: Option<Value> = session.get("user").await.unwrap();
     match user {
-        Some(u) => Json(json!({"status": "success", "data": u})),
-        None => Json(json!({"status": "fail", "data": {"errCode": 20003}})),
+        Some(u) => Json(json!({"status": "success", "data": u})).into_response(),
+        // 401, not 200: wrk counts a missing session as non-2xx.
+        None => (StatusCode::UNAUTHORIZED, Json(json!({"status": "fail", "data": {"errCode": 20003}}))).into_response(),
     }
 }
 
