@@ -22,9 +22,10 @@ use std::task::{Context, Poll};
 use axum::extract::{DefaultBodyLimit, MatchedPath};
 use axum::response::Response;
 use axum::Router;
-use http::Request;
+use http::{header, HeaderValue, Method, Request};
 use pin_project_lite::pin_project;
 use tokio::task::futures::TaskLocalFuture;
+use tower::util::Either;
 use tower::{Layer, Service};
 use tower_http::cors::Cors;
 use tower_http::set_header::SetResponseHeader;
@@ -35,27 +36,17 @@ use crate::fail_as_200::FailAs200;
 use crate::lang::LanguageService;
 use crate::metrics::HttpMetricsService;
 
+/// What the CORS layer wraps.
+type BelowCors = ClientIpService<
+    <DefaultBodyLimit as Layer<
+        SetResponseHeader<FailAs200<tessera::SessionService<SessionTag<Router>>>, http::HeaderValue>,
+    >>::Service,
+>;
+
 /// The server's whole service: the layers of `startup::router`, outermost
 /// first, around the router.
 pub type Stack = RouteScope<
-    HttpMetricsService<
-        AccessLog<
-            LanguageService<
-                CatchPanic<
-                    Cors<
-                        ClientIpService<
-                            <DefaultBodyLimit as Layer<
-                                SetResponseHeader<
-                                    FailAs200<tessera::SessionService<SessionTag<Router>>>,
-                                    http::HeaderValue,
-                                >,
-                            >>::Service,
-                        >,
-                    >,
-                >,
-            >,
-        >,
-    >,
+    HttpMetricsService<AccessLog<LanguageService<CatchPanic<Either<Cors<BelowCors>, NoCorsOrigins<BelowCors>>>>>>,
 >;
 
 tokio::task_local! {
@@ -237,5 +228,135 @@ where
                 Poll::Ready(Ok((this.on_panic)()))
             }
         }
+    }
+}
+
+/// What tower-http's `CorsLayer::new()` (no origin trusted) answers,
+/// without the header maps and the joined `Vary` value it builds for every
+/// request: every answer gets `Vary: origin, access-control-request-method,
+/// access-control-request-headers`, and an `OPTIONS` request is answered at
+/// once, 200 with no body and that header alone. A test holds the two side
+/// by side.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoCorsOriginsLayer;
+
+/// The `Vary` value of tower-http's CORS layer.
+fn cors_vary() -> HeaderValue {
+    HeaderValue::from_static("origin, access-control-request-method, access-control-request-headers")
+}
+
+impl<S> Layer<S> for NoCorsOriginsLayer {
+    type Service = NoCorsOrigins<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        NoCorsOrigins { inner }
+    }
+}
+
+/// See [`NoCorsOriginsLayer`].
+#[derive(Debug, Clone)]
+pub struct NoCorsOrigins<S> {
+    inner: S,
+}
+
+impl<S, B> Service<Request<B>> for NoCorsOrigins<S>
+where
+    S: Service<Request<B>, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = NoCorsOriginsFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        if req.method() == Method::OPTIONS {
+            return NoCorsOriginsFuture { inner: None };
+        }
+        NoCorsOriginsFuture { inner: Some(self.inner.call(req)) }
+    }
+}
+
+pin_project! {
+    /// The future of [`NoCorsOrigins`]; `inner` is `None` for a preflight.
+    pub struct NoCorsOriginsFuture<F> {
+        #[pin]
+        inner: Option<F>,
+    }
+}
+
+impl<F, E> Future for NoCorsOriginsFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut response = match self.project().inner.as_pin_mut() {
+            Some(inner) => std::task::ready!(inner.poll(cx))?,
+            None => Response::default(),
+        };
+        response.headers_mut().append(header::VARY, cors_vary());
+        Poll::Ready(Ok(response))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::{to_bytes, Body};
+    use tower::ServiceExt;
+    use tower_http::cors::CorsLayer;
+
+    async fn answer<S>(service: S, method: Method) -> (u16, Vec<(String, String)>, axum::body::Bytes)
+    where
+        S: Service<Request<Body>, Response = Response, Error = std::convert::Infallible>,
+    {
+        let request = Request::builder()
+            .method(method)
+            .uri("/x")
+            .header(header::ORIGIN, "https://elsewhere.example")
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+            .body(Body::empty())
+            .unwrap();
+        let response = service.oneshot(request).await.unwrap();
+        let headers =
+            response.headers().iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap().to_owned())).collect();
+        (response.status().as_u16(), headers, to_bytes(response.into_body(), 1 << 12).await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn without_origins_the_answers_are_tower_https() {
+        let app = || {
+            tower::service_fn(|_: Request<Body>| async {
+                let mut r = Response::new(Body::from("hi"));
+                r.headers_mut().insert(header::VARY, HeaderValue::from_static("Accept"));
+                Ok::<_, std::convert::Infallible>(r)
+            })
+        };
+        for method in [Method::GET, Method::POST, Method::OPTIONS, Method::DELETE] {
+            let theirs = answer(CorsLayer::new().layer(app()), method.clone()).await;
+            let ours = answer(NoCorsOriginsLayer.layer(app()), method.clone()).await;
+            assert_eq!(ours, theirs, "{method}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panic_becomes_the_answer_made_for_it() {
+        let panics = tower::service_fn(|_: Request<Body>| async {
+            if true {
+                panic!("boom");
+            }
+            Ok::<Response, std::convert::Infallible>(Response::default())
+        });
+        let layer = CatchPanicLayer::new(|| {
+            let mut r = Response::default();
+            *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+            r
+        });
+        let response = layer.layer(panics).oneshot(Request::new(Body::empty())).await.unwrap();
+        assert_eq!(response.status(), 500);
     }
 }

@@ -19,6 +19,7 @@ use tessera::{
 };
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tower::util::Either;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::ServeDir;
@@ -40,7 +41,7 @@ use crate::revocation_archive::UserDbArchive;
 use crate::routes::{self, params::MAX_BODY, LoginLimits, Services};
 use crate::secret::ServerSecret;
 use crate::signing_keys::{spawn_key_watcher, KeyFile};
-use crate::stack::{CatchPanicLayer, RouteScopeLayer, RouteTagLayer, Stack};
+use crate::stack::{CatchPanicLayer, NoCorsOriginsLayer, RouteScopeLayer, RouteTagLayer, Stack};
 use crate::users::Users;
 
 /// Any start-up failure, explained.
@@ -641,26 +642,29 @@ fn no_store_by_default() -> SetResponseHeaderLayer<HeaderValue> {
     SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))
 }
 
-fn cors(settings: &Settings) -> CorsLayer {
+fn cors(settings: &Settings) -> Either<CorsLayer, NoCorsOriginsLayer> {
     let origins: Vec<HeaderValue> =
         settings.allowed_origins.iter().filter_map(|o| HeaderValue::from_str(o.as_str()).ok()).collect();
     if origins.is_empty() {
-        // No browser origin is trusted: no CORS headers at all.
-        return CorsLayer::new();
+        // No browser origin is trusted: no CORS headers at all (what
+        // `CorsLayer::new()` answers, without its work per request).
+        return Either::Right(NoCorsOriginsLayer);
     }
-    CorsLayer::new()
-        .allow_origin(AllowOrigin::list(origins))
-        .allow_credentials(true)
-        .allow_methods([Method::GET, Method::POST, Method::DELETE])
-        .allow_headers([
-            header::CONTENT_TYPE,
-            header::AUTHORIZATION,
-            HeaderName::from_static("x-csrf-token"),
-            HeaderName::from_static("x-auth-token"),
-            HeaderName::from_static("x-auth-mode"),
-        ])
-        .expose_headers([HeaderName::from_static("x-auth-token")])
-        .max_age(Duration::from_secs(600))
+    Either::Left(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_credentials(true)
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                header::AUTHORIZATION,
+                HeaderName::from_static("x-csrf-token"),
+                HeaderName::from_static("x-auth-token"),
+                HeaderName::from_static("x-auth-mode"),
+            ])
+            .expose_headers([HeaderName::from_static("x-auth-token")])
+            .max_age(Duration::from_secs(600)),
+    )
 }
 
 /// Binds the listen address: after every store is open, so nothing is

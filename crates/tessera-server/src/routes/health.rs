@@ -4,6 +4,7 @@
 //! (the first probe, kept): the databases and Redis answer a query.
 
 use std::future::Future;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -135,9 +136,12 @@ pub async fn about(request: Request) -> Response {
     if crate::pages::wants_html(request.headers()) {
         return crate::pages::home(request.headers());
     }
+    static LENGTH: OnceLock<HeaderValue> = OnceLock::new();
     let mut response = Response::new(Body::from(Bytes::from_static(ABOUT.as_bytes())));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    // Set here, the router need not write the number for every answer.
+    headers.insert(header::CONTENT_LENGTH, LENGTH.get_or_init(|| HeaderValue::from(ABOUT.len())).clone());
     headers.insert(header::VARY, HeaderValue::from_static("Accept"));
     response
 }
