@@ -109,7 +109,8 @@ pub(crate) fn read(mode: CarrierMode, cookie: &CookieSettings, headers: &HeaderM
             return found;
         }
     }
-    if mode != CarrierMode::Header {
+    // The cookie's name is made only for a request that has cookies.
+    if mode != CarrierMode::Header && headers.contains_key(header::COOKIE) {
         if let Some(value) = read_cookie(&cookie.wire_name(), headers) {
             return format.classify(&value, CarrierKind::Cookie);
         }
@@ -118,22 +119,24 @@ pub(crate) fn read(mode: CarrierMode, cookie: &CookieSettings, headers: &HeaderM
 }
 
 fn read_header(headers: &HeaderMap, format: TokenFormat) -> Option<Presented> {
+    // Borrowed from the headers: `classify` copies what it keeps.
     let bearer = headers.get_all(header::AUTHORIZATION).iter().find_map(|v| {
         let v = v.to_str().ok()?;
         let (scheme, rest) = v.split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim().to_owned())
+        scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
     });
-    let x_auth: Vec<&HeaderValue> = headers.get_all(AUTH_TOKEN_HEADER).iter().collect();
+    let mut x_auth = headers.get_all(AUTH_TOKEN_HEADER).iter();
+    let x_auth = (x_auth.next(), x_auth.next());
     let malformed = Presented::Malformed(CarrierKind::Header);
-    let text = match (bearer, x_auth.as_slice()) {
-        (None, []) => return None,
-        (Some(b), []) => b,
-        (None, [one]) => one.to_str().map(str::to_owned).unwrap_or_default(),
+    let text = match (bearer, x_auth) {
+        (None, (None, _)) => return None,
+        (Some(b), (None, _)) => b,
+        (None, (Some(one), None)) => one.to_str().unwrap_or_default(),
         // Two different tokens, or repeated headers: ambiguous, so neither.
-        (Some(b), [one]) if one.as_bytes() == b.as_bytes() => b,
+        (Some(b), (Some(one), None)) if one.as_bytes() == b.as_bytes() => b,
         _ => return Some(malformed),
     };
-    Some(format.classify(&text, CarrierKind::Header))
+    Some(format.classify(text, CarrierKind::Header))
 }
 
 /// The value of cookie `name` if the request has exactly one; none when it
