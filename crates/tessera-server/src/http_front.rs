@@ -325,18 +325,20 @@ where
     C: Future<Output = hyper::Result<()>> + GracefulConnection,
 {
     let mut connection = pin!(connection);
-    let (tell, mut told) = tokio::sync::mpsc::channel(2);
+    // One word at most: a oneshot, the cheapest receiver to poll beside
+    // hyper each time the connection is woken.
+    let (tell, mut told) = tokio::sync::oneshot::channel();
     let watcher = tokio::spawn(watch_connection(activity, limits, stopped, tell));
     let result = tokio::select! {
         biased;
         result = connection.as_mut() => result,
-        word = told.recv() => match word {
-            Some(Word::Close) => {
+        word = &mut told => match word {
+            Ok(Word::Close) => {
                 connection.as_mut().close_gracefully();
                 // Nothing more to say; the connection ends by itself.
                 connection.as_mut().await
             }
-            Some(Word::End) | None => Ok(()),
+            Ok(Word::End) | Err(_) => Ok(()),
         },
     };
     watcher.abort();
@@ -357,7 +359,7 @@ async fn watch_connection(
     activity: Arc<Activity>,
     limits: HttpLimits,
     mut stopped: watch::Receiver<bool>,
-    tell: tokio::sync::mpsc::Sender<Word>,
+    tell: tokio::sync::oneshot::Sender<Word>,
 ) {
     let shortest = limits.header_read_timeout.min(limits.keep_alive_timeout);
     let every = (shortest / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
@@ -382,7 +384,7 @@ async fn watch_connection(
             }
         }
     };
-    let _ = tell.send(word).await;
+    let _ = tell.send(word);
 }
 
 /// A connection that can be asked to finish its current request and close.
