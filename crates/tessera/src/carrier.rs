@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use cookie::Cookie;
-use http::{header, HeaderMap, HeaderValue};
+use http::{header, HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::{CarrierMode, CookieSettings};
 use crate::token::SessionToken;
@@ -16,6 +16,12 @@ use crate::token::SessionToken;
 pub const AUTH_TOKEN_HEADER: &str = "x-auth-token";
 /// The request header a client sends to ask for a header-carried token on login.
 pub const AUTH_MODE_HEADER: &str = "x-auth-mode";
+
+/// [`AUTH_TOKEN_HEADER`] as a name made once: a lookup by `&str` parses
+/// and hashes the text again on every request.
+pub(crate) static AUTH_TOKEN: HeaderName = HeaderName::from_static(AUTH_TOKEN_HEADER);
+/// [`AUTH_MODE_HEADER`], likewise.
+static AUTH_MODE: HeaderName = HeaderName::from_static(AUTH_MODE_HEADER);
 
 /// The longest text taken for an access token: longer is malformed unread.
 pub(crate) const MAX_ACCESS_TOKEN_LEN: usize = 8 * 1024;
@@ -125,7 +131,7 @@ fn read_header(headers: &HeaderMap, format: TokenFormat) -> Option<Presented> {
         let (scheme, rest) = v.split_once(' ')?;
         scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
     });
-    let mut x_auth = headers.get_all(AUTH_TOKEN_HEADER).iter();
+    let mut x_auth = headers.get_all(&AUTH_TOKEN).iter();
     let x_auth = (x_auth.next(), x_auth.next());
     let malformed = Presented::Malformed(CarrierKind::Header);
     let text = match (bearer, x_auth) {
@@ -209,7 +215,7 @@ pub(crate) fn respond_via(mode: CarrierMode, presented: &Presented, headers: &He
         CarrierMode::Cookie => CarrierKind::Cookie,
         CarrierMode::Header => CarrierKind::Header,
         CarrierMode::Auto => {
-            let asked = headers.get(AUTH_MODE_HEADER).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"header"));
+            let asked = headers.get(&AUTH_MODE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"header"));
             if asked || presented.carrier() == Some(CarrierKind::Header) {
                 CarrierKind::Header
             } else {
