@@ -158,14 +158,19 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let id = self.ids.for_request(&req);
         let pending = access_log_enabled().then(|| {
+            // Outside the router, the route is named once it is matched
+            // (`crate::stack::RouteTag`, through `name_route`).
             let route = req.extensions().get::<MatchedPath>().cloned();
             let span = tracing::info_span!(
                 target: TARGET,
                 "request",
                 method = %req.method(),
-                route = route.as_ref().map(MatchedPath::as_str),
+                route = tracing::field::Empty,
                 request_id = id.to_str().unwrap_or_default(),
             );
+            if let Some(route) = &route {
+                span.record("route", route.as_str());
+            }
             Pending { started: Instant::now(), method: req.method().clone(), route, span }
         });
         let inner = {
@@ -201,9 +206,12 @@ where
         let mut response = polled?;
         let seen = response.extensions_mut().remove::<SessionSeen>();
         let id = this.id.take().expect("polled after completion");
-        if let Some(pending) = this.pending.take() {
+        if let Some(mut pending) = this.pending.take() {
             let latency_us = u64::try_from(pending.started.elapsed().as_micros()).unwrap_or(u64::MAX);
             let session = seen.and_then(|s| s.0.digest_prefix());
+            if pending.route.is_none() {
+                pending.route = crate::stack::matched_route();
+            }
             tracing::info!(
                 target: TARGET,
                 method = %pending.method,
@@ -217,6 +225,14 @@ where
         }
         response.headers_mut().insert(X_REQUEST_ID.clone(), id);
         Poll::Ready(Ok(response))
+    }
+}
+
+/// Names the route a request matched in its span (the request span is the
+/// current one while the router runs), when the access log is on.
+pub fn name_route(template: &str) {
+    if access_log_enabled() {
+        tracing::Span::current().record("route", template);
     }
 }
 

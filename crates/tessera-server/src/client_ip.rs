@@ -7,11 +7,12 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
-use http::{HeaderMap, Method};
+use std::task::{Context, Poll};
+
+use axum::extract::ConnectInfo;
+use http::{HeaderMap, Method, Request};
 use tessera::{ClientIp, TargetOrigin};
+use tower::{Layer, Service};
 
 /// The proxies whose forwarding headers are believed, and whether the
 /// site is served over TLS (the scheme when a proxy names a host only).
@@ -23,24 +24,67 @@ pub struct TrustedProxies {
     pub secure: bool,
 }
 
-/// Middleware that inserts [`ClientIp`] (and, behind a trusted proxy, the
+/// The layer that inserts [`ClientIp`] (and, behind a trusted proxy, the
 /// [`TargetOrigin`] of a state-changing request) for the session layer and
-/// handlers.
-pub async fn resolve(State(trusted): State<TrustedProxies>, mut req: Request, next: Next) -> Response {
-    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-    if let Some(peer) = peer {
-        let forwarded = req.headers().get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
-        let ip = client_ip(peer, forwarded, &trusted.proxies);
-        req.extensions_mut().insert(ClientIp(ip));
-        // Only state changes are judged by origin: reads cost nothing here.
-        let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-        if !safe && trusted.proxies.contains(&peer) {
-            if let Some(target) = forwarded_origin(req.headers(), trusted.secure) {
-                req.extensions_mut().insert(target);
-            }
+/// handlers. A plain service, not `from_fn` middleware: nothing is boxed
+/// or cloned per request.
+#[derive(Debug, Clone, Default)]
+pub struct ClientIpLayer {
+    trusted: TrustedProxies,
+}
+
+impl ClientIpLayer {
+    /// Forwarding headers are believed from `trusted`.
+    pub fn new(trusted: TrustedProxies) -> Self {
+        Self { trusted }
+    }
+}
+
+impl<S> Layer<S> for ClientIpLayer {
+    type Service = ClientIpService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ClientIpService { inner, trusted: self.trusted.clone() }
+    }
+}
+
+/// See [`ClientIpLayer`].
+#[derive(Debug, Clone)]
+pub struct ClientIpService<S> {
+    inner: S,
+    trusted: TrustedProxies,
+}
+
+impl<S, B> Service<Request<B>> for ClientIpService<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        resolve(&self.trusted, &mut req);
+        self.inner.call(req)
+    }
+}
+
+fn resolve<B>(trusted: &TrustedProxies, req: &mut Request<B>) {
+    let Some(peer) = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()) else { return };
+    let forwarded = req.headers().get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
+    let ip = client_ip(peer, forwarded, &trusted.proxies);
+    req.extensions_mut().insert(ClientIp(ip));
+    // Only state changes are judged by origin: reads cost nothing here.
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if !safe && trusted.proxies.contains(&peer) {
+        if let Some(target) = forwarded_origin(req.headers(), trusted.secure) {
+            req.extensions_mut().insert(target);
         }
     }
-    next.run(req).await
 }
 
 /// The origin the browser addressed, as the nearest proxy to it reported:

@@ -19,6 +19,7 @@
 //! - graceful shutdown: stop accepting, let in-flight requests finish
 //!   (bounded), then return.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
@@ -26,18 +27,22 @@ use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
+use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::Router;
+use axum::response::Response;
+use http::Request;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
+use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
-use tower::ServiceExt;
+use tower::util::Oneshot;
+use tower::{Service, ServiceExt};
 
 /// How the front treats connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,13 +97,20 @@ fn open_file_limit() -> Option<usize> {
     line.split_whitespace().nth(3)?.parse().ok()
 }
 
-/// Serves `router` on `listener` until `shutdown` completes.
-pub async fn serve(
+/// Serves `service` (a router, or the router inside its middleware stack)
+/// on `listener` until `shutdown` completes. Each connection has a clone of
+/// `service` of its own, which serves its requests one after another: no
+/// clone per request.
+pub async fn serve<S>(
     listener: TcpListener,
-    router: Router,
+    service: S,
     limits: HttpLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
     let cap = limits.effective_max_connections();
     let permits = Arc::new(Semaphore::new(cap));
     let (stop, stopped) = watch::channel(false);
@@ -106,11 +118,14 @@ pub async fn serve(
     // No hyper timer: it would arm a timer for every request. Both the
     // header deadline and the keep-alive timeout are the companion task's,
     // checked a few times per deadline from the connection's timestamps.
-    builder
-        .header_read_timeout(None)
-        .max_headers(limits.max_headers)
-        .max_header_size(limits.max_header_bytes)
-        .keep_alive(true);
+    builder.header_read_timeout(None).max_header_size(limits.max_header_bytes).keep_alive(true);
+    // hyper's own count limit initialises two arrays of that many header
+    // slots for every request (~2 % of a request's time); under hyper's
+    // built-in ceiling the count is checked in `PerConnection` instead,
+    // with hyper's answer.
+    if limits.max_headers > HYPER_MAX_HEADERS {
+        builder.max_headers(limits.max_headers);
+    }
     let builder = Arc::new(builder);
     let open = Arc::new(OpenConnections::default());
     let mut shutdown = pin!(shutdown);
@@ -123,10 +138,12 @@ pub async fn serve(
         // Registered here, not in the task: the next accept may need to
         // choose among every connection accepted so far.
         let (id, activity) = open.register();
-        let (builder, router, stopped, open) = (builder.clone(), router.clone(), stopped.clone(), open.clone());
+        let (builder, service, stopped, open) = (builder.clone(), service.clone(), stopped.clone(), open.clone());
+        let max_headers = limits.max_headers;
         tokio::spawn(async move {
             let io = TokioIo::new(Watched { inner: stream, activity: activity.clone() });
-            let connection = builder.serve_connection(io, service_for(router, peer, activity.clone()));
+            let connection =
+                builder.serve_connection(io, PerConnection::new(service, peer, activity.clone(), max_headers));
             if let Err(e) = drive(connection, activity, limits, stopped).await {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
@@ -211,28 +228,105 @@ impl OpenConnections {
     }
 }
 
-/// The router as a hyper service that tells handlers the peer address and
-/// tells `activity` when a request's headers are complete and answered.
-fn service_for(
-    router: Router,
+/// One connection's service, as hyper calls it: tells handlers the peer
+/// address and tells `activity` when a request's headers are complete and
+/// answered. hyper serves a connection's requests one at a time and the
+/// service's future owns what it needs, so the connection's own clone is
+/// borrowed only for the call itself.
+struct PerConnection<S> {
+    service: RefCell<S>,
     peer: SocketAddr,
     activity: Arc<Activity>,
-) -> impl hyper::service::Service<
-    http::Request<Incoming>,
-    Response = axum::response::Response,
-    Error = Infallible,
-    Future = impl Future<Output = Result<axum::response::Response, Infallible>> + Send,
-> {
-    hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
-        request.extensions_mut().insert(ConnectInfo(peer));
-        activity.headers_complete();
-        let (router, activity) = (router.clone(), activity.clone());
-        async move {
-            let response = router.oneshot(request).await;
-            activity.answered();
-            response
+    max_headers: usize,
+}
+
+impl<S> PerConnection<S> {
+    fn new(service: S, peer: SocketAddr, activity: Arc<Activity>, max_headers: usize) -> Self {
+        Self { service: RefCell::new(service), peer, activity, max_headers }
+    }
+}
+
+/// The most header fields hyper takes when it is not told a number (its
+/// `DEFAULT_MAX_HEADERS`); past it hyper answers 431 itself.
+const HYPER_MAX_HEADERS: usize = 100;
+
+/// hyper's answer to a request with too many header fields: 431, no body,
+/// and the connection closed after it.
+fn too_many_headers() -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+    response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+    response
+}
+
+impl<S> hyper::service::Service<Request<Incoming>> for PerConnection<S>
+where
+    S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Answered<S>;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        self.activity.headers_complete();
+        let activity = self.activity.clone();
+        if request.headers().len() > self.max_headers {
+            return Answered { state: AnsweredState::Refused { response: Some(too_many_headers()) }, activity };
         }
-    })
+        let mut request = request.map(Body::new);
+        request.extensions_mut().insert(ConnectInfo(self.peer));
+        let mut service = self.service.borrow_mut();
+        // Every layer of the stack is ready at once; were one not, the
+        // request would wait on a clone of its own (`Oneshot`).
+        match service.poll_ready(&mut Context::from_waker(std::task::Waker::noop())) {
+            Poll::Ready(Ok(())) => {
+                Answered { state: AnsweredState::Called { future: service.call(request) }, activity }
+            }
+            Poll::Ready(Err(e)) => match e {},
+            Poll::Pending => {
+                let future = service.clone().oneshot(request);
+                Answered { state: AnsweredState::Waiting { future }, activity }
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// The answer to one request; tells the connection's [`Activity`]
+    /// when it is ready.
+    struct Answered<S: Service<Request<Body>>> {
+        #[pin]
+        state: AnsweredState<S>,
+        activity: Arc<Activity>,
+    }
+}
+
+pin_project! {
+    #[project = AnsweredProj]
+    enum AnsweredState<S: Service<Request<Body>>> {
+        Called { #[pin] future: S::Future },
+        Waiting { #[pin] future: Oneshot<S, Request<Body>> },
+        Refused { response: Option<Response> },
+    }
+}
+
+impl<S> Future for Answered<S>
+where
+    S: Service<Request<Body>, Response = Response, Error = Infallible>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let answered = match this.state.project() {
+            AnsweredProj::Called { future } => ready!(future.poll(cx)),
+            AnsweredProj::Waiting { future } => ready!(future.poll(cx)),
+            AnsweredProj::Refused { response } => Ok(response.take().expect("polled after completion")),
+        };
+        this.activity.answered();
+        Poll::Ready(answered)
+    }
 }
 
 /// Runs one connection until it ends. A request whose headers are not
@@ -255,18 +349,20 @@ where
     C: Future<Output = hyper::Result<()>> + GracefulConnection,
 {
     let mut connection = pin!(connection);
-    let (tell, mut told) = tokio::sync::mpsc::channel(2);
+    // One word at most: a oneshot, the cheapest receiver to poll beside
+    // hyper each time the connection is woken.
+    let (tell, mut told) = tokio::sync::oneshot::channel();
     let watcher = tokio::spawn(watch_connection(activity, limits, stopped, tell));
     let result = tokio::select! {
         biased;
         result = connection.as_mut() => result,
-        word = told.recv() => match word {
-            Some(Word::Close) => {
+        word = &mut told => match word {
+            Ok(Word::Close) => {
                 connection.as_mut().close_gracefully();
                 // Nothing more to say; the connection ends by itself.
                 connection.as_mut().await
             }
-            Some(Word::End) | None => Ok(()),
+            Ok(Word::End) | Err(_) => Ok(()),
         },
     };
     watcher.abort();
@@ -287,7 +383,7 @@ async fn watch_connection(
     activity: Arc<Activity>,
     limits: HttpLimits,
     mut stopped: watch::Receiver<bool>,
-    tell: tokio::sync::mpsc::Sender<Word>,
+    tell: tokio::sync::oneshot::Sender<Word>,
 ) {
     let shortest = limits.header_read_timeout.min(limits.keep_alive_timeout);
     let every = (shortest / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
@@ -312,7 +408,7 @@ async fn watch_connection(
             }
         }
     };
-    let _ = tell.send(word).await;
+    let _ = tell.send(word);
 }
 
 /// A connection that can be asked to finish its current request and close.

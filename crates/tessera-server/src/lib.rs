@@ -29,6 +29,7 @@ pub mod revocation_archive;
 pub mod routes;
 pub mod secret;
 pub mod signing_keys;
+pub mod stack;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;

@@ -159,7 +159,11 @@ impl HttpMetrics {
     }
 
     fn route_slot(&self, matched: Option<&MatchedPath>) -> usize {
-        matched.and_then(|m| self.routes.get(m.as_str()).copied()).unwrap_or(self.labels.len() - 1)
+        matched.and_then(|m| self.routes.get(m.as_str()).copied()).unwrap_or(self.unmatched())
+    }
+
+    fn unmatched(&self) -> usize {
+        self.labels.len() - 1
     }
 
     fn observe(&self, route: usize, method: usize, status: StatusCode, elapsed: Duration) {
@@ -736,7 +740,9 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let route = self.metrics.http.route_slot(req.extensions().get::<MatchedPath>());
+        // Outside the router (as the server layers it) the route is known
+        // only once the router has matched it: see `crate::stack`.
+        let route = req.extensions().get::<MatchedPath>().map(|m| self.metrics.http.route_slot(Some(m)));
         let method = method_slot(req.method());
         HttpMetricsFuture {
             inner: self.inner.call(req),
@@ -754,7 +760,7 @@ pin_project! {
         #[pin]
         inner: F,
         metrics: Option<Arc<Metrics>>,
-        route: usize,
+        route: Option<usize>,
         method: usize,
         started: Instant,
     }
@@ -770,7 +776,9 @@ where
         let this = self.project();
         let result = ready!(this.inner.poll(cx));
         if let (Ok(response), Some(metrics)) = (&result, this.metrics.take()) {
-            metrics.http.observe(*this.route, *this.method, response.status(), this.started.elapsed());
+            let http = &metrics.http;
+            let route = this.route.unwrap_or_else(|| http.route_slot(crate::stack::matched_route().as_ref()));
+            http.observe(route, *this.method, response.status(), this.started.elapsed());
         }
         Poll::Ready(result)
     }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use http::{header, HeaderName, HeaderValue, Method};
@@ -20,16 +19,18 @@ use tessera::{
 };
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tower_http::catch_panic::CatchPanicLayer;
+use tower::util::Either;
+use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::access_log::{AccessLogLayer, SessionTagLayer};
-use crate::client_ip::{self, TrustedProxies};
+use crate::client_ip::{ClientIpLayer, TrustedProxies};
 use crate::configuration::{MetricsExposure, OtpDelivery, SecretSource, Settings};
 use crate::envelope::ErrorCode;
 use crate::events::Events;
+use crate::fail_as_200::FailAs200Layer;
 use crate::limits::{RateLimiter, RedisLimiter, SqliteLimiter};
 use crate::metrics::{scrape, Exporter, Metrics};
 use crate::otp::{
@@ -40,6 +41,7 @@ use crate::revocation_archive::UserDbArchive;
 use crate::routes::{self, params::MAX_BODY, LoginLimits, Services};
 use crate::secret::ServerSecret;
 use crate::signing_keys::{spawn_key_watcher, KeyFile};
+use crate::stack::{CatchPanicLayer, NoCorsOriginsLayer, RouteScopeLayer, RouteTagLayer, Stack};
 use crate::users::Users;
 
 /// Any start-up failure, explained.
@@ -49,7 +51,7 @@ pub type StartupError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
-    router: Router,
+    router: Stack,
     database: SqlitePool,
     background: Vec<JoinHandle<()>>,
     http: crate::http_front::HttpLimits,
@@ -586,38 +588,42 @@ fn session_observer(metrics: &Arc<Metrics>, events: &Events) -> Arc<dyn tessera:
 /// work), client_ip (the address the session layer and throttles record),
 /// the body limit, no-store (on every answer whose route set no
 /// Cache-Control, the session layer's refusals included), and
-/// `SessionLayer`, and the session tag innermost, next to the routes (it
-/// hands the request's session out to the access log). Each `.layer` wraps what is
-/// already there, so the calls below read from the inside out. Outside them
-/// all, the HTTP metrics (route template, method, status, latency), so a
-/// refusal anywhere is counted. `/metrics` is one of the routes unless
-/// `--metrics-bind` moved it to a listener of its own (or turned it off).
-fn router(settings: &Settings, state: Services, sessions: SessionLayer, metrics: &Arc<Metrics>) -> Router {
+/// `--fail-as-200` (a pass-through when off), `SessionLayer`, and the
+/// session tag innermost, next to the routes (it hands the request's session
+/// out to the access log). Outside them all, the HTTP metrics (route
+/// template, method, status, latency), so a refusal anywhere is counted.
+/// The layers are listed below outermost first, and wrap the router once as
+/// one service (`crate::stack::Stack`). `/metrics` is one of the routes
+/// unless `--metrics-bind` moved it to a listener of its own (or turned it
+/// off).
+fn router(settings: &Settings, state: Services, sessions: SessionLayer, metrics: &Arc<Metrics>) -> Stack {
     let mut routes = routes::router(state);
     if settings.metrics == MetricsExposure::Main {
         routes = routes.route(routes::template("/metrics"), get(scrape).with_state(Exporter::new(metrics)));
     }
+    // The layers below wrap the router once, not each route; every route
+    // tells them its template (see `crate::stack`).
+    let mut routes = routes.route_layer(RouteTagLayer);
     if let Some(dir) = &settings.static_dir {
         routes = routes.fallback_service(static_pages(dir));
     }
-    let mut routes = routes.layer(SessionTagLayer).layer(sessions);
-    if settings.fail_as_200 {
-        routes = routes.layer(axum::middleware::from_fn(crate::fail_as_200::answer_failures_with_200));
-    }
-    routes
-        .layer(no_store_by_default())
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(axum::middleware::from_fn_with_state(
-            TrustedProxies { proxies: Arc::new(settings.trusted_proxies.clone()), secure: !settings.dev },
-            client_ip::resolve,
-        ))
-        .layer(cors(settings))
-        .layer(CatchPanicLayer::custom(|_| -> Response { ErrorCode::UNKNOWN_ERROR.into_response() }))
-        .layer(crate::lang::LanguageLayer)
+    let trusted = TrustedProxies { proxies: Arc::new(settings.trusted_proxies.clone()), secure: !settings.dev };
+    ServiceBuilder::new()
+        .layer(RouteScopeLayer)
+        .layer(metrics.layer())
         // Method and route template only: headers, bodies and query
         // strings may hold credentials.
         .layer(AccessLogLayer::new(settings.trusted_proxies.clone()))
-        .layer(metrics.layer())
+        .layer(crate::lang::LanguageLayer)
+        .layer(CatchPanicLayer::new(|| ErrorCode::UNKNOWN_ERROR.into_response()))
+        .layer(cors(settings))
+        .layer(ClientIpLayer::new(trusted))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(no_store_by_default())
+        .layer(FailAs200Layer::new(settings.fail_as_200))
+        .layer(sessions)
+        .layer(SessionTagLayer)
+        .service(routes)
 }
 
 /// `--static-dir`: files under `dir` for paths no route claims (a
@@ -637,26 +643,29 @@ fn no_store_by_default() -> SetResponseHeaderLayer<HeaderValue> {
     SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))
 }
 
-fn cors(settings: &Settings) -> CorsLayer {
+fn cors(settings: &Settings) -> Either<CorsLayer, NoCorsOriginsLayer> {
     let origins: Vec<HeaderValue> =
         settings.allowed_origins.iter().filter_map(|o| HeaderValue::from_str(o.as_str()).ok()).collect();
     if origins.is_empty() {
-        // No browser origin is trusted: no CORS headers at all.
-        return CorsLayer::new();
+        // No browser origin is trusted: no CORS headers at all (what
+        // `CorsLayer::new()` answers, without its work per request).
+        return Either::Right(NoCorsOriginsLayer);
     }
-    CorsLayer::new()
-        .allow_origin(AllowOrigin::list(origins))
-        .allow_credentials(true)
-        .allow_methods([Method::GET, Method::POST, Method::DELETE])
-        .allow_headers([
-            header::CONTENT_TYPE,
-            header::AUTHORIZATION,
-            HeaderName::from_static("x-csrf-token"),
-            HeaderName::from_static("x-auth-token"),
-            HeaderName::from_static("x-auth-mode"),
-        ])
-        .expose_headers([HeaderName::from_static("x-auth-token")])
-        .max_age(Duration::from_secs(600))
+    Either::Left(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_credentials(true)
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                header::AUTHORIZATION,
+                HeaderName::from_static("x-csrf-token"),
+                HeaderName::from_static("x-auth-token"),
+                HeaderName::from_static("x-auth-mode"),
+            ])
+            .expose_headers([HeaderName::from_static("x-auth-token")])
+            .max_age(Duration::from_secs(600)),
+    )
 }
 
 /// Binds the listen address: after every store is open, so nothing is

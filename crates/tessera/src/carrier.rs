@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use cookie::Cookie;
-use http::{header, HeaderMap, HeaderValue};
+use http::{header, HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::{CarrierMode, CookieSettings};
 use crate::token::SessionToken;
@@ -16,6 +16,12 @@ use crate::token::SessionToken;
 pub const AUTH_TOKEN_HEADER: &str = "x-auth-token";
 /// The request header a client sends to ask for a header-carried token on login.
 pub const AUTH_MODE_HEADER: &str = "x-auth-mode";
+
+/// [`AUTH_TOKEN_HEADER`] as a name made once: a lookup by `&str` parses
+/// and hashes the text again on every request.
+pub(crate) static AUTH_TOKEN: HeaderName = HeaderName::from_static(AUTH_TOKEN_HEADER);
+/// [`AUTH_MODE_HEADER`], likewise.
+static AUTH_MODE: HeaderName = HeaderName::from_static(AUTH_MODE_HEADER);
 
 /// The longest text taken for an access token: longer is malformed unread.
 pub(crate) const MAX_ACCESS_TOKEN_LEN: usize = 8 * 1024;
@@ -109,7 +115,8 @@ pub(crate) fn read(mode: CarrierMode, cookie: &CookieSettings, headers: &HeaderM
             return found;
         }
     }
-    if mode != CarrierMode::Header {
+    // The cookie's name is made only for a request that has cookies.
+    if mode != CarrierMode::Header && headers.contains_key(header::COOKIE) {
         if let Some(value) = read_cookie(&cookie.wire_name(), headers) {
             return format.classify(&value, CarrierKind::Cookie);
         }
@@ -118,22 +125,24 @@ pub(crate) fn read(mode: CarrierMode, cookie: &CookieSettings, headers: &HeaderM
 }
 
 fn read_header(headers: &HeaderMap, format: TokenFormat) -> Option<Presented> {
+    // Borrowed from the headers: `classify` copies what it keeps.
     let bearer = headers.get_all(header::AUTHORIZATION).iter().find_map(|v| {
         let v = v.to_str().ok()?;
         let (scheme, rest) = v.split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim().to_owned())
+        scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
     });
-    let x_auth: Vec<&HeaderValue> = headers.get_all(AUTH_TOKEN_HEADER).iter().collect();
+    let mut x_auth = headers.get_all(&AUTH_TOKEN).iter();
+    let x_auth = (x_auth.next(), x_auth.next());
     let malformed = Presented::Malformed(CarrierKind::Header);
-    let text = match (bearer, x_auth.as_slice()) {
-        (None, []) => return None,
-        (Some(b), []) => b,
-        (None, [one]) => one.to_str().map(str::to_owned).unwrap_or_default(),
+    let text = match (bearer, x_auth) {
+        (None, (None, _)) => return None,
+        (Some(b), (None, _)) => b,
+        (None, (Some(one), None)) => one.to_str().unwrap_or_default(),
         // Two different tokens, or repeated headers: ambiguous, so neither.
-        (Some(b), [one]) if one.as_bytes() == b.as_bytes() => b,
+        (Some(b), (Some(one), None)) if one.as_bytes() == b.as_bytes() => b,
         _ => return Some(malformed),
     };
-    Some(format.classify(&text, CarrierKind::Header))
+    Some(format.classify(text, CarrierKind::Header))
 }
 
 /// The value of cookie `name` if the request has exactly one; none when it
@@ -206,7 +215,7 @@ pub(crate) fn respond_via(mode: CarrierMode, presented: &Presented, headers: &He
         CarrierMode::Cookie => CarrierKind::Cookie,
         CarrierMode::Header => CarrierKind::Header,
         CarrierMode::Auto => {
-            let asked = headers.get(AUTH_MODE_HEADER).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"header"));
+            let asked = headers.get(&AUTH_MODE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"header"));
             if asked || presented.carrier() == Some(CarrierKind::Header) {
                 CarrierKind::Header
             } else {

@@ -344,7 +344,7 @@ fn apply(shared: &Shared, session: &Session, outcome: Outcome, response: &mut Re
                         Credentials::Signed(pair) => pair.access,
                     };
                     let value = HeaderValue::from_str(&token).expect("tokens are header-safe");
-                    headers.insert(carrier::AUTH_TOKEN_HEADER, value);
+                    headers.insert(carrier::AUTH_TOKEN.clone(), value);
                 }
             }
         }

@@ -1,0 +1,362 @@
+//! The middleware stack, put together once around the whole router.
+//!
+//! `Router::layer` wraps every route (and the fallback) in its own copy of
+//! a layer, boxed once more per `.layer` call: each request then cloned a
+//! chain of boxed services as deep as the stack (one allocation per level,
+//! the CORS configuration's vectors included). Here the layers wrap the
+//! router as one concrete service instead, which the HTTP front clones
+//! once per connection, not per request.
+//!
+//! Two layers report the route template, which only the router knows:
+//! [`RouteScopeLayer`] (outermost) opens a task-local slot for the
+//! request, and [`RouteTagLayer`] (a route layer, on every route) fills it
+//! from the router's [`MatchedPath`] and names it in the request span.
+//! [`matched_route`] reads it, for the metrics and the access log.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::extract::{DefaultBodyLimit, MatchedPath};
+use axum::response::Response;
+use axum::Router;
+use http::{header, HeaderValue, Method, Request};
+use pin_project_lite::pin_project;
+use tokio::task::futures::TaskLocalFuture;
+use tower::util::Either;
+use tower::{Layer, Service};
+use tower_http::cors::Cors;
+use tower_http::set_header::SetResponseHeader;
+
+use crate::access_log::{AccessLog, SessionTag};
+use crate::client_ip::ClientIpService;
+use crate::fail_as_200::FailAs200;
+use crate::lang::LanguageService;
+use crate::metrics::HttpMetricsService;
+
+/// What the CORS layer wraps.
+type BelowCors = ClientIpService<
+    <DefaultBodyLimit as Layer<
+        SetResponseHeader<FailAs200<tessera::SessionService<SessionTag<Router>>>, http::HeaderValue>,
+    >>::Service,
+>;
+
+/// The server's whole service: the layers of `startup::router`, outermost
+/// first, around the router.
+pub type Stack = RouteScope<
+    HttpMetricsService<AccessLog<LanguageService<CatchPanic<Either<Cors<BelowCors>, NoCorsOrigins<BelowCors>>>>>>,
+>;
+
+tokio::task_local! {
+    static ROUTE: RefCell<Option<MatchedPath>>;
+}
+
+/// The route template of the request being served, once the router has
+/// matched one; `None` before, outside a [`RouteScope`], and when no route
+/// matched.
+pub fn matched_route() -> Option<MatchedPath> {
+    ROUTE.try_with(|route| route.borrow().clone()).ok().flatten()
+}
+
+/// Opens the slot [`RouteTagLayer`] fills, for everything inside it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RouteScopeLayer;
+
+impl<S> Layer<S> for RouteScopeLayer {
+    type Service = RouteScope<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RouteScope { inner }
+    }
+}
+
+/// See [`RouteScopeLayer`].
+#[derive(Debug, Clone)]
+pub struct RouteScope<S> {
+    inner: S,
+}
+
+impl<S, B> Service<Request<B>> for RouteScope<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = TaskLocalFuture<RefCell<Option<MatchedPath>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        ROUTE.scope(RefCell::new(None), self.inner.call(req))
+    }
+}
+
+/// On every route (`Router::route_layer`): tells [`matched_route`] the
+/// route's template and, when the access log is on, names it in the
+/// request span.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RouteTagLayer;
+
+impl<S> Layer<S> for RouteTagLayer {
+    type Service = RouteTag<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RouteTag { inner }
+    }
+}
+
+/// See [`RouteTagLayer`].
+#[derive(Debug, Clone)]
+pub struct RouteTag<S> {
+    inner: S,
+}
+
+impl<S, B> Service<Request<B>> for RouteTag<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        if let Some(matched) = req.extensions().get::<MatchedPath>() {
+            crate::access_log::name_route(matched.as_str());
+            let _ = ROUTE.try_with(|route| *route.borrow_mut() = Some(matched.clone()));
+        }
+        self.inner.call(req)
+    }
+}
+
+/// A panic anywhere inside, while a request is handled, becomes the
+/// answer `on_panic` makes (the panic hook has printed the message) (tower-http's `CatchPanic` boxes every answer's
+/// body again; this one passes the body through).
+#[derive(Clone, Copy)]
+pub struct CatchPanicLayer {
+    on_panic: fn() -> Response,
+}
+
+impl CatchPanicLayer {
+    /// Panics are answered with `on_panic()`.
+    pub fn new(on_panic: fn() -> Response) -> Self {
+        Self { on_panic }
+    }
+}
+
+impl std::fmt::Debug for CatchPanicLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CatchPanicLayer")
+    }
+}
+
+impl<S> Layer<S> for CatchPanicLayer {
+    type Service = CatchPanic<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CatchPanic { inner, on_panic: self.on_panic }
+    }
+}
+
+/// See [`CatchPanicLayer`].
+#[derive(Clone)]
+pub struct CatchPanic<S> {
+    inner: S,
+    on_panic: fn() -> Response,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for CatchPanic<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CatchPanic").field("inner", &self.inner).finish_non_exhaustive()
+    }
+}
+
+impl<S, B> Service<Request<B>> for CatchPanic<S>
+where
+    S: Service<Request<B>, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = CatchPanicFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let inner = std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(req)));
+        match inner {
+            Ok(future) => CatchPanicFuture { inner: Some(future), on_panic: self.on_panic },
+            Err(_) => CatchPanicFuture { inner: None, on_panic: self.on_panic },
+        }
+    }
+}
+
+pin_project! {
+    /// The future of [`CatchPanic`]; `inner` is `None` when `call` itself
+    /// panicked.
+    pub struct CatchPanicFuture<F> {
+        #[pin]
+        inner: Option<F>,
+        on_panic: fn() -> Response,
+    }
+}
+
+impl<F, E> Future for CatchPanicFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
+            return Poll::Ready(Ok((this.on_panic)()));
+        };
+        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(polled) => polled,
+            Err(_) => {
+                // Never polled again: dropping what panicked is all that is left.
+                this.inner.set(None);
+                Poll::Ready(Ok((this.on_panic)()))
+            }
+        }
+    }
+}
+
+/// What tower-http's `CorsLayer::new()` (no origin trusted) answers,
+/// without the header maps and the joined `Vary` value it builds for every
+/// request: every answer gets `Vary: origin, access-control-request-method,
+/// access-control-request-headers`, and an `OPTIONS` request is answered at
+/// once, 200 with no body and that header alone. A test holds the two side
+/// by side.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoCorsOriginsLayer;
+
+/// The `Vary` value of tower-http's CORS layer.
+fn cors_vary() -> HeaderValue {
+    HeaderValue::from_static("origin, access-control-request-method, access-control-request-headers")
+}
+
+impl<S> Layer<S> for NoCorsOriginsLayer {
+    type Service = NoCorsOrigins<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        NoCorsOrigins { inner }
+    }
+}
+
+/// See [`NoCorsOriginsLayer`].
+#[derive(Debug, Clone)]
+pub struct NoCorsOrigins<S> {
+    inner: S,
+}
+
+impl<S, B> Service<Request<B>> for NoCorsOrigins<S>
+where
+    S: Service<Request<B>, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = NoCorsOriginsFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        if req.method() == Method::OPTIONS {
+            return NoCorsOriginsFuture { inner: None };
+        }
+        NoCorsOriginsFuture { inner: Some(self.inner.call(req)) }
+    }
+}
+
+pin_project! {
+    /// The future of [`NoCorsOrigins`]; `inner` is `None` for a preflight.
+    pub struct NoCorsOriginsFuture<F> {
+        #[pin]
+        inner: Option<F>,
+    }
+}
+
+impl<F, E> Future for NoCorsOriginsFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut response = match self.project().inner.as_pin_mut() {
+            Some(inner) => std::task::ready!(inner.poll(cx))?,
+            None => Response::default(),
+        };
+        response.headers_mut().append(header::VARY, cors_vary());
+        Poll::Ready(Ok(response))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::{to_bytes, Body};
+    use tower::ServiceExt;
+    use tower_http::cors::CorsLayer;
+
+    async fn answer<S>(service: S, method: Method) -> (u16, Vec<(String, String)>, axum::body::Bytes)
+    where
+        S: Service<Request<Body>, Response = Response, Error = std::convert::Infallible>,
+    {
+        let request = Request::builder()
+            .method(method)
+            .uri("/x")
+            .header(header::ORIGIN, "https://elsewhere.example")
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+            .body(Body::empty())
+            .unwrap();
+        let response = service.oneshot(request).await.unwrap();
+        let headers =
+            response.headers().iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap().to_owned())).collect();
+        (response.status().as_u16(), headers, to_bytes(response.into_body(), 1 << 12).await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn without_origins_the_answers_are_tower_https() {
+        let app = || {
+            tower::service_fn(|_: Request<Body>| async {
+                let mut r = Response::new(Body::from("hi"));
+                r.headers_mut().insert(header::VARY, HeaderValue::from_static("Accept"));
+                Ok::<_, std::convert::Infallible>(r)
+            })
+        };
+        for method in [Method::GET, Method::POST, Method::OPTIONS, Method::DELETE] {
+            let theirs = answer(CorsLayer::new().layer(app()), method.clone()).await;
+            let ours = answer(NoCorsOriginsLayer.layer(app()), method.clone()).await;
+            assert_eq!(ours, theirs, "{method}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panic_becomes_the_answer_made_for_it() {
+        let panics = tower::service_fn(|_: Request<Body>| async {
+            if true {
+                panic!("boom");
+            }
+            Ok::<Response, std::convert::Infallible>(Response::default())
+        });
+        let layer = CatchPanicLayer::new(|| {
+            let mut r = Response::default();
+            *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+            r
+        });
+        let response = layer.layer(panics).oneshot(Request::new(Body::empty())).await.unwrap();
+        assert_eq!(response.status(), 500);
+    }
+}
