@@ -35,6 +35,14 @@ enum Cmd {
         #[arg(long)]
         signing_keys: Option<PathBuf>,
     },
+    /// Users 1..=COUNT in the user database at URL (migrated first), each
+    /// with a profile of the size `/user/me` answers for the peers.
+    Users {
+        #[arg(long)]
+        database: String,
+        #[arg(long)]
+        count: usize,
+    },
     /// POST to URL COUNT times and write each answer's cookie (`name=value`), one a line.
     Cookies {
         #[arg(long)]
@@ -193,6 +201,7 @@ async fn main() {
             std::fs::write(&out, tokens.join("\n") + "\n").unwrap();
             eprintln!("seeded {count} sessions into {store}");
         }
+        Cmd::Users { database, count } => users(&database, count).await,
         Cmd::Cookies { url, count, out } => {
             let http = reqwest::Client::new();
             let mut cookies = Vec::with_capacity(count);
@@ -241,6 +250,22 @@ async fn propagation(redis: &str, a: &str, b: &str, count: usize) {
         percentile(&delays, 0.99),
         delays[delays.len() - 1]
     );
+}
+
+async fn users(database: &str, count: usize) {
+    tessera_server::users::Users::connect(database).await.expect("the user database opens and migrates");
+    let pool = sqlx::SqlitePool::connect(database).await.expect("a SQLite user database");
+    let mut tx = pool.begin().await.unwrap();
+    for id in 1..=count as i64 {
+        sqlx::query("INSERT OR IGNORE INTO user_info (id, name, gender, age, telphone) VALUES (?, '张三', 1, 30, ?)")
+            .bind(id)
+            .bind(format!("+86138{id:08}"))
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    eprintln!("{count} users in {database}");
 }
 
 async fn logins(url: &str, data_dir: &std::path::Path, sink_port: u16, concurrency: usize, duration: Duration) {
