@@ -521,7 +521,7 @@ impl Collector for Scrape {
         }
         let mut family = encoder.encode_descriptor(
             "tessera_http_request_duration_seconds",
-            "Time from a request reaching the router to its response head, by route template, method and status.",
+            "Time from a request entering the middleware stack to its response head, by route template, method and status.",
             None,
             MetricType::Histogram,
         )?;
