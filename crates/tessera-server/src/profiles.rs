@@ -10,22 +10,22 @@
 //! [`Profiles::forget`] on every node (as sessions are invalidated), or
 //! accept [`Profiles::MAX_AGE`] of staleness.
 
-use std::collections::HashMap;
-use std::sync::RwLock;
 use std::time::{Duration, Instant};
+
+use quick_cache::sync::Cache;
 
 use crate::storage::StorageError;
 use crate::users::{User, Users};
 
-/// The user repository with this node's profile cache in front of it.
+/// The user repository with this node's profile cache in front of it
+/// (quick_cache, as the library's near cache: bounded, no global lock).
 #[derive(Debug)]
 pub struct Profiles {
     users: Users,
-    cache: RwLock<HashMap<i64, Cached>>,
-    capacity: usize,
+    cache: Cache<i64, Cached>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Cached {
     user: User,
     at: Instant,
@@ -43,7 +43,7 @@ impl Profiles {
     }
 
     fn with_capacity(users: Users, capacity: usize) -> Self {
-        Self { users, cache: RwLock::default(), capacity: capacity.max(1) }
+        Self { users, cache: Cache::new(capacity.max(1)) }
     }
 
     /// The profile of user `id`: from memory when a fresh copy is there,
@@ -61,27 +61,16 @@ impl Profiles {
 
     /// Keeps a profile just read elsewhere (at login).
     pub fn keep(&self, user: User) {
-        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= self.capacity && !cache.contains_key(&user.id) {
-            let now = Instant::now();
-            cache.retain(|_, c| now.duration_since(c.at) < Self::MAX_AGE);
-            if cache.len() >= self.capacity {
-                // Still full of fresh copies: any one may go.
-                let victim = *cache.keys().next().expect("a full cache has a key");
-                cache.remove(&victim);
-            }
-        }
-        cache.insert(user.id, Cached { user, at: Instant::now() });
+        self.cache.insert(user.id, Cached { user, at: Instant::now() });
     }
 
     /// Drops this node's copy of user `id`'s profile.
     pub fn forget(&self, id: i64) {
-        self.cache.write().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        self.cache.remove(&id);
     }
 
     fn cached(&self, id: i64) -> Option<User> {
-        let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
-        cache.get(&id).filter(|c| c.at.elapsed() < Self::MAX_AGE).map(|c| c.user.clone())
+        self.cache.get(&id).filter(|c| c.at.elapsed() < Self::MAX_AGE).map(|c| c.user)
     }
 }
 
@@ -117,7 +106,7 @@ mod tests {
         for id in 0..10 {
             profiles.keep(user(id));
         }
-        assert_eq!(profiles.cache.read().unwrap().len(), 3);
+        assert_eq!(profiles.cache.len(), 3);
         assert!(profiles.cached(9).is_some(), "the newest is kept");
     }
 }
