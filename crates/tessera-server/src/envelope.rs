@@ -207,6 +207,31 @@ impl<T: Serialize> IntoResponse for Success<T> {
     }
 }
 
+impl<T: Serialize> Success<T> {
+    /// The answer's body, for an answer serialized once and sent many
+    /// times as [`Serialized`].
+    pub fn to_body(&self) -> axum::body::Bytes {
+        let body = serde_json::to_vec(&Body { status: "success", data: &self.0 });
+        body.expect("response types serialize to JSON infallibly").into()
+    }
+}
+
+/// A success answer serialized earlier ([`Success::to_body`]), sent as is
+/// with 200: what a hot read answers from memory.
+#[derive(Debug, Clone)]
+pub struct Serialized(pub axum::body::Bytes);
+
+impl IntoResponse for Serialized {
+    fn into_response(self) -> Response {
+        let length = HeaderValue::from(self.0.len());
+        let mut response = Response::new(axum::body::Body::from(self.0));
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(header::CONTENT_LENGTH, length);
+        response
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,3 +1,8 @@
+/// mimalloc rather than the system allocator: see BENCHMARKS.md (allocation
+/// was a fifth of the user-space instructions of a request).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 use std::sync::Arc;
 

@@ -3,17 +3,24 @@
 //! The session store never holds a profile: a Redis dump must show no
 //! phone number or name. So that `GET /user/me` still costs no database
 //! query on a warm path, each node keeps the profiles it has served (or
-//! seen at login) for a while, bounded in number and age.
+//! seen at login) for a while, bounded in number and age. With each
+//! profile it keeps `/user/me`'s whole answer, serialized once: that read
+//! is the hottest of the service, and its answer only changes with the
+//! profile.
 //!
 //! Nothing changes a profile today but registration, so a copy is only
 //! ever stale by being absent. A route that edits profiles must call
 //! [`Profiles::forget`] on every node (as sessions are invalidated), or
 //! accept [`Profiles::MAX_AGE`] of staleness.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
 use quick_cache::sync::Cache;
 
+use crate::envelope::Success;
+use crate::routes::responses::UserResponse;
 use crate::storage::StorageError;
 use crate::users::{User, Users};
 
@@ -27,8 +34,15 @@ pub struct Profiles {
 
 #[derive(Debug, Clone)]
 struct Cached {
-    user: User,
+    profile: Arc<Profile>,
     at: Instant,
+}
+
+/// A profile as kept: the record, and `/user/me`'s answer body.
+#[derive(Debug)]
+struct Profile {
+    user: User,
+    me: Bytes,
 }
 
 impl Profiles {
@@ -49,19 +63,32 @@ impl Profiles {
     /// The profile of user `id`: from memory when a fresh copy is there,
     /// else from the database (and kept). `None`: no such user.
     pub async fn get(&self, id: i64) -> Result<Option<User>, StorageError> {
-        if let Some(user) = self.cached(id) {
-            return Ok(Some(user));
+        Ok(self.profile(id).await?.map(|p| p.user.clone()))
+    }
+
+    /// `GET /user/me`'s answer body for user `id`, as [`Profiles::get`]
+    /// finds the profile. `None`: no such user.
+    pub async fn me_answer(&self, id: i64) -> Result<Option<Bytes>, StorageError> {
+        Ok(self.profile(id).await?.map(|p| p.me.clone()))
+    }
+
+    async fn profile(&self, id: i64) -> Result<Option<Arc<Profile>>, StorageError> {
+        if let Some(profile) = self.cached(id) {
+            return Ok(Some(profile));
         }
-        let found = self.users.by_id(id).await?;
-        if let Some(user) = &found {
-            self.keep(user.clone());
-        }
-        Ok(found)
+        Ok(self.users.by_id(id).await?.map(|user| self.kept(user)))
     }
 
     /// Keeps a profile just read elsewhere (at login).
     pub fn keep(&self, user: User) {
-        self.cache.insert(user.id, Cached { user, at: Instant::now() });
+        self.kept(user);
+    }
+
+    fn kept(&self, user: User) -> Arc<Profile> {
+        let me = Success(UserResponse::from(user.clone())).to_body();
+        let profile = Arc::new(Profile { user, me });
+        self.cache.insert(profile.user.id, Cached { profile: profile.clone(), at: Instant::now() });
+        profile
     }
 
     /// Drops this node's copy of user `id`'s profile.
@@ -69,8 +96,8 @@ impl Profiles {
         self.cache.remove(&id);
     }
 
-    fn cached(&self, id: i64) -> Option<User> {
-        self.cache.get(&id).filter(|c| c.at.elapsed() < Self::MAX_AGE).map(|c| c.user)
+    fn cached(&self, id: i64) -> Option<Arc<Profile>> {
+        self.cache.get(&id).filter(|c| c.at.elapsed() < Self::MAX_AGE).map(|c| c.profile)
     }
 }
 
@@ -96,6 +123,8 @@ mod tests {
         assert!(profiles.get(7).await.unwrap().is_none());
         profiles.keep(user(7));
         assert_eq!(profiles.get(7).await.unwrap().unwrap().name, "u7");
+        let me = profiles.me_answer(7).await.unwrap().unwrap();
+        assert_eq!(me, Success(UserResponse::from(user(7))).to_body(), "the answer is the serializer's");
         profiles.forget(7);
         assert!(profiles.get(7).await.unwrap().is_none());
     }

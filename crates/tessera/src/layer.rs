@@ -14,12 +14,14 @@ use std::task::{Context, Poll};
 use axum::extract::ConnectInfo;
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderValue, Request};
+use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use crate::carrier::{self, CarrierKind, TokenFormat};
+use crate::carrier::{self, BearerChallenge, CarrierKind, TokenFormat};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{CarrierMode, CookieSettings, SessionConfig};
 use crate::csrf::{AllowedOrigin, CsrfPolicy, TargetOrigin};
+use crate::error::SessionError;
 use crate::failure::{finish, rerender, FailureKind, RenderFailure};
 use crate::observe::{Observer, SessionObserver};
 use crate::policy::ExpiryPolicy;
@@ -267,42 +269,155 @@ where
 {
     type Response = Response;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, S::Error>> + Send>>;
+    type Future = SessionFuture<S::Future, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let shared = self.shared.clone();
+        let (session, challenge) = open_session(&shared, &req);
+        if session.csrf_passes_at_once(req.method()) {
+            // The common case, with nothing to await before the handler:
+            // the service polled ready is called now, and the future is
+            // this file's own, not a boxed one.
+            req.extensions_mut().insert(session.clone());
+            let inner = self.inner.call(req);
+            return SessionFuture::handling(inner, session, shared, challenge);
+        }
         // The clone that was polled ready is the one that must be called.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let shared = self.shared.clone();
-        Box::pin(async move {
-            let config = &shared.config;
-            let format = if shared.token_mode() { TokenFormat::Signed } else { TokenFormat::Session };
-            let presented = carrier::read(config.carrier, &config.cookie, req.headers(), format);
-            let respond_via = carrier::respond_via(config.carrier, &presented, req.headers());
-            let challenge = carrier::bearer_challenge(config.carrier, &presented, req.headers());
-            let client = client_meta(&req);
-            let refresh_cookie =
-                shared.refresh_cookie.as_ref().and_then(|name| carrier::read_unique_cookie(name, req.headers()));
-            let target = req.extensions().get::<TargetOrigin>().cloned();
-            let session = Session::new(shared.clone(), presented, respond_via, client, refresh_cookie, target);
-
+        SessionFuture::boxed(Box::pin(async move {
             if let Err(refusal) = session.check_csrf(req.method(), req.headers()).await {
                 return Ok(rerender(refusal.into_response(), shared.render.as_ref()));
             }
-
             req.extensions_mut().insert(session.clone());
-            let mut response = inner.call(req).await?;
+            let response = inner.call(req).await?;
+            Ok(committed(&shared, &session, challenge, response, session.commit().await))
+        }))
+    }
+}
 
-            match session.commit().await {
-                Ok(outcome) => apply(&shared, &session, outcome, &mut response),
-                Err(e) => return Ok(finish(e.into_response(), shared.render.as_ref(), challenge)),
-            }
-            Ok(finish(response, shared.render.as_ref(), challenge))
-        })
+/// The request's [`Session`], from what it carries (format checks only, no
+/// I/O), and the challenge a 401 to it would carry.
+fn open_session<B>(shared: &Arc<Shared>, req: &Request<B>) -> (Session, BearerChallenge) {
+    let config = &shared.config;
+    let headers = req.headers();
+    let format = if shared.token_mode() { TokenFormat::Signed } else { TokenFormat::Session };
+    let presented = carrier::read(config.carrier, &config.cookie, headers, format);
+    let respond_via = carrier::respond_via(config.carrier, &presented, headers);
+    let challenge = carrier::bearer_challenge(config.carrier, &presented, headers);
+    let client = client_meta(req);
+    let refresh_cookie = shared.refresh_cookie.as_ref().and_then(|name| carrier::read_unique_cookie(name, headers));
+    let target = req.extensions().get::<TargetOrigin>().cloned();
+    (Session::new(shared.clone(), presented, respond_via, client, refresh_cookie, target), challenge)
+}
+
+/// The answer once the session's writes are done: the credential set or
+/// cleared on `response`, or the failure of the write instead.
+fn committed(
+    shared: &Shared,
+    session: &Session,
+    challenge: BearerChallenge,
+    mut response: Response,
+    commit: Result<Outcome, SessionError>,
+) -> Response {
+    match commit {
+        Ok(outcome) => apply(shared, session, outcome, &mut response),
+        Err(e) => return finish(e.into_response(), shared.render.as_ref(), challenge),
+    }
+    finish(response, shared.render.as_ref(), challenge)
+}
+
+type BoxedAnswer<E> = Pin<Box<dyn Future<Output = Result<Response, E>> + Send>>;
+type BoxedCommit = Pin<Box<dyn Future<Output = Result<Outcome, SessionError>> + Send>>;
+
+pin_project! {
+    /// The future of [`SessionService`].
+    ///
+    /// A request that passes the CSRF rules at once and leaves nothing to
+    /// write (most reads) costs no allocation here: the handler's future is
+    /// polled in place, and only a commit that must call the store, or a
+    /// CSRF check that must load the session, is boxed.
+    pub struct SessionFuture<F, E> {
+        #[pin]
+        stage: Stage<F, E>,
+    }
+}
+
+impl<F, E> SessionFuture<F, E> {
+    fn handling(inner: F, session: Session, shared: Arc<Shared>, challenge: BearerChallenge) -> Self {
+        Self { stage: Stage::Handling { inner, session, shared, challenge } }
+    }
+
+    fn boxed(future: BoxedAnswer<E>) -> Self {
+        Self { stage: Stage::Boxed { future } }
+    }
+}
+
+pin_project! {
+    #[project = StageProjection]
+    enum Stage<F, E> {
+        // The handler runs.
+        Handling { #[pin] inner: F, session: Session, shared: Arc<Shared>, challenge: BearerChallenge },
+        // The handler has answered; the session's writes run.
+        Committing { commit: BoxedCommit, response: Option<Response>, session: Session, shared: Arc<Shared>, challenge: BearerChallenge },
+        // The whole request in one boxed future (a CSRF check that awaits).
+        Boxed { future: BoxedAnswer<E> },
+        // Answered.
+        Done,
+    }
+}
+
+impl<F, E> std::fmt::Debug for SessionFuture<F, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionFuture")
+    }
+}
+
+impl<F, E> Future for SessionFuture<F, E>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut stage = self.project().stage;
+        loop {
+            let answer = match stage.as_mut().project() {
+                StageProjection::Handling { inner, session, shared, challenge } => {
+                    let response = match std::task::ready!(inner.poll(cx)) {
+                        Ok(response) => response,
+                        Err(e) => {
+                            stage.set(Stage::Done);
+                            return Poll::Ready(Err(e));
+                        }
+                    };
+                    match session.commit_without_io() {
+                        Some(outcome) => Ok(committed(shared, session, *challenge, response, Ok(outcome))),
+                        None => {
+                            let (session, shared, challenge) = (session.clone(), shared.clone(), *challenge);
+                            let committing = session.clone();
+                            let commit: BoxedCommit = Box::pin(async move { committing.commit().await });
+                            let response = Some(response);
+                            stage.set(Stage::Committing { commit, response, session, shared, challenge });
+                            continue;
+                        }
+                    }
+                }
+                StageProjection::Committing { commit, response, session, shared, challenge } => {
+                    let result = std::task::ready!(commit.as_mut().poll(cx));
+                    let response = response.take().expect("a committing stage holds the answer");
+                    Ok(committed(shared, session, *challenge, response, result))
+                }
+                StageProjection::Boxed { future } => std::task::ready!(future.as_mut().poll(cx)),
+                StageProjection::Done => panic!("SessionFuture polled after it answered"),
+            };
+            stage.set(Stage::Done);
+            return Poll::Ready(answer);
+        }
     }
 }
 

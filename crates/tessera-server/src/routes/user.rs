@@ -12,7 +12,7 @@ use super::responses::{
 use super::AppState;
 use crate::credentials;
 use crate::domain::{OtpCode, Password, Telephone};
-use crate::envelope::Success;
+use crate::envelope::{Serialized, Success};
 use crate::error::ApiError;
 use crate::limits;
 use crate::metrics::{LoginMethod, LoginOutcome, OtpSendOutcome};
@@ -272,9 +272,9 @@ fn user_id(user: &AuthUser) -> Result<i64, ApiError> {
 
 /// `GET /user/me`: the profile from this node's cache (see profiles.rs),
 /// from the database on a miss; the session store holds none.
-pub async fn me(State(state): State<AppState>, user: AuthUser) -> ApiResult<UserResponse> {
-    match state.profiles.get(user_id(&user)?).await? {
-        Some(found) => Ok(Success(found.into())),
+pub async fn me(State(state): State<AppState>, user: AuthUser) -> Result<Serialized, ApiError> {
+    match state.profiles.me_answer(user_id(&user)?).await? {
+        Some(answer) => Ok(Serialized(answer)),
         None => {
             // The account is gone: so is the right to this session.
             user.session.logout().await?;

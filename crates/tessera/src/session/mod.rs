@@ -652,7 +652,7 @@ impl Session {
         let now = self.0.now;
         let expiry = &shared.config.expiry;
         let has_changes = !state.set.is_empty() || !state.removed.is_empty();
-        let State { current, set, removed, issued, ended, ended_key: _ } = &mut *state;
+        let State { current, set, removed, issued, .. } = &mut *state;
         match current {
             Current::Live { key, record } if has_changes => {
                 let change = SessionChange {
@@ -692,13 +692,43 @@ impl Session {
             }
             _ => {}
         }
-        Ok(match (issued.take(), &*current, *ended) {
-            (Some(credentials), Current::Live { record, .. }, _) => {
-                Outcome::Issued(credentials, record.absolute_deadline)
+        Ok(outcome(&mut state))
+    }
+
+    /// [`Session::commit`] for a request that left nothing to write (the
+    /// common case: a route that never asked, a read with no touch due):
+    /// the outcome at once, without awaiting the lock or boxing a future.
+    /// `None`: there is something to write, or the state is busy; call
+    /// `commit`.
+    pub(crate) fn commit_without_io(&self) -> Option<Outcome> {
+        let mut state = self.0.state.try_lock().ok()?;
+        if self.needs_write(&state) {
+            return None;
+        }
+        Some(outcome(&mut state))
+    }
+
+    /// Whether [`Session::commit`] would call the store for `state`.
+    fn needs_write(&self, state: &State) -> bool {
+        let expiry = &self.0.shared.config.expiry;
+        match &state.current {
+            Current::Live { record, .. } => {
+                !state.set.is_empty()
+                    || !state.removed.is_empty()
+                    || (state.issued.is_none() && expiry.touch_due(record.last_seen, self.0.now))
             }
-            (_, _, true) => Outcome::Ended,
-            _ => Outcome::Unchanged,
-        })
+            Current::Absent => !state.set.is_empty(),
+            Current::Unloaded | Current::Verified { .. } => false,
+        }
+    }
+}
+
+/// What the client is told once the request's writes are done.
+fn outcome(state: &mut State) -> Outcome {
+    match (state.issued.take(), &state.current, state.ended) {
+        (Some(credentials), Current::Live { record, .. }, _) => Outcome::Issued(credentials, record.absolute_deadline),
+        (_, _, true) => Outcome::Ended,
+        _ => Outcome::Unchanged,
     }
 }
 
