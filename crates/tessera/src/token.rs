@@ -137,7 +137,7 @@ impl SessionKey {
 
     /// Lower-case hex of the whole digest, for text-keyed stores.
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        lower_hex(&self.0)
     }
 
     /// Parses [`SessionKey::to_hex`]'s output.
@@ -177,6 +177,19 @@ impl fmt::Debug for SessionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SessionKey({}…)", self.short())
     }
+}
+
+/// Lower-case hex of `bytes`. A table rather than `format!("{b:02x}")`
+/// per byte: this names a session's Redis key on every uncached read, where
+/// 32 formatter calls cost more than the rest of the lookup.
+pub(crate) fn lower_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
 }
 
 #[cfg(test)]

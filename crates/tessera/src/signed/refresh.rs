@@ -130,7 +130,7 @@ pub(crate) enum Standing {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::token::lower_hex(bytes)
 }
 
 fn same(a: &str, b: &str) -> bool {
