@@ -52,3 +52,18 @@ pub fn redis_url() -> String {
 pub fn count() -> usize {
     std::env::var("COUNT").map(|c| c.parse().expect("COUNT is a number")).unwrap_or(10_000)
 }
+
+/// The bare axum ceiling: `GET /user/me` answered with a fixed body the
+/// size and shape of Tessera's answer, nothing else (see `bin/bare_axum*`).
+pub async fn serve_bare_axum() {
+    use axum::http::header::CONTENT_TYPE;
+    const BODY: &str =
+        r#"{"status":"success","data":{"age":30,"gender":1,"id":1,"name":"张三","telephone":"+8613800000001"}}"#;
+    async fn me() -> ([(axum::http::HeaderName, &'static str); 1], &'static str) {
+        ([(CONTENT_TYPE, "application/json")], BODY)
+    }
+    let app = axum::Router::new().route("/user/me", axum::routing::get(me));
+    let listener = tokio::net::TcpListener::bind(bind()).await.unwrap();
+    println!("listening");
+    axum::serve(listener, app).await.unwrap();
+}
