@@ -10,9 +10,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::extract::ConnectInfo;
-use http::{HeaderMap, Method, Request};
+use http::{HeaderMap, HeaderName, Method, Request};
 use tessera::{ClientIp, TargetOrigin};
 use tower::{Layer, Service};
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// The proxies whose forwarding headers are believed, and whether the
 /// site is served over TLS (the scheme when a proxy names a host only).
@@ -75,8 +77,14 @@ where
 
 fn resolve<B>(trusted: &TrustedProxies, req: &mut Request<B>) {
     let Some(peer) = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()) else { return };
-    let forwarded = req.headers().get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
-    let ip = client_ip(peer, forwarded, &trusted.proxies);
+    // Forwarding headers are only read from a trusted proxy: for anyone
+    // else (every request, when no proxy is trusted) the peer is the client.
+    let ip = if trusted.proxies.contains(&peer) {
+        let forwarded = req.headers().get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok());
+        client_ip(peer, forwarded, &trusted.proxies)
+    } else {
+        peer
+    };
     req.extensions_mut().insert(ClientIp(ip));
     // Only state changes are judged by origin: reads cost nothing here.
     let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);

@@ -184,12 +184,8 @@ impl fmt::Debug for SessionKey {
 /// 32 formatter calls cost more than the rest of the lookup.
 pub(crate) fn lower_hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    out
+    let digits = bytes.iter().flat_map(|b| [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0x0f)]]);
+    String::from_utf8(digits.collect()).expect("hex digits are ASCII")
 }
 
 #[cfg(test)]
