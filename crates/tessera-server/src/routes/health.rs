@@ -139,6 +139,7 @@ pub async fn about(request: Request) -> Response {
     static LENGTH: OnceLock<HeaderValue> = OnceLock::new();
     let mut response = Response::new(Body::from(Bytes::from_static(ABOUT.as_bytes())));
     let headers = response.headers_mut();
+    headers.reserve(crate::envelope::ANSWER_HEADERS);
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     // Set here, the router need not write the number for every answer.
     headers.insert(header::CONTENT_LENGTH, LENGTH.get_or_init(|| HeaderValue::from(ABOUT.len())).clone());
