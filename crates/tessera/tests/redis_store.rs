@@ -8,9 +8,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use support::TestApp;
+use tessera::record::SessionRecord;
 use tessera::store::conformance::record_for;
 use tessera::store::redis::{NearCacheConfig, RedisStoreConfig};
-use tessera::{CookieSettings, RedisStore, SessionConfig, SessionStore, SessionToken, StoreError, UserId};
+use tessera::{CookieSettings, RedisStore, SessionConfig, SessionKey, SessionStore, SessionToken, StoreError, UserId};
 use tessera_testkit::{RedisCluster, RedisServer, SentinelSetup};
 
 fn standalone() -> &'static RedisServer {
@@ -35,6 +36,12 @@ fn config(near_cache: bool) -> RedisStoreConfig {
         near_cache: near_cache.then(NearCacheConfig::default),
         ..RedisStoreConfig::default()
     }
+}
+
+/// How a session's key name spells its digest (unpadded base64url).
+fn digest(key: &tessera::SessionKey) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.as_bytes())
 }
 
 async fn store(url: &str, near_cache: bool) -> RedisStore {
@@ -128,7 +135,7 @@ async fn a_users_keys_share_one_cluster_slot() {
             let reply = n.cmd("KEYS *");
             reply.lines().filter(|l| l.contains(":{")).map(str::to_owned).collect::<Vec<_>>()
         })
-        .filter(|name| name.ends_with(&key.to_hex()) || name.ends_with(":u:carol"))
+        .filter(|name| name.ends_with(&digest(&key)) || name.ends_with(":u:carol"))
         .collect();
     assert_eq!(names.len(), 2, "{names:?}");
     let slots: Vec<String> = names.iter().map(|n| c.nodes[0].cmd(&format!("CLUSTER KEYSLOT {n}"))).collect();
@@ -141,7 +148,7 @@ async fn session_keys_expire_at_the_idle_deadline_and_hold_no_token() {
     let store = store(&server.url(), false).await;
     let token = SessionToken::generate();
     store.create(&token.key(), &record_for(Some("dave"))).await.unwrap();
-    let name = format!("*{}", token.key().to_hex());
+    let name = format!("*{}", digest(&token.key()));
     let keys = server.cmd(&format!("KEYS {name}"));
     let key_name = keys.lines().find(|l| l.contains(":s:")).unwrap().to_owned();
     let ttl: i64 = server.cmd(&format!("PTTL {key_name}")).trim_start_matches(':').trim().parse().unwrap();
@@ -340,7 +347,7 @@ async fn load_uncached_goes_past_the_near_cache() {
     store.create(&key, &record_for(Some("uncached"))).await.unwrap();
     assert!(store.load(&key).await.unwrap().is_some(), "now cached");
     // Deleted behind the store's back: no invalidation is published.
-    let pattern = format!("{prefix}:*:s:{}", key.to_hex());
+    let pattern = format!("{prefix}:*:s:{}", digest(&key));
     let script =
         "local n = 0 for _, k in ipairs(redis.call('KEYS', ARGV[1])) do n = n + redis.call('DEL', k) end return n";
     let deleted: i64 = store
@@ -353,30 +360,45 @@ async fn load_uncached_goes_past_the_near_cache() {
     assert!(store.load_uncached(&key).await.unwrap().is_none(), "load_uncached asks Redis");
 }
 
-/// The key name of `token`'s session on `server` (found, not rebuilt).
-fn session_key_name(server: &RedisServer, token: &SessionToken) -> String {
-    let keys = server.cmd(&format!("KEYS *{}", token.key().to_hex()));
-    keys.lines().find(|l| l.contains(":s:")).unwrap().to_owned()
+/// A session where versions before 2026-12-06 kept it: `value` under the
+/// digest in hex, filed in the user's own sorted set by absolute deadline.
+async fn write_legacy(store: &RedisStore, prefix: &str, key: &SessionKey, record: &SessionRecord, value: Vec<u8>) {
+    let tag = format!("{:02x}", key.as_bytes()[0]);
+    let name = format!("{prefix}:{{{tag}}}:s:{}", key.to_hex());
+    let user = record.user_id.as_ref().unwrap().as_str();
+    let index = format!("{prefix}:{{{tag}}}:u:{user}");
+    let (expire_at, score) = (record.idle_deadline.as_millis(), record.absolute_deadline.as_millis());
+    let mut pipe = redis::pipe();
+    pipe.cmd("SET").arg(&name).arg(value).arg("PXAT").arg(expire_at).ignore();
+    pipe.cmd("ZADD").arg(&index).arg(score).arg(key.to_hex()).ignore();
+    pipe.cmd("PEXPIREAT").arg(&index).arg(score).ignore();
+    store.connection().run(|mut c| async move { pipe.query_async::<()>(&mut c).await }).await.unwrap();
+}
+
+/// The value of a legacy session, as `cmd` reads it.
+fn legacy_value(server: &RedisServer, prefix: &str, key: &SessionKey) -> String {
+    server.cmd(&format!("GET {prefix}:{{{:02x}}}:s:{}", key.as_bytes()[0], key.to_hex()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_written_as_json_by_earlier_versions_are_read_saved_and_touched() {
     use tessera::record::SessionChange;
     let server = standalone();
-    let store = store(&server.url(), false).await;
-    let (saved, touched) = (SessionToken::generate(), SessionToken::generate());
-    for token in [&saved, &touched] {
+    let cfg = config(false);
+    let prefix = cfg.prefix.clone();
+    let store = RedisStore::connect(&server.url(), cfg).await.unwrap();
+    let user = UserId::parse("erin").unwrap();
+    let (saved, touched) = (store.issue_token(Some(&user)).key(), store.issue_token(Some(&user)).key());
+    for key in [&saved, &touched] {
         let record = record_for(Some("erin"));
-        store.create(&token.key(), &record).await.unwrap();
         // What the JSON codec wrote: a CSRF token and a profile included.
         let (c, i, x) =
             (record.created_at.as_millis(), record.idle_deadline.as_millis(), record.absolute_deadline.as_millis());
         let json = format!(
             r#"{{"u":"erin","c":{c},"l":{c},"i":{i},"x":{x},"v":0,"m":{{"user_agent":"old\/1.0","ip":"10.0.0.9"}},"t":"Oq3vB5Xwq2yq0rq5R1xQ0s2wq9m7kQm3cJ0Wc2xYb1Q","a":{{"cart":[0,"[1,2]"],"gone":[0,null]}}}}"#
         );
-        let name = session_key_name(server, token);
-        assert!(server.cmd(&format!("SET {name} {json} KEEPTTL")).contains("OK"));
-        let old = store.load(&token.key()).await.unwrap().expect("the old value is read");
+        write_legacy(&store, &prefix, key, &record, json.into_bytes()).await;
+        let old = store.load(key).await.unwrap().expect("the old value is read");
         assert_eq!(old.user_id.as_ref().map(UserId::as_str), Some("erin"));
         assert_eq!(
             (old.client.user_agent.as_deref(), old.attribute("cart")),
@@ -392,17 +414,18 @@ async fn sessions_written_as_json_by_earlier_versions_are_read_saved_and_touched
         last_seen: now,
         idle_deadline: now + Duration::from_secs(1800),
     };
-    assert_eq!(store.save(&saved.key(), &change).await.unwrap(), 1);
-    store.touch(&touched.key(), now, now + Duration::from_secs(1800)).await.unwrap();
+    assert_eq!(store.save(&saved, &change).await.unwrap(), 1);
+    store.touch(&touched, now, now + Duration::from_secs(1800)).await.unwrap();
 
-    let after = store.load(&saved.key()).await.unwrap().unwrap();
+    let after = store.load(&saved).await.unwrap().unwrap();
     assert_eq!((after.version, after.attribute("cart")), (1, Some(&serde_json::json!([3]))));
     assert_eq!(after.attributes["gone"].value, None, "the removal is a tombstone");
     assert_eq!(after.client.ip, Some([10, 0, 0, 9].into()));
-    let touched_after = store.load(&touched.key()).await.unwrap().unwrap();
+    let touched_after = store.load(&touched).await.unwrap().unwrap();
     assert_eq!((touched_after.last_seen, touched_after.attribute("cart")), (now, Some(&serde_json::json!([1, 2]))));
-    for token in [&saved, &touched] {
-        let value = server.cmd(&format!("GET {}", session_key_name(server, token)));
+    for key in [&saved, &touched] {
+        let value = legacy_value(server, &prefix, key);
         assert!(!value.contains("\"u\"") && !value.contains("Oq3vB5"), "written back as MessagePack: {value}");
     }
+    assert_eq!(store.list_user(&user, now).await.unwrap().len(), 2, "listed from the legacy index");
 }

@@ -12,8 +12,9 @@
 //! The scripts are the `.lua` files in `lua/`, each opening with its KEYS,
 //! ARGV and reply. Code that several scripts share is a fragment of Lua
 //! functions (`lua/index.lua`: sorted-set upkeep; `lua/session.lua`: the
-//! value's shape and the activity write) placed in front of the scripts that call it, so it exists
-//! once. Index members are the 64-hex digests, not key names: at most 64
+//! value's shape and the activity write; `lua/find.lua`: a session under its
+//! current or legacy name) placed in front of the scripts that call it, so
+//! it exists once. Index members are the 64-hex digests, not key names: at most 64
 //! bytes, so a small index stays a compact listpack instead of a skiplist.
 
 use std::sync::LazyLock;
@@ -28,25 +29,25 @@ macro_rules! lua {
 }
 
 /// Create, index, and replace an old session of the same slot.
-pub static CREATE: LazyLock<Script> = lua!("index", "create");
+pub static CREATE: LazyLock<Script> = lua!("find", "index", "create");
 
 /// Index a session whose key lives in another Cluster slot than the index.
 pub static INDEX: LazyLock<Script> = lua!("index", "index_session");
 
 /// Save changed attributes with the per-attribute version check.
-pub static SAVE: LazyLock<Script> = lua!("session", "save");
+pub static SAVE: LazyLock<Script> = lua!("find", "session", "save");
 
 /// Record activity (not published).
-pub static TOUCH: LazyLock<Script> = lua!("session", "touch");
+pub static TOUCH: LazyLock<Script> = lua!("find", "session", "touch");
 
 /// Delete and announce.
-pub static DELETE: LazyLock<Script> = lua!("delete");
+pub static DELETE: LazyLock<Script> = lua!("find", "delete");
 
 /// The members of a user index, after pruning by absolute deadline.
 pub static LIST_INDEX: LazyLock<Script> = lua!("index", "list_index");
 
 /// End sessions of one user atomically.
-pub static DELETE_USER: LazyLock<Script> = lua!("delete_user");
+pub static DELETE_USER: LazyLock<Script> = lua!("find", "delete_user");
 
 /// Record revocations and tell every node.
 pub static REVOKE: LazyLock<Script> = lua!("index", "revoke");
