@@ -22,6 +22,7 @@ mod revocations;
 mod scripts;
 mod subscription;
 pub mod target;
+mod user_agent;
 
 pub use revocations::RedisRevocations;
 

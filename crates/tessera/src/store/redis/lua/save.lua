@@ -14,7 +14,7 @@ local nset = tonumber(ARGV[5])
 local rem = 6 + 2 * nset
 local nrem = tonumber(ARGV[rem])
 local function stale(name)
-  local a = s[A][name]
+  local a = s.a[name]
   return a and a[1] > base
 end
 for k = 0, nset - 1 do
@@ -23,9 +23,9 @@ end
 for k = 1, nrem do
   if stale(ARGV[rem + k]) then return {-1, ARGV[rem + k]} end
 end
-s[V] = s[V] + 1
-for k = 0, nset - 1 do s[A][ARGV[6 + 2 * k]] = {s[V], ARGV[7 + 2 * k]} end
-for k = 1, nrem do s[A][ARGV[rem + k]] = {s[V]} end
+s.v = s.v + 1
+for k = 0, nset - 1 do s.a[ARGV[6 + 2 * k]] = {s.v, ARGV[7 + 2 * k]} end
+for k = 1, nrem do s.a[ARGV[rem + k]] = {s.v} end
 write_with_activity(key, s, ARGV[2], ARGV[3])
 redis.call('PUBLISH', ARGV[4], key)
-return {s[V]}
+return {s.v}
