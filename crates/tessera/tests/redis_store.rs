@@ -124,7 +124,9 @@ async fn ending_a_users_sessions_on_one_node_reaches_another_on_a_cluster() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_users_keys_share_one_cluster_slot() {
     let c = cluster();
-    let store = store(&c.url(), false).await;
+    let cfg = config(false);
+    let prefix = cfg.prefix.clone();
+    let store = RedisStore::connect(&c.url(), cfg).await.unwrap();
     let user = UserId::parse("carol").unwrap();
     let key = store.issue_token(Some(&user)).key();
     store.create(&key, &record_for(Some("carol"))).await.unwrap();
@@ -135,7 +137,7 @@ async fn a_users_keys_share_one_cluster_slot() {
             let reply = n.cmd("KEYS *");
             reply.lines().filter(|l| l.contains(":{")).map(str::to_owned).collect::<Vec<_>>()
         })
-        .filter(|name| name.ends_with(&digest(&key)) || name.ends_with(":u:carol"))
+        .filter(|name| name.starts_with(&prefix))
         .collect();
     assert_eq!(names.len(), 2, "{names:?}");
     let slots: Vec<String> = names.iter().map(|n| c.nodes[0].cmd(&format!("CLUSTER KEYSLOT {n}"))).collect();
@@ -282,13 +284,19 @@ async fn user_indexes_expire_with_their_last_session_on_every_topology() {
     for (url, nodes, steered) in
         [(standalone().url(), vec![standalone()], true), (c.url(), nodes.clone(), true), (c.url(), nodes, false)]
     {
-        let store = store(&url, false).await;
+        let cfg = config(false);
+        let prefix = cfg.prefix.clone();
+        let store = RedisStore::connect(&url, cfg).await.unwrap();
         let user = UserId::parse(format!("ttl-{}", &SessionToken::generate().key().to_hex()[..8])).unwrap();
         // Unsteered keys land in another slot than the index on a Cluster.
         let key = if steered { store.issue_token(Some(&user)).key() } else { SessionToken::generate().key() };
         store.create(&key, &record_for(Some(user.as_str()))).await.unwrap();
-        let ttl = pttl(&nodes, &format!("*:u:{}", user.as_str()));
-        assert!(ttl > 11 * 3600 * 1000 && ttl <= 12 * 3600 * 1000, "index TTL {ttl} ({url}, steered: {steered})");
+        let ttl = pttl(&nodes, &format!("{prefix}:*:i:*"));
+        // The deadline rounded up to the second, as index scores are.
+        assert!(
+            ttl > 11 * 3600 * 1000 && ttl <= 12 * 3600 * 1000 + 1000,
+            "index TTL {ttl} ({url}, steered: {steered})"
+        );
         assert_eq!(store.list_user(&user, tessera::Clock::now(&tessera::SystemClock)).await.unwrap().len(), 1);
     }
 }
@@ -428,4 +436,74 @@ async fn sessions_written_as_json_by_earlier_versions_are_read_saved_and_touched
         assert!(!value.contains("\"u\"") && !value.contains("Oq3vB5"), "written back as MessagePack: {value}");
     }
     assert_eq!(store.list_user(&user, now).await.unwrap().len(), 2, "listed from the legacy index");
+}
+
+/// `record` as versions before 2026-12-06 wrote it: a MessagePack array of
+/// absolute times, the user agent and address as text (built by Redis's
+/// own cmsgpack, as their scripts wrote it back).
+async fn previous_value(store: &RedisStore, record: &SessionRecord) -> Vec<u8> {
+    let script = "return cmsgpack.pack({ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), \
+                  tonumber(ARGV[5]), 0, ARGV[6], ARGV[7], {}})";
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(script).arg(0).arg(record.user_id.as_ref().unwrap().as_str());
+    for time in [record.created_at, record.last_seen, record.idle_deadline, record.absolute_deadline] {
+        cmd.arg(time.as_millis());
+    }
+    cmd.arg(record.client.user_agent.as_deref().unwrap()).arg(record.client.ip.unwrap().to_string());
+    store.connection().run(|mut c| async move { cmd.query_async(&mut c).await }).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_and_indexes_of_the_previous_version_keep_working_next_to_new_ones() {
+    use tessera::record::SessionChange;
+    let server = standalone();
+    let cfg = config(true);
+    let prefix = cfg.prefix.clone();
+    let store = RedisStore::connect(&server.url(), cfg).await.unwrap();
+    let user = UserId::parse("frank").unwrap();
+    let record = record_for(Some("frank"));
+    let old: Vec<SessionKey> = (0..3).map(|_| store.issue_token(Some(&user)).key()).collect();
+    for key in &old {
+        write_legacy(&store, &prefix, key, &record, previous_value(&store, &record).await).await;
+    }
+    let new = store.issue_token(Some(&user)).key();
+    assert_eq!(store.rotate(None, &new, &record).await.unwrap(), Some(4), "the cap counts both indexes");
+    assert_eq!(store.load(&old[0]).await.unwrap().as_deref(), Some(&record), "read as written");
+    let listed = |keys: Vec<tessera::store::KeyedRecord>| {
+        let mut keys: Vec<SessionKey> = keys.into_iter().map(|k| k.key).collect();
+        keys.sort();
+        keys
+    };
+    let mut all = vec![old[0], old[1], old[2], new];
+    all.sort();
+    assert_eq!(listed(store.list_user(&user, record.created_at).await.unwrap()), all);
+
+    // Touched and saved in place, in the shape the previous version reads.
+    let later = record.last_seen + Duration::from_secs(60);
+    store.touch(&old[0], later, later + Duration::from_secs(1800)).await.unwrap();
+    let change = SessionChange {
+        base_version: 0,
+        set: [("cart".to_owned(), serde_json::json!([3]))].into(),
+        removed: Default::default(),
+        last_seen: later,
+        idle_deadline: later + Duration::from_secs(1800),
+    };
+    assert_eq!(store.save(&old[1], &change).await.unwrap(), 1);
+    assert_eq!(store.load(&old[0]).await.unwrap().unwrap().last_seen, later);
+    assert_eq!(store.load(&old[1]).await.unwrap().unwrap().attribute("cart"), Some(&serde_json::json!([3])));
+    for key in &old[..2] {
+        let value = legacy_value(server, &prefix, key);
+        assert!(value.contains("frank") && value.contains("127.0.0.1"), "still the previous shape: {value}");
+    }
+
+    // Deleted, rotated away and ended with the user's other sessions.
+    assert!(store.delete(&old[2]).await.unwrap());
+    assert_eq!(store.list_user(&user, record.created_at).await.unwrap().len(), 3, "and pruned from the index");
+    let rotated = store.issue_token(Some(&user)).key();
+    assert_eq!(store.rotate(Some(&old[0]), &rotated, &record).await.unwrap(), Some(3));
+    assert_eq!(store.load(&old[0]).await.unwrap(), None);
+    assert_eq!(store.delete_user(&user, Some(&new)).await.unwrap(), 2, "the old one left and the rotated one");
+    assert_eq!(listed(store.list_user(&user, record.created_at).await.unwrap()), vec![new]);
+    let legacy_index = format!("{prefix}:{{{:02x}}}:u:frank", new.as_bytes()[0]);
+    assert_eq!(server.cmd(&format!("EXISTS {legacy_index}")).trim_start_matches(':').trim(), "0");
 }

@@ -1,16 +1,30 @@
 //! Sessions in Redis: standalone, Sentinel or Cluster, with a near cache.
 //!
-//! Layout: a session is one MessagePack value (`codec`), `<prefix>:{tt}:s:<sha256 hex>`, where
+//! Layout (`names`): a session is one MessagePack value (`codec`, 40 bytes
+//! for a typical login) at `<prefix>:{tt}:s:<digest in base64url>`, where
 //! `tt` is the first byte of the digest; its TTL is the idle deadline capped
-//! by the absolute deadline (`PEXPIREAT`). A user's sessions are indexed in
-//! a sorted set `<prefix>:{tt}:u:<user>` scored by absolute deadline, where
-//! `tt` is a byte derived from the user id. Tokens for logged-in sessions
+//! by the absolute deadline (`PEXPIREAT`). A user's sessions are filed in
+//! one of 64 sorted sets per tag shared by all users of that tag,
+//! `<prefix>:{tt}:i:<bucket>` (member: the 32-byte digest and the user id;
+//! score: the absolute deadline in seconds), where `tt` and the bucket are
+//! bytes of a hash of the user id: small shared sets stay compact listpacks,
+//! where a set per user cost a key per user. Tokens for logged-in sessions
 //! are drawn so that their digest starts with the user's byte
 //! ([`SessionStore::issue_token`]), so every key of one user shares one hash
 //! tag: login, logout-everywhere and index upkeep are single scripts, with
-//! no CROSSSLOT on a Cluster.
+//! no CROSSSLOT on a Cluster. About 260 to 285 bytes of Redis memory per
+//! typical session (BENCHMARKS.md).
 //!
-//! Round trips: load is one `GET` (none on a near-cache hit); save,
+//! Upgrade from versions before 2026-12-06 (hex digests in key names, a
+//! sorted set per user, absolute times in the value): their sessions are
+//! not moved, they live out their TTL where they are. A load reads both
+//! names in one `MGET` (one slot); the scripts act on whichever name
+//! exists, write a value back in the shape they found it (so nodes still
+//! on the earlier version read it), and read, prune and remove from the old
+//! per-user set but never add to it. Nodes of the earlier version do not
+//! see sessions created by upgraded ones: finish a rollout promptly.
+//!
+//! Round trips: load is one `MGET` (none on a near-cache hit); save,
 //! touch, delete and create/rotate are one script each.
 
 #[doc(hidden)] // the stored value's format: public for the benchmarks only
@@ -35,7 +49,7 @@ pub use conn::{AnyConnection, CommandObserver, CommandOutcome, RedisConn};
 pub use near_cache::{NearCache, NearCacheStats};
 pub use target::{InvalidRedisUrl, RedisTarget};
 
-use names::{tag_of, user_tag, Names};
+use names::{index_score, tag_of, user_tag, Names, UserIndex};
 
 use super::{KeyedRecord, SessionStore, StoreError};
 use crate::clock::{Clock, SystemClock, Timestamp};
@@ -106,11 +120,6 @@ impl Drop for RedisStore {
     }
 }
 
-/// A session's member in its user's index: the digest's 64 hex digits.
-fn member_of(key: &SessionKey) -> String {
-    key.to_hex()
-}
-
 impl RedisStore {
     /// Connects to the Redis at `url` (see [`RedisTarget`] for the forms).
     pub async fn connect(url: &str, config: RedisStoreConfig) -> Result<Self, StoreError> {
@@ -164,10 +173,10 @@ impl RedisStore {
         reply.ok().and_then(|pair| pair.get(1).cloned()).filter(|policy| policy != "noeviction")
     }
 
-    /// Whether a script may name a session and an index together (always,
-    /// but on a Cluster only when they share a slot).
-    fn together(&self, key: &SessionKey, index: &str) -> bool {
-        !self.cluster || tag_of(&self.names.session(key)) == tag_of(index)
+    /// Whether a script may name a session and a user's index together
+    /// (always, but on a Cluster only when they share a slot).
+    fn together(&self, key: &SessionKey, index: &UserIndex) -> bool {
+        !self.cluster || tag_of(&self.names.session(key)) == tag_of(&index.bucket)
     }
 
     fn invalidate_local(&self, key: &SessionKey) {
@@ -179,14 +188,14 @@ impl RedisStore {
     async fn create_script(
         &self,
         key: &SessionKey,
-        index: Option<&str>,
+        index: Option<&UserIndex>,
         old: Option<&SessionKey>,
         record: &SessionRecord,
     ) -> Result<usize, StoreError> {
         let mut invocation = scripts::CREATE.prepare_invoke();
         invocation.key(self.names.session(key));
         if let Some(index) = index {
-            invocation.key(index);
+            invocation.key(&index.bucket).key(&index.legacy);
             if let Some(old) = old {
                 invocation.key(self.names.session(old)).key(self.names.legacy_session(old));
             }
@@ -194,12 +203,13 @@ impl RedisStore {
         let expire_at = record.idle_deadline.min(record.absolute_deadline).as_millis();
         invocation
             .arg(expire_at)
-            .arg(record.absolute_deadline.as_millis())
+            .arg(index_score(record.absolute_deadline))
             .arg(self.clock.now().as_millis())
             .arg(&self.channel)
-            .arg(member_of(key))
-            .arg(old.map(member_of).unwrap_or_default());
-        invocation.arg(codec::encode(record));
+            .arg(key.as_bytes().as_slice())
+            .arg(old.map_or(&[][..], |o| o.as_bytes().as_slice()))
+            .arg(codec::encode(record))
+            .arg(index.map_or("", |i| i.user.as_str()));
         let created: i64 = self.conn.run(|mut c| async move { invocation.invoke_async(&mut c).await }).await?;
         if created == 0 {
             return Err(StoreError::Conflict("session key exists".into()));
@@ -214,12 +224,24 @@ impl RedisStore {
         Ok(n > 0)
     }
 
-    /// The sessions in a user's index (after pruning by deadline).
-    async fn index_members(&self, index: &str) -> Result<Vec<SessionKey>, StoreError> {
+    /// The sessions in a user's indexes (after pruning by deadline).
+    async fn index_members(&self, index: &UserIndex) -> Result<Vec<SessionKey>, StoreError> {
         let mut invocation = scripts::LIST_INDEX.prepare_invoke();
-        invocation.key(index).arg(self.clock.now().as_millis());
-        let members: Vec<String> = self.conn.run(|mut c| async move { invocation.invoke_async(&mut c).await }).await?;
-        Ok(members.iter().filter_map(|m| SessionKey::from_hex(m)).collect())
+        invocation.key(&index.bucket).key(&index.legacy).arg(self.clock.now().as_millis()).arg(&index.user);
+        let (filed, legacy): (Vec<Vec<u8>>, Vec<String>) =
+            self.conn.run(|mut c| async move { invocation.invoke_async(&mut c).await }).await?;
+        let filed = filed.into_iter().filter_map(|d| d.try_into().ok().map(SessionKey::from_bytes));
+        Ok(filed.chain(legacy.iter().filter_map(|hex| SessionKey::from_hex(hex))).collect())
+    }
+
+    /// Removes sessions from a user's indexes.
+    async fn unindex(&self, index: &UserIndex, keys: &[SessionKey]) -> Result<(), StoreError> {
+        let mut invocation = scripts::UNINDEX.prepare_invoke();
+        invocation.key(&index.bucket).key(&index.legacy).arg(&index.user);
+        for key in keys {
+            invocation.arg(key.as_bytes().as_slice());
+        }
+        self.conn.run(|mut c| async move { invocation.invoke_async::<()>(&mut c).await }).await
     }
 
     /// One session, under its current name or, if an earlier version wrote
@@ -344,14 +366,12 @@ impl SessionStore for RedisStore {
                         live.push(KeyedRecord { key, record });
                     }
                 }
-                _ => gone.push(member_of(&key)),
+                _ => gone.push(key),
             }
         }
         if !gone.is_empty() {
             // Prune what expired by idleness or was deleted elsewhere.
-            self.conn
-                .run(|mut c| async move { redis::cmd("ZREM").arg(index).arg(gone).query_async::<i64>(&mut c).await })
-                .await?;
+            self.unindex(&index, &gone).await?;
         }
         Ok(live)
     }
@@ -365,10 +385,10 @@ impl SessionStore for RedisStore {
         }
         let deleted = if members.iter().all(|m| self.together(m, &index)) {
             let mut invocation = scripts::DELETE_USER.prepare_invoke();
-            invocation.key(&index).arg(&self.channel);
+            invocation.key(&index.bucket).key(&index.legacy).arg(&self.channel).arg(&index.user);
             for member in &members {
                 invocation.key(self.names.session(member)).key(self.names.legacy_session(member));
-                invocation.arg(member_of(member));
+                invocation.arg(member.as_bytes().as_slice());
             }
             self.conn.run(|mut c| async move { invocation.invoke_async::<u64>(&mut c).await }).await?
         } else {
@@ -376,11 +396,7 @@ impl SessionStore for RedisStore {
             for member in &members {
                 n += u64::from(self.delete_session(member).await?);
             }
-            let index = index.clone();
-            let gone: Vec<String> = members.iter().map(member_of).collect();
-            self.conn
-                .run(|mut c| async move { redis::cmd("ZREM").arg(index).arg(gone).query_async::<i64>(&mut c).await })
-                .await?;
+            self.unindex(&index, &members).await?;
             n
         };
         for key in &members {
@@ -405,15 +421,16 @@ impl SessionStore for RedisStore {
             // Keys in different Cluster slots (or an anonymous session):
             // new first, then the index, then the old one goes.
             _ => {
-                let same_slot_index = index.as_deref().filter(|i| self.together(new, i));
+                let same_slot_index = index.as_ref().filter(|i| self.together(new, i));
                 self.create_script(new, same_slot_index, None, record).await?;
                 if let (Some(index), None) = (&index, same_slot_index) {
                     let mut invocation = scripts::INDEX.prepare_invoke();
                     invocation
-                        .key(index)
-                        .arg(member_of(new))
-                        .arg(record.absolute_deadline.as_millis())
-                        .arg(self.clock.now().as_millis());
+                        .key(&index.bucket)
+                        .arg(new.as_bytes().as_slice())
+                        .arg(index_score(record.absolute_deadline))
+                        .arg(self.clock.now().as_millis())
+                        .arg(&index.user);
                     self.conn.run(|mut c| async move { invocation.invoke_async::<()>(&mut c).await }).await?;
                 }
                 if let Some(old) = old {

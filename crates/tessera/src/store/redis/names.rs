@@ -7,11 +7,28 @@
 //! key is still found under [`Names::legacy_session`] until it expires.
 //! `tt` is the digest's first byte in hex: both names of one session share
 //! a hash tag, so a script may name both on a Cluster.
+//!
+//! A user's sessions are filed in a sorted set shared with other users,
+//! `<prefix>:{tt}:i:<bucket>`, where `tt` is the user's tag (a byte of a
+//! hash of the user id, which the digests of their sessions start with)
+//! and the bucket one of 64 per tag, another byte of that hash. A member is
+//! the 32-byte digest followed by the user id, scored by the absolute
+//! deadline in seconds. Shared, because a key of its own costs a user about
+//! 170 bytes of Redis memory, where a member costs about 50; 16 384 buckets,
+//! because Redis keeps a sorted set of up to 128 members of up to 64 bytes
+//! as one compact listpack: a bucket stays one at up to about 1.5 million
+//! sessions (at more, buckets become skiplists, about twice the memory per
+//! member, and still correct), and at 100 000 the keys of the buckets cost
+//! about 20 bytes a session. Versions before 2026-12-06 filed a user's
+//! sessions in a sorted set of their own, `<prefix>:{tt}:u:<user>` (the
+//! digest in hex, scored in milliseconds), which is still read, pruned and
+//! removed from, never added to, until it expires with its last member.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
+use crate::clock::Timestamp;
 use crate::record::UserId;
 use crate::token::SessionKey;
 
@@ -36,19 +53,51 @@ impl Names {
         format!("{}:{{{:02x}}}:s:{}", self.prefix, key.as_bytes()[0], key.to_hex())
     }
 
-    /// The sorted set of a user's sessions.
-    pub(super) fn user_index(&self, user: &UserId) -> String {
-        format!("{}:{{{:02x}}}:u:{}", self.prefix, user_tag(user), user.as_str())
+    /// Where a user's sessions are filed.
+    pub(super) fn user_index(&self, user: &UserId) -> UserIndex {
+        let hash = user_hash(user);
+        let tag = hash[0];
+        UserIndex {
+            bucket: format!("{}:{{{tag:02x}}}:i:{:02x}", self.prefix, hash[1] % BUCKETS_PER_TAG),
+            legacy: format!("{}:{{{tag:02x}}}:u:{}", self.prefix, user.as_str()),
+            user: user.as_str().to_owned(),
+        }
     }
+}
+
+/// Buckets of user indexes per hash tag (see the module documentation).
+const BUCKETS_PER_TAG: u8 = 64;
+
+/// The two sorted sets a user's sessions may be filed in (one slot).
+#[derive(Debug, Clone)]
+pub(super) struct UserIndex {
+    /// The shared bucket, where sessions are filed now.
+    pub bucket: String,
+    /// The user's own set of earlier versions.
+    pub legacy: String,
+    /// The user id, the end of the user's members in the bucket.
+    pub user: String,
+}
+
+fn user_hash(user: &UserId) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"tessera/user-tag/v1");
+    h.update(user.as_str().as_bytes());
+    h.finalize().into()
 }
 
 /// The hash-tag byte of a user: tokens of their sessions are drawn so that
 /// the digest starts with it ([`super::RedisStore`]'s `issue_token`).
 pub(super) fn user_tag(user: &UserId) -> u8 {
-    let mut h = Sha256::new();
-    h.update(b"tessera/user-tag/v1");
-    h.update(user.as_str().as_bytes());
-    h.finalize()[0]
+    user_hash(user)[0]
+}
+
+/// A session's score in its user's index: the absolute deadline in whole
+/// seconds, rounded up (never dropped while it may still be live), which
+/// a listpack keeps in 4 bytes where milliseconds take 8.
+pub(super) fn index_score(absolute_deadline: Timestamp) -> i64 {
+    let ms = absolute_deadline.as_millis();
+    ms.div_euclid(1000) + i64::from(ms.rem_euclid(1000) > 0)
 }
 
 /// The hash tag of a key name, if it has one.
@@ -92,6 +141,27 @@ mod tests {
         assert_eq!(tag_of(&name), tag_of(&legacy));
         assert_eq!(key_from_name("tessera:{00}:s:short"), None);
         assert_eq!(key_from_name("tessera:{00}:u:alice"), None);
+    }
+
+    #[test]
+    fn a_users_index_shares_the_tag_of_their_sessions() {
+        let names = Names::new("tessera".into());
+        let user = UserId::parse("alice").unwrap();
+        let index = names.user_index(&user);
+        let tag = format!("{:02x}", user_tag(&user));
+        assert_eq!((tag_of(&index.bucket), tag_of(&index.legacy)), (Some(tag.as_str()), Some(tag.as_str())));
+        assert!(index.legacy.ends_with(":u:alice"));
+        let buckets: std::collections::HashSet<String> =
+            (0..20_000).map(|i| names.user_index(&UserId::from(i)).bucket).collect();
+        // 20 000 users over 16 384 buckets fill about 11 500 of them.
+        assert!((10_000..=256 * usize::from(BUCKETS_PER_TAG)).contains(&buckets.len()), "{}", buckets.len());
+    }
+
+    #[test]
+    fn index_scores_round_deadlines_up_to_the_second() {
+        assert_eq!(index_score(Timestamp::from_millis(5_000)), 5);
+        assert_eq!(index_score(Timestamp::from_millis(5_001)), 6);
+        assert_eq!(index_score(Timestamp::from_millis(-1)), 0);
     }
 
     #[test]
