@@ -8,9 +8,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use support::TestApp;
+use tessera::record::SessionRecord;
 use tessera::store::conformance::record_for;
 use tessera::store::redis::{NearCacheConfig, RedisStoreConfig};
-use tessera::{CookieSettings, RedisStore, SessionConfig, SessionStore, SessionToken, StoreError, UserId};
+use tessera::{CookieSettings, RedisStore, SessionConfig, SessionKey, SessionStore, SessionToken, StoreError, UserId};
 use tessera_testkit::{RedisCluster, RedisServer, SentinelSetup};
 
 fn standalone() -> &'static RedisServer {
@@ -35,6 +36,12 @@ fn config(near_cache: bool) -> RedisStoreConfig {
         near_cache: near_cache.then(NearCacheConfig::default),
         ..RedisStoreConfig::default()
     }
+}
+
+/// How a session's key name spells its digest (unpadded base64url).
+fn digest(key: &tessera::SessionKey) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.as_bytes())
 }
 
 async fn store(url: &str, near_cache: bool) -> RedisStore {
@@ -117,7 +124,9 @@ async fn ending_a_users_sessions_on_one_node_reaches_another_on_a_cluster() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_users_keys_share_one_cluster_slot() {
     let c = cluster();
-    let store = store(&c.url(), false).await;
+    let cfg = config(false);
+    let prefix = cfg.prefix.clone();
+    let store = RedisStore::connect(&c.url(), cfg).await.unwrap();
     let user = UserId::parse("carol").unwrap();
     let key = store.issue_token(Some(&user)).key();
     store.create(&key, &record_for(Some("carol"))).await.unwrap();
@@ -128,7 +137,7 @@ async fn a_users_keys_share_one_cluster_slot() {
             let reply = n.cmd("KEYS *");
             reply.lines().filter(|l| l.contains(":{")).map(str::to_owned).collect::<Vec<_>>()
         })
-        .filter(|name| name.ends_with(&key.to_hex()) || name.ends_with(":u:carol"))
+        .filter(|name| name.starts_with(&prefix))
         .collect();
     assert_eq!(names.len(), 2, "{names:?}");
     let slots: Vec<String> = names.iter().map(|n| c.nodes[0].cmd(&format!("CLUSTER KEYSLOT {n}"))).collect();
@@ -141,7 +150,7 @@ async fn session_keys_expire_at_the_idle_deadline_and_hold_no_token() {
     let store = store(&server.url(), false).await;
     let token = SessionToken::generate();
     store.create(&token.key(), &record_for(Some("dave"))).await.unwrap();
-    let name = format!("*{}", token.key().to_hex());
+    let name = format!("*{}", digest(&token.key()));
     let keys = server.cmd(&format!("KEYS {name}"));
     let key_name = keys.lines().find(|l| l.contains(":s:")).unwrap().to_owned();
     let ttl: i64 = server.cmd(&format!("PTTL {key_name}")).trim_start_matches(':').trim().parse().unwrap();
@@ -275,13 +284,19 @@ async fn user_indexes_expire_with_their_last_session_on_every_topology() {
     for (url, nodes, steered) in
         [(standalone().url(), vec![standalone()], true), (c.url(), nodes.clone(), true), (c.url(), nodes, false)]
     {
-        let store = store(&url, false).await;
+        let cfg = config(false);
+        let prefix = cfg.prefix.clone();
+        let store = RedisStore::connect(&url, cfg).await.unwrap();
         let user = UserId::parse(format!("ttl-{}", &SessionToken::generate().key().to_hex()[..8])).unwrap();
         // Unsteered keys land in another slot than the index on a Cluster.
         let key = if steered { store.issue_token(Some(&user)).key() } else { SessionToken::generate().key() };
         store.create(&key, &record_for(Some(user.as_str()))).await.unwrap();
-        let ttl = pttl(&nodes, &format!("*:u:{}", user.as_str()));
-        assert!(ttl > 11 * 3600 * 1000 && ttl <= 12 * 3600 * 1000, "index TTL {ttl} ({url}, steered: {steered})");
+        let ttl = pttl(&nodes, &format!("{prefix}:*:i:*"));
+        // The deadline rounded up to the second, as index scores are.
+        assert!(
+            ttl > 11 * 3600 * 1000 && ttl <= 12 * 3600 * 1000 + 1000,
+            "index TTL {ttl} ({url}, steered: {steered})"
+        );
         assert_eq!(store.list_user(&user, tessera::Clock::now(&tessera::SystemClock)).await.unwrap().len(), 1);
     }
 }
@@ -340,7 +355,7 @@ async fn load_uncached_goes_past_the_near_cache() {
     store.create(&key, &record_for(Some("uncached"))).await.unwrap();
     assert!(store.load(&key).await.unwrap().is_some(), "now cached");
     // Deleted behind the store's back: no invalidation is published.
-    let pattern = format!("{prefix}:*:s:{}", key.to_hex());
+    let pattern = format!("{prefix}:*:s:{}", digest(&key));
     let script =
         "local n = 0 for _, k in ipairs(redis.call('KEYS', ARGV[1])) do n = n + redis.call('DEL', k) end return n";
     let deleted: i64 = store
@@ -353,30 +368,45 @@ async fn load_uncached_goes_past_the_near_cache() {
     assert!(store.load_uncached(&key).await.unwrap().is_none(), "load_uncached asks Redis");
 }
 
-/// The key name of `token`'s session on `server` (found, not rebuilt).
-fn session_key_name(server: &RedisServer, token: &SessionToken) -> String {
-    let keys = server.cmd(&format!("KEYS *{}", token.key().to_hex()));
-    keys.lines().find(|l| l.contains(":s:")).unwrap().to_owned()
+/// A session where versions before 2026-12-06 kept it: `value` under the
+/// digest in hex, filed in the user's own sorted set by absolute deadline.
+async fn write_legacy(store: &RedisStore, prefix: &str, key: &SessionKey, record: &SessionRecord, value: Vec<u8>) {
+    let tag = format!("{:02x}", key.as_bytes()[0]);
+    let name = format!("{prefix}:{{{tag}}}:s:{}", key.to_hex());
+    let user = record.user_id.as_ref().unwrap().as_str();
+    let index = format!("{prefix}:{{{tag}}}:u:{user}");
+    let (expire_at, score) = (record.idle_deadline.as_millis(), record.absolute_deadline.as_millis());
+    let mut pipe = redis::pipe();
+    pipe.cmd("SET").arg(&name).arg(value).arg("PXAT").arg(expire_at).ignore();
+    pipe.cmd("ZADD").arg(&index).arg(score).arg(key.to_hex()).ignore();
+    pipe.cmd("PEXPIREAT").arg(&index).arg(score).ignore();
+    store.connection().run(|mut c| async move { pipe.query_async::<()>(&mut c).await }).await.unwrap();
+}
+
+/// The value of a legacy session, as `cmd` reads it.
+fn legacy_value(server: &RedisServer, prefix: &str, key: &SessionKey) -> String {
+    server.cmd(&format!("GET {prefix}:{{{:02x}}}:s:{}", key.as_bytes()[0], key.to_hex()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_written_as_json_by_earlier_versions_are_read_saved_and_touched() {
     use tessera::record::SessionChange;
     let server = standalone();
-    let store = store(&server.url(), false).await;
-    let (saved, touched) = (SessionToken::generate(), SessionToken::generate());
-    for token in [&saved, &touched] {
+    let cfg = config(false);
+    let prefix = cfg.prefix.clone();
+    let store = RedisStore::connect(&server.url(), cfg).await.unwrap();
+    let user = UserId::parse("erin").unwrap();
+    let (saved, touched) = (store.issue_token(Some(&user)).key(), store.issue_token(Some(&user)).key());
+    for key in [&saved, &touched] {
         let record = record_for(Some("erin"));
-        store.create(&token.key(), &record).await.unwrap();
         // What the JSON codec wrote: a CSRF token and a profile included.
         let (c, i, x) =
             (record.created_at.as_millis(), record.idle_deadline.as_millis(), record.absolute_deadline.as_millis());
         let json = format!(
             r#"{{"u":"erin","c":{c},"l":{c},"i":{i},"x":{x},"v":0,"m":{{"user_agent":"old\/1.0","ip":"10.0.0.9"}},"t":"Oq3vB5Xwq2yq0rq5R1xQ0s2wq9m7kQm3cJ0Wc2xYb1Q","a":{{"cart":[0,"[1,2]"],"gone":[0,null]}}}}"#
         );
-        let name = session_key_name(server, token);
-        assert!(server.cmd(&format!("SET {name} {json} KEEPTTL")).contains("OK"));
-        let old = store.load(&token.key()).await.unwrap().expect("the old value is read");
+        write_legacy(&store, &prefix, key, &record, json.into_bytes()).await;
+        let old = store.load(key).await.unwrap().expect("the old value is read");
         assert_eq!(old.user_id.as_ref().map(UserId::as_str), Some("erin"));
         assert_eq!(
             (old.client.user_agent.as_deref(), old.attribute("cart")),
@@ -392,17 +422,88 @@ async fn sessions_written_as_json_by_earlier_versions_are_read_saved_and_touched
         last_seen: now,
         idle_deadline: now + Duration::from_secs(1800),
     };
-    assert_eq!(store.save(&saved.key(), &change).await.unwrap(), 1);
-    store.touch(&touched.key(), now, now + Duration::from_secs(1800)).await.unwrap();
+    assert_eq!(store.save(&saved, &change).await.unwrap(), 1);
+    store.touch(&touched, now, now + Duration::from_secs(1800)).await.unwrap();
 
-    let after = store.load(&saved.key()).await.unwrap().unwrap();
+    let after = store.load(&saved).await.unwrap().unwrap();
     assert_eq!((after.version, after.attribute("cart")), (1, Some(&serde_json::json!([3]))));
     assert_eq!(after.attributes["gone"].value, None, "the removal is a tombstone");
     assert_eq!(after.client.ip, Some([10, 0, 0, 9].into()));
-    let touched_after = store.load(&touched.key()).await.unwrap().unwrap();
+    let touched_after = store.load(&touched).await.unwrap().unwrap();
     assert_eq!((touched_after.last_seen, touched_after.attribute("cart")), (now, Some(&serde_json::json!([1, 2]))));
-    for token in [&saved, &touched] {
-        let value = server.cmd(&format!("GET {}", session_key_name(server, token)));
+    for key in [&saved, &touched] {
+        let value = legacy_value(server, &prefix, key);
         assert!(!value.contains("\"u\"") && !value.contains("Oq3vB5"), "written back as MessagePack: {value}");
     }
+    assert_eq!(store.list_user(&user, now).await.unwrap().len(), 2, "listed from the legacy index");
+}
+
+/// `record` as versions before 2026-12-06 wrote it: a MessagePack array of
+/// absolute times, the user agent and address as text (built by Redis's
+/// own cmsgpack, as their scripts wrote it back).
+async fn previous_value(store: &RedisStore, record: &SessionRecord) -> Vec<u8> {
+    let script = "return cmsgpack.pack({ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), \
+                  tonumber(ARGV[5]), 0, ARGV[6], ARGV[7], {}})";
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(script).arg(0).arg(record.user_id.as_ref().unwrap().as_str());
+    for time in [record.created_at, record.last_seen, record.idle_deadline, record.absolute_deadline] {
+        cmd.arg(time.as_millis());
+    }
+    cmd.arg(record.client.user_agent.as_deref().unwrap()).arg(record.client.ip.unwrap().to_string());
+    store.connection().run(|mut c| async move { cmd.query_async(&mut c).await }).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_and_indexes_of_the_previous_version_keep_working_next_to_new_ones() {
+    use tessera::record::SessionChange;
+    let server = standalone();
+    let cfg = config(true);
+    let prefix = cfg.prefix.clone();
+    let store = RedisStore::connect(&server.url(), cfg).await.unwrap();
+    let user = UserId::parse("frank").unwrap();
+    let record = record_for(Some("frank"));
+    let old: Vec<SessionKey> = (0..3).map(|_| store.issue_token(Some(&user)).key()).collect();
+    for key in &old {
+        write_legacy(&store, &prefix, key, &record, previous_value(&store, &record).await).await;
+    }
+    let new = store.issue_token(Some(&user)).key();
+    assert_eq!(store.rotate(None, &new, &record).await.unwrap(), Some(4), "the cap counts both indexes");
+    assert_eq!(store.load(&old[0]).await.unwrap().as_deref(), Some(&record), "read as written");
+    let listed = |keys: Vec<tessera::store::KeyedRecord>| {
+        let mut keys: Vec<SessionKey> = keys.into_iter().map(|k| k.key).collect();
+        keys.sort();
+        keys
+    };
+    let mut all = vec![old[0], old[1], old[2], new];
+    all.sort();
+    assert_eq!(listed(store.list_user(&user, record.created_at).await.unwrap()), all);
+
+    // Touched and saved in place, in the shape the previous version reads.
+    let later = record.last_seen + Duration::from_secs(60);
+    store.touch(&old[0], later, later + Duration::from_secs(1800)).await.unwrap();
+    let change = SessionChange {
+        base_version: 0,
+        set: [("cart".to_owned(), serde_json::json!([3]))].into(),
+        removed: Default::default(),
+        last_seen: later,
+        idle_deadline: later + Duration::from_secs(1800),
+    };
+    assert_eq!(store.save(&old[1], &change).await.unwrap(), 1);
+    assert_eq!(store.load(&old[0]).await.unwrap().unwrap().last_seen, later);
+    assert_eq!(store.load(&old[1]).await.unwrap().unwrap().attribute("cart"), Some(&serde_json::json!([3])));
+    for key in &old[..2] {
+        let value = legacy_value(server, &prefix, key);
+        assert!(value.contains("frank") && value.contains("127.0.0.1"), "still the previous shape: {value}");
+    }
+
+    // Deleted, rotated away and ended with the user's other sessions.
+    assert!(store.delete(&old[2]).await.unwrap());
+    assert_eq!(store.list_user(&user, record.created_at).await.unwrap().len(), 3, "and pruned from the index");
+    let rotated = store.issue_token(Some(&user)).key();
+    assert_eq!(store.rotate(Some(&old[0]), &rotated, &record).await.unwrap(), Some(3));
+    assert_eq!(store.load(&old[0]).await.unwrap(), None);
+    assert_eq!(store.delete_user(&user, Some(&new)).await.unwrap(), 2, "the old one left and the rotated one");
+    assert_eq!(listed(store.list_user(&user, record.created_at).await.unwrap()), vec![new]);
+    let legacy_index = format!("{prefix}:{{{:02x}}}:u:frank", new.as_bytes()[0]);
+    assert_eq!(server.cmd(&format!("EXISTS {legacy_index}")).trim_start_matches(':').trim(), "0");
 }

@@ -1,26 +1,42 @@
 //! Sessions in Redis: standalone, Sentinel or Cluster, with a near cache.
 //!
-//! Layout: a session is one MessagePack value (`codec`), `<prefix>:{tt}:s:<sha256 hex>`, where
+//! Layout (`names`): a session is one MessagePack value (`codec`, 40 bytes
+//! for a typical login) at `<prefix>:{tt}:s:<digest in base64url>`, where
 //! `tt` is the first byte of the digest; its TTL is the idle deadline capped
-//! by the absolute deadline (`PEXPIREAT`). A user's sessions are indexed in
-//! a sorted set `<prefix>:{tt}:u:<user>` scored by absolute deadline, where
-//! `tt` is a byte derived from the user id. Tokens for logged-in sessions
+//! by the absolute deadline (`PEXPIREAT`). A user's sessions are filed in
+//! one of 64 sorted sets per tag shared by all users of that tag,
+//! `<prefix>:{tt}:i:<bucket>` (member: the 32-byte digest and the user id;
+//! score: the absolute deadline in seconds), where `tt` and the bucket are
+//! bytes of a hash of the user id: small shared sets stay compact listpacks,
+//! where a set per user cost a key per user. Tokens for logged-in sessions
 //! are drawn so that their digest starts with the user's byte
 //! ([`SessionStore::issue_token`]), so every key of one user shares one hash
 //! tag: login, logout-everywhere and index upkeep are single scripts, with
-//! no CROSSSLOT on a Cluster.
+//! no CROSSSLOT on a Cluster. A typical session costs Redis 284 bytes at
+//! 100 000 sessions, 261 at 1 000 000 (BENCHMARKS.md, 2026-12-06).
 //!
-//! Round trips: load is one `GET` (none on a near-cache hit); save,
+//! Upgrade from versions before 2026-12-06 (hex digests in key names, a
+//! sorted set per user, absolute times in the value): their sessions are
+//! not moved, they live out their TTL where they are. A load reads both
+//! names in one `MGET` (one slot); the scripts act on whichever name
+//! exists, write a value back in the shape they found it (so nodes still
+//! on the earlier version read it), and read, prune and remove from the old
+//! per-user set but never add to it. Nodes of the earlier version do not
+//! see sessions created by upgraded ones: finish a rollout promptly.
+//!
+//! Round trips: load is one `MGET` (none on a near-cache hit); save,
 //! touch, delete and create/rotate are one script each.
 
 #[doc(hidden)] // the stored value's format: public for the benchmarks only
 pub mod codec;
 pub mod conn;
+mod names;
 mod near_cache;
 mod revocations;
 mod scripts;
 mod subscription;
 pub mod target;
+mod user_agent;
 
 pub use revocations::RedisRevocations;
 
@@ -28,11 +44,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sha2::{Digest, Sha256};
 
 pub use conn::{AnyConnection, CommandObserver, CommandOutcome, RedisConn};
 pub use near_cache::{NearCache, NearCacheStats};
 pub use target::{InvalidRedisUrl, RedisTarget};
+
+use names::{index_score, tag_of, user_tag, Names, UserIndex};
 
 use super::{KeyedRecord, SessionStore, StoreError};
 use crate::clock::{Clock, SystemClock, Timestamp};
@@ -85,7 +102,7 @@ impl Default for RedisStoreConfig {
 #[derive(Debug)]
 pub struct RedisStore {
     conn: RedisConn,
-    prefix: String,
+    names: Names,
     channel: String,
     cluster: bool,
     cache: Option<Arc<NearCache>>,
@@ -101,21 +118,6 @@ impl Drop for RedisStore {
             listener.abort();
         }
     }
-}
-
-fn tag_of(name: &str) -> Option<&str> {
-    let start = name.find('{')?;
-    let end = name[start..].find('}')?;
-    Some(&name[start + 1..start + end])
-}
-
-fn key_from_name(name: &str) -> Option<SessionKey> {
-    SessionKey::from_hex(name.rsplit_once(":s:")?.1)
-}
-
-/// A session's member in its user's index: the digest's 64 hex digits.
-fn member_of(name: &str) -> &str {
-    name.rsplit_once(":s:").map_or(name, |(_, hex)| hex)
 }
 
 impl RedisStore {
@@ -136,7 +138,8 @@ impl RedisStore {
             .as_ref()
             .map(|cache| subscription::spawn_listener(cache.clone(), conn.clone(), channel.clone(), lease));
         let cluster = matches!(conn.target(), RedisTarget::Cluster(_));
-        Self { conn, prefix: config.prefix, channel, cluster, cache, listener, clock: Arc::new(SystemClock) }
+        let names = Names::new(config.prefix);
+        Self { conn, names, channel, cluster, cache, listener, clock: Arc::new(SystemClock) }
     }
 
     /// Reads time from `clock` instead of the system clock (the one the
@@ -170,25 +173,10 @@ impl RedisStore {
         reply.ok().and_then(|pair| pair.get(1).cloned()).filter(|policy| policy != "noeviction")
     }
 
-    fn user_tag(user: &UserId) -> u8 {
-        let mut h = Sha256::new();
-        h.update(b"tessera/user-tag/v1");
-        h.update(user.as_str().as_bytes());
-        h.finalize()[0]
-    }
-
-    fn session_name(&self, key: &SessionKey) -> String {
-        format!("{}:{{{:02x}}}:s:{}", self.prefix, key.as_bytes()[0], key.to_hex())
-    }
-
-    fn index_name(&self, user: &UserId) -> String {
-        format!("{}:{{{:02x}}}:u:{}", self.prefix, Self::user_tag(user), user.as_str())
-    }
-
-    /// Whether a script may name both keys (always, but on a Cluster only
-    /// when they share a slot).
-    fn together(&self, a: &str, b: &str) -> bool {
-        !self.cluster || tag_of(a) == tag_of(b)
+    /// Whether a script may name a session and a user's index together
+    /// (always, but on a Cluster only when they share a slot).
+    fn together(&self, key: &SessionKey, index: &UserIndex) -> bool {
+        !self.cluster || tag_of(&self.names.session(key)) == tag_of(&index.bucket)
     }
 
     fn invalidate_local(&self, key: &SessionKey) {
@@ -199,28 +187,29 @@ impl RedisStore {
 
     async fn create_script(
         &self,
-        name: &str,
-        index: Option<&str>,
-        old: Option<&str>,
+        key: &SessionKey,
+        index: Option<&UserIndex>,
+        old: Option<&SessionKey>,
         record: &SessionRecord,
     ) -> Result<usize, StoreError> {
         let mut invocation = scripts::CREATE.prepare_invoke();
-        invocation.key(name);
+        invocation.key(self.names.session(key));
         if let Some(index) = index {
-            invocation.key(index);
+            invocation.key(&index.bucket).key(&index.legacy);
             if let Some(old) = old {
-                invocation.key(old);
+                invocation.key(self.names.session(old)).key(self.names.legacy_session(old));
             }
         }
         let expire_at = record.idle_deadline.min(record.absolute_deadline).as_millis();
         invocation
             .arg(expire_at)
-            .arg(record.absolute_deadline.as_millis())
+            .arg(index_score(record.absolute_deadline))
             .arg(self.clock.now().as_millis())
             .arg(&self.channel)
-            .arg(member_of(name))
-            .arg(old.map(member_of).unwrap_or_default());
-        invocation.arg(codec::encode(record));
+            .arg(key.as_bytes().as_slice())
+            .arg(old.map_or(&[][..], |o| o.as_bytes().as_slice()))
+            .arg(codec::encode(record))
+            .arg(index.map_or("", |i| i.user.as_str()));
         let created: i64 = self.conn.run(|mut c| async move { invocation.invoke_async(&mut c).await }).await?;
         if created == 0 {
             return Err(StoreError::Conflict("session key exists".into()));
@@ -228,25 +217,40 @@ impl RedisStore {
         Ok(created as usize - 1)
     }
 
-    async fn delete_name(&self, name: &str) -> Result<bool, StoreError> {
+    async fn delete_session(&self, key: &SessionKey) -> Result<bool, StoreError> {
         let mut invocation = scripts::DELETE.prepare_invoke();
-        invocation.key(name).arg(&self.channel);
+        invocation.key(self.names.session(key)).key(self.names.legacy_session(key)).arg(&self.channel);
         let n: i64 = self.conn.run(|mut c| async move { invocation.invoke_async(&mut c).await }).await?;
         Ok(n > 0)
     }
 
-    /// The session key names in a user's index (after pruning by deadline).
-    async fn index_members(&self, index: &str) -> Result<Vec<String>, StoreError> {
+    /// The sessions in a user's indexes (after pruning by deadline).
+    async fn index_members(&self, index: &UserIndex) -> Result<Vec<SessionKey>, StoreError> {
         let mut invocation = scripts::LIST_INDEX.prepare_invoke();
-        invocation.key(index).arg(self.clock.now().as_millis());
-        let members: Vec<String> = self.conn.run(|mut c| async move { invocation.invoke_async(&mut c).await }).await?;
-        Ok(members.iter().filter_map(|m| SessionKey::from_hex(m)).map(|k| self.session_name(&k)).collect())
+        invocation.key(&index.bucket).key(&index.legacy).arg(self.clock.now().as_millis()).arg(&index.user);
+        let (filed, legacy): (Vec<Vec<u8>>, Vec<String>) =
+            self.conn.run(|mut c| async move { invocation.invoke_async(&mut c).await }).await?;
+        let filed = filed.into_iter().filter_map(|d| d.try_into().ok().map(SessionKey::from_bytes));
+        Ok(filed.chain(legacy.iter().filter_map(|hex| SessionKey::from_hex(hex))).collect())
     }
 
-    async fn get(&self, name: String) -> Result<Option<SessionRecord>, StoreError> {
-        let value: Option<Vec<u8>> =
-            self.conn.run(|mut c| async move { redis::cmd("GET").arg(name).query_async(&mut c).await }).await?;
-        value.map(|v| codec::decode(&v)).transpose()
+    /// Removes sessions from a user's indexes.
+    async fn unindex(&self, index: &UserIndex, keys: &[SessionKey]) -> Result<(), StoreError> {
+        let mut invocation = scripts::UNINDEX.prepare_invoke();
+        invocation.key(&index.bucket).key(&index.legacy).arg(&index.user);
+        for key in keys {
+            invocation.arg(key.as_bytes().as_slice());
+        }
+        self.conn.run(|mut c| async move { invocation.invoke_async::<()>(&mut c).await }).await
+    }
+
+    /// One session, under its current name or, if an earlier version wrote
+    /// it, its legacy one: both in one slot, so one `MGET`.
+    async fn get(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {
+        let names = [self.names.session(key), self.names.legacy_session(key)];
+        let values: Vec<Option<Vec<u8>>> =
+            self.conn.run(|mut c| async move { redis::cmd("MGET").arg(&names).query_async(&mut c).await }).await?;
+        values.into_iter().flatten().next().map(|v| codec::decode(&v)).transpose()
     }
 }
 
@@ -255,7 +259,7 @@ impl SessionStore for RedisStore {
     fn issue_token(&self, user: Option<&UserId>) -> SessionToken {
         match user {
             Some(user) => {
-                let tag = Self::user_tag(user);
+                let tag = user_tag(user);
                 SessionToken::generate_where(|k| k.as_bytes()[0] == tag)
             }
             None => SessionToken::generate(),
@@ -276,7 +280,7 @@ impl SessionStore for RedisStore {
             }
             None => None,
         };
-        let record = self.get(self.session_name(key)).await?.map(Arc::new);
+        let record = self.get(key).await?.map(Arc::new);
         if let (Some(cache), Some(epoch), Some(record)) = (&self.cache, epoch, &record) {
             cache.insert(*key, record.clone(), epoch);
         }
@@ -284,13 +288,14 @@ impl SessionStore for RedisStore {
     }
 
     async fn load_uncached(&self, key: &SessionKey) -> Result<Option<Arc<SessionRecord>>, StoreError> {
-        Ok(self.get(self.session_name(key)).await?.map(Arc::new))
+        Ok(self.get(key).await?.map(Arc::new))
     }
 
     async fn save(&self, key: &SessionKey, change: &SessionChange) -> Result<u64, StoreError> {
         let mut invocation = scripts::SAVE.prepare_invoke();
         invocation
-            .key(self.session_name(key))
+            .key(self.names.session(key))
+            .key(self.names.legacy_session(key))
             .arg(change.base_version)
             .arg(change.last_seen.as_millis())
             .arg(change.idle_deadline.as_millis())
@@ -319,7 +324,12 @@ impl SessionStore for RedisStore {
 
     async fn touch(&self, key: &SessionKey, last_seen: Timestamp, idle_deadline: Timestamp) -> Result<(), StoreError> {
         let mut invocation = scripts::TOUCH.prepare_invoke();
-        invocation.key(self.session_name(key)).arg("").arg(last_seen.as_millis()).arg(idle_deadline.as_millis());
+        invocation
+            .key(self.names.session(key))
+            .key(self.names.legacy_session(key))
+            .arg("")
+            .arg(last_seen.as_millis())
+            .arg(idle_deadline.as_millis());
         let touched: i64 = self.conn.run(|mut c| async move { invocation.invoke_async(&mut c).await }).await?;
         if touched == 0 {
             self.invalidate_local(key);
@@ -337,73 +347,60 @@ impl SessionStore for RedisStore {
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
-        let existed = self.delete_name(&self.session_name(key)).await?;
+        let existed = self.delete_session(key).await?;
         self.invalidate_local(key);
         self.conn.confirm_replicated().await?;
         Ok(existed)
     }
 
     async fn list_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<KeyedRecord>, StoreError> {
-        let index = self.index_name(user);
+        let index = self.names.user_index(user);
         let members = self.index_members(&index).await?;
-        let loads = members.iter().map(|name| self.get(name.clone()));
-        let records = futures_util::future::join_all(loads).await;
+        let records = futures_util::future::join_all(members.iter().map(|key| self.get(key))).await;
         let mut live = Vec::new();
         let mut gone = Vec::new();
-        for (name, record) in members.iter().zip(records) {
-            match (record?, key_from_name(name)) {
-                (Some(record), Some(key)) if record.user_id.as_ref() == Some(user) => {
+        for (key, record) in members.into_iter().zip(records) {
+            match record? {
+                Some(record) if record.user_id.as_ref() == Some(user) => {
                     if !record.is_expired(now) {
                         live.push(KeyedRecord { key, record });
                     }
                 }
-                _ => gone.push(name.clone()),
+                _ => gone.push(key),
             }
         }
         if !gone.is_empty() {
             // Prune what expired by idleness or was deleted elsewhere.
-            let index = index.clone();
-            let gone: Vec<String> = gone.iter().map(|n| member_of(n).to_owned()).collect();
-            self.conn
-                .run(|mut c| async move { redis::cmd("ZREM").arg(index).arg(gone).query_async::<i64>(&mut c).await })
-                .await?;
+            self.unindex(&index, &gone).await?;
         }
         Ok(live)
     }
 
     async fn delete_user(&self, user: &UserId, keep: Option<&SessionKey>) -> Result<u64, StoreError> {
-        let index = self.index_name(user);
-        let keep = keep.map(|k| self.session_name(k));
-        let members: Vec<String> =
-            self.index_members(&index).await?.into_iter().filter(|m| Some(m) != keep.as_ref()).collect();
+        let index = self.names.user_index(user);
+        let members: Vec<SessionKey> =
+            self.index_members(&index).await?.into_iter().filter(|m| Some(m) != keep).collect();
         if members.is_empty() {
             return Ok(0);
         }
         let deleted = if members.iter().all(|m| self.together(m, &index)) {
             let mut invocation = scripts::DELETE_USER.prepare_invoke();
-            invocation.key(&index);
+            invocation.key(&index.bucket).key(&index.legacy).arg(&self.channel).arg(&index.user);
             for member in &members {
-                invocation.key(member);
-            }
-            invocation.arg(&self.channel);
-            for member in &members {
-                invocation.arg(member_of(member));
+                invocation.key(self.names.session(member)).key(self.names.legacy_session(member));
+                invocation.arg(member.as_bytes().as_slice());
             }
             self.conn.run(|mut c| async move { invocation.invoke_async::<u64>(&mut c).await }).await?
         } else {
             let mut n = 0;
             for member in &members {
-                n += u64::from(self.delete_name(member).await?);
+                n += u64::from(self.delete_session(member).await?);
             }
-            let index = index.clone();
-            let members: Vec<String> = members.iter().map(|m| member_of(m).to_owned()).collect();
-            self.conn
-                .run(|mut c| async move { redis::cmd("ZREM").arg(index).arg(members).query_async::<i64>(&mut c).await })
-                .await?;
+            self.unindex(&index, &members).await?;
             n
         };
-        for key in members.iter().filter_map(|m| key_from_name(m)) {
-            self.invalidate_local(&key);
+        for key in &members {
+            self.invalidate_local(key);
         }
         self.conn.confirm_replicated().await?;
         Ok(deleted)
@@ -415,32 +412,29 @@ impl SessionStore for RedisStore {
         new: &SessionKey,
         record: &SessionRecord,
     ) -> Result<Option<usize>, StoreError> {
-        let name = self.session_name(new);
-        let old_name = old.map(|k| self.session_name(k));
-        let index = record.user_id.as_ref().map(|u| self.index_name(u));
-        let count = match (&index, &old_name) {
+        let index = record.user_id.as_ref().map(|u| self.names.user_index(u));
+        let count = match &index {
             // The common case, one script: create, index, delete the old.
-            (Some(index), old_name)
-                if self.together(&name, index) && old_name.as_ref().is_none_or(|o| self.together(o, index)) =>
-            {
-                Some(self.create_script(&name, Some(index), old_name.as_deref(), record).await?)
+            Some(index) if self.together(new, index) && old.is_none_or(|o| self.together(o, index)) => {
+                Some(self.create_script(new, Some(index), old, record).await?)
             }
             // Keys in different Cluster slots (or an anonymous session):
             // new first, then the index, then the old one goes.
             _ => {
-                let same_slot_index = index.as_deref().filter(|i| self.together(&name, i));
-                self.create_script(&name, same_slot_index, None, record).await?;
+                let same_slot_index = index.as_ref().filter(|i| self.together(new, i));
+                self.create_script(new, same_slot_index, None, record).await?;
                 if let (Some(index), None) = (&index, same_slot_index) {
                     let mut invocation = scripts::INDEX.prepare_invoke();
                     invocation
-                        .key(index)
-                        .arg(member_of(&name))
-                        .arg(record.absolute_deadline.as_millis())
-                        .arg(self.clock.now().as_millis());
+                        .key(&index.bucket)
+                        .arg(new.as_bytes().as_slice())
+                        .arg(index_score(record.absolute_deadline))
+                        .arg(self.clock.now().as_millis())
+                        .arg(&index.user);
                     self.conn.run(|mut c| async move { invocation.invoke_async::<()>(&mut c).await }).await?;
                 }
-                if let Some(old_name) = &old_name {
-                    self.delete_name(old_name).await?;
+                if let Some(old) = old {
+                    self.delete_session(old).await?;
                 }
                 None
             }
@@ -456,23 +450,6 @@ impl SessionStore for RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hash_tags_are_found() {
-        assert_eq!(tag_of("tessera:{ab}:s:00"), Some("ab"));
-        assert_eq!(tag_of("no tag"), None);
-        let key = SessionToken::generate().key();
-        let name = format!("tessera:{{{:02x}}}:s:{}", key.as_bytes()[0], key.to_hex());
-        assert_eq!(key_from_name(&name), Some(key));
-    }
-
-    #[test]
-    fn user_tags_are_stable_and_spread() {
-        let alice = UserId::parse("alice").unwrap();
-        assert_eq!(RedisStore::user_tag(&alice), RedisStore::user_tag(&alice));
-        let tags: std::collections::HashSet<u8> = (0..2000).map(|i| RedisStore::user_tag(&UserId::from(i))).collect();
-        assert!(tags.len() > 200, "user ids should spread over the tag space");
-    }
 
     #[tokio::test]
     async fn user_indexes_are_pruned_by_the_injected_clock() {
@@ -497,8 +474,8 @@ mod tests {
         };
         let key = store.issue_token(Some(&user)).key();
         store.create(&key, &record).await.unwrap();
-        let index = store.index_name(&user);
-        assert_eq!(store.index_members(&index).await.unwrap(), vec![store.session_name(&key)]);
+        let index = store.names.user_index(&user);
+        assert_eq!(store.index_members(&index).await.unwrap(), vec![key]);
 
         // Redis still holds the key (its own clock is an hour short of the
         // deadline), but the store's time is past it.

@@ -187,7 +187,7 @@ impl Follower for NearCache {
     }
 
     fn message(&self, payload: &str) {
-        for key in payload.split(' ').filter_map(super::key_from_name) {
+        for key in payload.split(' ').filter_map(super::names::key_from_name) {
             self.invalidate(&key);
         }
     }

@@ -6,15 +6,15 @@
 //! A session is one MessagePack value (see `codec`); scripts that change it
 //! decode it with `cmsgpack` (or, for a value of an earlier version, `cjson`),
 //! edit versions, deadlines and attribute *strings*, and write it back.
-//! Numbers are milliseconds and small versions: integers, exact in Lua's
-//! doubles.
+//! Numbers are milliseconds (seconds for user index scores) and small
+//! versions: integers, exact in Lua's doubles.
 //!
 //! The scripts are the `.lua` files in `lua/`, each opening with its KEYS,
 //! ARGV and reply. Code that several scripts share is a fragment of Lua
-//! functions (`lua/index.lua`: sorted-set upkeep; `lua/session.lua`: the
-//! value's shape and the activity write) placed in front of the scripts that call it, so it exists
-//! once. Index members are the 64-hex digests, not key names: at most 64
-//! bytes, so a small index stays a compact listpack instead of a skiplist.
+//! functions (`lua/index.lua`: sorted-set upkeep; `lua/users.lua`: user
+//! indexes; `lua/session.lua`: the value's shapes and the activity write;
+//! `lua/find.lua`: a session under its current or legacy name) placed in
+//! front of the scripts that call it, so it exists once.
 
 use std::sync::LazyLock;
 
@@ -28,25 +28,28 @@ macro_rules! lua {
 }
 
 /// Create, index, and replace an old session of the same slot.
-pub static CREATE: LazyLock<Script> = lua!("index", "create");
+pub static CREATE: LazyLock<Script> = lua!("find", "index", "users", "create");
 
-/// Index a session whose key lives in another Cluster slot than the index.
-pub static INDEX: LazyLock<Script> = lua!("index", "index_session");
+/// File a session whose key lives in another Cluster slot than its user's index.
+pub static INDEX: LazyLock<Script> = lua!("index", "users", "index_session");
 
 /// Save changed attributes with the per-attribute version check.
-pub static SAVE: LazyLock<Script> = lua!("session", "save");
+pub static SAVE: LazyLock<Script> = lua!("find", "session", "save");
 
 /// Record activity (not published).
-pub static TOUCH: LazyLock<Script> = lua!("session", "touch");
+pub static TOUCH: LazyLock<Script> = lua!("find", "session", "touch");
 
 /// Delete and announce.
-pub static DELETE: LazyLock<Script> = lua!("delete");
+pub static DELETE: LazyLock<Script> = lua!("find", "delete");
 
-/// The members of a user index, after pruning by absolute deadline.
-pub static LIST_INDEX: LazyLock<Script> = lua!("index", "list_index");
+/// A user's sessions, after pruning by absolute deadline.
+pub static LIST_INDEX: LazyLock<Script> = lua!("index", "users", "list_index");
+
+/// Remove sessions from a user's indexes.
+pub static UNINDEX: LazyLock<Script> = lua!("index", "users", "unindex");
 
 /// End sessions of one user atomically.
-pub static DELETE_USER: LazyLock<Script> = lua!("delete_user");
+pub static DELETE_USER: LazyLock<Script> = lua!("find", "index", "users", "delete_user");
 
 /// Record revocations and tell every node.
 pub static REVOKE: LazyLock<Script> = lua!("index", "revoke");

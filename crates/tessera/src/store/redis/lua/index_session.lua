@@ -1,7 +1,8 @@
--- Index a session whose key lives in another Cluster slot than the index.
--- KEYS: [1] the user index.
--- ARGV: [1] the session's index member, [2] its score (absolute deadline),
---       [3] now.
+-- File a session whose key lives in another Cluster slot than its user's
+-- index.
+-- KEYS: [1] the user's bucket.
+-- ARGV: [1] the session's digest, [2] its score (absolute deadline,
+--       seconds), [3] now (ms), [4] the user id.
 -- Returns nothing.
--- Needs index.lua.
-index_add(KEYS[1], ARGV[2], ARGV[1], ARGV[3])
+-- Needs index.lua, users.lua.
+file_session(KEYS[1], ARGV[1], ARGV[4], ARGV[2], ARGV[3])

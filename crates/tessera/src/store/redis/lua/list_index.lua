@@ -1,8 +1,8 @@
--- The members of a user index, after dropping those past their absolute
--- deadline.
--- KEYS: [1] the user index.
--- ARGV: [1] now.
--- Returns the remaining members (64-hex session digests), lowest score first.
--- Needs index.lua.
-prune(KEYS[1], ARGV[1])
-return redis.call('ZRANGE', KEYS[1], 0, -1)
+-- A user's sessions, after dropping those past their absolute deadline.
+-- KEYS: [1] the user's bucket, [2] their legacy index.
+-- ARGV: [1] now (ms), [2] the user id.
+-- Returns {digests (32 bytes) from the bucket, hex digests from the legacy
+-- index}.
+-- Needs index.lua, users.lua.
+local filed, legacy = user_sessions(KEYS[1], KEYS[2], ARGV[2], ARGV[1])
+return {filed, legacy}

@@ -12,6 +12,6 @@ for i = 3, #ARGV, 2 do
   redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1])
   entries[#entries + 1] = ARGV[i + 1]
 end
-expire_with_last(KEYS[1])
+expire_with_last(KEYS[1], 'PEXPIREAT')
 redis.call('PUBLISH', ARGV[2], table.concat(entries, '\n'))
 return #entries
