@@ -84,7 +84,17 @@ enum Cmd {
         concurrency: usize,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Run only this kind (`password` or `otp`); both by default.
+        #[arg(long)]
+        only: Option<LoginKind>,
     },
+}
+
+/// Which logins `bench_tool logins` runs.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LoginKind {
+    Password,
+    Otp,
 }
 
 /// A desktop browser's user agent, as sent today (111 bytes): sessions
@@ -219,8 +229,12 @@ async fn main() {
             println!("{count} sessions: {} bytes per session", (after - before) / count as u64);
         }
         Cmd::Propagation { redis, a, b, count } => propagation(&redis, &a, &b, count).await,
-        Cmd::Logins { url, data_dir, sink_port, concurrency, seconds } => {
-            logins(&url, &data_dir, sink_port, concurrency, Duration::from_secs(seconds)).await
+        Cmd::Logins { url, data_dir, sink_port, concurrency, seconds, only } => {
+            let kinds = match only {
+                Some(kind) => vec![kind],
+                None => vec![LoginKind::Password, LoginKind::Otp],
+            };
+            logins(&url, &data_dir, sink_port, concurrency, Duration::from_secs(seconds), &kinds).await
         }
     }
 }
@@ -268,7 +282,14 @@ async fn users(database: &str, count: usize) {
     eprintln!("{count} users in {database}");
 }
 
-async fn logins(url: &str, data_dir: &std::path::Path, sink_port: u16, concurrency: usize, duration: Duration) {
+async fn logins(
+    url: &str,
+    data_dir: &std::path::Path,
+    sink_port: u16,
+    concurrency: usize,
+    duration: Duration,
+    kinds: &[LoginKind],
+) {
     // Users straight into the user table, all with one Argon2id hash (each
     // login still verifies it in full).
     let users = 20_000;
@@ -313,7 +334,8 @@ async fn logins(url: &str, data_dir: &std::path::Path, sink_port: u16, concurren
     tokio::spawn(async move { axum::serve(listener, sink).await.unwrap() });
 
     let http = reqwest::Client::new();
-    for otp in [false, true] {
+    for &kind in kinds {
+        let otp = kind == LoginKind::Otp;
         let next = Arc::new(AtomicU64::new(0));
         let done = Arc::new(AtomicU64::new(0));
         let deadline = Instant::now() + duration;

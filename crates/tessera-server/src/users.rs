@@ -129,6 +129,10 @@ impl Users {
         let pool = AnyPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(3))
+            // A network connection may have died while idle: test it at
+            // checkout. A SQLite connection is a thread of this process,
+            // and testing it would only add a round trip per statement.
+            .test_before_acquire(engine != Engine::Sqlite)
             .connect(&url)
             .await
             .map_err(|e| format!("cannot open the user database: {e}"))?;

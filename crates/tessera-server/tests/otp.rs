@@ -181,3 +181,55 @@ async fn no_store_holds_an_unregistered_phone_in_clear() {
         assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_bytes()), "{needle} found at rest");
     }
 }
+
+/// The login throttle's buckets in the SQLite file, by kind (their names
+/// end in pseudonyms): `(kind, hits)`, sorted.
+async fn login_buckets(app: &TestServer) -> Vec<(String, i64)> {
+    let rows: Vec<(String, i64)> = sqlx::query_as("SELECT bucket, hits FROM rate_limit WHERE bucket LIKE 'login-%'")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    let mut kinds: Vec<_> = rows.into_iter().map(|(b, hits)| (b.split(':').next().unwrap().to_owned(), hits)).collect();
+    kinds.sort();
+    kinds
+}
+
+fn each(hits: i64) -> Vec<(String, i64)> {
+    ["login-ip", "login-phone", "login-phone-ip"].map(|kind| (kind.to_owned(), hits)).into()
+}
+
+#[tokio::test]
+async fn a_wrong_code_counts_in_every_login_bucket_and_a_right_one_in_none() {
+    let app = TestServer::spawn().await;
+    app.register(PHONE).await;
+    let code = app.otp(PHONE).await;
+    assert_eq!(login_with(&app, &code).await.status(), 200);
+    assert_eq!(login_buckets(&app).await, each(0), "a success gives its slot back in every bucket");
+    app.clock.advance(Duration::from_secs(61));
+    let code = app.otp(PHONE).await;
+    assert_eq!(failure(login_with(&app, &other_than(&code)).await).await, (401, 20002));
+    assert_eq!(login_buckets(&app).await, each(1), "a failure keeps its slot in every bucket");
+    assert_eq!(login_with(&app, &code).await.status(), 200);
+    assert_eq!(login_buckets(&app).await, each(1));
+}
+
+#[tokio::test]
+async fn parallel_tries_of_the_right_code_log_in_once() {
+    let app = TestServer::spawn().await;
+    app.register(PHONE).await;
+    let code = app.otp(PHONE).await;
+    let tries: Vec<_> = (0..8)
+        .map(|_| {
+            let request = app
+                .post("/user/login")
+                .header("x-auth-mode", "header")
+                .json(&json!({"telephone": PHONE, "otpCode": code}));
+            tokio::spawn(async move { request.send().await.unwrap().status() })
+        })
+        .collect();
+    let mut logged_in = 0;
+    for t in tries {
+        logged_in += usize::from(t.await.unwrap() == 200);
+    }
+    assert_eq!(logged_in, 1, "a code is used once, however many race for it");
+}

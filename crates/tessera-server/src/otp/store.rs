@@ -24,7 +24,8 @@ pub enum Attempt {
 
 /// Pending OTP challenges, one per phone, filed under the phone's keyed
 /// pseudonym (see `OtpService::pseudonym`), so a dump of the store lists no
-/// phone numbers. Each method is atomic.
+/// phone numbers. Parallel calls are safe: a challenge verifies at most
+/// once, and no more than `max_attempts` tries at it are judged.
 #[async_trait]
 pub trait ChallengeStore: Send + Sync + std::fmt::Debug + 'static {
     /// Stores a challenge, replacing any pending one (and its attempt count).
@@ -81,11 +82,7 @@ impl ChallengeStore for SqliteChallenges {
     }
 
     async fn discard(&self, subject: &str, mac: &[u8; 32]) -> Result<(), StorageError> {
-        sqlx::query("DELETE FROM otp_challenge WHERE subject = ? AND code_mac = ?")
-            .bind(subject)
-            .bind(&mac[..])
-            .execute(&self.pool)
-            .await?;
+        self.remove(subject, mac).await?;
         Ok(())
     }
 
@@ -96,39 +93,68 @@ impl ChallengeStore for SqliteChallenges {
         now: Timestamp,
         max_attempts: u32,
     ) -> Result<Attempt, StorageError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row: Option<(Vec<u8>, i64, i64)> =
-            sqlx::query_as("SELECT code_mac, expires_at, attempts FROM otp_challenge WHERE subject = ?")
-                .bind(subject)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let delete = sqlx::query("DELETE FROM otp_challenge WHERE subject = ?").bind(subject);
-        let outcome = match row {
-            None => Attempt::NoChallenge,
-            Some((_, expires_at, attempts))
-                if Timestamp::from_millis(expires_at) <= now || attempts >= i64::from(max_attempts) =>
-            {
-                delete.execute(&mut *tx).await?;
-                Attempt::NoChallenge
-            }
-            Some((stored, _, _)) if bool::from(stored.as_slice().ct_eq(&mac[..])) => {
-                delete.execute(&mut *tx).await?;
-                Attempt::Verified
-            }
-            Some((_, _, attempts)) => {
-                if attempts + 1 >= i64::from(max_attempts) {
-                    delete.execute(&mut *tx).await?;
-                } else {
-                    sqlx::query("UPDATE otp_challenge SET attempts = attempts + 1 WHERE subject = ?")
-                        .bind(subject)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                Attempt::Mismatch
-            }
+        let Some(challenge) = self.count_attempt(subject).await? else {
+            return Ok(Attempt::NoChallenge);
         };
-        tx.commit().await?;
-        Ok(outcome)
+        let max_attempts = i64::from(max_attempts);
+        let stored = &challenge.code_mac;
+        if Timestamp::from_millis(challenge.expires_at) <= now {
+            self.remove(subject, stored).await?;
+            return Ok(Attempt::NoChallenge);
+        }
+        // Beyond the cap (`attempts` counts this one): tries in parallel
+        // past the last allowed one. Refused, and they leave the row to the
+        // attempts within the cap, one of which ends it (right or wrong).
+        if challenge.attempts > max_attempts {
+            return Ok(Attempt::NoChallenge);
+        }
+        if bool::from(stored.as_slice().ct_eq(&mac[..])) {
+            // Of parallel attempts with the right code only one deletes
+            // the row: that one is the code's single use.
+            let consumed = self.remove(subject, stored).await?;
+            return Ok(if consumed { Attempt::Verified } else { Attempt::NoChallenge });
+        }
+        if challenge.attempts == max_attempts {
+            self.remove(subject, stored).await?;
+        }
+        Ok(Attempt::Mismatch)
+    }
+}
+
+/// A challenge as [`SqliteChallenges::count_attempt`] leaves it.
+#[derive(sqlx::FromRow)]
+struct Counted {
+    code_mac: Vec<u8>,
+    expires_at: i64,
+    /// Attempts so far, the one just counted included.
+    attempts: i64,
+}
+
+impl SqliteChallenges {
+    /// Counts an attempt at `subject`'s challenge and returns it, in one
+    /// atomic statement: every attempt is counted before it is judged, so
+    /// parallel guesses cannot share a count, and no transaction stays
+    /// open across round trips to the database (a right code then costs
+    /// two statements, this and [`Self::remove`], instead of four).
+    async fn count_attempt(&self, subject: &str) -> Result<Option<Counted>, StorageError> {
+        Ok(sqlx::query_as(
+            "UPDATE otp_challenge SET attempts = attempts + 1 WHERE subject = ?
+             RETURNING code_mac, expires_at, attempts",
+        )
+        .bind(subject)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Deletes `subject`'s challenge if it is still the one with `mac` (a
+    /// new code sent meanwhile stays); whether this call deleted it.
+    async fn remove(&self, subject: &str, mac: &[u8]) -> Result<bool, StorageError> {
+        let done = sqlx::query("DELETE FROM otp_challenge WHERE subject = ? AND code_mac = ?")
+            .bind(subject)
+            .bind(mac)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 }
 
@@ -195,5 +221,75 @@ impl ChallengeStore for RedisChallenges {
             2 => Attempt::Mismatch,
             _ => Attempt::NoChallenge,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALICE: &str = "alice";
+    const RIGHT: [u8; 32] = [1; 32];
+    const WRONG: [u8; 32] = [2; 32];
+
+    async fn challenges() -> (SqliteChallenges, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::migrations::open_sqlite(&dir.path().join("t.db")).await.unwrap();
+        (SqliteChallenges::new(pool), dir)
+    }
+
+    fn at(ms: i64) -> Timestamp {
+        Timestamp::from_millis(ms)
+    }
+
+    #[tokio::test]
+    async fn a_right_code_works_once_even_after_four_wrong_ones() {
+        let (store, _dir) = challenges().await;
+        store.put(ALICE, &RIGHT, at(10_000)).await.unwrap();
+        for _ in 0..4 {
+            assert_eq!(store.attempt(ALICE, &WRONG, at(0), 5).await.unwrap(), Attempt::Mismatch);
+        }
+        assert_eq!(store.attempt(ALICE, &RIGHT, at(0), 5).await.unwrap(), Attempt::Verified);
+        assert_eq!(store.attempt(ALICE, &RIGHT, at(0), 5).await.unwrap(), Attempt::NoChallenge);
+    }
+
+    #[tokio::test]
+    async fn the_fifth_wrong_code_and_expiry_end_the_challenge() {
+        let (store, _dir) = challenges().await;
+        store.put(ALICE, &RIGHT, at(10_000)).await.unwrap();
+        for _ in 0..5 {
+            assert_eq!(store.attempt(ALICE, &WRONG, at(0), 5).await.unwrap(), Attempt::Mismatch);
+        }
+        assert_eq!(store.attempt(ALICE, &RIGHT, at(0), 5).await.unwrap(), Attempt::NoChallenge);
+        store.put(ALICE, &RIGHT, at(10_000)).await.unwrap();
+        assert_eq!(store.attempt(ALICE, &RIGHT, at(10_000), 5).await.unwrap(), Attempt::NoChallenge);
+        store.put(ALICE, &RIGHT, at(10_000)).await.unwrap();
+        assert_eq!(store.attempt(ALICE, &RIGHT, at(9_999), 5).await.unwrap(), Attempt::Verified, "a new code is fresh");
+    }
+
+    #[tokio::test]
+    async fn ending_an_old_code_leaves_a_newer_one() {
+        let (store, _dir) = challenges().await;
+        store.put(ALICE, &WRONG, at(10_000)).await.unwrap();
+        store.put(ALICE, &RIGHT, at(10_000)).await.unwrap();
+        assert!(!store.remove(ALICE, &WRONG).await.unwrap(), "the old code is gone already");
+        assert_eq!(store.attempt(ALICE, &RIGHT, at(0), 5).await.unwrap(), Attempt::Verified);
+    }
+
+    #[tokio::test]
+    async fn parallel_attempts_with_the_right_code_verify_once() {
+        let (store, _dir) = challenges().await;
+        store.put(ALICE, &RIGHT, at(10_000)).await.unwrap();
+        let tries: Vec<_> = (0..8)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.attempt(ALICE, &RIGHT, at(0), 5).await.unwrap() })
+            })
+            .collect();
+        let mut verified = 0;
+        for t in tries {
+            verified += usize::from(t.await.unwrap() == Attempt::Verified);
+        }
+        assert_eq!(verified, 1);
     }
 }

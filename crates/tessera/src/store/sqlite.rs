@@ -144,7 +144,15 @@ pub async fn connect(path: &Path) -> Result<SqlitePool, sqlx::Error> {
         .synchronous(SqliteSynchronous::Normal)
         .foreign_keys(true)
         .busy_timeout(Duration::from_secs(5));
-    SqlitePoolOptions::new().max_connections(8).acquire_timeout(Duration::from_secs(2)).connect_with(options).await
+    SqlitePoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(Duration::from_secs(2))
+        // A connection is a thread of this process, not a socket that may
+        // have gone stale: testing it at every checkout would only add a
+        // round trip to that thread before each statement.
+        .test_before_acquire(false)
+        .connect_with(options)
+        .await
 }
 
 /// Makes the database file (created now if missing) and its WAL and
