@@ -651,10 +651,10 @@ impl Session {
         let shared = &self.0.shared;
         let now = self.0.now;
         let expiry = &shared.config.expiry;
-        let has_changes = !state.set.is_empty() || !state.removed.is_empty();
+        let write = self.pending_write(&state);
         let State { current, set, removed, issued, .. } = &mut *state;
-        match current {
-            Current::Live { key, record } if has_changes => {
+        match (write, current) {
+            (Write::Save, Current::Live { key, record }) => {
                 let change = SessionChange {
                     base_version: record.version,
                     set: std::mem::take(set),
@@ -664,7 +664,7 @@ impl Session {
                 };
                 shared.store.save(key, &change).await?;
             }
-            Current::Live { key, record } if issued.is_none() && expiry.touch_due(record.last_seen, now) => {
+            (Write::Touch, Current::Live { key, record }) => {
                 let idle = expiry.idle_deadline(now, record.absolute_deadline);
                 if let Err(e) = shared.store.touch(key, now, idle).await {
                     // The answer is already right; only the idle deadline
@@ -672,12 +672,12 @@ impl Session {
                     tracing::warn!(session = %key.short(), error = %e, "touch failed");
                 }
             }
-            Current::Absent if !set.is_empty() && shared.token_mode() => {
+            (Write::Anonymous, _) if shared.token_mode() => {
                 // Token mode keeps no anonymous state: there is no token
                 // that could name it.
                 tracing::debug!("attributes of an anonymous caller dropped in token mode");
             }
-            Current::Absent if !set.is_empty() => {
+            (Write::Anonymous, current) => {
                 let token = shared.store.issue_token(None);
                 let record = self.new_record(None, std::mem::take(set));
                 shared.store.create(&token.key(), &record).await?;
@@ -702,25 +702,40 @@ impl Session {
     /// `commit`.
     pub(crate) fn commit_without_io(&self) -> Option<Outcome> {
         let mut state = self.0.state.try_lock().ok()?;
-        if self.needs_write(&state) {
+        if self.pending_write(&state) != Write::Nothing {
             return None;
         }
         Some(outcome(&mut state))
     }
 
-    /// Whether [`Session::commit`] would call the store for `state`.
-    fn needs_write(&self, state: &State) -> bool {
+    /// What [`Session::commit`] must write for `state`: the one place that
+    /// decides it, for `commit` and for the layer's shortcut alike.
+    fn pending_write(&self, state: &State) -> Write {
         let expiry = &self.0.shared.config.expiry;
         match &state.current {
-            Current::Live { record, .. } => {
-                !state.set.is_empty()
-                    || !state.removed.is_empty()
-                    || (state.issued.is_none() && expiry.touch_due(record.last_seen, self.0.now))
+            Current::Live { .. } if !state.set.is_empty() || !state.removed.is_empty() => Write::Save,
+            Current::Live { record, .. }
+                if state.issued.is_none() && expiry.touch_due(record.last_seen, self.0.now) =>
+            {
+                Write::Touch
             }
-            Current::Absent => !state.set.is_empty(),
-            Current::Unloaded | Current::Verified { .. } => false,
+            Current::Absent if !state.set.is_empty() => Write::Anonymous,
+            _ => Write::Nothing,
         }
     }
+}
+
+/// What a request leaves for [`Session::commit`] to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Write {
+    /// Nothing: the outcome is known without the store.
+    Nothing,
+    /// The attributes changed on a live session: one versioned save.
+    Save,
+    /// A live session's touch is due.
+    Touch,
+    /// Attributes set without a session: a new anonymous one.
+    Anonymous,
 }
 
 /// What the client is told once the request's writes are done.
