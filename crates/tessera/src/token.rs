@@ -180,8 +180,9 @@ impl fmt::Debug for SessionKey {
 }
 
 /// Lower-case hex of `bytes`. A table rather than `format!("{b:02x}")`
-/// per byte: this names a session's Redis key on every uncached read, where
-/// 32 formatter calls cost more than the rest of the lookup.
+/// per byte: this names a session's legacy Redis key on every uncached read
+/// (see the Redis store's upgrade path), where 32 formatter calls cost more
+/// than the rest of the lookup.
 pub(crate) fn lower_hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let digits = bytes.iter().flat_map(|b| [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0x0f)]]);

@@ -252,7 +252,7 @@ mod v1 {
     pub(super) fn decode(bytes: &[u8]) -> Result<SessionRecord, StoreError> {
         let Packed(user, created, last_seen, idle, absolute, version, user_agent, ip, attributes) =
             rmp_serde::from_slice(bytes).map_err(|e| corrupt(&e.to_string()))?;
-        let user_id = (!user.is_empty()).then(|| UserId::parse(user)).transpose().map_err(|_| corrupt("user"))?;
+        let user_id = unpack_user(PackedUser::Text(user))?;
         Ok(SessionRecord {
             user_id,
             attributes: unpack_attributes(attributes)?,

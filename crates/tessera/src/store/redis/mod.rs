@@ -49,7 +49,7 @@ pub use conn::{AnyConnection, CommandObserver, CommandOutcome, RedisConn};
 pub use near_cache::{NearCache, NearCacheStats};
 pub use target::{InvalidRedisUrl, RedisTarget};
 
-use names::{index_score, tag_of, user_tag, Names, UserIndex};
+use names::{index_score, user_tag, Names, UserIndex};
 
 use super::{KeyedRecord, SessionStore, StoreError};
 use crate::clock::{Clock, SystemClock, Timestamp};
@@ -176,7 +176,8 @@ impl RedisStore {
     /// Whether a script may name a session and a user's index together
     /// (always, but on a Cluster only when they share a slot).
     fn together(&self, key: &SessionKey, index: &UserIndex) -> bool {
-        !self.cluster || tag_of(&self.names.session(key)) == tag_of(&index.bucket)
+        // A session's tag is its digest's first byte (see `Names::session`).
+        !self.cluster || key.as_bytes()[0] == index.tag
     }
 
     fn invalidate_local(&self, key: &SessionKey) {

@@ -61,6 +61,7 @@ impl Names {
             bucket: format!("{}:{{{tag:02x}}}:i:{:02x}", self.prefix, hash[1] % BUCKETS_PER_TAG),
             legacy: format!("{}:{{{tag:02x}}}:u:{}", self.prefix, user.as_str()),
             user: user.as_str().to_owned(),
+            tag,
         }
     }
 }
@@ -77,6 +78,8 @@ pub(super) struct UserIndex {
     pub legacy: String,
     /// The user id, the end of the user's members in the bucket.
     pub user: String,
+    /// The hash tag both sets are under, as a session digest's first byte.
+    pub tag: u8,
 }
 
 fn user_hash(user: &UserId) -> [u8; 32] {
@@ -100,8 +103,9 @@ pub(super) fn index_score(absolute_deadline: Timestamp) -> i64 {
     ms.div_euclid(1000) + i64::from(ms.rem_euclid(1000) > 0)
 }
 
-/// The hash tag of a key name, if it has one.
-pub(super) fn tag_of(name: &str) -> Option<&str> {
+/// The hash tag of a key name, if it has one (the tests check names by it).
+#[cfg(test)]
+fn tag_of(name: &str) -> Option<&str> {
     let start = name.find('{')?;
     let end = name[start..].find('}')?;
     Some(&name[start + 1..start + end])
