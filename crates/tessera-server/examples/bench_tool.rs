@@ -267,9 +267,8 @@ async fn propagation(redis: &str, a: &str, b: &str, count: usize) {
 }
 
 async fn users(database: &str, count: usize) {
-    tessera_server::users::Users::connect(database).await.expect("the user database opens and migrates");
-    let pool = sqlx::SqlitePool::connect(database).await.expect("a SQLite user database");
-    let mut tx = pool.begin().await.unwrap();
+    let users = tessera_server::users::Users::connect(database).await.expect("the user database opens and migrates");
+    let mut tx = users.pool().begin().await.unwrap();
     for id in 1..=count as i64 {
         sqlx::query("INSERT OR IGNORE INTO user_info (id, name, gender, age, telphone) VALUES (?, '张三', 1, 30, ?)")
             .bind(id)
