@@ -211,6 +211,48 @@ async fn round_trips_per_request_are_counted() {
     assert_eq!(round_trips(&server) - before, 0, "near-cache hits cost no round trip");
 }
 
+/// `MGET` calls the server has answered so far.
+fn mgets(server: &RedisServer) -> u64 {
+    server.commandstats().get("mget").copied().unwrap_or(0)
+}
+
+// On a one-thread runtime, so that which reads share a batch is decided by
+// the scheduler alone: every read queued before the batcher's turn.
+#[tokio::test(flavor = "current_thread")]
+async fn concurrent_uncached_reads_share_one_mget_and_its_fate() {
+    let mut server = RedisServer::start();
+    let store = RedisStore::connect(&server.url(), config(false)).await.unwrap();
+    let mut sessions = Vec::new();
+    for i in 0..64 {
+        let (key, user) = (SessionToken::generate().key(), format!("user-{i}"));
+        store.create(&key, &record_for(Some(&user))).await.unwrap();
+        sessions.push((key, user));
+    }
+    let unknown = SessionToken::generate().key();
+
+    let before = mgets(&server);
+    let reads = sessions.iter().map(|(key, _)| store.load(key)).chain([store.load(&unknown)]);
+    let loaded = futures_util::future::join_all(reads).await;
+    assert_eq!(mgets(&server) - before, 1, "65 reads queued together are one MGET");
+    for ((_, user), record) in sessions.iter().zip(&loaded) {
+        let record = record.as_ref().unwrap().as_ref().expect("stored, so found");
+        assert_eq!(record.user_id.as_ref().map(UserId::as_str), Some(user.as_str()), "each read gets its own session");
+    }
+    assert!(matches!(loaded.last(), Some(Ok(None))), "an unknown key is absent, not an error: {:?}", loaded.last());
+
+    // A read alone is not held back waiting for company.
+    let before = mgets(&server);
+    assert!(store.load(&sessions[0].0).await.unwrap().is_some());
+    assert_eq!(mgets(&server) - before, 1);
+
+    // A batch that fails fails every read in it, as unavailable: never absent.
+    server.kill();
+    let loaded = futures_util::future::join_all(sessions.iter().take(16).map(|(key, _)| store.load(key))).await;
+    for result in loaded {
+        assert!(matches!(result, Err(StoreError::Unavailable(_))), "{result:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_down_is_503_in_bounded_time_and_service_resumes() {
     let mut server = RedisServer::start();

@@ -24,10 +24,12 @@
 //! per-user set but never add to it. Nodes of the earlier version do not
 //! see sessions created by upgraded ones: finish a rollout promptly.
 //!
-//! Round trips: load is one `MGET` (none on a near-cache hit); save,
+//! Round trips: load is one `MGET` (none on a near-cache hit), shared by
+//! the loads of concurrent requests except on a Cluster; save,
 //! touch, delete and create/rotate are one script each.
 
 #[doc(hidden)] // the stored value's format: public for the benchmarks only
+mod batch;
 pub mod codec;
 pub mod conn;
 mod names;
@@ -40,10 +42,11 @@ mod user_agent;
 
 pub use revocations::RedisRevocations;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use batch::ReadBatcher;
 
 pub use conn::{AnyConnection, CommandObserver, CommandOutcome, RedisConn};
 pub use near_cache::{NearCache, NearCacheStats};
@@ -107,6 +110,8 @@ pub struct RedisStore {
     cluster: bool,
     cache: Option<Arc<NearCache>>,
     listener: Option<tokio::task::JoinHandle<()>>,
+    /// Coalesces uncached reads (not on a Cluster); started by the first.
+    reads: OnceLock<ReadBatcher>,
     /// The time the store prunes user indexes by; the trait methods are
     /// handed `now` where a decision depends on it.
     clock: Arc<dyn Clock>,
@@ -139,7 +144,7 @@ impl RedisStore {
             .map(|cache| subscription::spawn_listener(cache.clone(), conn.clone(), channel.clone(), lease));
         let cluster = matches!(conn.target(), RedisTarget::Cluster(_));
         let names = Names::new(config.prefix);
-        Self { conn, names, channel, cluster, cache, listener, clock: Arc::new(SystemClock) }
+        Self { conn, names, channel, cluster, cache, listener, reads: OnceLock::new(), clock: Arc::new(SystemClock) }
     }
 
     /// Reads time from `clock` instead of the system clock (the one the
@@ -246,12 +251,24 @@ impl RedisStore {
     }
 
     /// One session, under its current name or, if an earlier version wrote
-    /// it, its legacy one: both in one slot, so one `MGET`.
+    /// it, its legacy one: in one `MGET` with the reads of concurrent
+    /// requests ([`batch`]), or on a Cluster in one of its own (both names
+    /// share a slot).
     async fn get(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {
+        let value = if self.cluster {
+            self.get_alone(key).await?
+        } else {
+            let reads = self.reads.get_or_init(|| ReadBatcher::spawn(self.conn.clone(), self.names.clone()));
+            reads.read(key).await?
+        };
+        value.map(|v| codec::decode(&v)).transpose()
+    }
+
+    async fn get_alone(&self, key: &SessionKey) -> Result<Option<Vec<u8>>, StoreError> {
         let names = [self.names.session(key), self.names.legacy_session(key)];
         let values: Vec<Option<Vec<u8>>> =
             self.conn.run(|mut c| async move { redis::cmd("MGET").arg(&names).query_async(&mut c).await }).await?;
-        values.into_iter().flatten().next().map(|v| codec::decode(&v)).transpose()
+        Ok(values.into_iter().flatten().next())
     }
 }
 
