@@ -24,7 +24,7 @@ use super::names::Names;
 use crate::store::StoreError;
 use crate::token::SessionKey;
 
-/// Reads at most this many sessions in one `MGET` (two names each).
+/// Reads at most this many sessions in one batch.
 const MAX_BATCH: usize = 256;
 
 /// A stored session value as read, still encoded.
@@ -80,29 +80,49 @@ async fn collect(mut reads: mpsc::UnboundedReceiver<Read>, conn: RedisConn, name
     }
 }
 
-/// One `MGET` for a batch; every read gets its value or the batch's error.
+/// One `MGET` of the current names for a batch, and a second of the
+/// legacy names for the reads it did not find, if any: a miss is rare in
+/// steady state (a forged or lapsed token, or a session from before the
+/// upgrade), so the common batch names each session once. Every read gets
+/// its value or the batch's error.
 async fn send(batch: Vec<Read>, conn: RedisConn, names: Names) {
-    let mut mget = redis::cmd("MGET");
-    for read in &batch {
-        mget.arg(names.session(&read.key)).arg(names.legacy_session(&read.key));
-    }
-    let reply: Result<Vec<Value>, StoreError> = conn.run(|mut c| async move { mget.query_async(&mut c).await }).await;
-    match reply {
-        Ok(values) if values.len() == 2 * batch.len() => {
-            let mut values = values.into_iter();
-            for read in batch {
-                let (current, legacy) = (values.next().flatten(), values.next().flatten());
-                // A reader that gave up (its request was cancelled) is not waiting.
-                let _ = read.reply.send(Ok(current.or(legacy)));
-            }
-        }
+    let keys: Vec<SessionKey> = batch.iter().map(|read| read.key).collect();
+    match read_all(&keys, &conn, &names).await {
         Ok(values) => {
-            let why = format!("MGET of {} names answered {}", 2 * batch.len(), values.len());
-            fail(batch, &why)
+            for (read, value) in batch.into_iter().zip(values) {
+                // A reader that gave up (its request was cancelled) is not waiting.
+                let _ = read.reply.send(Ok(value));
+            }
         }
         Err(StoreError::Unavailable(why)) => fail(batch, &why),
         Err(e) => fail(batch, &e.to_string()),
     }
+}
+
+/// The values of `keys`, in order.
+async fn read_all(keys: &[SessionKey], conn: &RedisConn, names: &Names) -> Result<Vec<Value>, StoreError> {
+    let mut values = mget(keys.iter().map(|key| names.session(key)), keys.len(), conn).await?;
+    let missed: Vec<usize> = (0..keys.len()).filter(|&i| values[i].is_none()).collect();
+    if !missed.is_empty() {
+        let legacy = mget(missed.iter().map(|&i| names.legacy_session(&keys[i])), missed.len(), conn).await?;
+        for (i, value) in missed.into_iter().zip(legacy) {
+            values[i] = value;
+        }
+    }
+    Ok(values)
+}
+
+/// One `MGET` of `count` names.
+async fn mget(names: impl Iterator<Item = String>, count: usize, conn: &RedisConn) -> Result<Vec<Value>, StoreError> {
+    let mut mget = redis::cmd("MGET");
+    for name in names {
+        mget.arg(name);
+    }
+    let values: Vec<Value> = conn.run(|mut c| async move { mget.query_async(&mut c).await }).await?;
+    if values.len() != count {
+        return Err(StoreError::Unavailable(format!("MGET of {count} names answered {}", values.len())));
+    }
+    Ok(values)
 }
 
 fn fail(batch: Vec<Read>, why: &str) {

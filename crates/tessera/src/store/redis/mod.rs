@@ -17,15 +17,17 @@
 //!
 //! Upgrade from versions before 2026-12-06 (hex digests in key names, a
 //! sorted set per user, absolute times in the value): their sessions are
-//! not moved, they live out their TTL where they are. A load reads both
-//! names in one `MGET` (one slot); the scripts act on whichever name
+//! not moved, they live out their TTL where they are. A load looks under
+//! the legacy name only when the current one is missing (on a Cluster both
+//! in one `MGET`: one slot); the scripts act on whichever name
 //! exists, write a value back in the shape they found it (so nodes still
 //! on the earlier version read it), and read, prune and remove from the old
 //! per-user set but never add to it. Nodes of the earlier version do not
 //! see sessions created by upgraded ones: finish a rollout promptly.
 //!
-//! Round trips: load is one `MGET` (none on a near-cache hit), shared by
-//! the loads of concurrent requests except on a Cluster; save,
+//! Round trips: load is one `MGET` (none on a near-cache hit; a second
+//! for the legacy names of sessions not found), shared by the loads of
+//! concurrent requests except on a Cluster; save,
 //! touch, delete and create/rotate are one script each.
 
 #[doc(hidden)] // the stored value's format: public for the benchmarks only

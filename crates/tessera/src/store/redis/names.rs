@@ -45,12 +45,31 @@ impl Names {
 
     /// Where a session lives.
     pub(super) fn session(&self, key: &SessionKey) -> String {
-        format!("{}:{{{:02x}}}:s:{}", self.prefix, key.as_bytes()[0], URL_SAFE_NO_PAD.encode(key.as_bytes()))
+        let mut name = self.tagged(key.as_bytes()[0], "s", 43);
+        URL_SAFE_NO_PAD.encode_string(key.as_bytes(), &mut name);
+        name
     }
 
     /// Where an earlier version kept the same session (digest in hex).
     pub(super) fn legacy_session(&self, key: &SessionKey) -> String {
-        format!("{}:{{{:02x}}}:s:{}", self.prefix, key.as_bytes()[0], key.to_hex())
+        let mut name = self.tagged(key.as_bytes()[0], "s", 64);
+        name.push_str(&key.to_hex());
+        name
+    }
+
+    /// `<prefix>:{tt}:<kind>:`, with room for `rest` more bytes: every
+    /// session read names a key, so no `format!` machinery here.
+    fn tagged(&self, tag: u8, kind: &str, rest: usize) -> String {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut name = String::with_capacity(self.prefix.len() + 6 + kind.len() + rest);
+        name.push_str(&self.prefix);
+        name.push_str(":{");
+        name.push(char::from(DIGITS[usize::from(tag >> 4)]));
+        name.push(char::from(DIGITS[usize::from(tag & 0x0f)]));
+        name.push_str("}:");
+        name.push_str(kind);
+        name.push(':');
+        name
     }
 
     /// Where a user's sessions are filed.
@@ -140,7 +159,9 @@ mod tests {
         let names = Names::new("tessera".into());
         let key = SessionToken::generate().key();
         let (name, legacy) = (names.session(&key), names.legacy_session(&key));
-        assert_eq!(name.len(), "tessera:{00}:s:".len() + 43, "{name}");
+        let digest = URL_SAFE_NO_PAD.encode(key.as_bytes());
+        assert_eq!(name, format!("tessera:{{{:02x}}}:s:{digest}", key.as_bytes()[0]));
+        assert_eq!(legacy, format!("tessera:{{{:02x}}}:s:{}", key.as_bytes()[0], key.to_hex()));
         assert_eq!((key_from_name(&name), key_from_name(&legacy)), (Some(key), Some(key)));
         assert_eq!(tag_of(&name), tag_of(&legacy));
         assert_eq!(key_from_name("tessera:{00}:s:short"), None);
