@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use std::task::{Context, Poll};
 
-use axum::extract::ConnectInfo;
+use axum::extract::{ConnectInfo, FromRequestParts};
+use http::request::Parts;
 use http::{HeaderMap, HeaderName, Method, Request};
 use tessera::{ClientIp, TargetOrigin};
 use tower::{Layer, Service};
@@ -26,9 +27,9 @@ pub struct TrustedProxies {
     pub secure: bool,
 }
 
-/// The layer that inserts [`ClientIp`] (and, behind a trusted proxy, the
-/// [`TargetOrigin`] of a state-changing request) for the session layer and
-/// handlers. A plain service, not `from_fn` middleware: nothing is boxed
+/// The layer that, behind a trusted proxy, inserts [`ClientIp`] and the
+/// [`TargetOrigin`] of a state-changing request, for the session layer and
+/// handlers ([`ClientAddress`]). A plain service, not `from_fn` middleware: nothing is boxed
 /// or cloned per request.
 #[derive(Debug, Clone, Default)]
 pub struct ClientIpLayer {
@@ -79,19 +80,43 @@ fn resolve<B>(trusted: &TrustedProxies, req: &mut Request<B>) {
     let Some(peer) = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()) else { return };
     // Forwarding headers are only read from a trusted proxy: for anyone
     // else (every request, when no proxy is trusted) the peer is the client.
-    let ip = if trusted.proxies.contains(&peer) {
-        let forwarded = req.headers().get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok());
-        client_ip(peer, forwarded, &trusted.proxies)
-    } else {
-        peer
-    };
+    // Anyone but a trusted proxy is the client: the socket peer, which the
+    // session layer and [`ClientAddress`] fall back to, so nothing is
+    // inserted (an extension fewer on almost every request).
+    if !trusted.proxies.contains(&peer) {
+        return;
+    }
+    let forwarded = req.headers().get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok());
+    let ip = client_ip(peer, forwarded, &trusted.proxies);
     req.extensions_mut().insert(ClientIp(ip));
     // Only state changes are judged by origin: reads cost nothing here.
     let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if !safe && trusted.proxies.contains(&peer) {
+    if !safe {
         if let Some(target) = forwarded_origin(req.headers(), trusted.secure) {
             req.extensions_mut().insert(target);
         }
+    }
+}
+
+/// The client's address, for a handler: what [`ClientIpLayer`] found
+/// behind a trusted proxy, else the socket peer; `None` only for a request
+/// that came through neither (a test calling the router directly).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddress(pub Option<IpAddr>);
+
+impl ClientAddress {
+    /// The address as a throttle key: `unknown` when there is none.
+    pub fn key(&self) -> String {
+        self.0.map_or_else(|| "unknown".into(), |ip| ip.to_string())
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let decided = parts.extensions.get::<ClientIp>().map(|c| c.0);
+        Ok(Self(decided.or_else(|| parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()))))
     }
 }
 
@@ -168,6 +193,28 @@ mod tests {
     #[test]
     fn untrusted_peers_are_taken_at_their_word_only() {
         assert_eq!(client_ip(ip("10.0.0.9"), ["1.2.3.4"].into_iter(), &[]), ip("10.0.0.9"));
+    }
+
+    /// What a handler's [`ClientAddress`] reads once the layer has run on a
+    /// request from `peer` carrying `X-Forwarded-For: 1.2.3.4`.
+    async fn address_seen(peer: &str, trusted: &[&str]) -> ClientAddress {
+        let trusted = TrustedProxies { proxies: Arc::new(trusted.iter().map(|t| ip(t)).collect()), secure: false };
+        let mut req = Request::new(());
+        req.extensions_mut().insert(ConnectInfo(SocketAddr::new(ip(peer), 40000)));
+        req.headers_mut().insert(&X_FORWARDED_FOR, "1.2.3.4".parse().unwrap());
+        resolve(&trusted, &mut req);
+        let (mut parts, ()) = req.into_parts();
+        let Ok(address) = ClientAddress::from_request_parts(&mut parts, &()).await;
+        address
+    }
+
+    #[tokio::test]
+    async fn handlers_see_the_peer_or_what_a_trusted_proxy_forwarded() {
+        assert_eq!(address_seen("10.0.0.9", &[]).await, ClientAddress(Some(ip("10.0.0.9"))));
+        assert_eq!(address_seen("10.0.0.9", &["10.0.0.1"]).await, ClientAddress(Some(ip("10.0.0.9"))));
+        assert_eq!(address_seen("10.0.0.1", &["10.0.0.1"]).await, ClientAddress(Some(ip("1.2.3.4"))));
+        assert_eq!(ClientAddress(Some(ip("10.0.0.9"))).key(), "10.0.0.9");
+        assert_eq!(ClientAddress(None).key(), "unknown");
     }
 
     #[test]

@@ -250,6 +250,27 @@ impl<S> PerConnection<S> {
 /// `DEFAULT_MAX_HEADERS`); past it hyper answers 431 itself.
 const HYPER_MAX_HEADERS: usize = 100;
 
+/// An empty extension map with room for the seven a request gathers on
+/// its way through the stack (the peer, the session, the route and its
+/// parameters, …). An empty map starts with room for three, so the fourth
+/// insert of every request re-allocated and re-hashed it; a clone of this
+/// one keeps its room.
+fn roomy_extensions() -> http::Extensions {
+    static EMPTY: std::sync::LazyLock<http::Extensions> = std::sync::LazyLock::new(|| {
+        #[derive(Clone, Copy)]
+        struct Slot<const N: u8>;
+        let mut map = http::Extensions::new();
+        map.insert(Slot::<0>);
+        map.insert(Slot::<1>);
+        map.insert(Slot::<2>);
+        map.insert(Slot::<3>);
+        // Clearing keeps the room.
+        map.clear();
+        map
+    });
+    EMPTY.clone()
+}
+
 /// hyper's answer to a request with too many header fields: 431, no body,
 /// and the connection closed after it.
 fn too_many_headers() -> Response {
@@ -275,7 +296,10 @@ where
             return Answered { state: AnsweredState::Refused { response: Some(too_many_headers()) }, activity };
         }
         let mut request = request.map(Body::new);
-        request.extensions_mut().insert(ConnectInfo(self.peer));
+        let extensions = request.extensions_mut();
+        let from_hyper = std::mem::replace(extensions, roomy_extensions());
+        extensions.extend(from_hyper);
+        extensions.insert(ConnectInfo(self.peer));
         let mut service = self.service.borrow_mut();
         // Every layer of the stack is ready at once; were one not, the
         // request would wait on a clone of its own (`Oneshot`).

@@ -7,17 +7,13 @@
 //! the validation messages of the domain types and request parsers as the
 //! typed [`Msg`] (its table is [`Msg::phrase`]). Which one an answer uses is
 //! decided when a failure is rendered, from the request's language, which
-//! [`LanguageLayer`] reads from `Accept-Language` into a task-local for the
-//! request's future: a scan of one header, no allocation, and nothing at all
+//! `crate::stack::RequestScopeLayer` reads from `Accept-Language` into the
+//! task-local of the request's future: a scan of one header, no allocation, and nothing at all
 //! is rendered differently on a success.
 
 use std::borrow::Cow;
 use std::fmt;
-use std::task::{Context, Poll};
-
-use http::{header, Request};
 use tokio::task::futures::TaskLocalFuture;
-use tower::{Layer, Service};
 
 /// A language `errMsg` can be written in.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -64,19 +60,15 @@ impl Lang {
     }
 }
 
-tokio::task_local! {
-    static LANG: Lang;
-}
-
 /// The language of the request being served (Chinese outside any request).
 pub fn current() -> Lang {
-    LANG.try_with(|lang| *lang).unwrap_or_default()
+    crate::stack::request_language().unwrap_or_default()
 }
 
 /// Runs `future` as a request in `lang` would (tests, and work a handler
 /// hands to another task).
-pub fn scope<F: std::future::Future>(lang: Lang, future: F) -> TaskLocalFuture<Lang, F> {
-    LANG.scope(lang, future)
+pub fn scope<F: std::future::Future>(lang: Lang, future: F) -> TaskLocalFuture<crate::stack::RequestLocal, F> {
+    crate::stack::request_scope(lang, future)
 }
 
 /// A message in both languages.
@@ -240,43 +232,6 @@ impl From<Msg> for Problems {
 impl fmt::Display for Problems {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text(Lang::Zh))
-    }
-}
-
-/// Serves each request within its `Accept-Language`'s [`Lang`].
-#[derive(Debug, Clone, Copy, Default)]
-pub struct LanguageLayer;
-
-impl<S> Layer<S> for LanguageLayer {
-    type Service = LanguageService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        LanguageService { inner }
-    }
-}
-
-/// See [`LanguageLayer`].
-#[derive(Debug, Clone)]
-pub struct LanguageService<S> {
-    inner: S,
-}
-
-impl<S, B> Service<Request<B>> for LanguageService<S>
-where
-    S: Service<Request<B>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = TaskLocalFuture<Lang, S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        let lang =
-            req.headers().get(header::ACCEPT_LANGUAGE).map_or(Lang::Zh, |v| Lang::from_accept_language(v.as_bytes()));
-        LANG.scope(lang, self.inner.call(req))
     }
 }
 

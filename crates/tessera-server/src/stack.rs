@@ -7,11 +7,13 @@
 //! router as one concrete service instead, which the HTTP front clones
 //! once per connection, not per request.
 //!
-//! Two layers report the route template, which only the router knows:
-//! [`RouteScopeLayer`] (outermost) opens a task-local slot for the
-//! request, and [`RouteTagLayer`] (a route layer, on every route) fills it
-//! from the router's [`MatchedPath`] and names it in the request span.
-//! [`matched_route`] reads it, for the metrics and the access log.
+//! Two layers share what one request is, through a task-local
+//! ([`RequestLocal`]), opened once per request: [`RequestScopeLayer`]
+//! (outermost) opens it with the request's language (from
+//! `Accept-Language`, for `crate::lang::current`), and [`RouteTagLayer`]
+//! (a route layer, on every route) fills in the route template, which only
+//! the router knows, and names it in the request span. [`matched_route`]
+//! reads it, for the metrics and the access log.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -33,7 +35,7 @@ use tower_http::set_header::SetResponseHeader;
 use crate::access_log::{AccessLog, SessionTag};
 use crate::client_ip::ClientIpService;
 use crate::fail_as_200::FailAs200;
-use crate::lang::LanguageService;
+use crate::lang::Lang;
 use crate::metrics::HttpMetricsService;
 
 /// What the CORS layer wraps.
@@ -45,53 +47,71 @@ type BelowCors = ClientIpService<
 
 /// The server's whole service: the layers of `startup::router`, outermost
 /// first, around the router.
-pub type Stack = RouteScope<
-    HttpMetricsService<AccessLog<LanguageService<CatchPanic<Either<Cors<BelowCors>, NoCorsOrigins<BelowCors>>>>>>,
->;
+pub type Stack =
+    RequestScope<HttpMetricsService<AccessLog<CatchPanic<Either<Cors<BelowCors>, NoCorsOrigins<BelowCors>>>>>>;
+
+/// What the code serving one request knows of it without being handed it.
+#[derive(Debug)]
+pub struct RequestLocal {
+    lang: Lang,
+    route: RefCell<Option<MatchedPath>>,
+}
 
 tokio::task_local! {
-    static ROUTE: RefCell<Option<MatchedPath>>;
+    static REQUEST: RequestLocal;
 }
 
 /// The route template of the request being served, once the router has
-/// matched one; `None` before, outside a [`RouteScope`], and when no route
-/// matched.
+/// matched one; `None` before, outside a [`RequestScope`], and when no
+/// route matched.
 pub fn matched_route() -> Option<MatchedPath> {
-    ROUTE.try_with(|route| route.borrow().clone()).ok().flatten()
+    REQUEST.try_with(|request| request.route.borrow().clone()).ok().flatten()
 }
 
-/// Opens the slot [`RouteTagLayer`] fills, for everything inside it.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RouteScopeLayer;
+/// The language of the request being served; `None` outside a request.
+pub fn request_language() -> Option<Lang> {
+    REQUEST.try_with(|request| request.lang).ok()
+}
 
-impl<S> Layer<S> for RouteScopeLayer {
-    type Service = RouteScope<S>;
+/// Runs `future` as a request in `lang` with no route yet.
+pub fn request_scope<F: Future>(lang: Lang, future: F) -> TaskLocalFuture<RequestLocal, F> {
+    REQUEST.scope(RequestLocal { lang, route: RefCell::new(None) }, future)
+}
+
+/// Opens the request's [`RequestLocal`], for everything inside it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestScopeLayer;
+
+impl<S> Layer<S> for RequestScopeLayer {
+    type Service = RequestScope<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RouteScope { inner }
+        RequestScope { inner }
     }
 }
 
-/// See [`RouteScopeLayer`].
+/// See [`RequestScopeLayer`].
 #[derive(Debug, Clone)]
-pub struct RouteScope<S> {
+pub struct RequestScope<S> {
     inner: S,
 }
 
-impl<S, B> Service<Request<B>> for RouteScope<S>
+impl<S, B> Service<Request<B>> for RequestScope<S>
 where
     S: Service<Request<B>>,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = TaskLocalFuture<RefCell<Option<MatchedPath>>, S::Future>;
+    type Future = TaskLocalFuture<RequestLocal, S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        ROUTE.scope(RefCell::new(None), self.inner.call(req))
+        let lang =
+            req.headers().get(header::ACCEPT_LANGUAGE).map_or(Lang::Zh, |v| Lang::from_accept_language(v.as_bytes()));
+        request_scope(lang, self.inner.call(req))
     }
 }
 
@@ -130,7 +150,7 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         if let Some(matched) = req.extensions().get::<MatchedPath>() {
             crate::access_log::name_route(matched.as_str());
-            let _ = ROUTE.try_with(|route| *route.borrow_mut() = Some(matched.clone()));
+            let _ = REQUEST.try_with(|request| *request.route.borrow_mut() = Some(matched.clone()));
         }
         self.inner.call(req)
     }

@@ -41,7 +41,7 @@ use crate::revocation_archive::UserDbArchive;
 use crate::routes::{self, params::MAX_BODY, LoginLimits, Services};
 use crate::secret::ServerSecret;
 use crate::signing_keys::{spawn_key_watcher, KeyFile};
-use crate::stack::{CatchPanicLayer, NoCorsOriginsLayer, RouteScopeLayer, RouteTagLayer, Stack};
+use crate::stack::{CatchPanicLayer, NoCorsOriginsLayer, RequestScopeLayer, RouteTagLayer, Stack};
 use crate::users::Users;
 
 /// Any start-up failure, explained.
@@ -609,12 +609,11 @@ fn router(settings: &Settings, state: Services, sessions: SessionLayer, metrics:
     }
     let trusted = TrustedProxies { proxies: Arc::new(settings.trusted_proxies.clone()), secure: !settings.dev };
     ServiceBuilder::new()
-        .layer(RouteScopeLayer)
+        .layer(RequestScopeLayer)
         .layer(metrics.layer())
         // Method and route template only: headers, bodies and query
         // strings may hold credentials.
         .layer(AccessLogLayer::new(settings.trusted_proxies.clone()))
-        .layer(crate::lang::LanguageLayer)
         .layer(CatchPanicLayer::new(|| ErrorCode::UNKNOWN_ERROR.into_response()))
         .layer(cors(settings))
         .layer(ClientIpLayer::new(trusted))

@@ -14,14 +14,13 @@
 //! address like failed logins.
 
 use axum::extract::{Path, State};
-use axum::Extension;
 use http::HeaderMap;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tessera::ClientIp;
 
 use super::responses::{AdminSessionResponse, RevokedResponse};
 use super::AppState;
+use crate::client_ip::ClientAddress;
 use crate::envelope::Success;
 use crate::error::ApiError;
 use crate::limits;
@@ -58,10 +57,10 @@ impl std::fmt::Debug for AdminToken {
 /// Lets the request through if it carries the admin token; each refused
 /// attempt takes a slot of the address's failure budget (a success gives
 /// its slot back).
-async fn authorize(state: &AppState, ip: Option<Extension<ClientIp>>, headers: &HeaderMap) -> Result<(), ApiError> {
+async fn authorize(state: &AppState, ip: ClientAddress, headers: &HeaderMap) -> Result<(), ApiError> {
     // The routes exist only with a token configured.
     let Some(token) = &state.admin else { return Err(ApiError::AdminUnauthorized) };
-    let ip = ip.map(|Extension(ClientIp(ip))| ip.to_string()).unwrap_or_else(|| "unknown".into());
+    let ip = ip.key();
     let buckets = [(format!("admin-ip:{}", state.otp.pseudonym(&ip)), state.login_limits.per_ip)];
     limits::check(&*state.limiter, state.clock.now(), &buckets).await?;
     let presented = headers.get(ADMIN_TOKEN_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
@@ -86,7 +85,7 @@ fn operator(state: &AppState) -> Operator {
 /// Again on a disabled account, it ends what may have been opened since.
 pub async fn disable_user(
     State(state): State<AppState>,
-    ip: Option<Extension<ClientIp>>,
+    ip: ClientAddress,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<RevokedResponse> {
@@ -101,7 +100,7 @@ pub async fn disable_user(
 /// ended by the disabling stay ended).
 pub async fn enable_user(
     State(state): State<AppState>,
-    ip: Option<Extension<ClientIp>>,
+    ip: ClientAddress,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<()> {
@@ -114,7 +113,7 @@ pub async fn enable_user(
 /// opaque ids of `GET /user/sessions` (never a token).
 pub async fn list_sessions(
     State(state): State<AppState>,
-    ip: Option<Extension<ClientIp>>,
+    ip: ClientAddress,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<Vec<AdminSessionResponse>> {
@@ -127,7 +126,7 @@ pub async fn list_sessions(
 /// their own "log out everywhere" would; the account stays usable.
 pub async fn end_sessions(
     State(state): State<AppState>,
-    ip: Option<Extension<ClientIp>>,
+    ip: ClientAddress,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<RevokedResponse> {
@@ -142,7 +141,7 @@ pub async fn end_sessions(
 /// named by the opaque id the listing shows.
 pub async fn end_session(
     State(state): State<AppState>,
-    ip: Option<Extension<ClientIp>>,
+    ip: ClientAddress,
     headers: HeaderMap,
     Path((id, sid)): Path<(String, String)>,
 ) -> ApiResult<RevokedResponse> {

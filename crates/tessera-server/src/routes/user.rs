@@ -1,8 +1,7 @@
 //! Registration, login, logout, password change and who-am-I.
 
 use axum::extract::State;
-use axum::Extension;
-use tessera::{AuthUser, ClientIp, Session, UserId};
+use tessera::{AuthUser, Session, UserId};
 
 use super::params::{Params, QueryParams};
 use super::requests::{ChangePasswordRequest, GetOtpRequest, GetUserQuery, LoginProof, LoginRequest, RegisterRequest};
@@ -10,6 +9,7 @@ use super::responses::{
     CsrfResponse, GetUserResponse, GrantResponse, PasswordChangedResponse, RevokedResponse, UserResponse,
 };
 use super::AppState;
+use crate::client_ip::ClientAddress;
 use crate::credentials;
 use crate::domain::{OtpCode, Password, Telephone};
 use crate::envelope::{Serialized, Success};
@@ -21,18 +21,14 @@ use crate::users::User;
 
 type ApiResult<T> = Result<Success<T>, ApiError>;
 
-fn client(ip: Option<Extension<ClientIp>>) -> String {
-    ip.map(|Extension(ClientIp(ip))| ip.to_string()).unwrap_or_else(|| "unknown".into())
-}
-
 /// `POST /user/getotp`: the same answer for every valid phone.
 pub async fn get_otp(
     State(state): State<AppState>,
-    ip: Option<Extension<ClientIp>>,
+    ip: ClientAddress,
     Params(request): Params<GetOtpRequest>,
 ) -> ApiResult<()> {
     let sent = match request.telephone() {
-        Ok(phone) => state.otp.send(&phone, &client(ip)).await,
+        Ok(phone) => state.otp.send(&phone, &ip.key()).await,
         Err(e) => Err(e),
     };
     state.metrics.otp_send(OtpSendOutcome::of(&sent));
@@ -61,11 +57,11 @@ pub async fn register(
 /// `POST /user/login`
 pub async fn login(
     State(state): State<AppState>,
-    ip: Option<Extension<ClientIp>>,
+    ip: ClientAddress,
     session: Session,
     Params(request): Params<LoginRequest>,
 ) -> ApiResult<GrantResponse> {
-    let address = ip.as_ref().map(|Extension(ClientIp(ip))| *ip);
+    let address = ip.0;
     let mut attempt = Attempt { method: LoginMethod::Unknown, failure: None, phone: None };
     let result = attempt_login(&state, ip, &session, &request, &mut attempt).await;
     let outcome = LoginOutcome::of(&result, attempt.failure);
@@ -86,14 +82,14 @@ struct Attempt {
 
 async fn attempt_login(
     state: &AppState,
-    ip: Option<Extension<ClientIp>>,
+    ip: ClientAddress,
     session: &Session,
     request: &LoginRequest,
     attempt: &mut Attempt,
 ) -> ApiResult<GrantResponse> {
     let phone = request.telephone()?;
     attempt.phone = Some(phone.clone());
-    let buckets = login_buckets(state, &phone, &client(ip));
+    let buckets = login_buckets(state, &phone, &ip.key());
     let proof = request.proof();
     attempt.method = match proof {
         Ok(LoginProof::Otp(_)) => LoginMethod::Otp,
@@ -216,7 +212,7 @@ pub async fn logout_everywhere(user: AuthUser) -> ApiResult<RevokedResponse> {
 /// current one.
 pub async fn change_password(
     State(state): State<AppState>,
-    ip: Option<Extension<ClientIp>>,
+    ip: ClientAddress,
     user: AuthUser,
     Params(request): Params<ChangePasswordRequest>,
 ) -> ApiResult<PasswordChangedResponse> {
@@ -232,7 +228,7 @@ pub async fn change_password(
         }
     };
     let phone = Telephone::parse(&account.user.telephone).map_err(ApiError::internal)?;
-    let buckets = login_buckets(&state, &phone, &client(ip));
+    let buckets = login_buckets(&state, &phone, &ip.key());
     limits::check(&*state.limiter, state.clock.now(), &buckets).await?;
     let proven = match change.proof {
         LoginProof::Password(offered) => match Password::offered(offered) {
