@@ -90,15 +90,38 @@ impl TokenFormat {
 }
 
 /// Three base64url segments within the size limit: worth verifying. This
-/// runs on every request in token mode, over a token of ~400 bytes: both
-/// passes are branch-free per byte, so the compiler runs them 32 bytes at a
-/// time (a loop that returned at the first bad byte cost 6 % of a cached
-/// request's CPU).
+/// runs on every request in token mode, over a token of ~400 bytes, so it
+/// is written for the compiler to run 16 bytes at a time: sixteen lanes
+/// that each gather "a byte outside the alphabet" and a count of dots,
+/// combined at the end. A byte loop that returned at the first bad byte
+/// took 6 % of a cached request's CPU; a plain fold over the bytes, still
+/// one byte at a time, 0.5 µs a token; this, about a fifth of that.
 fn looks_like_jwt(text: &str) -> bool {
+    const LANES: usize = 16;
     let bytes = text.as_bytes();
-    bytes.len() <= MAX_ACCESS_TOKEN_LEN
-        && bytes.iter().fold(true, |all, &b| all & (is_base64url(b) | (b == b'.')))
-        && bytes.iter().filter(|&&b| b == b'.').count() == 2
+    if bytes.len() > MAX_ACCESS_TOKEN_LEN {
+        return false;
+    }
+    let judge = |b: u8| (u8::from(!(is_base64url(b) | (b == b'.'))), u8::from(b == b'.'));
+    let (mut strange, mut dots) = ([0u8; LANES], [0u8; LANES]);
+    let chunks = bytes.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for lane in 0..LANES {
+            let (bad, dot) = judge(chunk[lane]);
+            strange[lane] |= bad;
+            // Saturating: a lane past 255 dots still counts more than two.
+            dots[lane] = dots[lane].saturating_add(dot);
+        }
+    }
+    let mut any_strange = strange.iter().fold(0, |a, &s| a | s);
+    let mut dot_count: u32 = dots.iter().map(|&d| u32::from(d)).sum();
+    for &b in rest {
+        let (bad, dot) = judge(b);
+        any_strange |= bad;
+        dot_count += u32::from(dot);
+    }
+    any_strange == 0 && dot_count == 2
 }
 
 /// A byte of the base64url alphabet, without branches (see [`looks_like_jwt`]).
@@ -129,7 +152,7 @@ pub(crate) fn read(mode: CarrierMode, cookie: &CookieSettings, headers: &HeaderM
 fn read_header(headers: &HeaderMap, format: TokenFormat) -> Option<Presented> {
     // Borrowed from the headers: `classify` copies what it keeps.
     let bearer = headers.get_all(header::AUTHORIZATION).iter().find_map(|v| {
-        let v = v.to_str().ok()?;
+        let v = header_text(v)?;
         let (scheme, rest) = v.split_once(' ')?;
         scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
     });
@@ -139,12 +162,25 @@ fn read_header(headers: &HeaderMap, format: TokenFormat) -> Option<Presented> {
     let text = match (bearer, x_auth) {
         (None, (None, _)) => return None,
         (Some(b), (None, _)) => b,
-        (None, (Some(one), None)) => one.to_str().unwrap_or_default(),
+        (None, (Some(one), None)) => header_text(one).unwrap_or_default(),
         // Two different tokens, or repeated headers: ambiguous, so neither.
         (Some(b), (Some(one), None)) if one.as_bytes() == b.as_bytes() => b,
         _ => return Some(malformed),
     };
     Some(format.classify(text, CarrierKind::Header))
+}
+
+/// A header's value as text, if it is ASCII: what `HeaderValue::to_str`
+/// gives for any value hyper parsed (which holds no control characters but
+/// tab), in a few word-sized steps instead of a check per byte; a bearer
+/// token is hundreds of bytes, read on every request.
+fn header_text(value: &HeaderValue) -> Option<&str> {
+    let bytes = value.as_bytes();
+    if bytes.is_ascii() {
+        std::str::from_utf8(bytes).ok()
+    } else {
+        None
+    }
 }
 
 /// The value of cookie `name` if the request has exactly one; none when it
@@ -154,7 +190,7 @@ fn read_header(headers: &HeaderMap, format: TokenFormat) -> Option<Presented> {
 pub(crate) fn read_unique_cookie(name: &str, headers: &HeaderMap) -> Option<String> {
     let mut found = None;
     for value in headers.get_all(header::COOKIE) {
-        let Ok(text) = value.to_str() else { continue };
+        let Some(text) = header_text(value) else { continue };
         for cookie in Cookie::split_parse(text).flatten() {
             if cookie.name() == name && found.replace(cookie.value().to_owned()).is_some() {
                 return None;
@@ -168,7 +204,7 @@ pub(crate) fn read_unique_cookie(name: &str, headers: &HeaderMap) -> Option<Stri
 pub(crate) fn read_cookie(name: &str, headers: &HeaderMap) -> Option<String> {
     let mut found = None;
     for value in headers.get_all(header::COOKIE) {
-        let Ok(text) = value.to_str() else { continue };
+        let Some(text) = header_text(value) else { continue };
         for cookie in Cookie::split_parse(text).flatten() {
             if cookie.name() == name {
                 // The first one counts: browsers send the most specific
@@ -200,7 +236,7 @@ pub(crate) fn bearer_challenge(mode: CarrierMode, presented: &Presented, headers
         return BearerChallenge::None;
     }
     let bearer = headers.get_all(header::AUTHORIZATION).iter().find_map(|v| {
-        let v = v.to_str().ok()?.trim();
+        let v = header_text(v)?.trim();
         let (scheme, rest) = v.split_once(' ').unwrap_or((v, ""));
         scheme.eq_ignore_ascii_case("bearer").then(|| !rest.trim().is_empty())
     });
@@ -412,6 +448,30 @@ mod tests {
         assert!(!looks_like_jwt("a.b.c\u{e9}"));
         assert!(!looks_like_jwt("a.b.c d"));
         assert!(!looks_like_jwt("a.b.c.d"));
+        // Long enough for the sixteen-byte lanes and a remainder: a bad byte
+        // or a third dot anywhere is seen.
+        let long = format!("{}.{}.{}", "a".repeat(100), "b".repeat(250), "c".repeat(43));
+        assert!(looks_like_jwt(&long));
+        for i in (0..long.len()).filter(|&i| long.as_bytes()[i] != b'.') {
+            for intruder in [b' ', b'.', b'=', 0x80] {
+                let mut bytes = long.clone().into_bytes();
+                bytes[i] = intruder;
+                let text = String::from_utf8_lossy(&bytes);
+                assert!(!looks_like_jwt(&text), "{intruder:#04x} at {i}");
+            }
+        }
+        // A lane's dot count saturates rather than wrapping back to two.
+        assert!(!looks_like_jwt(&".".repeat(MAX_ACCESS_TOKEN_LEN)));
+        assert!(!looks_like_jwt(&format!("{}a.b.c", ".".repeat(16 * 256))));
+    }
+
+    #[test]
+    fn header_text_is_to_str_for_every_byte_a_header_may_hold() {
+        for b in 0..=u8::MAX {
+            if let Ok(value) = HeaderValue::from_bytes(&[b'a', b, b'z']) {
+                assert_eq!(header_text(&value), value.to_str().ok(), "byte {b:#04x}");
+            }
+        }
     }
 
     #[test]
