@@ -35,7 +35,7 @@ pub use verify::{verify, Expectations, Rejection, ACCESS_TOKEN_TYPE, MAX_KID_LEN
 
 use crate::clock::{SystemClock, Timestamp};
 use crate::record::UserId;
-use crate::revocation::{sid_of, Revocation, RevocationList, RevocationStore, Revocations};
+use crate::revocation::{family_of, sid_of, Revocation, RevocationList, RevocationStore, Revocations};
 use crate::store::StoreError;
 use crate::token::SessionKey;
 use crate::Clock;
@@ -138,10 +138,20 @@ struct Inner {
     ring: RwLock<Arc<KeyRing>>,
     revocations: Revocations,
     /// Verified tokens, each with the key generation it was verified under.
-    verified: Cache<String, (Arc<AccessClaims>, u64)>,
+    verified: Cache<String, Verified>,
     /// Bumped by every key change: a cached verdict from older keys is void.
     generation: AtomicU64,
     derive_key: [u8; 32],
+}
+
+/// A verified token as the cache keeps it: its claims, the session family
+/// its `sid` names (decoded once, not per request), and the key generation
+/// it was verified under.
+#[derive(Clone)]
+struct Verified {
+    claims: Arc<AccessClaims>,
+    family: Option<SessionKey>,
+    generation: u64,
 }
 
 impl fmt::Debug for SignedTokens {
@@ -215,11 +225,21 @@ impl SignedTokens {
     /// Verifies an access token at `now`: signature (or the cache of
     /// verified tokens), claims, then the revocation list.
     pub fn verify(&self, token: &str, now: Timestamp) -> Result<Arc<AccessClaims>, Rejection> {
+        self.verify_with_family(token, now).map(|(claims, _)| claims)
+    }
+
+    /// [`SignedTokens::verify`], with the session family the token's `sid`
+    /// names (`None` if it names none).
+    pub(crate) fn verify_with_family(
+        &self,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<(Arc<AccessClaims>, Option<SessionKey>), Rejection> {
         let leeway = self.0.expect.leeway().as_secs() as i64;
         let generation = self.0.generation.load(Ordering::Acquire);
-        let claims = match self.0.verified.get(token) {
+        let verified = match self.0.verified.get(token) {
             // Never served past `exp`, nor under keys that have changed since.
-            Some((hit, g)) if g == generation && now.as_secs() < hit.exp.saturating_add(leeway) => hit,
+            Some(hit) if hit.generation == generation && now.as_secs() < hit.claims.exp.saturating_add(leeway) => hit,
             _ => {
                 let claims = Arc::new(verify(token, self.ring().verifying(), &self.0.expect, now)?);
                 // Revocations are kept for one access-token lifetime; a
@@ -229,14 +249,15 @@ impl SignedTokens {
                 if claims.exp.saturating_sub(claims.iat) > self.0.settings.access_ttl.as_secs() as i64 {
                     return Err(Rejection::Expired);
                 }
-                self.0.verified.insert(token.to_owned(), (claims.clone(), generation));
-                claims
+                let verified = Verified { family: family_of(&claims.sid), claims, generation };
+                self.0.verified.insert(token.to_owned(), verified.clone());
+                verified
             }
         };
         // Checked on every use, so a revocation takes effect on cached
         // tokens as on new ones.
-        self.0.revocations.list().check(&claims)?;
-        Ok(claims)
+        self.0.revocations.list().check(&verified.claims)?;
+        Ok((verified.claims, verified.family))
     }
 
     /// Signs an access token for `user` in `family`, issued at `issued`.
