@@ -78,11 +78,10 @@ where
 
 fn resolve<B>(trusted: &TrustedProxies, req: &mut Request<B>) {
     let Some(peer) = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()) else { return };
-    // Forwarding headers are only read from a trusted proxy: for anyone
-    // else (every request, when no proxy is trusted) the peer is the client.
-    // Anyone but a trusted proxy is the client: the socket peer, which the
-    // session layer and [`ClientAddress`] fall back to, so nothing is
-    // inserted (an extension fewer on almost every request).
+    // Forwarding headers are only read from a trusted proxy: anyone else
+    // (every request, when no proxy is trusted) is the client, the socket
+    // peer that `ClientIp::of` falls back to, so nothing is inserted (an
+    // extension fewer on almost every request).
     if !trusted.proxies.contains(&peer) {
         return;
     }
@@ -99,8 +98,9 @@ fn resolve<B>(trusted: &TrustedProxies, req: &mut Request<B>) {
 }
 
 /// The client's address, for a handler: what [`ClientIpLayer`] found
-/// behind a trusted proxy, else the socket peer; `None` only for a request
-/// that came through neither (a test calling the router directly).
+/// behind a trusted proxy, else the socket peer ([`ClientIp::of`], as the
+/// session layer records it); `None` only for a request that came through
+/// neither (a test calling the router directly).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddress(pub Option<IpAddr>);
 
@@ -115,8 +115,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let decided = parts.extensions.get::<ClientIp>().map(|c| c.0);
-        Ok(Self(decided.or_else(|| parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()))))
+        Ok(Self(ClientIp::of(&parts.extensions)))
     }
 }
 

@@ -38,6 +38,16 @@ use crate::store::SessionStore;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientIp(pub IpAddr);
 
+impl ClientIp {
+    /// The client's address as the session layer records it: a
+    /// [`ClientIp`] extension, else the socket peer from `ConnectInfo`;
+    /// `None` when the request has neither.
+    pub fn of(extensions: &http::Extensions) -> Option<IpAddr> {
+        let decided = extensions.get::<ClientIp>().map(|c| c.0);
+        decided.or_else(|| extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()))
+    }
+}
+
 /// Adds a [`Session`] to every request.
 ///
 /// Made with [`SessionLayer::builder`] (secure defaults, chained settings)
@@ -423,12 +433,7 @@ where
 
 fn client_meta<B>(req: &Request<B>) -> ClientMeta {
     let ua = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok());
-    let ip = req
-        .extensions()
-        .get::<ClientIp>()
-        .map(|c| c.0)
-        .or_else(|| req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()));
-    ClientMeta::new(ua, ip)
+    ClientMeta::new(ua, ClientIp::of(req.extensions()))
 }
 
 fn apply(shared: &Shared, session: &Session, outcome: Outcome, response: &mut Response) {

@@ -184,9 +184,18 @@ impl fmt::Debug for SessionKey {
 /// (see the Redis store's upgrade path), where 32 formatter calls cost more
 /// than the rest of the lookup.
 pub(crate) fn lower_hex(bytes: &[u8]) -> String {
+    let mut hex = String::with_capacity(2 * bytes.len());
+    push_lower_hex(bytes, &mut hex);
+    hex
+}
+
+/// Appends `bytes` in lower-case hex to `out` (see [`lower_hex`]).
+pub(crate) fn push_lower_hex(bytes: &[u8], out: &mut String) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let digits = bytes.iter().flat_map(|b| [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0x0f)]]);
-    String::from_utf8(digits.collect()).expect("hex digits are ASCII")
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
 }
 
 #[cfg(test)]

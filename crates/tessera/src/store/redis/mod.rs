@@ -30,8 +30,8 @@
 //! concurrent requests except on a Cluster; save,
 //! touch, delete and create/rotate are one script each.
 
-#[doc(hidden)] // the stored value's format: public for the benchmarks only
 mod batch;
+#[doc(hidden)] // the stored value's format: public for the benchmarks only
 pub mod codec;
 pub mod conn;
 mod names;

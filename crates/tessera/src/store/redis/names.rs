@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::Timestamp;
 use crate::record::UserId;
-use crate::token::SessionKey;
+use crate::token::{push_lower_hex, SessionKey};
 
 /// The names of one store's keys, all under its prefix.
 #[derive(Debug, Clone)]
@@ -45,30 +45,26 @@ impl Names {
 
     /// Where a session lives.
     pub(super) fn session(&self, key: &SessionKey) -> String {
-        let mut name = self.tagged(key.as_bytes()[0], "s", 43);
+        let mut name = self.session_name_start(key, 43);
         URL_SAFE_NO_PAD.encode_string(key.as_bytes(), &mut name);
         name
     }
 
     /// Where an earlier version kept the same session (digest in hex).
     pub(super) fn legacy_session(&self, key: &SessionKey) -> String {
-        let mut name = self.tagged(key.as_bytes()[0], "s", 64);
-        name.push_str(&key.to_hex());
+        let mut name = self.session_name_start(key, 64);
+        push_lower_hex(key.as_bytes(), &mut name);
         name
     }
 
-    /// `<prefix>:{tt}:<kind>:`, with room for `rest` more bytes: every
-    /// session read names a key, so no `format!` machinery here.
-    fn tagged(&self, tag: u8, kind: &str, rest: usize) -> String {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut name = String::with_capacity(self.prefix.len() + 6 + kind.len() + rest);
+    /// `<prefix>:{tt}:s:`, with room for a digest of `digest_len` bytes:
+    /// every session read names a key, so no `format!` machinery here.
+    fn session_name_start(&self, key: &SessionKey, digest_len: usize) -> String {
+        let mut name = String::with_capacity(self.prefix.len() + 7 + digest_len);
         name.push_str(&self.prefix);
         name.push_str(":{");
-        name.push(char::from(DIGITS[usize::from(tag >> 4)]));
-        name.push(char::from(DIGITS[usize::from(tag & 0x0f)]));
-        name.push_str("}:");
-        name.push_str(kind);
-        name.push(':');
+        push_lower_hex(&key.as_bytes()[..1], &mut name);
+        name.push_str("}:s:");
         name
     }
 
