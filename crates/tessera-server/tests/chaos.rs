@@ -17,7 +17,9 @@
 //! adds flags to every node; `TESSERA_CHAOS_ONLY=opaque,signed` runs only
 //! the named flavors; `TESSERA_CHAOS_BIN` runs another `tessera` build (an
 //! older commit's, say) under the same checker. The table and every violation are printed and
-//! written to `target/tmp/chaos-report.txt`.
+//! written to `target/tmp/chaos-report.txt`, with each run's history and
+//! its nodes' logs (`chaos-logs-<flavor>/`) beside it; `TESSERA_LOG` (e.g.
+//! `info,tessera=debug`) sets what the nodes log.
 //!
 //! `cargo test -p tessera-server --test chaos -- --nocapture`
 
@@ -59,7 +61,7 @@ fn publish(report: &str, results: &[RunResult]) {
     for result in results {
         let _ = std::fs::write(dir.join(format!("chaos-history-{}.txt", result.mode)), history_dump(&result.recorded));
     }
-    eprintln!("{report}\n(written to {}, histories beside it)", path.display());
+    eprintln!("{report}\n(written to {}, histories and node logs beside it)", path.display());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

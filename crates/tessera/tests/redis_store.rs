@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use support::TestApp;
 use tessera::record::SessionRecord;
 use tessera::store::conformance::record_for;
-use tessera::store::redis::{NearCacheConfig, RedisStoreConfig};
+use tessera::store::redis::{NearCacheConfig, RedisConn, RedisStoreConfig, RedisTarget};
 use tessera::{CookieSettings, RedisStore, SessionConfig, SessionKey, SessionStore, SessionToken, StoreError, UserId};
 use tessera_testkit::{RedisCluster, RedisServer, SentinelSetup};
 
@@ -255,6 +255,34 @@ async fn concurrent_uncached_reads_share_one_mget_and_its_fate() {
     for result in loaded {
         assert!(matches!(result, Err(StoreError::Unavailable(_))), "{result:?}");
     }
+}
+
+/// Lookups of the master through the sentinels so far, counted where a
+/// sentinel's `INFO` cannot: each one checks the named master's `ROLE`
+/// (once per sentinel it heard from, so one lookup is 1 to 3 of these).
+fn master_lookups(setup: &SentinelSetup) -> u64 {
+    [&setup.master, &setup.replica].iter().map(|s| s.commandstats().get("role").copied().unwrap_or(0)).sum()
+}
+
+// After a failover every request in flight finds no master connection at
+// once. Each asking the sentinels in turn kept a node answering 503 for
+// seconds under load; one lookup must serve them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_that_find_no_master_connection_ask_the_sentinels_once() {
+    let setup = tokio::task::block_in_place(SentinelSetup::start);
+    let target = RedisTarget::parse(&setup.url()).unwrap();
+    let ping = |conn: RedisConn| async move {
+        conn.run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await }).await
+    };
+    let before = master_lookups(&setup);
+    let conn = RedisConn::connect(target, Duration::from_secs(2)).await.unwrap();
+    let pings = futures_util::future::join_all((0..32).map(|_| ping(conn.clone()))).await;
+    assert!(pings.iter().all(|p| matches!(p.as_deref(), Ok("PONG"))), "{pings:?}");
+    let lookups = master_lookups(&setup) - before;
+    assert!(
+        (1..=setup.sentinels.len() as u64).contains(&lookups),
+        "32 requests without a connection make one lookup (at most one question per sentinel), made {lookups}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -32,14 +32,16 @@ impl Node {
 
     /// [`Node::launch`] of `program` (another build of `tessera`, to compare
     /// against), with the process's stderr (its log, and any panic message)
-    /// going to `stderr` instead of nowhere.
+    /// going to `stderr` instead of nowhere. The node logs warnings, or
+    /// what the test run's `TESSERA_LOG` asks for (to read a failure).
     pub async fn launch_program<S: AsRef<OsStr>>(
         program: &str,
         args: impl IntoIterator<Item = S>,
         env: &[(&str, &str)],
         stderr: Stdio,
     ) -> Self {
-        Self::launch_logged(program, "warn", args, env, stderr).await
+        let log = std::env::var("TESSERA_LOG").unwrap_or_else(|_| "warn".to_owned());
+        Self::launch_logged(program, &log, args, env, stderr).await
     }
 
     /// [`Node::launch_program`] with the log filter `log`.

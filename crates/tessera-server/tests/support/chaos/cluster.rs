@@ -225,6 +225,18 @@ impl Cluster {
         format!("nodes run {} with {}", program(), self.flags.join(" "))
     }
 
+    /// Copies every node's stderr so far into `dir` (created if missing),
+    /// as `node{slot}-{start}.stderr`, so a failed run can be read after
+    /// its data directory is gone.
+    pub fn keep_logs(&self, dir: &std::path::Path) {
+        let _ = std::fs::create_dir_all(dir);
+        for (_, path) in &self.logs {
+            if let Some(name) = path.file_name() {
+                let _ = std::fs::copy(path, dir.join(name));
+            }
+        }
+    }
+
     /// Lines of every node's stderr so far that report a panic.
     pub fn panics(&self) -> Vec<(usize, String)> {
         self.logs

@@ -133,11 +133,25 @@ pub fn details(results: &[RunResult]) -> String {
 /// the raw material behind a violation.
 pub fn history_dump(r: &Recorded) -> String {
     let mut out = String::new();
+    for note in &r.notes {
+        let _ = writeln!(out, "note {note}");
+    }
     for f in &r.faults {
         let _ = writeln!(out, "fault {} .. {} {}", secs(f.start), secs(f.end), f.label);
     }
     for p in &r.phases {
         let _ = writeln!(out, "phase {} .. {} {}", secs(p.start), secs(p.end), p.name);
+    }
+    for x in &r.recoveries {
+        let served = x.served.map_or("never".into(), |s| format!("+{}ms", s.saturating_sub(x.healed).as_millis()));
+        let last = x.last_failure.as_deref().unwrap_or("-");
+        let _ = writeln!(
+            out,
+            "recovery n{} healed {} served {served} last failure {last}: {}",
+            x.node,
+            secs(x.healed),
+            x.fault
+        );
     }
     let mut records: Vec<_> = r.records.iter().collect();
     records.sort_by_key(|x| x.invoked);

@@ -42,6 +42,9 @@ pub async fn run(flavor: Flavor, seed: u64, soak: Option<Duration>) -> Recorded 
     let shared = Shared::new(history.clone(), cluster.view.clone(), cluster.phones.clone(), flavor.signed);
     let note = cluster.describe();
     history.with(|r| r.notes.push(note));
+    // The nodes' logs carry wall-clock times; this lines them up with the history's.
+    let t0 = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    history.with(|r| r.notes.push(format!("time 0 is {:.3} s after the Unix epoch", t0.as_secs_f64())));
     let mut run = Run { cluster, shared, clients: Vec::new() };
     run.start_load(seed);
     run.quiet("baseline", ms(1500)).await;
@@ -56,6 +59,8 @@ pub async fn run(flavor: Flavor, seed: u64, soak: Option<Duration>) -> Recorded 
         }
     }
     run.stop_load().await;
+    let logs = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("chaos-logs-{}", flavor.name));
+    run.cluster.keep_logs(&logs);
     let panics = run.cluster.panics();
     history.with(|r| r.panics = panics);
     history.snapshot()

@@ -151,6 +151,12 @@ impl ConnectionLike for Kind {
     }
 }
 
+/// The connection to the master already open under Sentinel, if any.
+fn open_master(current: &Mutex<Option<(Client, MultiplexedConnection)>>) -> Option<AnyConnection> {
+    let current = current.lock().unwrap_or_else(|p| p.into_inner());
+    current.as_ref().map(|(_, connection)| AnyConnection(Kind::Multiplexed(connection.clone())))
+}
+
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
@@ -250,10 +256,18 @@ impl RedisConn {
             Backend::Standalone { manager, .. } => Ok(AnyConnection(Kind::Manager(manager.clone()))),
             Backend::Cluster { connection } => Ok(AnyConnection(Kind::Cluster(connection.clone()))),
             Backend::Sentinel { sentinels, current } => {
-                if let Some((_, c)) = current.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-                    return Ok(AnyConnection(Kind::Multiplexed(c.clone())));
+                if let Some(connection) = open_master(current) {
+                    return Ok(connection);
                 }
-                let client = sentinels.lock().await.async_get_client().await?;
+                // Every request that found no connection queues here after a
+                // failover; the first asks the sentinels and connects, the
+                // rest take its connection instead of each asking again in
+                // turn (which, under load, kept a node 503 for seconds).
+                let mut sentinels = sentinels.lock().await;
+                if let Some(connection) = open_master(current) {
+                    return Ok(connection);
+                }
+                let client = sentinels.async_get_client().await?;
                 let config = AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(self.inner.timeout))
                     .set_response_timeout(Some(self.inner.timeout));
@@ -283,6 +297,16 @@ impl RedisConn {
     pub(crate) fn forget_master(&self) {
         if let Backend::Sentinel { current, .. } = &self.inner.backend {
             *current.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+    }
+
+    /// Under Sentinel: drops the command connection if it goes to a server
+    /// other than `master` (as the sentinels named it just now), so that
+    /// commands follow the newest answer rather than one from before a
+    /// failover.
+    pub(crate) fn forget_master_unless(&self, master: &str) {
+        if self.command_server().is_some_and(|server| server != master) {
+            self.forget_master();
         }
     }
 

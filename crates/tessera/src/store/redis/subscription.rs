@@ -44,9 +44,20 @@ pub trait Follower: Send + Sync + 'static {
 /// the lease lapse.
 const HEARTBEATS_PER_LEASE: u32 = 4;
 
-/// The longest pause between attempts to resubscribe: a node serves
-/// again at most this long after Redis is back.
+/// The longest pause between the starts of two attempts to resubscribe:
+/// a node serves again at most this long after Redis is back.
 const MAX_BACKOFF: Duration = Duration::from_millis(500);
+
+/// How long one attempt to subscribe may take: a few round trips (under
+/// Sentinel: ask the sentinels, check the master's role, connect,
+/// subscribe), each within the command deadline. Bounded, because a
+/// server that accepts connections but does not answer (a frozen master)
+/// holds an attempt until this deadline, and the node cannot serve again
+/// until its next attempt, however soon the sentinels have promoted a
+/// replica.
+fn attempt_deadline(command_deadline: Duration) -> Duration {
+    (command_deadline * 4).clamp(Duration::from_secs(1), Duration::from_secs(2))
+}
 
 /// Keeps `follower` subscribed to `channel` until it is dropped, renewing
 /// its lease by `lease` after each heartbeat.
@@ -68,15 +79,20 @@ pub fn spawn_listener<F: Follower>(
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(50);
         loop {
+            let attempt = tokio::time::Instant::now();
             let Some(follower) = weak.upgrade() else { return };
             let subscribed = async {
                 let client = conn.pubsub_client().await?;
                 let server = client.get_connection_info().addr().to_string();
                 let (mut sink, stream) = client.get_async_pubsub().await?.split();
                 sink.subscribe(&[&channel, &heartbeats]).await?;
+                // Under Sentinel the master was asked of the sentinels just
+                // now: a command connection opened before a failover must
+                // not outlive that answer (the load below takes it too).
+                conn.forget_master_unless(&server);
                 Ok::<_, redis::RedisError>((sink, stream, server))
             };
-            match tokio::time::timeout(Duration::from_secs(2), subscribed).await {
+            match tokio::time::timeout(attempt_deadline(conn.timeout()), subscribed).await {
                 Ok(Ok((_sink, stream, server))) => match follower.subscribed().await {
                     Ok(()) => {
                         tracing::debug!(%server, %channel, "subscribed");
@@ -99,9 +115,14 @@ pub fn spawn_listener<F: Follower>(
                     follower.lost();
                     tracing::debug!(error = %e, %channel, "cannot subscribe yet");
                 }
-                Err(_) => follower.lost(),
+                Err(_) => {
+                    follower.lost();
+                    tracing::debug!(%channel, "cannot subscribe yet: no answer within the attempt's deadline");
+                }
             }
-            tokio::time::sleep(backoff).await;
+            // Paced from the attempt's start: one that already waited out
+            // its deadline is followed at once.
+            tokio::time::sleep_until(attempt + backoff).await;
             // Short: while it lasts, signed-token nodes answer 503.
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
@@ -167,6 +188,7 @@ impl<F: Follower> Listening<'_, F> {
                             // The heartbeat went where writes go and did not
                             // come back where this node listens: under
                             // Sentinel, one of the two is a demoted master.
+                            tracing::debug!(server = %self.server, "heartbeat lost");
                             self.conn.forget_master();
                             return true;
                         }
@@ -248,8 +270,9 @@ impl<F: Follower> Listening<'_, F> {
             // The sentinels cannot say: keep the subscription rather than flap.
             _ => return true,
         };
-        if self.conn.command_server().is_some_and(|server| server != master) {
-            self.conn.forget_master();
+        self.conn.forget_master_unless(&master);
+        if master != self.server {
+            tracing::debug!(server = %self.server, %master, "the sentinels name another master");
         }
         master == self.server
     }
