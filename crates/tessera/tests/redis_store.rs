@@ -285,6 +285,54 @@ async fn requests_that_find_no_master_connection_ask_the_sentinels_once() {
     );
 }
 
+fn signal(server: &RedisServer, signal: &str) {
+    let pid = server.pid().expect("the server runs").to_string();
+    assert!(std::process::Command::new("kill").args([signal, &pid]).status().unwrap().success());
+}
+
+// While a failover has left the master without a replica, every wait for
+// one runs out. Sent on the connection every request shares, each wait held
+// back all the node's commands for half the deadline, and the waits of
+// concurrent logouts queued one behind another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waits_for_a_missing_replica_are_shared_and_hold_nothing_else_back() {
+    let setup = tokio::task::block_in_place(SentinelSetup::start);
+    let target = RedisTarget::parse(&setup.url()).unwrap();
+    let conn = RedisConn::connect(target, Duration::from_secs(1)).await.unwrap();
+    let ping = |conn: RedisConn| async move {
+        conn.run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await }).await.unwrap()
+    };
+    ping(conn.clone()).await;
+    let waits = || setup.master.commandstats().get("wait").copied().unwrap_or(0);
+    let waits_before = waits();
+
+    signal(&setup.replica, "-STOP");
+    let confirmations: Vec<_> = (0..8)
+        .map(|_| {
+            let conn = conn.clone();
+            tokio::spawn(async move {
+                let confirmed = conn.confirm_replicated("test:replicated").await;
+                (confirmed, Instant::now())
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    ping(conn.clone()).await;
+    let pinged = Instant::now();
+    let confirmed = futures_util::future::join_all(confirmations).await;
+    signal(&setup.replica, "-CONT");
+
+    for (result, finished) in confirmed.into_iter().map(Result::unwrap) {
+        assert!(result.is_ok(), "an unconfirmed write stands (logged), it is not an error: {result:?}");
+        assert!(finished > pinged, "a command sent while the waits run is answered before any of them ends");
+    }
+    let sent = waits() - waits_before;
+    assert!(
+        (1..=2).contains(&sent),
+        "8 concurrent writers share the wait in flight and at most one more: {sent} WAITs"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_down_is_503_in_bounded_time_and_service_resumes() {
     let mut server = RedisServer::start();

@@ -13,6 +13,7 @@ use redis::{
     AsyncConnectionConfig, Client, Cmd, Pipeline, RedisConnectionInfo, RedisError, RedisFuture, RedisResult, Value,
 };
 
+use super::replication::Confirmations;
 use super::target::RedisTarget;
 use crate::store::StoreError;
 
@@ -30,6 +31,8 @@ struct Inner {
     target: RedisTarget,
     /// Told how long each call took and how it ended, once installed.
     observer: OnceLock<Arc<dyn CommandObserver>>,
+    /// Under Sentinel: waits for a replica, shared by concurrent writes.
+    confirmations: Confirmations,
 }
 
 /// How one call through [`RedisConn::run`] ended.
@@ -79,10 +82,27 @@ enum Backend {
     Cluster { connection: ClusterConnection },
     /// The master is asked of the sentinels; after an error that smells of
     /// failover the connection is dropped and the master asked again.
-    Sentinel {
-        sentinels: Box<tokio::sync::Mutex<SentinelClient>>,
-        current: Mutex<Option<(Client, MultiplexedConnection)>>,
-    },
+    Sentinel { sentinels: Box<tokio::sync::Mutex<SentinelClient>>, current: Mutex<Option<Master>> },
+}
+
+/// Under Sentinel: the master commands go to now, and the connections to it.
+struct Master {
+    client: Client,
+    /// Every command but the wait for a replica.
+    commands: MultiplexedConnection,
+    /// Only the wait for a replica, opened when first needed: `WAIT` holds
+    /// the connection it is sent on until a replica answers (up to half the
+    /// command deadline), and on the shared one it held every request's
+    /// commands back, for as long as a failover left the master without a
+    /// replica.
+    confirmations: Option<MultiplexedConnection>,
+}
+
+/// Which connection to the master a call takes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    Commands,
+    Confirmations,
 }
 
 /// A connection to whichever deployment [`RedisConn`] reaches (standalone,
@@ -151,11 +171,20 @@ impl ConnectionLike for Kind {
     }
 }
 
-/// The connection to the master already open under Sentinel, if any.
-fn open_master(current: &Mutex<Option<(Client, MultiplexedConnection)>>) -> Option<AnyConnection> {
+/// The connection of `lane` to the master already open under Sentinel, if
+/// any.
+fn open_master(current: &Mutex<Option<Master>>, lane: Lane) -> Option<MultiplexedConnection> {
     let current = current.lock().unwrap_or_else(|p| p.into_inner());
-    current.as_ref().map(|(_, connection)| AnyConnection(Kind::Multiplexed(connection.clone())))
+    let master = current.as_ref()?;
+    match lane {
+        Lane::Commands => Some(master.commands.clone()),
+        Lane::Confirmations => master.confirmations.clone(),
+    }
 }
+
+/// How long the replication marker outlives its last write: it only marks
+/// a point in the replication stream.
+const MARKER_TTL_MS: u64 = 60_000;
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
@@ -167,7 +196,8 @@ impl RedisConn {
         let backend = tokio::time::timeout(timeout.max(Duration::from_secs(2)), Self::backend(&target, timeout))
             .await
             .map_err(|_| unavailable("timed out connecting to Redis"))??;
-        Ok(Self { inner: Arc::new(Inner { backend, timeout, target, observer: OnceLock::new() }) })
+        let confirmations = Confirmations::default();
+        Ok(Self { inner: Arc::new(Inner { backend, timeout, target, observer: OnceLock::new(), confirmations }) })
     }
 
     async fn backend(target: &RedisTarget, timeout: Duration) -> Result<Backend, StoreError> {
@@ -251,30 +281,63 @@ impl RedisConn {
         }
     }
 
-    async fn connection(&self) -> RedisResult<AnyConnection> {
+    async fn connection(&self, lane: Lane) -> RedisResult<AnyConnection> {
         match &self.inner.backend {
             Backend::Standalone { manager, .. } => Ok(AnyConnection(Kind::Manager(manager.clone()))),
             Backend::Cluster { connection } => Ok(AnyConnection(Kind::Cluster(connection.clone()))),
             Backend::Sentinel { sentinels, current } => {
-                if let Some(connection) = open_master(current) {
-                    return Ok(connection);
+                if let Some(connection) = open_master(current, lane) {
+                    return Ok(AnyConnection(Kind::Multiplexed(connection)));
                 }
                 // Every request that found no connection queues here after a
                 // failover; the first asks the sentinels and connects, the
                 // rest take its connection instead of each asking again in
                 // turn (which, under load, kept a node 503 for seconds).
                 let mut sentinels = sentinels.lock().await;
-                if let Some(connection) = open_master(current) {
-                    return Ok(connection);
+                if let Some(connection) = open_master(current, lane) {
+                    return Ok(AnyConnection(Kind::Multiplexed(connection)));
                 }
-                let client = sentinels.async_get_client().await?;
-                let config = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(self.inner.timeout))
-                    .set_response_timeout(Some(self.inner.timeout));
-                let connection = client.get_multiplexed_async_connection_with_config(&config).await?;
-                *current.lock().unwrap_or_else(|p| p.into_inner()) = Some((client, connection.clone()));
+                let connection = match lane {
+                    Lane::Commands => {
+                        let client = sentinels.async_get_client().await?;
+                        let commands = self.open(&client).await?;
+                        let master = Master { client, commands: commands.clone(), confirmations: None };
+                        *current.lock().unwrap_or_else(|p| p.into_inner()) = Some(master);
+                        commands
+                    }
+                    Lane::Confirmations => {
+                        drop(sentinels);
+                        self.open_confirmations(current).await?
+                    }
+                };
                 Ok(AnyConnection(Kind::Multiplexed(connection)))
             }
+        }
+    }
+
+    /// A connection to the server of `client`, under the call deadline.
+    async fn open(&self, client: &Client) -> RedisResult<MultiplexedConnection> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.inner.timeout))
+            .set_response_timeout(Some(self.inner.timeout));
+        client.get_multiplexed_async_connection_with_config(&config).await
+    }
+
+    /// Under Sentinel: opens the confirmations' connection to the master
+    /// commands go to, unless there is none (a failover forgot it since the
+    /// write to confirm) or it changed meanwhile.
+    async fn open_confirmations(&self, current: &Mutex<Option<Master>>) -> RedisResult<MultiplexedConnection> {
+        let client = current.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|m| m.client.clone());
+        let Some(client) = client else {
+            return Err(RedisError::from((redis::ErrorKind::Io, "no master connection")));
+        };
+        let connection = self.open(&client).await?;
+        let mut current = current.lock().unwrap_or_else(|p| p.into_inner());
+        match current.as_mut() {
+            Some(master) if master.client.get_connection_info().addr() == client.get_connection_info().addr() => {
+                Ok(master.confirmations.get_or_insert(connection).clone())
+            }
+            _ => Err(RedisError::from((redis::ErrorKind::Io, "the master changed"))),
         }
     }
 
@@ -286,7 +349,7 @@ impl RedisConn {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .as_ref()
-                .map(|(client, _)| client.get_connection_info().addr().to_string()),
+                .map(|master| master.client.get_connection_info().addr().to_string()),
             _ => None,
         }
     }
@@ -324,9 +387,18 @@ impl RedisConn {
         F: FnOnce(AnyConnection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
+        self.run_on(Lane::Commands, f).await
+    }
+
+    /// [`RedisConn::run`] on the connection of `lane`.
+    async fn run_on<T, F, Fut>(&self, lane: Lane, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(AnyConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
         let observed = self.inner.observer.get().map(|observer| (observer, Instant::now()));
         let call = async {
-            let connection = self.connection().await?;
+            let connection = self.connection(lane).await?;
             f(connection).await
         };
         let (result, outcome) = match tokio::time::timeout(self.inner.timeout, call).await {
@@ -355,19 +427,28 @@ impl RedisConn {
         result
     }
 
-    /// Waits until the last write reached a replica (Sentinel deployments
-    /// only; elsewhere a no-op), so that a revocation survives a failover.
-    pub async fn confirm_replicated(&self) -> Result<(), StoreError> {
+    /// Waits until the writes acknowledged so far reached a replica
+    /// (Sentinel deployments only; elsewhere a no-op), so that a revocation
+    /// survives a failover; at most half the deadline, then the write
+    /// stands unconfirmed (logged). `marker` names the key written to mark
+    /// the point to wait for (see `replication.rs`).
+    pub async fn confirm_replicated(&self, marker: &str) -> Result<(), StoreError> {
         if !self.is_sentinel() {
             return Ok(());
         }
+        self.inner.confirmations.confirm(self, marker).await
+    }
+
+    /// Writes `marker`, then waits (at most half the deadline) for a replica
+    /// to have it, on the connection kept for this: how many did.
+    pub(super) async fn wait_for_replica(&self, marker: &str) -> Result<i64, StoreError> {
         let wait_ms = (self.inner.timeout.as_millis() / 2).max(1) as u64;
-        let replicas: i64 =
-            self.run(|mut c| async move { redis::cmd("WAIT").arg(1).arg(wait_ms).query_async(&mut c).await }).await?;
-        if replicas < 1 {
-            tracing::warn!("revocation not yet confirmed by a replica");
-        }
-        Ok(())
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET").arg(marker).arg(1).arg("PX").arg(MARKER_TTL_MS).ignore();
+        pipe.cmd("WAIT").arg(1).arg(wait_ms);
+        let (replicas,): (i64,) =
+            self.run_on(Lane::Confirmations, |mut c| async move { pipe.query_async(&mut c).await }).await?;
+        Ok(replicas)
     }
 }
 

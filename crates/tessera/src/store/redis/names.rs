@@ -23,6 +23,9 @@
 //! sessions in a sorted set of their own, `<prefix>:{tt}:u:<user>` (the
 //! digest in hex, scored in milliseconds), which is still read, pruned and
 //! removed from, never added to, until it expires with its last member.
+//!
+//! Under Sentinel, `<prefix>:replicated` is written before a wait for a
+//! replica, to mark the point waited for (see `replication.rs`).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -41,6 +44,11 @@ pub(super) struct Names {
 impl Names {
     pub(super) fn new(prefix: String) -> Self {
         Self { prefix }
+    }
+
+    /// The key written before waiting for a replica (see `replication.rs`).
+    pub(super) fn replication_marker(&self) -> String {
+        replication_marker(&self.prefix)
     }
 
     /// Where a session lives.
@@ -106,6 +114,11 @@ fn user_hash(user: &UserId) -> [u8; 32] {
 
 /// The hash-tag byte of a user: tokens of their sessions are drawn so that
 /// the digest starts with it ([`super::RedisStore`]'s `issue_token`).
+/// `<prefix>:replicated`: the key written before waiting for a replica.
+pub(super) fn replication_marker(prefix: &str) -> String {
+    format!("{prefix}:replicated")
+}
+
 pub(super) fn user_tag(user: &UserId) -> u8 {
     user_hash(user)[0]
 }

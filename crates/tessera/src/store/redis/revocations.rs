@@ -12,6 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::conn::RedisConn;
+use super::names::replication_marker;
 use super::scripts;
 use super::subscription::{spawn_listener, Follower};
 use crate::clock::{Clock, SystemClock, Timestamp};
@@ -28,6 +29,8 @@ pub struct RedisRevocations {
     conn: RedisConn,
     set: String,
     channel: String,
+    /// Written before waiting for a replica.
+    marker: String,
     lease: Duration,
     archive: Option<Arc<dyn RevocationArchive>>,
     /// What "now" is for pruning the set and the lists.
@@ -52,6 +55,7 @@ impl RedisRevocations {
         Self {
             set: format!("{prefix}:revoked"),
             channel: format!("{prefix}:revocations"),
+            marker: replication_marker(prefix),
             lease: conn.timeout(),
             archive: None,
             clock: Arc::new(SystemClock),
@@ -109,7 +113,7 @@ impl RevocationStore for RedisRevocations {
         }
         let _: i64 = self.conn.run(|mut c| async move { invocation.invoke_async(&mut c).await }).await?;
         // Under Sentinel, wait for a replica: a failover must not forget it.
-        self.conn.confirm_replicated().await
+        self.conn.confirm_replicated(&self.marker).await
     }
 
     async fn attach(&self, list: Arc<RevocationList>) -> Result<(), StoreError> {
