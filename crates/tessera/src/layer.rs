@@ -25,7 +25,7 @@ use crate::error::SessionError;
 use crate::failure::{finish, rerender, FailureKind, RenderFailure};
 use crate::observe::{Observer, SessionObserver};
 use crate::policy::ExpiryPolicy;
-use crate::record::ClientMeta;
+use crate::record::RequestClient;
 use crate::revocation::Revocations;
 use crate::session::{Credentials, Outcome, Session, Shared};
 #[cfg(feature = "signed")]
@@ -319,7 +319,7 @@ fn open_session<B>(shared: &Arc<Shared>, req: &Request<B>) -> (Session, BearerCh
     let presented = carrier::read(config.carrier, &config.cookie, headers, format);
     let respond_via = carrier::respond_via(config.carrier, &presented, headers);
     let challenge = carrier::bearer_challenge(config.carrier, &presented, headers);
-    let client = client_meta(req);
+    let client = request_client(req);
     let refresh_cookie = shared.refresh_cookie.as_ref().and_then(|name| carrier::read_unique_cookie(name, headers));
     let target = req.extensions().get::<TargetOrigin>().cloned();
     (Session::new(shared.clone(), presented, respond_via, client, refresh_cookie, target), challenge)
@@ -431,9 +431,8 @@ where
     }
 }
 
-fn client_meta<B>(req: &Request<B>) -> ClientMeta {
-    let ua = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok());
-    ClientMeta::new(ua, ClientIp::of(req.extensions()))
+fn request_client<B>(req: &Request<B>) -> RequestClient {
+    RequestClient::new(req.headers().get(header::USER_AGENT), ClientIp::of(req.extensions()))
 }
 
 fn apply(shared: &Shared, session: &Session, outcome: Outcome, response: &mut Response) {

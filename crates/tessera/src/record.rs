@@ -95,6 +95,29 @@ impl ClientMeta {
     }
 }
 
+/// The caller's user agent and address as its request carried them, held
+/// without a copy: every request's session handle keeps one, and only a
+/// session created by that request turns it into a [`ClientMeta`] (a
+/// browser's user agent copied on every request was an allocation each).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RequestClient {
+    user_agent: Option<http::HeaderValue>,
+    ip: Option<IpAddr>,
+}
+
+impl RequestClient {
+    /// The request's `User-Agent` value (shared, not copied) and address.
+    pub(crate) fn new(user_agent: Option<&http::HeaderValue>, ip: Option<IpAddr>) -> Self {
+        Self { user_agent: user_agent.cloned(), ip }
+    }
+
+    /// What a session opened by this request records: a user agent that is
+    /// not visible ASCII is none, as [`http::HeaderValue::to_str`] says.
+    pub(crate) fn meta(&self) -> ClientMeta {
+        ClientMeta::new(self.user_agent.as_ref().and_then(|ua| ua.to_str().ok()), self.ip)
+    }
+}
+
 /// One attribute with the session version that last changed it.
 ///
 /// A removed attribute stays as a tombstone (`value: None`) so that a
@@ -244,6 +267,19 @@ mod tests {
         let kept = meta.user_agent.unwrap();
         assert!(kept.len() <= ClientMeta::MAX_USER_AGENT);
         assert!(kept.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn a_requests_client_becomes_the_same_meta_as_its_header_text() {
+        let ip = Some(IpAddr::from([192, 0, 2, 7]));
+        let long = "Mozilla/5.0 ".repeat(40);
+        for ua in ["Mozilla/5.0 (X11; Linux x86_64)", "", long.as_str()] {
+            let header = http::HeaderValue::from_str(ua).unwrap();
+            assert_eq!(RequestClient::new(Some(&header), ip).meta(), ClientMeta::new(Some(ua), ip), "{ua}");
+        }
+        let not_ascii = http::HeaderValue::from_bytes("café".as_bytes()).unwrap();
+        assert_eq!(RequestClient::new(Some(&not_ascii), ip).meta(), ClientMeta { user_agent: None, ip });
+        assert_eq!(RequestClient::new(None, None).meta(), ClientMeta::default());
     }
 
     #[test]

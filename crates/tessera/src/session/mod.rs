@@ -31,7 +31,7 @@ use crate::csrf::CsrfToken;
 use crate::error::SessionError;
 use crate::key::Key;
 use crate::observe::{EndReason, SessionEvent};
-use crate::record::{Attribute, Attributes, ClientMeta, SessionChange, SessionRecord, UserId};
+use crate::record::{Attribute, Attributes, RequestClient, SessionChange, SessionRecord, UserId};
 use crate::revocation::Revocations;
 #[cfg(feature = "signed")]
 use crate::signed::{SignedTokens, TokenPair};
@@ -110,7 +110,7 @@ struct Inner {
     shared: Arc<Shared>,
     presented: Presented,
     respond_via: CarrierKind,
-    client: ClientMeta,
+    client: RequestClient,
     /// Token mode: the refresh cookie, if the request carried one.
     refresh_cookie: Option<String>,
     /// The origin the request was addressed to, when the application said
@@ -261,7 +261,7 @@ impl Session {
         shared: Arc<Shared>,
         presented: Presented,
         respond_via: CarrierKind,
-        client: ClientMeta,
+        client: RequestClient,
         refresh_cookie: Option<String>,
         target: Option<crate::csrf::TargetOrigin>,
     ) -> Self {
@@ -484,7 +484,7 @@ impl Session {
         observer.tell(SessionEvent::Created {
             session: &key,
             user: Some(&user),
-            client: &self.0.client,
+            client: &self.0.client.meta(),
             carrier: self.respond_via(),
         });
         if let Some(cap) = self.0.shared.config.max_sessions_per_user {
@@ -684,7 +684,7 @@ impl Session {
                 shared.observer.tell(SessionEvent::Created {
                     session: &token.key(),
                     user: None,
-                    client: &self.0.client,
+                    client: &self.0.client.meta(),
                     carrier: self.respond_via(),
                 });
                 *current = Current::Live { key: token.key(), record: Arc::new(record) };
@@ -761,7 +761,7 @@ impl Session {
             idle_deadline: expiry.idle_deadline(now, absolute_deadline),
             absolute_deadline,
             version: 0,
-            client: self.0.client.clone(),
+            client: self.0.client.meta(),
         }
     }
 }
