@@ -647,7 +647,8 @@ fn cors(settings: &Settings) -> Either<CorsLayer, NoCorsOriginsLayer> {
         settings.allowed_origins.iter().filter_map(|o| HeaderValue::from_str(o.as_str()).ok()).collect();
     if origins.is_empty() {
         // No browser origin is trusted: no CORS headers at all (what
-        // `CorsLayer::new()` answers, without its work per request).
+        // `CorsLayer::new()` answers, without its work per request or the
+        // `Vary` that no answer here needs).
         return Either::Right(NoCorsOriginsLayer);
     }
     Either::Left(
