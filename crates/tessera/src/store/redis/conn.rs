@@ -173,7 +173,7 @@ impl ConnectionLike for Kind {
 
 /// The connection of `lane` to the master already open under Sentinel, if
 /// any.
-fn open_master(current: &Mutex<Option<Master>>, lane: Lane) -> Option<MultiplexedConnection> {
+fn existing_connection(current: &Mutex<Option<Master>>, lane: Lane) -> Option<MultiplexedConnection> {
     let current = current.lock().unwrap_or_else(|p| p.into_inner());
     let master = current.as_ref()?;
     match lane {
@@ -286,7 +286,7 @@ impl RedisConn {
             Backend::Standalone { manager, .. } => Ok(AnyConnection(Kind::Manager(manager.clone()))),
             Backend::Cluster { connection } => Ok(AnyConnection(Kind::Cluster(connection.clone()))),
             Backend::Sentinel { sentinels, current } => {
-                if let Some(connection) = open_master(current, lane) {
+                if let Some(connection) = existing_connection(current, lane) {
                     return Ok(AnyConnection(Kind::Multiplexed(connection)));
                 }
                 // Every request that found no connection queues here after a
@@ -294,7 +294,7 @@ impl RedisConn {
                 // rest take its connection instead of each asking again in
                 // turn (which, under load, kept a node 503 for seconds).
                 let mut sentinels = sentinels.lock().await;
-                if let Some(connection) = open_master(current, lane) {
+                if let Some(connection) = existing_connection(current, lane) {
                     return Ok(AnyConnection(Kind::Multiplexed(connection)));
                 }
                 let connection = match lane {
