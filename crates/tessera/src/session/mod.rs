@@ -484,7 +484,7 @@ impl Session {
         observer.tell(SessionEvent::Created {
             session: &key,
             user: Some(&user),
-            client: &self.0.client.meta(),
+            client: &record.client,
             carrier: self.respond_via(),
         });
         if let Some(cap) = self.0.shared.config.max_sessions_per_user {
@@ -684,7 +684,7 @@ impl Session {
                 shared.observer.tell(SessionEvent::Created {
                     session: &token.key(),
                     user: None,
-                    client: &self.0.client.meta(),
+                    client: &record.client,
                     carrier: self.respond_via(),
                 });
                 *current = Current::Live { key: token.key(), record: Arc::new(record) };

@@ -286,33 +286,36 @@ impl RedisConn {
             Backend::Standalone { manager, .. } => Ok(AnyConnection(Kind::Manager(manager.clone()))),
             Backend::Cluster { connection } => Ok(AnyConnection(Kind::Cluster(connection.clone()))),
             Backend::Sentinel { sentinels, current } => {
-                if let Some(connection) = existing_connection(current, lane) {
-                    return Ok(AnyConnection(Kind::Multiplexed(connection)));
-                }
-                // Every request that found no connection queues here after a
-                // failover; the first asks the sentinels and connects, the
-                // rest take its connection instead of each asking again in
-                // turn (which, under load, kept a node 503 for seconds).
-                let mut sentinels = sentinels.lock().await;
-                if let Some(connection) = existing_connection(current, lane) {
-                    return Ok(AnyConnection(Kind::Multiplexed(connection)));
-                }
-                let connection = match lane {
-                    Lane::Commands => {
-                        let client = sentinels.async_get_client().await?;
-                        let commands = self.open(&client).await?;
-                        let master = Master { client, commands: commands.clone(), confirmations: None };
-                        *current.lock().unwrap_or_else(|p| p.into_inner()) = Some(master);
-                        commands
-                    }
-                    Lane::Confirmations => {
-                        drop(sentinels);
-                        self.open_confirmations(current).await?
-                    }
+                let connection = match existing_connection(current, lane) {
+                    Some(connection) => connection,
+                    None if lane == Lane::Commands => self.open_commands(sentinels, current).await?,
+                    // Confirmations take turns already (`replication.rs`).
+                    None => self.open_confirmations(current).await?,
                 };
                 Ok(AnyConnection(Kind::Multiplexed(connection)))
             }
         }
+    }
+
+    /// Under Sentinel: asks the sentinels for the master and connects to it.
+    /// Every request that found no connection queues here after a failover;
+    /// the first asks and connects, the rest take its connection instead of
+    /// each asking again in turn (which, under load, kept a node 503 for
+    /// seconds).
+    async fn open_commands(
+        &self,
+        sentinels: &tokio::sync::Mutex<SentinelClient>,
+        current: &Mutex<Option<Master>>,
+    ) -> RedisResult<MultiplexedConnection> {
+        let mut sentinels = sentinels.lock().await;
+        if let Some(connection) = existing_connection(current, Lane::Commands) {
+            return Ok(connection);
+        }
+        let client = sentinels.async_get_client().await?;
+        let commands = self.open(&client).await?;
+        let master = Master { client, commands: commands.clone(), confirmations: None };
+        *current.lock().unwrap_or_else(|p| p.into_inner()) = Some(master);
+        Ok(commands)
     }
 
     /// A connection to the server of `client`, under the call deadline.

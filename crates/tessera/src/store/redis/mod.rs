@@ -370,7 +370,7 @@ impl SessionStore for RedisStore {
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
         let existed = self.delete_session(key).await?;
         self.invalidate_local(key);
-        self.conn.confirm_replicated(&self.names.replication_marker()).await?;
+        self.conn.confirm_replicated(self.names.replication_marker()).await?;
         Ok(existed)
     }
 
@@ -423,7 +423,7 @@ impl SessionStore for RedisStore {
         for key in &members {
             self.invalidate_local(key);
         }
-        self.conn.confirm_replicated(&self.names.replication_marker()).await?;
+        self.conn.confirm_replicated(self.names.replication_marker()).await?;
         Ok(deleted)
     }
 
@@ -462,7 +462,7 @@ impl SessionStore for RedisStore {
         };
         if let Some(old) = old {
             self.invalidate_local(old);
-            self.conn.confirm_replicated(&self.names.replication_marker()).await?;
+            self.conn.confirm_replicated(self.names.replication_marker()).await?;
         }
         Ok(count)
     }

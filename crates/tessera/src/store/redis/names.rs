@@ -39,16 +39,18 @@ use crate::token::{push_lower_hex, SessionKey};
 #[derive(Debug, Clone)]
 pub(super) struct Names {
     prefix: String,
+    /// Named once: logouts and logins under any topology pass it along.
+    replication_marker: String,
 }
 
 impl Names {
     pub(super) fn new(prefix: String) -> Self {
-        Self { prefix }
+        Self { replication_marker: replication_marker(&prefix), prefix }
     }
 
     /// The key written before waiting for a replica (see `replication.rs`).
-    pub(super) fn replication_marker(&self) -> String {
-        replication_marker(&self.prefix)
+    pub(super) fn replication_marker(&self) -> &str {
+        &self.replication_marker
     }
 
     /// Where a session lives.
@@ -112,13 +114,13 @@ fn user_hash(user: &UserId) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// The hash-tag byte of a user: tokens of their sessions are drawn so that
-/// the digest starts with it ([`super::RedisStore`]'s `issue_token`).
 /// `<prefix>:replicated`: the key written before waiting for a replica.
 pub(super) fn replication_marker(prefix: &str) -> String {
     format!("{prefix}:replicated")
 }
 
+/// The hash-tag byte of a user: tokens of their sessions are drawn so that
+/// the digest starts with it ([`super::RedisStore`]'s `issue_token`).
 pub(super) fn user_tag(user: &UserId) -> u8 {
     user_hash(user)[0]
 }
