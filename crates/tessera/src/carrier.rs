@@ -131,31 +131,87 @@ fn is_base64url(b: u8) -> bool {
     letter | digit | (b == b'-') | (b == b'_')
 }
 
-/// Finds the request's credential under `mode`.
-pub(crate) fn read(mode: CarrierMode, cookie: &CookieSettings, headers: &HeaderMap, format: TokenFormat) -> Presented {
-    if mode != CarrierMode::Cookie {
-        if let Some(found) = read_header(headers, format) {
-            // A header token wins outright: falling back to the cookie would
-            // let a cross-site request ride on it.
-            return found;
-        }
+/// Finds the request's credential under `mode`, and the challenge a 401
+/// to the request carries.
+pub(crate) fn read(
+    mode: CarrierMode,
+    cookie: &CookieSettings,
+    headers: &HeaderMap,
+    format: TokenFormat,
+) -> (Presented, BearerChallenge) {
+    if mode == CarrierMode::Cookie {
+        return (read_session_cookie(cookie, headers, format), BearerChallenge::None);
     }
-    // The cookie's name is made only for a request that has cookies.
-    if mode != CarrierMode::Header && headers.contains_key(header::COOKIE) {
-        if let Some(value) = read_cookie(&cookie.wire_name(), headers) {
-            return format.classify(&value, CarrierKind::Cookie);
-        }
-    }
-    Presented::Nothing
+    let authorization = scan_authorization(headers);
+    // A header token wins outright: falling back to the cookie would let a
+    // cross-site request ride on it.
+    let presented = match read_header(headers, authorization.token, format) {
+        Some(found) => found,
+        None if mode == CarrierMode::Header => Presented::Nothing,
+        None => read_session_cookie(cookie, headers, format),
+    };
+    let challenge = match (authorization.bearer, &presented) {
+        (Some(true), _) => BearerChallenge::InvalidToken,
+        (Some(false), _) | (None, Presented::Nothing) => BearerChallenge::Bare,
+        (None, _) => BearerChallenge::None,
+    };
+    (presented, challenge)
 }
 
-fn read_header(headers: &HeaderMap, format: TokenFormat) -> Option<Presented> {
+fn read_session_cookie(cookie: &CookieSettings, headers: &HeaderMap, format: TokenFormat) -> Presented {
+    // The cookie's name is made only for a request that has cookies.
+    if !headers.contains_key(header::COOKIE) {
+        return Presented::Nothing;
+    }
+    match read_cookie(&cookie.wire_name(), headers) {
+        Some(value) => format.classify(&value, CarrierKind::Cookie),
+        None => Presented::Nothing,
+    }
+}
+
+/// What the `Authorization` values say, read in one pass for the two
+/// questions asked of them.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct AuthorizationScan<'h> {
+    /// The token of the first `Bearer <token>` value (trimmed; possibly
+    /// empty when only spaces follow the scheme).
+    token: Option<&'h str>,
+    /// Whether the first value in the Bearer scheme, a bare `Bearer`
+    /// included, has anything after the scheme: it decides the challenge.
+    bearer: Option<bool>,
+}
+
+fn scan_authorization(headers: &HeaderMap) -> AuthorizationScan<'_> {
+    let mut scan = AuthorizationScan::default();
+    for value in headers.get_all(header::AUTHORIZATION) {
+        let Some(text) = header_text(value) else { continue };
+        let split = text.split_once(' ');
+        if scan.token.is_none() {
+            if let Some((_, rest)) = split.filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")) {
+                scan.token = Some(rest.trim());
+            }
+        }
+        if scan.bearer.is_none() {
+            // hyper trims values, so the split above is usually this one.
+            let trimmed = text.trim();
+            let (scheme, rest) = if trimmed.len() == text.len() {
+                split.unwrap_or((text, ""))
+            } else {
+                trimmed.split_once(' ').unwrap_or((trimmed, ""))
+            };
+            if scheme.eq_ignore_ascii_case("bearer") {
+                scan.bearer = Some(!rest.trim().is_empty());
+            }
+        }
+        if scan.token.is_some() && scan.bearer.is_some() {
+            break;
+        }
+    }
+    scan
+}
+
+fn read_header(headers: &HeaderMap, bearer: Option<&str>, format: TokenFormat) -> Option<Presented> {
     // Borrowed from the headers: `classify` copies what it keeps.
-    let bearer = headers.get_all(header::AUTHORIZATION).iter().find_map(|v| {
-        let v = header_text(v)?;
-        let (scheme, rest) = v.split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-    });
     let mut x_auth = headers.get_all(&AUTH_TOKEN).iter();
     let x_auth = (x_auth.next(), x_auth.next());
     let malformed = Presented::Malformed(CarrierKind::Header);
@@ -228,23 +284,6 @@ pub(crate) enum BearerChallenge {
     /// `Bearer realm="…", error="invalid_token"`: an `Authorization:
     /// Bearer` token was presented and refused.
     InvalidToken,
-}
-
-/// Which challenge a refusal of this request carries.
-pub(crate) fn bearer_challenge(mode: CarrierMode, presented: &Presented, headers: &HeaderMap) -> BearerChallenge {
-    if mode == CarrierMode::Cookie {
-        return BearerChallenge::None;
-    }
-    let bearer = headers.get_all(header::AUTHORIZATION).iter().find_map(|v| {
-        let v = header_text(v)?.trim();
-        let (scheme, rest) = v.split_once(' ').unwrap_or((v, ""));
-        scheme.eq_ignore_ascii_case("bearer").then(|| !rest.trim().is_empty())
-    });
-    match (bearer, presented) {
-        (Some(true), _) => BearerChallenge::InvalidToken,
-        (Some(false), _) | (None, Presented::Nothing) => BearerChallenge::Bare,
-        (None, _) => BearerChallenge::None,
-    }
 }
 
 /// Which carrier a newly issued token goes back in.
@@ -336,9 +375,9 @@ mod tests {
             ("authorization", format!("Bearer {}", a.expose())),
             ("cookie", format!("__Host-tessera={}", b.expose())),
         ]);
-        assert_eq!(read(CarrierMode::Auto, &s, &h, S), Presented::Token(a.clone(), CarrierKind::Header));
-        assert_eq!(read(CarrierMode::Cookie, &s, &h, S), Presented::Token(b, CarrierKind::Cookie));
-        assert_eq!(read(CarrierMode::Header, &s, &h, S), Presented::Token(a, CarrierKind::Header));
+        assert_eq!(read(CarrierMode::Auto, &s, &h, S).0, Presented::Token(a.clone(), CarrierKind::Header));
+        assert_eq!(read(CarrierMode::Cookie, &s, &h, S).0, Presented::Token(b, CarrierKind::Cookie));
+        assert_eq!(read(CarrierMode::Header, &s, &h, S).0, Presented::Token(a, CarrierKind::Header));
     }
 
     #[test]
@@ -346,7 +385,7 @@ mod tests {
         let b = SessionToken::generate();
         let h = headers(&[("x-auth-token", "garbage".into()), ("cookie", format!("__Host-tessera={}", b.expose()))]);
         assert_eq!(
-            read(CarrierMode::Auto, &CookieSettings::default(), &h, S),
+            read(CarrierMode::Auto, &CookieSettings::default(), &h, S).0,
             Presented::Malformed(CarrierKind::Header)
         );
     }
@@ -356,11 +395,11 @@ mod tests {
         let a = SessionToken::generate();
         let s = CookieSettings::default();
         let h = headers(&[("x-auth-token", a.expose())]);
-        assert_eq!(read(CarrierMode::Header, &s, &h, S), Presented::Token(a.clone(), CarrierKind::Header));
+        assert_eq!(read(CarrierMode::Header, &s, &h, S).0, Presented::Token(a.clone(), CarrierKind::Header));
         let h = headers(&[("authorization", format!("bearer  {}", a.expose()))]);
-        assert_eq!(read(CarrierMode::Header, &s, &h, S), Presented::Token(a.clone(), CarrierKind::Header));
+        assert_eq!(read(CarrierMode::Header, &s, &h, S).0, Presented::Token(a.clone(), CarrierKind::Header));
         let h = headers(&[("authorization", format!("Bearer {}", a.expose())), ("x-auth-token", a.expose())]);
-        assert_eq!(read(CarrierMode::Header, &s, &h, S), Presented::Token(a, CarrierKind::Header));
+        assert_eq!(read(CarrierMode::Header, &s, &h, S).0, Presented::Token(a, CarrierKind::Header));
     }
 
     #[test]
@@ -368,7 +407,7 @@ mod tests {
         let (a, b) = (SessionToken::generate(), SessionToken::generate());
         let h = headers(&[("authorization", format!("Bearer {}", a.expose())), ("x-auth-token", b.expose())]);
         assert_eq!(
-            read(CarrierMode::Auto, &CookieSettings::default(), &h, S),
+            read(CarrierMode::Auto, &CookieSettings::default(), &h, S).0,
             Presented::Malformed(CarrierKind::Header)
         );
     }
@@ -376,7 +415,7 @@ mod tests {
     #[test]
     fn other_authorization_schemes_are_not_ours() {
         let h = headers(&[("authorization", "Basic dXNlcjpwYXNz".into())]);
-        assert_eq!(read(CarrierMode::Auto, &CookieSettings::default(), &h, S), Presented::Nothing);
+        assert_eq!(read(CarrierMode::Auto, &CookieSettings::default(), &h, S).0, Presented::Nothing);
     }
 
     #[test]
@@ -384,11 +423,11 @@ mod tests {
         let a = SessionToken::generate();
         let s = CookieSettings::insecure_dev();
         let h = headers(&[("cookie", format!("theme=dark; tessera={}; x=1", a.expose()))]);
-        assert_eq!(read(CarrierMode::Cookie, &s, &h, S), Presented::Token(a, CarrierKind::Cookie));
+        assert_eq!(read(CarrierMode::Cookie, &s, &h, S).0, Presented::Token(a, CarrierKind::Cookie));
         let h = headers(&[("cookie", "tessera=%00%0d%0a".into())]);
-        assert_eq!(read(CarrierMode::Cookie, &s, &h, S), Presented::Malformed(CarrierKind::Cookie));
+        assert_eq!(read(CarrierMode::Cookie, &s, &h, S).0, Presented::Malformed(CarrierKind::Cookie));
         // The insecure name is not accepted by a secure deployment.
-        assert_eq!(read(CarrierMode::Cookie, &CookieSettings::default(), &h, S), Presented::Nothing);
+        assert_eq!(read(CarrierMode::Cookie, &CookieSettings::default(), &h, S).0, Presented::Nothing);
     }
 
     #[test]
@@ -422,7 +461,7 @@ mod tests {
         let jwt = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiIxIn0.c2ln";
         let h = headers(&[("authorization", format!("Bearer {jwt}"))]);
         assert_eq!(
-            read(CarrierMode::Auto, &s, &h, TokenFormat::Signed),
+            read(CarrierMode::Auto, &s, &h, TokenFormat::Signed).0,
             Presented::Access(jwt.into(), CarrierKind::Header)
         );
         let session = SessionToken::generate();
@@ -431,7 +470,7 @@ mod tests {
         {
             let h = headers(&[("x-auth-token", bad.clone())]);
             assert_eq!(
-                read(CarrierMode::Auto, &s, &h, TokenFormat::Signed),
+                read(CarrierMode::Auto, &s, &h, TokenFormat::Signed).0,
                 Presented::Malformed(CarrierKind::Header),
                 "{bad:.40}"
             );
@@ -497,7 +536,7 @@ mod tests {
         let s = CookieSettings::default();
         let challenge = |mode, pairs: &[(&str, String)]| {
             let h = headers(pairs);
-            bearer_challenge(mode, &read(mode, &s, &h, S), &h)
+            read(mode, &s, &h, S).1
         };
         let token = SessionToken::generate().expose();
         let bearer = [("authorization", format!("Bearer {token}"))];
@@ -519,5 +558,29 @@ mod tests {
             "a cookie-only layer reads no Bearer"
         );
         assert_eq!(challenge(CarrierMode::Cookie, &[]), BearerChallenge::None);
+    }
+
+    #[test]
+    fn one_pass_over_authorization_finds_the_token_and_the_challenge() {
+        let scan = |values: &[&str]| {
+            let h = headers(&values.iter().map(|v| ("authorization", (*v).to_owned())).collect::<Vec<_>>());
+            let AuthorizationScan { token, bearer } = scan_authorization(&h);
+            (token.map(str::to_owned), bearer)
+        };
+        let some = |t: &str| Some(t.to_owned());
+        assert_eq!(scan(&["Bearer tok"]), (some("tok"), Some(true)));
+        assert_eq!(scan(&["bEaReR  tok "]), (some("tok"), Some(true)));
+        // The scheme alone: no token, and the challenge without an error.
+        assert_eq!(scan(&["Bearer"]), (None, Some(false)));
+        assert_eq!(scan(&["Bearer   "]), (some(""), Some(false)));
+        // Other schemes are passed over, whichever value comes first.
+        assert_eq!(scan(&["Basic dXNlcg==", "Bearer tok"]), (some("tok"), Some(true)));
+        assert_eq!(scan(&["Bearer tok", "Basic dXNlcg=="]), (some("tok"), Some(true)));
+        assert_eq!(scan(&["Basic dXNlcg=="]), (None, None));
+        // A leading space hides the scheme from the token's reading, not
+        // from the challenge's.
+        assert_eq!(scan(&[" Bearer tok"]), (None, Some(true)));
+        assert_eq!(scan(&["Bearer", "Bearer tok"]), (some("tok"), Some(false)));
+        assert_eq!(scan(&[]), (None, None));
     }
 }

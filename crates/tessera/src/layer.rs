@@ -316,9 +316,8 @@ fn open_session<B>(shared: &Arc<Shared>, req: &Request<B>) -> (Session, BearerCh
     let config = &shared.config;
     let headers = req.headers();
     let format = if shared.token_mode() { TokenFormat::Signed } else { TokenFormat::Session };
-    let presented = carrier::read(config.carrier, &config.cookie, headers, format);
+    let (presented, challenge) = carrier::read(config.carrier, &config.cookie, headers, format);
     let respond_via = carrier::respond_via(config.carrier, &presented, headers);
-    let challenge = carrier::bearer_challenge(config.carrier, &presented, headers);
     let client = request_client(req);
     let refresh_cookie = shared.refresh_cookie.as_ref().and_then(|name| carrier::read_unique_cookie(name, headers));
     let target = req.extensions().get::<TargetOrigin>().cloned();

@@ -173,6 +173,8 @@ pub async fn touch_moves_activity_only(store: DynStore) {
     let k = key();
     let r = record_for(Some("alice"));
     store.create(&k, &r).await.unwrap();
+    // Loaded first, so that a store keeping copies in memory has one to bring up to date.
+    assert_eq!(store.load(&k).await.unwrap().unwrap().last_seen, r.last_seen);
     let later = r.last_seen + Duration::from_secs(60);
     store.touch(&k, later, later + HOUR / 2).await.unwrap();
     let t = store.load(&k).await.unwrap().unwrap();

@@ -16,9 +16,13 @@ use crate::token::{SessionKey, SessionToken};
 
 pub mod memory;
 #[cfg(feature = "sqlite")]
+mod record_cache;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
 #[cfg(feature = "sqlite")]
 mod sqlite_revocations;
+#[cfg(feature = "sqlite")]
+mod sqlite_touches;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;

@@ -12,16 +12,16 @@
 
 use std::ops::Range;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use quick_cache::sync::Cache;
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
+use super::record_cache::RecordCache;
+use super::sqlite_touches::Touches;
 use super::{KeyedRecord, SessionStore, StoreError};
 use crate::clock::Timestamp;
 use crate::record::{SessionChange, SessionRecord, UserId};
@@ -79,16 +79,14 @@ const COLUMNS: &str =
 /// Sessions in a SQLite database file.
 ///
 /// With [`SqliteStore::with_cache`] the store also keeps recently loaded
-/// records in memory and drops them on every write. That is only sound
+/// records in memory, in step with its own writes. That is only sound
 /// while no other process writes the same file, which the caller must
 /// guarantee (the server holds an exclusive lock on its data directory).
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    cache: Option<Arc<Cache<SessionKey, Arc<SessionRecord>>>>,
-    /// Bumped by every write, so a load that raced with one does not put
-    /// the old copy back.
-    epoch: Arc<AtomicU64>,
+    cache: Option<Arc<RecordCache>>,
+    touches: Arc<Touches>,
 }
 
 fn unavailable(e: sqlx::Error) -> StoreError {
@@ -105,21 +103,20 @@ impl SqliteStore {
     /// first ([`migrate`]).
     pub async fn with_pool(pool: SqlitePool) -> Result<Self, StoreError> {
         migrate(&pool).await.map_err(StoreError::unavailable)?;
-        Ok(Self { pool, cache: None, epoch: Arc::default() })
+        Ok(Self { pool, cache: None, touches: Arc::default() })
     }
 
     /// Serves loads of up to `capacity` recent sessions from memory. Only
     /// for a process that is the file's sole writer (see the type's docs).
     pub fn with_cache(mut self, capacity: usize) -> Self {
-        self.cache = Some(Arc::new(Cache::new(capacity.max(1))));
+        self.cache = Some(Arc::new(RecordCache::new(capacity)));
         self
     }
 
     /// Drops a cached copy; called after the write has committed.
     fn forget(&self, key: &SessionKey) {
         if let Some(cache) = &self.cache {
-            self.epoch.fetch_add(1, Ordering::AcqRel);
-            cache.remove(key);
+            cache.forget(key);
         }
     }
 
@@ -234,17 +231,15 @@ impl SessionStore for SqliteStore {
         if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(key)) {
             return Ok(Some(hit));
         }
-        let epoch = self.epoch.load(Ordering::Acquire);
+        let ticket = self.cache.as_ref().map(|c| c.ticket());
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM tessera_sessions WHERE key = ?"))
             .bind(&key.as_bytes()[..])
             .fetch_optional(&self.pool)
             .await
             .map_err(unavailable)?;
         let record = row.map(|r| decode(&r).map(|k| Arc::new(k.record))).transpose()?;
-        if let (Some(cache), Some(record)) = (&self.cache, &record) {
-            if self.epoch.load(Ordering::Acquire) == epoch {
-                cache.insert(*key, record.clone());
-            }
+        if let (Some(cache), Some(record), Some(ticket)) = (&self.cache, &record, ticket) {
+            cache.loaded(key, record, ticket);
         }
         Ok(record)
     }
@@ -279,18 +274,13 @@ impl SessionStore for SqliteStore {
     }
 
     async fn touch(&self, key: &SessionKey, last_seen: Timestamp, idle_deadline: Timestamp) -> Result<(), StoreError> {
-        let done = sqlx::query(
-            "UPDATE tessera_sessions SET last_seen = max(last_seen, ?), idle_deadline = max(idle_deadline, ?) WHERE key = ?",
-        )
-        .bind(last_seen.as_millis())
-        .bind(idle_deadline.as_millis())
-        .bind(&key.as_bytes()[..])
-        .execute(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        self.forget(key);
-        if done.rows_affected() == 0 {
+        // Written with the touches of other requests (see `sqlite_touches`).
+        if !self.touches.touch(&self.pool, key, last_seen, idle_deadline).await? {
+            self.forget(key);
             return Err(StoreError::NotFound);
+        }
+        if let Some(cache) = &self.cache {
+            cache.touched(key, last_seen, idle_deadline);
         }
         Ok(())
     }
@@ -389,6 +379,88 @@ mod tests {
         assert!(migrator.iter().count() >= 2);
         for m in migrator.iter() {
             assert!(MIGRATION_VERSIONS.contains(&m.version), "migration {} outside {MIGRATION_VERSIONS:?}", m.version);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_touched_session_is_still_read_from_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("s.db")).await.unwrap().with_cache(16);
+        let key = SessionKey::from_bytes([4; 32]);
+        let now = Timestamp::from_millis(1_000_000);
+        let record = SessionRecord {
+            user_id: Some(UserId::parse("7").unwrap()),
+            attributes: Default::default(),
+            created_at: now,
+            last_seen: now,
+            idle_deadline: now + Duration::from_secs(600),
+            absolute_deadline: now + Duration::from_secs(3600),
+            version: 0,
+            client: Default::default(),
+        };
+        store.create(&key, &record).await.unwrap();
+        store.load(&key).await.unwrap();
+        let later = now + Duration::from_secs(60);
+        store.touch(&key, later, later + Duration::from_secs(600)).await.unwrap();
+        // Behind the store's back: a read from the file would see it.
+        sqlx::query("UPDATE tessera_sessions SET user_id = '8'").execute(&store.pool).await.unwrap();
+        let read = store.load(&key).await.unwrap().unwrap();
+        assert_eq!(read.user_id.as_ref().map(UserId::as_str), Some("7"), "served from memory");
+        assert_eq!((read.last_seen, read.idle_deadline), (later, later + Duration::from_secs(600)), "as touched");
+        // Any other write still drops the copy.
+        store.delete(&key).await.unwrap();
+        assert_eq!(store.load(&key).await.unwrap(), None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn touches_written_together_each_land_and_never_rewind() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("s.db")).await.unwrap().with_cache(1000);
+        let now = Timestamp::from_millis(1_000_000);
+        let record = SessionRecord {
+            user_id: None,
+            attributes: Default::default(),
+            created_at: now,
+            last_seen: now,
+            idle_deadline: now + Duration::from_secs(600),
+            absolute_deadline: now + Duration::from_secs(3600),
+            version: 0,
+            client: Default::default(),
+        };
+        let keys: Vec<SessionKey> = (0..300u16)
+            .map(|i| {
+                let mut bytes = [0u8; 32];
+                bytes[..2].copy_from_slice(&i.to_be_bytes());
+                SessionKey::from_bytes(bytes)
+            })
+            .collect();
+        // Every third session does not exist.
+        for key in keys.iter().filter(|k| k.as_bytes()[1] % 3 != 0) {
+            store.create(key, &record).await.unwrap();
+            store.load(key).await.unwrap();
+        }
+        let at = move |secs: u64| now + Duration::from_secs(secs);
+        // Each session twice at once, the later touch first for half of them.
+        let mut touches = tokio::task::JoinSet::new();
+        for (i, key) in keys.iter().enumerate() {
+            for secs in if i % 2 == 0 { [60, 30] } else { [30, 60] } {
+                let (store, key) = (store.clone(), *key);
+                touches.spawn(async move { (key, store.touch(&key, at(secs), at(secs + 600)).await) });
+            }
+        }
+        while let Some(done) = touches.join_next().await {
+            let (key, touched) = done.unwrap();
+            match key.as_bytes()[1] % 3 {
+                0 => assert!(matches!(touched, Err(StoreError::NotFound)), "{touched:?}"),
+                _ => touched.unwrap(),
+            }
+        }
+        for key in keys.iter().filter(|k| k.as_bytes()[1] % 3 != 0) {
+            let read = store.load(key).await.unwrap().unwrap();
+            assert_eq!((read.last_seen, read.idle_deadline), (at(60), at(660)), "the later touch wins");
+            let fresh = SqliteStore::open(dir.path().join("s.db")).await.unwrap();
+            let stored = fresh.load(key).await.unwrap().unwrap();
+            assert_eq!((stored.last_seen, stored.idle_deadline), (at(60), at(660)), "and is on disk");
         }
     }
 
