@@ -81,6 +81,9 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 impl Ids {
     /// The proxy's id if the peer is trusted and the id sane, else a new one.
     fn for_request<B>(&self, req: &Request<B>) -> HeaderValue {
+        if self.trusted.is_empty() {
+            return self.make();
+        }
         let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
         if peer.is_some_and(|peer| self.trusted.contains(&peer)) {
             if let Some(given) = sane_request_id(req.headers()) {
@@ -171,7 +174,7 @@ where
             if let Some(route) = &route {
                 span.record("route", route.as_str());
             }
-            Pending { started: Instant::now(), method: req.method().clone(), route, span }
+            Box::new(Pending { started: Instant::now(), method: req.method().clone(), route, span })
         });
         let inner = {
             let _entered = pending.as_ref().map(|p| p.span.enter());
@@ -187,7 +190,9 @@ pin_project! {
         #[pin]
         inner: F,
         id: Option<HeaderValue>,
-        pending: Option<Pending>,
+        // Boxed: with the access log off (`None`) the future, which every
+        // outer layer moves, is a pointer wide here instead of ~100 bytes.
+        pending: Option<Box<Pending>>,
     }
 }
 

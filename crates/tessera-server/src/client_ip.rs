@@ -77,6 +77,10 @@ where
 }
 
 fn resolve<B>(trusted: &TrustedProxies, req: &mut Request<B>) {
+    // No proxy trusted (the default): nothing to look up.
+    if trusted.proxies.is_empty() {
+        return;
+    }
     let Some(peer) = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()) else { return };
     // Forwarding headers are only read from a trusted proxy: anyone else
     // (every request, when no proxy is trusted) is the client, the socket

@@ -211,11 +211,13 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let inner = std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(req)));
-        match inner {
-            Ok(future) => CatchPanicFuture { inner: Some(future), on_panic: self.on_panic },
-            Err(_) => CatchPanicFuture { inner: None, on_panic: self.on_panic },
-        }
+        let mut answer = CatchPanicFuture { inner: None, on_panic: self.on_panic };
+        // The inner future is written in its place: handed back through
+        // `catch_unwind`'s result, the whole nested future was copied
+        // several times per request. After a panic it stays `None`.
+        let (inner, slot) = (&mut self.inner, &mut answer.inner);
+        let _ = std::panic::catch_unwind(AssertUnwindSafe(|| *slot = Some(inner.call(req))));
+        answer
     }
 }
 
