@@ -64,9 +64,12 @@ impl SessionLayer {
     /// use tessera::{CarrierMode, MemoryStore, SessionLayer};
     /// let layer = SessionLayer::builder(MemoryStore::new()).carrier(CarrierMode::Header).build();
     /// ```
+    ///
+    /// A store already shared as an `Arc<dyn SessionStore>` is kept as it
+    /// is, not wrapped in a second `Arc`.
     pub fn builder(store: impl SessionStore) -> SessionLayerBuilder {
         SessionLayerBuilder {
-            store: Arc::new(store),
+            store: shared_store(store),
             config: SessionConfig::default(),
             clock: Arc::new(SystemClock),
             #[cfg(feature = "signed")]
@@ -254,6 +257,18 @@ impl SessionLayerBuilder {
 impl std::fmt::Debug for SessionLayerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionLayerBuilder").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// `store` as the layer keeps it. An `Arc<dyn SessionStore>` (what an
+/// application that also hands the store to other parts holds) is used as
+/// it is: wrapped again, every store call would go through the `Arc`
+/// impl's `async_trait` future, one more allocation per call.
+fn shared_store<T: SessionStore>(store: T) -> Arc<dyn SessionStore> {
+    let mut store = Some(store);
+    match (&mut store as &mut dyn std::any::Any).downcast_mut::<Option<Arc<dyn SessionStore>>>() {
+        Some(shared) => shared.take().expect("the store was just put there"),
+        None => Arc::new(store.expect("the store was not taken")),
     }
 }
 
@@ -479,4 +494,23 @@ fn apply(shared: &Shared, session: &Session, outcome: Outcome, response: &mut Re
     }
     // A response that carries or clears a credential must never be cached.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    #[test]
+    fn a_store_already_shared_is_kept_not_wrapped_again() {
+        let shared: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
+        let layer = SessionLayer::builder(shared.clone()).build();
+        assert!(Arc::ptr_eq(&layer.shared.store, &shared));
+        // Any other store, an `Arc` of a concrete store included, is wrapped once.
+        let concrete = Arc::new(MemoryStore::new());
+        let layer = SessionLayer::builder(concrete.clone()).build();
+        assert_eq!(Arc::strong_count(&concrete), 2, "the layer holds the Arc it was given, inside its own");
+        drop(layer);
+        assert_eq!(Arc::strong_count(&concrete), 1);
+    }
 }

@@ -136,7 +136,7 @@ pub(super) async fn families_of(
     if shared.revocations.is_none() {
         return Ok(vec![]);
     }
-    let listed = shared.store.list_user(user, now).await?;
+    let listed = shared.store().list_user(user, now).await?;
     Ok(listed.into_iter().map(|k| k.key).filter(|k| Some(*k) != except).collect())
 }
 
@@ -150,7 +150,7 @@ pub(super) async fn delete_ended(
     keep: Option<&SessionKey>,
     revoked: &[SessionKey],
 ) -> Result<u64, SessionError> {
-    let store = &shared.store;
+    let store = shared.store();
     if shared.revocations.is_none() {
         return Ok(store.delete_user(user, keep).await?);
     }

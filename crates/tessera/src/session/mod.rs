@@ -43,6 +43,7 @@ pub use operator::UserSessions;
 /// What the layer shares with every handle.
 #[derive(Debug)]
 pub(crate) struct Shared {
+    /// Called through [`Shared::store`].
     pub store: Arc<dyn SessionStore>,
     pub config: SessionConfig,
     pub clock: Arc<dyn Clock>,
@@ -58,6 +59,15 @@ pub(crate) struct Shared {
     pub render: Option<crate::failure::RenderFailure>,
     /// Told when sessions are created and ended.
     pub observer: crate::observe::Observer,
+}
+
+impl Shared {
+    /// The store, called through its own impl: a call on the `Arc` would
+    /// resolve to the `impl SessionStore for Arc<S>`, whose `async_trait`
+    /// future is one more allocation per store call.
+    pub(crate) fn store(&self) -> &dyn SessionStore {
+        &*self.store
+    }
 }
 
 impl Shared {
@@ -328,7 +338,7 @@ impl Session {
         let mut state = self.state().await?;
         if let Current::Verified { family, .. } = &state.current {
             let family = *family;
-            state.current = match self.0.shared.store.load(&family).await? {
+            state.current = match self.0.shared.store().load(&family).await? {
                 Some(record) if !record.is_expired(self.0.now) => Current::Live { key: family, record },
                 _ => Current::Absent,
             };
@@ -350,7 +360,7 @@ impl Session {
             return Ok(Current::Absent);
         };
         let key = token.key();
-        match self.0.shared.store.load(&key).await? {
+        match self.0.shared.store().load(&key).await? {
             Some(record) if self.revoked_yet_stored(&key, &record) => {
                 tracing::warn!(session = %key.short(), "a revoked session came back from the store; refused");
                 Ok(Current::Absent)
@@ -456,7 +466,7 @@ impl Session {
         for name in std::mem::take(&mut state.removed) {
             attributes.remove(&name);
         }
-        let token = self.0.shared.store.issue_token(Some(&user));
+        let token = self.0.shared.store().issue_token(Some(&user));
         let key = token.key();
         #[cfg_attr(not(feature = "signed"), allow(unused_mut))] // token mode adds the refresh state
         let mut record = self.new_record(Some(user.clone()), attributes);
@@ -470,7 +480,7 @@ impl Session {
         if let Some(old) = old {
             self.revoke_families(&[old], Ending::Logout).await?;
         }
-        let count = self.0.shared.store.rotate(old.as_ref(), &key, &record).await?;
+        let count = self.0.shared.store().rotate(old.as_ref(), &key, &record).await?;
         let observer = &self.0.shared.observer;
         if let Some(old) = &old {
             let user = state.current.logged_in().map(|(_, user)| user);
@@ -518,7 +528,7 @@ impl Session {
         if count.is_some_and(|n| n <= cap) {
             return Ok(());
         }
-        let store = &self.0.shared.store;
+        let store = self.0.shared.store();
         let mut sessions = store.list_user(user, self.0.now).await?;
         if sessions.len() <= cap {
             return Ok(());
@@ -552,7 +562,7 @@ impl Session {
         let had = match key {
             Some(key) => {
                 self.revoke_families(&[key], Ending::Logout).await?;
-                let count = u64::from(self.0.shared.store.delete(&key).await?);
+                let count = u64::from(self.0.shared.store().delete(&key).await?);
                 tracing::info!(session = %key.short(), "session ended");
                 let user = state.current.logged_in().map(|(_, user)| user);
                 self.0.shared.observer.tell(SessionEvent::Ended {
@@ -572,7 +582,7 @@ impl Session {
     /// The logged-in user's live sessions, the caller's own marked current.
     pub async fn list_mine(&self) -> Result<Vec<SessionInfo>, SessionError> {
         let (user, current) = self.logged_in().await?;
-        let mut listed = self.0.shared.store.list_user(&user, self.0.now).await?;
+        let mut listed = self.0.shared.store().list_user(&user, self.0.now).await?;
         listed.sort_by_key(|k| (k.record.created_at, k.key));
         Ok(listed
             .into_iter()
@@ -591,7 +601,7 @@ impl Session {
     /// the user has no such session. Ending one's own session is a logout.
     pub async fn revoke(&self, id: &str) -> Result<bool, SessionError> {
         let (user, current) = self.logged_in().await?;
-        let listed = self.0.shared.store.list_user(&user, self.0.now).await?;
+        let listed = self.0.shared.store().list_user(&user, self.0.now).await?;
         let Some(target) = listed.into_iter().find(|k| k.key.public_id() == id) else {
             return Ok(false);
         };
@@ -599,7 +609,7 @@ impl Session {
             return self.logout().await;
         }
         self.revoke_families(&[target.key], Ending::Revoked).await?;
-        let deleted = self.0.shared.store.delete(&target.key).await?;
+        let deleted = self.0.shared.store().delete(&target.key).await?;
         let (user, session) = (Some(&user), Some(&target.key));
         let count = u64::from(deleted);
         self.0.shared.observer.tell(SessionEvent::Ended { reason: EndReason::Revoked, user, session, count });
@@ -662,11 +672,11 @@ impl Session {
                     last_seen: now,
                     idle_deadline: expiry.idle_deadline(now, record.absolute_deadline),
                 };
-                shared.store.save(key, &change).await?;
+                shared.store().save(key, &change).await?;
             }
             (Write::Touch, Current::Live { key, record }) => {
                 let idle = expiry.idle_deadline(now, record.absolute_deadline);
-                if let Err(e) = shared.store.touch(key, now, idle).await {
+                if let Err(e) = shared.store().touch(key, now, idle).await {
                     // The answer is already right; only the idle deadline
                     // failed to move, which the next request retries.
                     tracing::warn!(session = %key.short(), error = %e, "touch failed");
@@ -678,9 +688,9 @@ impl Session {
                 tracing::debug!("attributes of an anonymous caller dropped in token mode");
             }
             (Write::Anonymous, current) => {
-                let token = shared.store.issue_token(None);
+                let token = shared.store().issue_token(None);
                 let record = self.new_record(None, std::mem::take(set));
-                shared.store.create(&token.key(), &record).await?;
+                shared.store().create(&token.key(), &record).await?;
                 shared.observer.tell(SessionEvent::Created {
                     session: &token.key(),
                     user: None,

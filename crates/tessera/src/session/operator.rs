@@ -23,7 +23,7 @@ impl UserSessions {
     /// `current`.
     pub async fn list(&self, user: &UserId) -> Result<Vec<SessionInfo>, SessionError> {
         let now = self.shared.clock.now();
-        let mut listed = self.shared.store.list_user(user, now).await?;
+        let mut listed = self.shared.store().list_user(user, now).await?;
         listed.sort_by_key(|k| (k.record.created_at, k.key));
         Ok(listed
             .into_iter()
@@ -57,12 +57,12 @@ impl UserSessions {
     /// revocations), then deleted. `false` if the user has no such session.
     pub async fn end(&self, user: &UserId, id: &str) -> Result<bool, SessionError> {
         let (shared, now) = (&*self.shared, self.shared.clock.now());
-        let listed = shared.store.list_user(user, now).await?;
+        let listed = shared.store().list_user(user, now).await?;
         let Some(target) = listed.into_iter().find(|k| k.key.public_id() == id) else {
             return Ok(false);
         };
         revoke_families_by_name(shared, now, &[target.key]).await?;
-        let deleted = shared.store.delete(&target.key).await?;
+        let deleted = shared.store().delete(&target.key).await?;
         tracing::info!(user = %user, "a session ended by an operator");
         Ok(deleted)
     }

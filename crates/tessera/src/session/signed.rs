@@ -72,7 +72,7 @@ impl Session {
     async fn refresh_cookie_family(&self) -> Result<Option<(SessionKey, Arc<SessionRecord>)>, SessionError> {
         let (Some(tokens), Some(text)) = (&self.0.shared.tokens, &self.0.refresh_cookie) else { return Ok(None) };
         let Ok(token) = RefreshToken::parse(text) else { return Ok(None) };
-        let Some(record) = self.0.shared.store.load_uncached(&token.family()).await? else { return Ok(None) };
+        let Some(record) = self.0.shared.store().load_uncached(&token.family()).await? else { return Ok(None) };
         let standing = refresh_state(&record)
             .map(|s| s.standing(&token, tokens.derive_key(), self.0.now, tokens.settings().refresh_grace));
         Ok(matches!(standing, Some(Standing::Current | Standing::JustRotated { .. })).then(|| (token.family(), record)))
@@ -107,7 +107,7 @@ impl Session {
         let text = presented.or(self.0.refresh_cookie.as_deref()).ok_or(SessionError::RefreshRejected)?;
         self.answer_refresh_via(presented.is_some());
         let token = RefreshToken::parse(text).map_err(|_| SessionError::RefreshRejected)?;
-        let (family, now, store) = (token.family(), self.0.now, &self.0.shared.store);
+        let (family, now, store) = (token.family(), self.0.now, self.0.shared.store());
         let grace = tokens.settings().refresh_grace;
         for _ in 0..REFRESH_ATTEMPTS {
             // Past any cache: a stale copy would mistake the current token
