@@ -382,14 +382,10 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_touched_session_is_still_read_from_memory() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("s.db")).await.unwrap().with_cache(16);
-        let key = SessionKey::from_bytes([4; 32]);
-        let now = Timestamp::from_millis(1_000_000);
-        let record = SessionRecord {
-            user_id: Some(UserId::parse("7").unwrap()),
+    /// A session created at `now`: 10 minutes idle, an hour absolute.
+    fn record_at(now: Timestamp, user: Option<&str>) -> SessionRecord {
+        SessionRecord {
+            user_id: user.map(|u| UserId::parse(u).unwrap()),
             attributes: Default::default(),
             created_at: now,
             last_seen: now,
@@ -397,7 +393,16 @@ mod tests {
             absolute_deadline: now + Duration::from_secs(3600),
             version: 0,
             client: Default::default(),
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn a_touched_session_is_still_read_from_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("s.db")).await.unwrap().with_cache(16);
+        let key = SessionKey::from_bytes([4; 32]);
+        let now = Timestamp::from_millis(1_000_000);
+        let record = record_at(now, Some("7"));
         store.create(&key, &record).await.unwrap();
         store.load(&key).await.unwrap();
         let later = now + Duration::from_secs(60);
@@ -417,16 +422,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path().join("s.db")).await.unwrap().with_cache(1000);
         let now = Timestamp::from_millis(1_000_000);
-        let record = SessionRecord {
-            user_id: None,
-            attributes: Default::default(),
-            created_at: now,
-            last_seen: now,
-            idle_deadline: now + Duration::from_secs(600),
-            absolute_deadline: now + Duration::from_secs(3600),
-            version: 0,
-            client: Default::default(),
-        };
+        let record = record_at(now, None);
         let keys: Vec<SessionKey> = (0..300u16)
             .map(|i| {
                 let mut bytes = [0u8; 32];
