@@ -110,7 +110,9 @@ pub struct EndSessionsArgs {
     #[arg(long, value_name = "ID")]
     pub user: i64,
     /// Only this session (an id `tessera sessions list` shows).
-    #[arg(long, value_name = "SID")]
+    // Ids are base64url: one in 64 begins with `-`, which clap would
+    // otherwise take for a flag and refuse.
+    #[arg(long, value_name = "SID", allow_hyphen_values = true)]
     pub session: Option<String>,
     /// Where the nodes are.
     #[command(flatten)]
@@ -605,7 +607,8 @@ pub struct AdminArgs {
     /// enable accounts and to list and end a user's sessions (`/admin/…`);
     /// at least 32 characters (e.g. `openssl rand -hex 32`). Without it the
     /// operator API is off.
-    #[arg(long, env = "TESSERA_ADMIN_TOKEN", value_name = "TOKEN")]
+    // Random secrets may begin with `-` (base64url): a value, not a flag.
+    #[arg(long, env = "TESSERA_ADMIN_TOKEN", value_name = "TOKEN", allow_hyphen_values = true)]
     pub admin_token: Option<String>,
 }
 
@@ -736,7 +739,13 @@ pub struct TokenArgs {
     /// client id, or `client_secret`) to call POST /oauth/introspect. At
     /// least 16 characters. Without it and without --introspection-client
     /// the endpoint is off.
-    #[arg(long, env = "TESSERA_INTROSPECTION_SECRET", value_name = "SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "TESSERA_INTROSPECTION_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
     pub introspection_secret: Option<String>,
 
     /// A named client of POST /oauth/introspect, `ID:SECRET` (the secret
@@ -747,7 +756,8 @@ pub struct TokenArgs {
         env = "TESSERA_INTROSPECTION_CLIENTS",
         value_delimiter = ',',
         value_name = "ID:SECRET",
-        hide_env_values = true
+        hide_env_values = true,
+        allow_hyphen_values = true
     )]
     #[serde(rename = "introspection-clients")]
     pub introspection_clients: Vec<String>,
@@ -1340,6 +1350,28 @@ mod tests {
             Command::Serve(a) => a,
             _ => unreachable!(),
         }
+    }
+
+    #[test]
+    fn a_session_id_may_begin_with_a_hyphen() {
+        for sid in ["-abcDEF_12", "--x", "abc-"] {
+            let argv = ["tessera", "sessions", "end", "--user", "7", "--session", sid, "--redis", "redis://127.0.0.1"];
+            match Cli::try_parse_from(argv).unwrap().command {
+                Command::Sessions(SessionsCommand::End(a)) => assert_eq!(a.session.as_deref(), Some(sid)),
+                _ => unreachable!(),
+            }
+        }
+    }
+
+    #[test]
+    fn secrets_may_begin_with_a_hyphen() {
+        let secret = "-Zm9vYmFyYmF6cXV4cXV1eC1hZG1pbi10b2tlbg";
+        let client = format!("app:{secret}");
+        let args =
+            parse(&["--admin-token", secret, "--introspection-secret", secret, "--introspection-client", &client]);
+        assert_eq!(args.admin.admin_token.as_deref(), Some(secret));
+        assert_eq!(args.tokens.introspection_secret.as_deref(), Some(secret));
+        assert_eq!(args.tokens.introspection_clients, vec![client.clone()]);
     }
 
     #[test]
