@@ -111,7 +111,8 @@ pub struct EndSessionsArgs {
     pub user: i64,
     /// Only this session (an id `tessera sessions list` shows).
     // Ids are base64url: one in 64 begins with `-`, which clap would
-    // otherwise take for a flag and refuse.
+    // otherwise take for a flag and refuse. (A flag taken for the id here
+    // ends no session: it names none.)
     #[arg(long, value_name = "SID", allow_hyphen_values = true)]
     pub session: Option<String>,
     /// Where the nodes are.
@@ -607,8 +608,7 @@ pub struct AdminArgs {
     /// enable accounts and to list and end a user's sessions (`/admin/…`);
     /// at least 32 characters (e.g. `openssl rand -hex 32`). Without it the
     /// operator API is off.
-    // Random secrets may begin with `-` (base64url): a value, not a flag.
-    #[arg(long, env = "TESSERA_ADMIN_TOKEN", value_name = "TOKEN", allow_hyphen_values = true)]
+    #[arg(long, env = "TESSERA_ADMIN_TOKEN", value_name = "TOKEN")]
     pub admin_token: Option<String>,
 }
 
@@ -739,13 +739,7 @@ pub struct TokenArgs {
     /// client id, or `client_secret`) to call POST /oauth/introspect. At
     /// least 16 characters. Without it and without --introspection-client
     /// the endpoint is off.
-    #[arg(
-        long,
-        env = "TESSERA_INTROSPECTION_SECRET",
-        value_name = "SECRET",
-        hide_env_values = true,
-        allow_hyphen_values = true
-    )]
+    #[arg(long, env = "TESSERA_INTROSPECTION_SECRET", value_name = "SECRET", hide_env_values = true)]
     pub introspection_secret: Option<String>,
 
     /// A named client of POST /oauth/introspect, `ID:SECRET` (the secret
@@ -756,8 +750,7 @@ pub struct TokenArgs {
         env = "TESSERA_INTROSPECTION_CLIENTS",
         value_delimiter = ',',
         value_name = "ID:SECRET",
-        hide_env_values = true,
-        allow_hyphen_values = true
+        hide_env_values = true
     )]
     #[serde(rename = "introspection-clients")]
     pub introspection_clients: Vec<String>,
@@ -1364,14 +1357,16 @@ mod tests {
     }
 
     #[test]
-    fn secrets_may_begin_with_a_hyphen() {
+    fn a_secret_never_swallows_the_next_flag() {
+        // A secret option given no value (an empty variable in a script)
+        // must not take the next option for its secret.
+        let argv = ["tessera", "serve", "--introspection-secret", "--trusted-proxy=10.0.0.1"];
+        assert!(Cli::try_parse_from(argv).is_err());
+        // A secret that begins with `-` is given as `--option=value`.
         let secret = "-Zm9vYmFyYmF6cXV4cXV1eC1hZG1pbi10b2tlbg";
-        let client = format!("app:{secret}");
-        let args =
-            parse(&["--admin-token", secret, "--introspection-secret", secret, "--introspection-client", &client]);
+        let args = parse(&[&format!("--admin-token={secret}"), &format!("--introspection-secret={secret}")]);
         assert_eq!(args.admin.admin_token.as_deref(), Some(secret));
         assert_eq!(args.tokens.introspection_secret.as_deref(), Some(secret));
-        assert_eq!(args.tokens.introspection_clients, vec![client.clone()]);
     }
 
     #[test]

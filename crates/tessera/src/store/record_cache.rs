@@ -80,8 +80,58 @@ impl RecordCache {
         }
     }
 
+    /// Drops every copy, for a write whose keys are not known (a
+    /// multi-session delete dropped before it said which it removed).
+    pub(crate) fn forget_all(&self) {
+        let _changing = self.lock();
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.records.clear();
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
         self.changes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Drops what the cache holds of a write when it goes out of scope: after
+/// the write on the normal path, and also when the request making it is
+/// dropped between the commit and the code that would have told the cache
+/// (a cached copy of an ended session would otherwise stay live on this
+/// node).
+pub(crate) struct ForgetOnDrop<'a> {
+    cache: Option<&'a RecordCache>,
+    what: Forget,
+}
+
+/// What a [`ForgetOnDrop`] drops.
+pub(crate) enum Forget {
+    /// One session's copy.
+    Key(SessionKey),
+    /// Every copy.
+    All,
+    /// Nothing: the write has told the cache itself.
+    Nothing,
+}
+
+impl<'a> ForgetOnDrop<'a> {
+    pub(crate) fn new(cache: Option<&'a RecordCache>, what: Forget) -> Self {
+        Self { cache, what }
+    }
+
+    /// The write has told the cache what it changed: nothing more to drop.
+    pub(crate) fn disarm(mut self) {
+        self.what = Forget::Nothing;
+    }
+}
+
+impl Drop for ForgetOnDrop<'_> {
+    fn drop(&mut self) {
+        let Some(cache) = self.cache else { return };
+        match &self.what {
+            Forget::Key(key) => cache.forget(key),
+            Forget::All => cache.forget_all(),
+            Forget::Nothing => {}
+        }
     }
 }
 
@@ -114,6 +164,21 @@ mod tests {
         // Never backwards, as in the database.
         cache.touched(&key, Timestamp::from_millis(20), Timestamp::from_millis(200));
         assert_eq!(cache.get(&key), Some(record(50, 500)));
+    }
+
+    #[test]
+    fn a_guard_drops_its_key_or_everything_unless_disarmed() {
+        let cache = RecordCache::new(16);
+        let (a, b) = (SessionKey::from_bytes([5; 32]), SessionKey::from_bytes([6; 32]));
+        for key in [&a, &b] {
+            cache.loaded(key, &record(10, 100), cache.ticket());
+        }
+        drop(ForgetOnDrop::new(Some(&cache), Forget::Key(a)));
+        assert_eq!((cache.get(&a), cache.get(&b).is_some()), (None, true));
+        ForgetOnDrop::new(Some(&cache), Forget::All).disarm();
+        assert!(cache.get(&b).is_some(), "disarmed");
+        drop(ForgetOnDrop::new(Some(&cache), Forget::All));
+        assert_eq!(cache.get(&b), None);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use super::record_cache::RecordCache;
+use super::record_cache::{Forget, ForgetOnDrop, RecordCache};
 use super::sqlite_touches::Touches;
 use super::{KeyedRecord, SessionStore, StoreError};
 use crate::clock::Timestamp;
@@ -103,21 +103,23 @@ impl SqliteStore {
     /// first ([`migrate`]).
     pub async fn with_pool(pool: SqlitePool) -> Result<Self, StoreError> {
         migrate(&pool).await.map_err(StoreError::unavailable)?;
-        Ok(Self { pool, cache: None, touches: Arc::default() })
+        Ok(Self { pool, cache: None, touches: Arc::new(Touches::new(None)) })
     }
 
     /// Serves loads of up to `capacity` recent sessions from memory. Only
     /// for a process that is the file's sole writer (see the type's docs).
     pub fn with_cache(mut self, capacity: usize) -> Self {
-        self.cache = Some(Arc::new(RecordCache::new(capacity)));
+        let cache = Arc::new(RecordCache::new(capacity));
+        self.touches = Arc::new(Touches::new(Some(cache.clone())));
+        self.cache = Some(cache);
         self
     }
 
-    /// Drops a cached copy; called after the write has committed.
-    fn forget(&self, key: &SessionKey) {
-        if let Some(cache) = &self.cache {
-            cache.forget(key);
-        }
+    /// Drops `key`'s cached copy when it goes out of scope: armed before a
+    /// write, it runs after the write, or when the request is dropped
+    /// midway (after a commit that nothing else would tell the cache of).
+    fn forget_when_done(&self, key: &SessionKey) -> ForgetOnDrop<'_> {
+        ForgetOnDrop::new(self.cache.as_deref(), Forget::Key(*key))
     }
 
     /// Closes the pool. Every later operation fails as
@@ -245,6 +247,7 @@ impl SessionStore for SqliteStore {
     }
 
     async fn save(&self, key: &SessionKey, change: &SessionChange) -> Result<u64, StoreError> {
+        let _forget = self.forget_when_done(key);
         // IMMEDIATE takes the write lock up front: a deferred transaction
         // that reads and then writes can fail with SQLITE_BUSY under
         // concurrency instead of waiting its turn.
@@ -269,29 +272,25 @@ impl SessionStore for SqliteStore {
         .await
         .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
-        self.forget(key);
         Ok(version)
     }
 
     async fn touch(&self, key: &SessionKey, last_seen: Timestamp, idle_deadline: Timestamp) -> Result<(), StoreError> {
-        // Written with the touches of other requests (see `sqlite_touches`).
-        if !self.touches.touch(&self.pool, key, last_seen, idle_deadline).await? {
-            self.forget(key);
-            return Err(StoreError::NotFound);
+        // Written with the touches of other requests, which also tell the
+        // cache (see `sqlite_touches`).
+        match self.touches.touch(&self.pool, key, last_seen, idle_deadline).await? {
+            true => Ok(()),
+            false => Err(StoreError::NotFound),
         }
-        if let Some(cache) = &self.cache {
-            cache.touched(key, last_seen, idle_deadline);
-        }
-        Ok(())
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        let _forget = self.forget_when_done(key);
         let done = sqlx::query("DELETE FROM tessera_sessions WHERE key = ?")
             .bind(&key.as_bytes()[..])
             .execute(&self.pool)
             .await
             .map_err(unavailable)?;
-        self.forget(key);
         Ok(done.rows_affected() > 0)
     }
 
@@ -314,6 +313,8 @@ impl SessionStore for SqliteStore {
         // A zero-length blob matches no key, so "keep nothing" needs no
         // second statement.
         let keep: &[u8] = keep.map(|k| &k.as_bytes()[..]).unwrap_or(&[]);
+        // Dropped before the keys are known: every copy goes.
+        let forget_all = ForgetOnDrop::new(self.cache.as_deref(), Forget::All);
         let deleted: Vec<Vec<u8>> =
             sqlx::query_scalar("DELETE FROM tessera_sessions WHERE user_id = ? AND key <> ? RETURNING key")
                 .bind(user.as_str())
@@ -323,9 +324,10 @@ impl SessionStore for SqliteStore {
                 .map_err(unavailable)?;
         for key in &deleted {
             if let Ok(bytes) = <[u8; 32]>::try_from(key.as_slice()) {
-                self.forget(&SessionKey::from_bytes(bytes));
+                drop(self.forget_when_done(&SessionKey::from_bytes(bytes)));
             }
         }
+        forget_all.disarm();
         Ok(deleted.len() as u64)
     }
 
@@ -415,6 +417,55 @@ mod tests {
         // Any other write still drops the copy.
         store.delete(&key).await.unwrap();
         assert_eq!(store.load(&key).await.unwrap(), None);
+    }
+
+    /// Polls `future` once and drops it, as hyper drops the handler of a
+    /// client that went away; `true` when it had not finished.
+    async fn polled_once_then_dropped<F: std::future::Future>(future: F) -> bool {
+        tokio::select! {
+            biased;
+            _ = future => false,
+            () = std::future::ready(()) => true,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_dropped_mid_write_leaves_no_stale_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("s.db")).await.unwrap().with_cache(16);
+        let now = Timestamp::from_millis(1_000_000);
+        let (touched, deleted) = (SessionKey::from_bytes([7; 32]), SessionKey::from_bytes([8; 32]));
+        for key in [&touched, &deleted] {
+            store.create(key, &record_at(now, Some("7"))).await.unwrap();
+            store.load(key).await.unwrap();
+        }
+        // Behind the store's back, so that a read says where it came from.
+        sqlx::query("UPDATE tessera_sessions SET user_id = '8'").execute(&store.pool).await.unwrap();
+        let user = |r: Option<Arc<SessionRecord>>| r.and_then(|r| r.user_id.clone()).map(|u| u.as_str().to_owned());
+
+        // A touch whose request is dropped once the touch is on its way.
+        let later = now + Duration::from_secs(60);
+        let touch = store.touch(&touched, later, later + Duration::from_secs(600));
+        assert!(polled_once_then_dropped(touch).await, "dropped before its answer");
+        let fresh = SqliteStore::open(dir.path().join("s.db")).await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while fresh.load(&touched).await.unwrap().unwrap().last_seen != later {
+            assert!(std::time::Instant::now() < deadline, "the touch was written anyway");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let read = store.load(&touched).await.unwrap().unwrap();
+        assert_eq!(user(Some(read.clone())).as_deref(), Some("7"), "still from memory");
+        assert_eq!(read.last_seen, later, "and the memory was told of the touch");
+
+        // A delete whose request is dropped midway: whether or not it
+        // committed, the copy in memory is gone, so reads go to the file.
+        // Another connection holds the write lock, so the delete is surely
+        // still under way when its request goes.
+        let other = connect(&dir.path().join("s.db")).await.unwrap();
+        let lock = other.begin_with("BEGIN IMMEDIATE").await.unwrap();
+        assert!(polled_once_then_dropped(store.delete(&deleted)).await);
+        lock.rollback().await.unwrap();
+        assert_ne!(user(store.load(&deleted).await.unwrap()).as_deref(), Some("7"), "no stale copy");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

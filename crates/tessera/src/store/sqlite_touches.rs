@@ -7,20 +7,23 @@
 //! its own, about a hundred microseconds of CPU. Here the touches that
 //! arrive while a write is under way wait for it and go in the next one:
 //! one `UPDATE … FROM (VALUES …)` statement, one commit (a group commit).
+//! The write also brings the store's cached copies up to date, itself: a
+//! request that gives up waiting cannot leave the cache behind the file.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use sqlx::SqlitePool;
 use tokio::sync::oneshot;
 
+use super::record_cache::RecordCache;
 use super::StoreError;
 use crate::clock::Timestamp;
 use crate::token::SessionKey;
 
 /// Touches in one statement at most (3 bound values each, under SQLite's
-/// default limit of 32 766 variables).
-const MAX_BATCH: usize = 1000;
+/// default limit of 32 766 variables). A power of two: see [`write`].
+const MAX_BATCH: usize = 1024;
 
 /// One waiting touch, told whether its session was still there.
 struct Pending {
@@ -31,11 +34,12 @@ struct Pending {
 }
 
 /// The touches waiting for the next write, and the turn to write them.
-#[derive(Default)]
 pub(crate) struct Touches {
     waiting: Mutex<Vec<Pending>>,
     /// Held by the request whose turn it is to write what is waiting.
     turn: tokio::sync::Mutex<()>,
+    /// The store's cached copies, told of each touch once it is written.
+    cache: Option<Arc<RecordCache>>,
 }
 
 impl std::fmt::Debug for Touches {
@@ -45,6 +49,11 @@ impl std::fmt::Debug for Touches {
 }
 
 impl Touches {
+    /// Touches of a store whose cached copies, if any, are `cache`.
+    pub(crate) fn new(cache: Option<Arc<RecordCache>>) -> Self {
+        Self { waiting: Mutex::default(), turn: tokio::sync::Mutex::new(()), cache }
+    }
+
     /// Moves `key`'s last-seen time and idle deadline forward (never back);
     /// `false` when there is no such session.
     pub(crate) async fn touch(
@@ -54,21 +63,24 @@ impl Touches {
         last_seen: Timestamp,
         idle_deadline: Timestamp,
     ) -> Result<bool, StoreError> {
-        let (done, answer) = oneshot::channel();
+        let (done, mut answer) = oneshot::channel();
         self.lock_waiting().push(Pending { key: *key, last_seen, idle_deadline, done });
-        {
-            // Whoever holds the turn writes everything waiting, so by the
-            // time this request has it, its touch is written or in hand.
-            let _turn = self.turn.lock().await;
-            let batch = std::mem::take(&mut *self.lock_waiting());
-            if !batch.is_empty() {
-                // A task of its own: the write and its answers outlive a
-                // request that gives up waiting.
-                let pool = pool.clone();
-                let _ = tokio::spawn(write_all(pool, batch)).await;
+        // Whoever holds the turn writes everything waiting, so by the time
+        // this request has it, its touch is written or in hand; a touch
+        // written by the turn before is answered without waiting for it.
+        tokio::select! {
+            biased;
+            written = &mut answer => return written.unwrap_or_else(|_| Err(abandoned())),
+            _turn = self.turn.lock() => {
+                let batch = std::mem::take(&mut *self.lock_waiting());
+                if !batch.is_empty() {
+                    // A task of its own: the write, the cache and the
+                    // answers outlive a request that gives up waiting.
+                    let _ = tokio::spawn(write_all(pool.clone(), self.cache.clone(), batch)).await;
+                }
             }
         }
-        answer.await.unwrap_or_else(|_| Err(StoreError::Unavailable("the touch was abandoned".into())))
+        answer.await.unwrap_or_else(|_| Err(abandoned()))
     }
 
     fn lock_waiting(&self) -> std::sync::MutexGuard<'_, Vec<Pending>> {
@@ -76,7 +88,11 @@ impl Touches {
     }
 }
 
-async fn write_all(pool: SqlitePool, mut batch: Vec<Pending>) {
+fn abandoned() -> StoreError {
+    StoreError::Unavailable("the touch was abandoned".into())
+}
+
+async fn write_all(pool: SqlitePool, cache: Option<Arc<RecordCache>>, mut batch: Vec<Pending>) {
     while !batch.is_empty() {
         let rest = batch.split_off(batch.len().min(MAX_BATCH));
         let found = write(&pool, &batch).await;
@@ -85,6 +101,14 @@ async fn write_all(pool: SqlitePool, mut batch: Vec<Pending>) {
                 Ok(found) => Ok(found.contains(&pending.key)),
                 Err(e) => Err(StoreError::Unavailable(e.clone())),
             };
+            if let Some(cache) = &cache {
+                match answer {
+                    Ok(true) => cache.touched(&pending.key, pending.last_seen, pending.idle_deadline),
+                    Ok(false) => cache.forget(&pending.key),
+                    // The statement did not commit: nothing changed.
+                    Err(_) => {}
+                }
+            }
             let _ = pending.done.send(answer);
         }
         batch = rest;
@@ -92,8 +116,13 @@ async fn write_all(pool: SqlitePool, mut batch: Vec<Pending>) {
 }
 
 /// One statement for the whole batch; the keys it found, or why it failed.
+/// The rows are padded to a power of two (the last touch repeated, which
+/// `GROUP BY` folds away), so that at most 11 statement texts reach
+/// sqlx's per-connection statement cache, not one per batch size.
 async fn write(pool: &SqlitePool, batch: &[Pending]) -> Result<HashSet<SessionKey>, String> {
-    let rows = vec!["(?, ?, ?)"; batch.len()].join(", ");
+    let Some(last) = batch.last() else { return Ok(HashSet::new()) };
+    let padded = batch.len().next_power_of_two();
+    let rows = vec!["(?, ?, ?)"; padded].join(", ");
     // `max`: a touch never moves a time back, whatever order they land in
     // (the same key twice in a batch included).
     let sql = format!(
@@ -106,7 +135,7 @@ async fn write(pool: &SqlitePool, batch: &[Pending]) -> Result<HashSet<SessionKe
          RETURNING tessera_sessions.key"
     );
     let mut query = sqlx::query_scalar::<_, Vec<u8>>(&sql);
-    for pending in batch {
+    for pending in batch.iter().chain(std::iter::repeat_n(last, padded - batch.len())) {
         query = query
             .bind(pending.key.as_bytes().to_vec())
             .bind(pending.last_seen.as_millis())
