@@ -68,9 +68,7 @@ impl Shared {
     pub(crate) fn store(&self) -> &dyn SessionStore {
         &*self.store
     }
-}
 
-impl Shared {
     /// Whether logins hand out signed tokens (never without `signed`).
     pub fn token_mode(&self) -> bool {
         #[cfg(feature = "signed")]

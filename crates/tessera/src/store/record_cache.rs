@@ -100,7 +100,8 @@ impl RecordCache {
 /// node).
 pub(crate) struct ForgetOnDrop<'a> {
     cache: Option<&'a RecordCache>,
-    what: Forget,
+    /// `None` once disarmed.
+    what: Option<Forget>,
 }
 
 /// What a [`ForgetOnDrop`] drops.
@@ -109,28 +110,25 @@ pub(crate) enum Forget {
     Key(SessionKey),
     /// Every copy.
     All,
-    /// Nothing: the write has told the cache itself.
-    Nothing,
 }
 
 impl<'a> ForgetOnDrop<'a> {
     pub(crate) fn new(cache: Option<&'a RecordCache>, what: Forget) -> Self {
-        Self { cache, what }
+        Self { cache, what: Some(what) }
     }
 
     /// The write has told the cache what it changed: nothing more to drop.
     pub(crate) fn disarm(mut self) {
-        self.what = Forget::Nothing;
+        self.what = None;
     }
 }
 
 impl Drop for ForgetOnDrop<'_> {
     fn drop(&mut self) {
-        let Some(cache) = self.cache else { return };
-        match &self.what {
-            Forget::Key(key) => cache.forget(key),
-            Forget::All => cache.forget_all(),
-            Forget::Nothing => {}
+        match (self.cache, &self.what) {
+            (Some(cache), Some(Forget::Key(key))) => cache.forget(key),
+            (Some(cache), Some(Forget::All)) => cache.forget_all(),
+            _ => {}
         }
     }
 }

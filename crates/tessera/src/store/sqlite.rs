@@ -103,15 +103,16 @@ impl SqliteStore {
     /// first ([`migrate`]).
     pub async fn with_pool(pool: SqlitePool) -> Result<Self, StoreError> {
         migrate(&pool).await.map_err(StoreError::unavailable)?;
-        Ok(Self { pool, cache: None, touches: Arc::new(Touches::new(None)) })
+        Ok(Self { pool, cache: None, touches: Arc::default() })
     }
 
     /// Serves loads of up to `capacity` recent sessions from memory. Only
     /// for a process that is the file's sole writer (see the type's docs).
     pub fn with_cache(mut self, capacity: usize) -> Self {
-        let cache = Arc::new(RecordCache::new(capacity));
-        self.touches = Arc::new(Touches::new(Some(cache.clone())));
-        self.cache = Some(cache);
+        self.cache = Some(Arc::new(RecordCache::new(capacity)));
+        // Batches of its own: a clone taken before this one has no cache
+        // to tell of the touches it would write for both.
+        self.touches = Arc::default();
         self
     }
 
@@ -278,7 +279,7 @@ impl SessionStore for SqliteStore {
     async fn touch(&self, key: &SessionKey, last_seen: Timestamp, idle_deadline: Timestamp) -> Result<(), StoreError> {
         // Written with the touches of other requests, which also tell the
         // cache (see `sqlite_touches`).
-        match self.touches.touch(&self.pool, key, last_seen, idle_deadline).await? {
+        match self.touches.touch(&self.pool, self.cache.as_ref(), key, last_seen, idle_deadline).await? {
             true => Ok(()),
             false => Err(StoreError::NotFound),
         }
@@ -322,9 +323,9 @@ impl SessionStore for SqliteStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(unavailable)?;
-        for key in &deleted {
-            if let Ok(bytes) = <[u8; 32]>::try_from(key.as_slice()) {
-                drop(self.forget_when_done(&SessionKey::from_bytes(bytes)));
+        if let Some(cache) = &self.cache {
+            for key in deleted.iter().filter_map(|k| <[u8; 32]>::try_from(k.as_slice()).ok()) {
+                cache.forget(&SessionKey::from_bytes(key));
             }
         }
         forget_all.disarm();

@@ -34,12 +34,11 @@ struct Pending {
 }
 
 /// The touches waiting for the next write, and the turn to write them.
+#[derive(Default)]
 pub(crate) struct Touches {
     waiting: Mutex<Vec<Pending>>,
     /// Held by the request whose turn it is to write what is waiting.
     turn: tokio::sync::Mutex<()>,
-    /// The store's cached copies, told of each touch once it is written.
-    cache: Option<Arc<RecordCache>>,
 }
 
 impl std::fmt::Debug for Touches {
@@ -49,16 +48,13 @@ impl std::fmt::Debug for Touches {
 }
 
 impl Touches {
-    /// Touches of a store whose cached copies, if any, are `cache`.
-    pub(crate) fn new(cache: Option<Arc<RecordCache>>) -> Self {
-        Self { waiting: Mutex::default(), turn: tokio::sync::Mutex::new(()), cache }
-    }
-
-    /// Moves `key`'s last-seen time and idle deadline forward (never back);
-    /// `false` when there is no such session.
+    /// Moves `key`'s last-seen time and idle deadline forward (never back),
+    /// in the file and in the store's `cache`; `false` when there is no
+    /// such session.
     pub(crate) async fn touch(
         &self,
         pool: &SqlitePool,
+        cache: Option<&Arc<RecordCache>>,
         key: &SessionKey,
         last_seen: Timestamp,
         idle_deadline: Timestamp,
@@ -76,7 +72,7 @@ impl Touches {
                 if !batch.is_empty() {
                     // A task of its own: the write, the cache and the
                     // answers outlive a request that gives up waiting.
-                    let _ = tokio::spawn(write_all(pool.clone(), self.cache.clone(), batch)).await;
+                    let _ = tokio::spawn(write_all(pool.clone(), cache.cloned(), batch)).await;
                 }
             }
         }
