@@ -93,10 +93,14 @@ impl ChallengeStore for SqliteChallenges {
         now: Timestamp,
         max_attempts: u32,
     ) -> Result<Attempt, StorageError> {
+        let max_attempts = i64::from(max_attempts);
+        if self.consume(subject, mac, now, max_attempts).await? {
+            return Ok(Attempt::Verified);
+        }
+        // Not a live right code: counted, then judged.
         let Some(challenge) = self.count_attempt(subject).await? else {
             return Ok(Attempt::NoChallenge);
         };
-        let max_attempts = i64::from(max_attempts);
         let stored = &challenge.code_mac;
         if Timestamp::from_millis(challenge.expires_at) <= now {
             self.remove(subject, stored).await?;
@@ -131,6 +135,33 @@ struct Counted {
 }
 
 impl SqliteChallenges {
+    /// Deletes `subject`'s challenge if `mac` is its code, it has not
+    /// expired and fewer than `max_attempts` wrong tries were counted: a
+    /// right code, the usual case, costs this one statement. Of parallel
+    /// attempts with the right code only one deletes the row.
+    ///
+    /// SQLite compares the MACs, not in constant time; that is safe because
+    /// the MAC is keyed with the server secret: how much of a guess's MAC
+    /// matches says nothing about the code.
+    async fn consume(
+        &self,
+        subject: &str,
+        mac: &[u8; 32],
+        now: Timestamp,
+        max_attempts: i64,
+    ) -> Result<bool, StorageError> {
+        let done = sqlx::query(
+            "DELETE FROM otp_challenge WHERE subject = ? AND code_mac = ? AND expires_at > ? AND attempts < ?",
+        )
+        .bind(subject)
+        .bind(&mac[..])
+        .bind(now.as_millis())
+        .bind(max_attempts)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// Counts an attempt at `subject`'s challenge and returns it, in one
     /// atomic statement: every attempt is counted before it is judged, so
     /// parallel guesses cannot share a count, and no transaction stays
@@ -265,6 +296,21 @@ mod tests {
         assert_eq!(store.attempt(ALICE, &RIGHT, at(10_000), 5).await.unwrap(), Attempt::NoChallenge);
         store.put(ALICE, &RIGHT, at(10_000)).await.unwrap();
         assert_eq!(store.attempt(ALICE, &RIGHT, at(9_999), 5).await.unwrap(), Attempt::Verified, "a new code is fresh");
+    }
+
+    #[tokio::test]
+    async fn a_right_code_is_refused_once_the_cap_is_counted() {
+        let (store, _dir) = challenges().await;
+        store.put(ALICE, &RIGHT, at(10_000)).await.unwrap();
+        // As parallel wrong tries past the last allowed one leave it.
+        sqlx::query("UPDATE otp_challenge SET attempts = 5").execute(&store.pool).await.unwrap();
+        assert_eq!(store.attempt(ALICE, &RIGHT, at(0), 5).await.unwrap(), Attempt::NoChallenge);
+        sqlx::query("UPDATE otp_challenge SET attempts = 4").execute(&store.pool).await.unwrap();
+        assert_eq!(
+            store.attempt(ALICE, &RIGHT, at(0), 5).await.unwrap(),
+            Attempt::Verified,
+            "the fifth try may be right"
+        );
     }
 
     #[tokio::test]

@@ -252,6 +252,24 @@ pub async fn rotate_replaces_old_by_new(store: DynStore) {
     assert!(store.load(&third).await.unwrap().is_some());
 }
 
+/// The count a rotation reports, when it reports one, is the user's live
+/// sessions afterwards: the layer skips enforcing the per-user cap on it,
+/// so a count too low would let a user past the cap.
+pub async fn rotate_counts_the_users_sessions(store: DynStore) {
+    let carol = record_for(Some("carol"));
+    let (first, second) = (key(), key());
+    store.create(&first, &carol).await.unwrap();
+    store.create(&second, &carol).await.unwrap();
+    let anonymous = key();
+    store.create(&anonymous, &record_for(None)).await.unwrap();
+    let count = store.rotate(Some(&anonymous), &key(), &carol).await.unwrap();
+    assert!(count.is_none_or(|n| n == 3), "two sessions and the new one, got {count:?}");
+    // Replacing one of her own sessions leaves the count where it was.
+    let count = store.rotate(Some(&first), &key(), &carol).await.unwrap();
+    assert!(count.is_none_or(|n| n == 3), "the replaced session is not counted, got {count:?}");
+    assert_eq!(store.list_user(&UserId::parse("carol").unwrap(), now()).await.unwrap().len(), 3);
+}
+
 /// After purging, a lapsed session is gone and a live one stays.
 pub async fn purge_removes_lapsed_sessions(store: DynStore) {
     let (live, lapsed) = (key(), key());
@@ -285,6 +303,7 @@ macro_rules! store_conformance_tests {
             list_user_sees_live_sessions_of_that_user,
             delete_user_keeps_the_current_session,
             rotate_replaces_old_by_new,
+            rotate_counts_the_users_sessions,
             purge_removes_lapsed_sessions,
         );
     };

@@ -205,29 +205,55 @@ fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("session data serialises to JSON")
 }
 
-#[async_trait]
-impl SessionStore for SqliteStore {
-    async fn create(&self, key: &SessionKey, record: &SessionRecord) -> Result<(), StoreError> {
-        let result =
-            sqlx::query(&format!("INSERT INTO tessera_sessions ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"))
-                .bind(&key.as_bytes()[..])
-                .bind(record.user_id.as_ref().map(UserId::as_str))
-                .bind(record.created_at.as_millis())
-                .bind(record.last_seen.as_millis())
-                .bind(record.idle_deadline.as_millis())
-                .bind(record.absolute_deadline.as_millis())
-                .bind(record.version as i64)
-                .bind(to_json(&record.attributes))
-                .bind(to_json(&record.client))
-                .execute(&self.pool)
-                .await;
+impl SqliteStore {
+    /// Inserts a new session. With a user, the same statement counts that
+    /// user's live sessions other than `replacing` (about to be deleted),
+    /// the new one included; `None` for an anonymous session.
+    async fn insert(
+        &self,
+        key: &SessionKey,
+        record: &SessionRecord,
+        replacing: Option<&SessionKey>,
+    ) -> Result<Option<usize>, StoreError> {
+        // The subquery of a RETURNING clause sees the row just inserted.
+        // ?2 is the user, ?4 the new session's last_seen (now).
+        const COUNT: &str = " RETURNING (SELECT count(*) FROM tessera_sessions
+             WHERE user_id = ?2 AND key <> ?10 AND idle_deadline > ?4 AND absolute_deadline > ?4)";
+        let user = record.user_id.as_ref().map(UserId::as_str);
+        let sql = format!(
+            "INSERT INTO tessera_sessions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9){}",
+            if user.is_some() { COUNT } else { "" }
+        );
+        let query = sqlx::query_scalar::<_, i64>(&sql)
+            .bind(&key.as_bytes()[..])
+            .bind(user)
+            .bind(record.created_at.as_millis())
+            .bind(record.last_seen.as_millis())
+            .bind(record.idle_deadline.as_millis())
+            .bind(record.absolute_deadline.as_millis())
+            .bind(record.version as i64)
+            .bind(to_json(&record.attributes))
+            .bind(to_json(&record.client));
+        // A zero-length blob is no key: nothing is left out of the count.
+        let replacing: &[u8] = replacing.map(|k| &k.as_bytes()[..]).unwrap_or(&[]);
+        let result = match user {
+            Some(_) => query.bind(replacing).fetch_optional(&self.pool).await,
+            None => query.fetch_optional(&self.pool).await,
+        };
         match result {
-            Ok(_) => Ok(()),
+            Ok(count) => Ok(count.map(|n| n as usize)),
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                 Err(StoreError::Conflict("session key exists".into()))
             }
             Err(e) => Err(unavailable(e)),
         }
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn create(&self, key: &SessionKey, record: &SessionRecord) -> Result<(), StoreError> {
+        self.insert(key, record, None).await.map(drop)
     }
 
     async fn load(&self, key: &SessionKey) -> Result<Option<Arc<SessionRecord>>, StoreError> {
@@ -332,6 +358,21 @@ impl SessionStore for SqliteStore {
         Ok(deleted.len() as u64)
     }
 
+    /// One statement writes the new session and counts its user's live
+    /// sessions, so a login under the per-user cap asks nothing more.
+    async fn rotate(
+        &self,
+        old: Option<&SessionKey>,
+        new: &SessionKey,
+        record: &SessionRecord,
+    ) -> Result<Option<usize>, StoreError> {
+        let count = self.insert(new, record, old).await?;
+        if let Some(old) = old {
+            self.delete(old).await?;
+        }
+        Ok(count)
+    }
+
     async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM tessera_sessions WHERE idle_deadline <= ? OR absolute_deadline <= ?")
             .bind(now.as_millis())
@@ -418,6 +459,26 @@ mod tests {
         // Any other write still drops the copy.
         store.delete(&key).await.unwrap();
         assert_eq!(store.load(&key).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_login_counts_only_the_users_live_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("s.db")).await.unwrap();
+        let now = Timestamp::from_millis(10_000_000);
+        let live = record_at(now, Some("7"));
+        let mut idle = record_at(now - Duration::from_secs(700), Some("7"));
+        idle.idle_deadline = now;
+        let mut old = record_at(now - Duration::from_secs(7200), Some("7"));
+        old.idle_deadline = now + Duration::from_secs(60);
+        old.absolute_deadline = now - Duration::from_secs(1);
+        for (byte, record) in [(1, &live), (2, &idle), (3, &old), (4, &record_at(now, Some("8")))] {
+            store.create(&SessionKey::from_bytes([byte; 32]), record).await.unwrap();
+        }
+        let count = store.rotate(None, &SessionKey::from_bytes([5; 32]), &live).await.unwrap();
+        assert_eq!(count, Some(2), "the live one and the new one; lapsed and other users' are not counted");
+        let anonymous = store.rotate(None, &SessionKey::from_bytes([6; 32]), &record_at(now, None)).await.unwrap();
+        assert_eq!(anonymous, None, "no user, no count");
     }
 
     /// Polls `future` once and drops it, as hyper drops the handler of a
