@@ -131,24 +131,83 @@ fn is_base64url(b: u8) -> bool {
     letter | digit | (b == b'-') | (b == b'_')
 }
 
+/// The headers the layer asks about, found in one walk over the request's
+/// headers: a request carries a handful, and comparing each name (a tag for
+/// the standard ones) costs less than hashing each of the five names for a
+/// lookup, most of which find nothing.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RequestHeaders<'h> {
+    headers: &'h HeaderMap,
+    authorization: AuthorizationScan<'h>,
+    /// The first `X-Auth-Token` value, and whether another followed.
+    auth_token: (Option<&'h HeaderValue>, bool),
+    /// Whether `X-Auth-Mode` (its first value) asks for `header`.
+    header_mode_asked: Option<bool>,
+    has_cookie: bool,
+    user_agent: Option<&'h HeaderValue>,
+}
+
+impl<'h> RequestHeaders<'h> {
+    /// Walks `headers` once.
+    pub(crate) fn scan(headers: &'h HeaderMap) -> Self {
+        let mut found = Self {
+            headers,
+            authorization: AuthorizationScan::default(),
+            auth_token: (None, false),
+            header_mode_asked: None,
+            has_cookie: false,
+            user_agent: None,
+        };
+        // Values of one name come in order, so "the first" means what
+        // `HeaderMap::get` would return.
+        for (name, value) in headers {
+            if name == header::AUTHORIZATION {
+                found.authorization.add(value);
+            } else if name == header::COOKIE {
+                found.has_cookie = true;
+            } else if name == header::USER_AGENT {
+                found.user_agent.get_or_insert(value);
+            } else if name == AUTH_TOKEN {
+                match found.auth_token.0 {
+                    None => found.auth_token.0 = Some(value),
+                    Some(_) => found.auth_token.1 = true,
+                }
+            } else if name == AUTH_MODE {
+                found.header_mode_asked.get_or_insert_with(|| value.as_bytes().eq_ignore_ascii_case(b"header"));
+            }
+        }
+        found
+    }
+
+    /// The request's `User-Agent`, if any.
+    pub(crate) fn user_agent(&self) -> Option<&'h HeaderValue> {
+        self.user_agent
+    }
+
+    /// Whether the request has a `Cookie` header at all.
+    pub(crate) fn has_cookie(&self) -> bool {
+        self.has_cookie
+    }
+}
+
 /// Finds the request's credential under `mode`, and the challenge a 401
 /// to the request carries.
 pub(crate) fn read(
     mode: CarrierMode,
     cookie: &CookieSettings,
-    headers: &HeaderMap,
+    found: &RequestHeaders<'_>,
     format: TokenFormat,
 ) -> (Presented, BearerChallenge) {
     if mode == CarrierMode::Cookie {
-        return (read_session_cookie(cookie, headers, format), BearerChallenge::None);
+        return (read_session_cookie(cookie, found, format), BearerChallenge::None);
     }
-    let authorization = scan_authorization(headers);
+    let authorization = found.authorization;
     // A header token wins outright: falling back to the cookie would let a
     // cross-site request ride on it.
-    let presented = match read_header(headers, authorization.token, format) {
+    let presented = match read_header(found, authorization.token, format) {
         Some(found) => found,
         None if mode == CarrierMode::Header => Presented::Nothing,
-        None => read_session_cookie(cookie, headers, format),
+        None => read_session_cookie(cookie, found, format),
     };
     let challenge = match (authorization.bearer, &presented) {
         (Some(true), _) => BearerChallenge::InvalidToken,
@@ -158,12 +217,12 @@ pub(crate) fn read(
     (presented, challenge)
 }
 
-fn read_session_cookie(cookie: &CookieSettings, headers: &HeaderMap, format: TokenFormat) -> Presented {
+fn read_session_cookie(cookie: &CookieSettings, found: &RequestHeaders<'_>, format: TokenFormat) -> Presented {
     // The cookie's name is made only for a request that has cookies.
-    if !headers.contains_key(header::COOKIE) {
+    if !found.has_cookie {
         return Presented::Nothing;
     }
-    match read_cookie(&cookie.wire_name(), headers) {
+    match read_cookie(&cookie.wire_name(), found.headers) {
         Some(value) => format.classify(&value, CarrierKind::Cookie),
         None => Presented::Nothing,
     }
@@ -171,7 +230,7 @@ fn read_session_cookie(cookie: &CookieSettings, headers: &HeaderMap, format: Tok
 
 /// What the `Authorization` values say, read in one pass for the two
 /// questions asked of them.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct AuthorizationScan<'h> {
     /// The token of the first `Bearer <token>` value (trimmed; possibly
     /// empty when only spaces follow the scheme).
@@ -181,17 +240,20 @@ struct AuthorizationScan<'h> {
     bearer: Option<bool>,
 }
 
-fn scan_authorization(headers: &HeaderMap) -> AuthorizationScan<'_> {
-    let mut scan = AuthorizationScan::default();
-    for value in headers.get_all(header::AUTHORIZATION) {
-        let Some(text) = header_text(value) else { continue };
+impl<'h> AuthorizationScan<'h> {
+    /// Reads one more `Authorization` value, in the order they came.
+    fn add(&mut self, value: &'h HeaderValue) {
+        if self.token.is_some() && self.bearer.is_some() {
+            return;
+        }
+        let Some(text) = header_text(value) else { return };
         let split = text.split_once(' ');
-        if scan.token.is_none() {
+        if self.token.is_none() {
             if let Some((_, rest)) = split.filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")) {
-                scan.token = Some(rest.trim());
+                self.token = Some(rest.trim());
             }
         }
-        if scan.bearer.is_none() {
+        if self.bearer.is_none() {
             // hyper trims values, so the split above is usually this one.
             let trimmed = text.trim();
             let (scheme, rest) = if trimmed.len() == text.len() {
@@ -200,27 +262,21 @@ fn scan_authorization(headers: &HeaderMap) -> AuthorizationScan<'_> {
                 trimmed.split_once(' ').unwrap_or((trimmed, ""))
             };
             if scheme.eq_ignore_ascii_case("bearer") {
-                scan.bearer = Some(!rest.trim().is_empty());
+                self.bearer = Some(!rest.trim().is_empty());
             }
         }
-        if scan.token.is_some() && scan.bearer.is_some() {
-            break;
-        }
     }
-    scan
 }
 
-fn read_header(headers: &HeaderMap, bearer: Option<&str>, format: TokenFormat) -> Option<Presented> {
+fn read_header(found: &RequestHeaders<'_>, bearer: Option<&str>, format: TokenFormat) -> Option<Presented> {
     // Borrowed from the headers: `classify` copies what it keeps.
-    let mut x_auth = headers.get_all(&AUTH_TOKEN).iter();
-    let x_auth = (x_auth.next(), x_auth.next());
     let malformed = Presented::Malformed(CarrierKind::Header);
-    let text = match (bearer, x_auth) {
+    let text = match (bearer, found.auth_token) {
         (None, (None, _)) => return None,
         (Some(b), (None, _)) => b,
-        (None, (Some(one), None)) => header_text(one).unwrap_or_default(),
+        (None, (Some(one), false)) => header_text(one).unwrap_or_default(),
         // Two different tokens, or repeated headers: ambiguous, so neither.
-        (Some(b), (Some(one), None)) if one.as_bytes() == b.as_bytes() => b,
+        (Some(b), (Some(one), false)) if one.as_bytes() == b.as_bytes() => b,
         _ => return Some(malformed),
     };
     Some(format.classify(text, CarrierKind::Header))
@@ -287,12 +343,12 @@ pub(crate) enum BearerChallenge {
 }
 
 /// Which carrier a newly issued token goes back in.
-pub(crate) fn respond_via(mode: CarrierMode, presented: &Presented, headers: &HeaderMap) -> CarrierKind {
+pub(crate) fn respond_via(mode: CarrierMode, presented: &Presented, found: &RequestHeaders<'_>) -> CarrierKind {
     match mode {
         CarrierMode::Cookie => CarrierKind::Cookie,
         CarrierMode::Header => CarrierKind::Header,
         CarrierMode::Auto => {
-            let asked = headers.get(&AUTH_MODE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"header"));
+            let asked = found.header_mode_asked == Some(true);
             if asked || presented.carrier() == Some(CarrierKind::Header) {
                 CarrierKind::Header
             } else {
@@ -375,9 +431,18 @@ mod tests {
             ("authorization", format!("Bearer {}", a.expose())),
             ("cookie", format!("__Host-tessera={}", b.expose())),
         ]);
-        assert_eq!(read(CarrierMode::Auto, &s, &h, S).0, Presented::Token(a.clone(), CarrierKind::Header));
-        assert_eq!(read(CarrierMode::Cookie, &s, &h, S).0, Presented::Token(b, CarrierKind::Cookie));
-        assert_eq!(read(CarrierMode::Header, &s, &h, S).0, Presented::Token(a, CarrierKind::Header));
+        assert_eq!(
+            read(CarrierMode::Auto, &s, &RequestHeaders::scan(&h), S).0,
+            Presented::Token(a.clone(), CarrierKind::Header)
+        );
+        assert_eq!(
+            read(CarrierMode::Cookie, &s, &RequestHeaders::scan(&h), S).0,
+            Presented::Token(b, CarrierKind::Cookie)
+        );
+        assert_eq!(
+            read(CarrierMode::Header, &s, &RequestHeaders::scan(&h), S).0,
+            Presented::Token(a, CarrierKind::Header)
+        );
     }
 
     #[test]
@@ -385,7 +450,7 @@ mod tests {
         let b = SessionToken::generate();
         let h = headers(&[("x-auth-token", "garbage".into()), ("cookie", format!("__Host-tessera={}", b.expose()))]);
         assert_eq!(
-            read(CarrierMode::Auto, &CookieSettings::default(), &h, S).0,
+            read(CarrierMode::Auto, &CookieSettings::default(), &RequestHeaders::scan(&h), S).0,
             Presented::Malformed(CarrierKind::Header)
         );
     }
@@ -395,11 +460,20 @@ mod tests {
         let a = SessionToken::generate();
         let s = CookieSettings::default();
         let h = headers(&[("x-auth-token", a.expose())]);
-        assert_eq!(read(CarrierMode::Header, &s, &h, S).0, Presented::Token(a.clone(), CarrierKind::Header));
+        assert_eq!(
+            read(CarrierMode::Header, &s, &RequestHeaders::scan(&h), S).0,
+            Presented::Token(a.clone(), CarrierKind::Header)
+        );
         let h = headers(&[("authorization", format!("bearer  {}", a.expose()))]);
-        assert_eq!(read(CarrierMode::Header, &s, &h, S).0, Presented::Token(a.clone(), CarrierKind::Header));
+        assert_eq!(
+            read(CarrierMode::Header, &s, &RequestHeaders::scan(&h), S).0,
+            Presented::Token(a.clone(), CarrierKind::Header)
+        );
         let h = headers(&[("authorization", format!("Bearer {}", a.expose())), ("x-auth-token", a.expose())]);
-        assert_eq!(read(CarrierMode::Header, &s, &h, S).0, Presented::Token(a, CarrierKind::Header));
+        assert_eq!(
+            read(CarrierMode::Header, &s, &RequestHeaders::scan(&h), S).0,
+            Presented::Token(a, CarrierKind::Header)
+        );
     }
 
     #[test]
@@ -407,7 +481,7 @@ mod tests {
         let (a, b) = (SessionToken::generate(), SessionToken::generate());
         let h = headers(&[("authorization", format!("Bearer {}", a.expose())), ("x-auth-token", b.expose())]);
         assert_eq!(
-            read(CarrierMode::Auto, &CookieSettings::default(), &h, S).0,
+            read(CarrierMode::Auto, &CookieSettings::default(), &RequestHeaders::scan(&h), S).0,
             Presented::Malformed(CarrierKind::Header)
         );
     }
@@ -415,7 +489,10 @@ mod tests {
     #[test]
     fn other_authorization_schemes_are_not_ours() {
         let h = headers(&[("authorization", "Basic dXNlcjpwYXNz".into())]);
-        assert_eq!(read(CarrierMode::Auto, &CookieSettings::default(), &h, S).0, Presented::Nothing);
+        assert_eq!(
+            read(CarrierMode::Auto, &CookieSettings::default(), &RequestHeaders::scan(&h), S).0,
+            Presented::Nothing
+        );
     }
 
     #[test]
@@ -423,21 +500,36 @@ mod tests {
         let a = SessionToken::generate();
         let s = CookieSettings::insecure_dev();
         let h = headers(&[("cookie", format!("theme=dark; tessera={}; x=1", a.expose()))]);
-        assert_eq!(read(CarrierMode::Cookie, &s, &h, S).0, Presented::Token(a, CarrierKind::Cookie));
+        assert_eq!(
+            read(CarrierMode::Cookie, &s, &RequestHeaders::scan(&h), S).0,
+            Presented::Token(a, CarrierKind::Cookie)
+        );
         let h = headers(&[("cookie", "tessera=%00%0d%0a".into())]);
-        assert_eq!(read(CarrierMode::Cookie, &s, &h, S).0, Presented::Malformed(CarrierKind::Cookie));
+        assert_eq!(
+            read(CarrierMode::Cookie, &s, &RequestHeaders::scan(&h), S).0,
+            Presented::Malformed(CarrierKind::Cookie)
+        );
         // The insecure name is not accepted by a secure deployment.
-        assert_eq!(read(CarrierMode::Cookie, &CookieSettings::default(), &h, S).0, Presented::Nothing);
+        assert_eq!(
+            read(CarrierMode::Cookie, &CookieSettings::default(), &RequestHeaders::scan(&h), S).0,
+            Presented::Nothing
+        );
     }
 
     #[test]
     fn auto_answers_in_the_carrier_asked_for() {
         let none = Presented::Nothing;
         let h = headers(&[("x-auth-mode", "header".into())]);
-        assert_eq!(respond_via(CarrierMode::Auto, &none, &h), CarrierKind::Header);
-        assert_eq!(respond_via(CarrierMode::Auto, &none, &HeaderMap::new()), CarrierKind::Cookie);
-        assert_eq!(respond_via(CarrierMode::Cookie, &none, &h), CarrierKind::Cookie);
-        assert_eq!(respond_via(CarrierMode::Header, &none, &HeaderMap::new()), CarrierKind::Header);
+        assert_eq!(respond_via(CarrierMode::Auto, &none, &RequestHeaders::scan(&h)), CarrierKind::Header);
+        assert_eq!(
+            respond_via(CarrierMode::Auto, &none, &RequestHeaders::scan(&HeaderMap::new())),
+            CarrierKind::Cookie
+        );
+        assert_eq!(respond_via(CarrierMode::Cookie, &none, &RequestHeaders::scan(&h)), CarrierKind::Cookie);
+        assert_eq!(
+            respond_via(CarrierMode::Header, &none, &RequestHeaders::scan(&HeaderMap::new())),
+            CarrierKind::Header
+        );
     }
 
     #[test]
@@ -461,7 +553,7 @@ mod tests {
         let jwt = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiIxIn0.c2ln";
         let h = headers(&[("authorization", format!("Bearer {jwt}"))]);
         assert_eq!(
-            read(CarrierMode::Auto, &s, &h, TokenFormat::Signed).0,
+            read(CarrierMode::Auto, &s, &RequestHeaders::scan(&h), TokenFormat::Signed).0,
             Presented::Access(jwt.into(), CarrierKind::Header)
         );
         let session = SessionToken::generate();
@@ -470,7 +562,7 @@ mod tests {
         {
             let h = headers(&[("x-auth-token", bad.clone())]);
             assert_eq!(
-                read(CarrierMode::Auto, &s, &h, TokenFormat::Signed).0,
+                read(CarrierMode::Auto, &s, &RequestHeaders::scan(&h), TokenFormat::Signed).0,
                 Presented::Malformed(CarrierKind::Header),
                 "{bad:.40}"
             );
@@ -536,7 +628,7 @@ mod tests {
         let s = CookieSettings::default();
         let challenge = |mode, pairs: &[(&str, String)]| {
             let h = headers(pairs);
-            read(mode, &s, &h, S).1
+            read(mode, &s, &RequestHeaders::scan(&h), S).1
         };
         let token = SessionToken::generate().expose();
         let bearer = [("authorization", format!("Bearer {token}"))];
@@ -561,10 +653,31 @@ mod tests {
     }
 
     #[test]
+    fn the_one_walk_finds_what_lookups_by_name_would() {
+        let cases: [&[(&str, &str)]; 5] = [
+            &[],
+            &[("host", "h"), ("user-agent", "ua1"), ("x-auth-mode", "Header"), ("user-agent", "ua2")],
+            &[("x-auth-token", "t1"), ("cookie", "a=b"), ("x-auth-token", "t2"), ("x-auth-mode", "cookie")],
+            &[("X-Auth-Mode", "cookie"), ("accept", "*/*"), ("x-auth-mode", "header"), ("X-AUTH-TOKEN", "t")],
+            &[("cookie", "a=b"), ("authorization", "Basic x"), ("cookie", "c=d"), ("authorization", "Bearer t")],
+        ];
+        for pairs in cases {
+            let h = headers(&pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect::<Vec<_>>());
+            let found = RequestHeaders::scan(&h);
+            assert_eq!(found.user_agent(), h.get(header::USER_AGENT), "{pairs:?}");
+            assert_eq!(found.has_cookie(), h.contains_key(header::COOKIE), "{pairs:?}");
+            let mut tokens = h.get_all(&AUTH_TOKEN).iter();
+            assert_eq!(found.auth_token, (tokens.next(), tokens.next().is_some()), "{pairs:?}");
+            let asked = h.get(&AUTH_MODE).map(|v| v.as_bytes().eq_ignore_ascii_case(b"header"));
+            assert_eq!(found.header_mode_asked, asked, "{pairs:?}");
+        }
+    }
+
+    #[test]
     fn one_pass_over_authorization_finds_the_token_and_the_challenge() {
         let scan = |values: &[&str]| {
             let h = headers(&values.iter().map(|v| ("authorization", (*v).to_owned())).collect::<Vec<_>>());
-            let AuthorizationScan { token, bearer } = scan_authorization(&h);
+            let AuthorizationScan { token, bearer } = RequestHeaders::scan(&h).authorization;
             (token.map(str::to_owned), bearer)
         };
         let some = |t: &str| Some(t.to_owned());

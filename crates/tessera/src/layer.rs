@@ -331,10 +331,14 @@ fn open_session<B>(shared: &Arc<Shared>, req: &Request<B>) -> (Session, BearerCh
     let config = &shared.config;
     let headers = req.headers();
     let format = if shared.token_mode() { TokenFormat::Signed } else { TokenFormat::Session };
-    let (presented, challenge) = carrier::read(config.carrier, &config.cookie, headers, format);
-    let respond_via = carrier::respond_via(config.carrier, &presented, headers);
-    let client = request_client(req);
-    let refresh_cookie = shared.refresh_cookie.as_ref().and_then(|name| carrier::read_unique_cookie(name, headers));
+    let found = carrier::RequestHeaders::scan(headers);
+    let (presented, challenge) = carrier::read(config.carrier, &config.cookie, &found, format);
+    let respond_via = carrier::respond_via(config.carrier, &presented, &found);
+    let client = RequestClient::new(found.user_agent(), ClientIp::of(req.extensions()));
+    let refresh_cookie = match &shared.refresh_cookie {
+        Some(name) if found.has_cookie() => carrier::read_unique_cookie(name, headers),
+        _ => None,
+    };
     let target = req.extensions().get::<TargetOrigin>().cloned();
     (Session::new(shared.clone(), presented, respond_via, client, refresh_cookie, target), challenge)
 }
@@ -443,10 +447,6 @@ where
             return Poll::Ready(answer);
         }
     }
-}
-
-fn request_client<B>(req: &Request<B>) -> RequestClient {
-    RequestClient::new(req.headers().get(header::USER_AGENT), ClientIp::of(req.extensions()))
 }
 
 fn apply(shared: &Shared, session: &Session, outcome: Outcome, response: &mut Response) {
