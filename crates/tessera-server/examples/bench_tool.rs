@@ -34,6 +34,10 @@ enum Cmd {
         /// the node will use) for the seeded families instead of session tokens.
         #[arg(long)]
         signing_keys: Option<PathBuf>,
+        /// Token mode: the access tokens' lifetime in seconds (the node must
+        /// allow as much with --access-ttl); the library's default if absent.
+        #[arg(long)]
+        access_ttl: Option<u64>,
     },
     /// Users 1..=COUNT in the user database at URL (migrated first), each
     /// with a profile of the size `/user/me` answers for the peers.
@@ -149,9 +153,9 @@ async fn seed(store: Arc<dyn SessionStore>, count: usize) -> Vec<String> {
 }
 
 /// Access tokens for the families filed under the keys of `tokens` (the
-/// session tokens `seed` made), valid for the default access-token lifetime
-/// (10 minutes: a node refuses tokens meant to live longer than its own).
-fn sign_access_tokens(file: &std::path::Path, tokens: &[String]) -> Vec<String> {
+/// session tokens `seed` made), valid for `ttl` (a node refuses tokens meant
+/// to live longer than its own --access-ttl).
+fn sign_access_tokens(file: &std::path::Path, tokens: &[String], ttl: Duration) -> Vec<String> {
     use tessera::revocation::sid_of;
     use tessera::signed::{AccessClaims, KeyRing, SigningAlgorithm};
     let keys = tessera_server::signing_keys::KeyFile::new(file.to_path_buf())
@@ -171,7 +175,7 @@ fn sign_access_tokens(file: &std::path::Path, tokens: &[String]) -> Vec<String> 
                 sid: sid_of(&key),
                 iat: now,
                 nbf: now,
-                exp: now + tessera::TokenSettings::default().access_ttl.as_secs() as i64,
+                exp: now + ttl.as_secs() as i64,
                 jti: format!("bench-{i}"),
                 iat_ms: None,
             };
@@ -203,10 +207,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 #[tokio::main]
 async fn main() {
     match Cli::parse().command {
-        Cmd::Seed { store, count, out, signing_keys } => {
+        Cmd::Seed { store, count, out, signing_keys, access_ttl } => {
             let mut tokens = seed(open(&store).await, count).await;
             if let Some(file) = signing_keys {
-                tokens = sign_access_tokens(&file, &tokens);
+                let ttl = access_ttl.map(Duration::from_secs).unwrap_or(tessera::TokenSettings::default().access_ttl);
+                tokens = sign_access_tokens(&file, &tokens, ttl);
             }
             std::fs::write(&out, tokens.join("\n") + "\n").unwrap();
             eprintln!("seeded {count} sessions into {store}");
