@@ -135,7 +135,9 @@ fn is_base64url(b: u8) -> bool {
 /// headers: a request carries a handful, and comparing each name (a tag for
 /// the standard ones) costs less than hashing each of the five names for a
 /// lookup, most of which find nothing.
-#[derive(Debug, Clone, Copy)]
+///
+/// Not `Debug`: it holds the request's credentials.
+#[derive(Clone, Copy)]
 pub(crate) struct RequestHeaders<'h> {
     headers: &'h HeaderMap,
     authorization: AuthorizationScan<'h>,

@@ -375,6 +375,34 @@ async fn raw_nul_and_crlf_in_a_token_are_refused_before_any_store_call() {
     assert_eq!(app.store.calls().total(), 0);
 }
 
+/// The embedded store reports the user's session count with the login
+/// itself, and the layer trusts it to skip the listing: at the cap nothing
+/// ends, one past it the oldest does, and logging in again from one's own
+/// session replaces it rather than adding one.
+#[tokio::test]
+async fn the_per_user_cap_holds_on_the_embedded_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteStore::open(dir.path().join("s.db")).await.unwrap();
+    let app = TestApp::spawn_on(Arc::new(sqlite), SessionConfig { max_sessions_per_user: Some(2), ..dev() }).await;
+    let first = app.login_header("alice").await;
+    app.clock.advance(Duration::from_secs(1));
+    let second = app.login_header("alice").await;
+    app.clock.advance(Duration::from_secs(1));
+    let me = |token: &str| app.get("/me").bearer_auth(token).send();
+    assert_eq!(me(&first).await.unwrap().status(), 200, "at the cap, nothing ends");
+    let r = app.post("/login").bearer_auth(&second).json(&json!({"user": "alice"})).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let again = r.json::<Value>().await.unwrap()["data"]["token"].as_str().unwrap().to_owned();
+    assert_eq!(me(&second).await.unwrap().status(), 401, "replaced by the new login");
+    assert_eq!(me(&first).await.unwrap().status(), 200, "a login from one's own session adds none");
+    app.clock.advance(Duration::from_secs(1));
+    let third = app.login_header("alice").await;
+    assert_eq!(me(&first).await.unwrap().status(), 401, "one past the cap, the oldest went");
+    for token in [&again, &third] {
+        assert_eq!(me(token).await.unwrap().status(), 200);
+    }
+}
+
 #[tokio::test]
 async fn a_store_that_is_down_yields_503_not_an_empty_session() {
     let dir = tempfile::tempdir().unwrap();

@@ -208,7 +208,9 @@ fn to_json<T: serde::Serialize>(value: &T) -> String {
 impl SqliteStore {
     /// Inserts a new session. With a user, the same statement counts that
     /// user's live sessions other than `replacing` (about to be deleted),
-    /// the new one included; `None` for an anonymous session.
+    /// the new one included; `None` for an anonymous session. "Live" is
+    /// judged at the new record's `last_seen`, which a login sets to the
+    /// request's now, the instant the layer's own listing would use.
     async fn insert(
         &self,
         key: &SessionKey,
