@@ -28,6 +28,7 @@ use crate::operator::{Operator, OperatorError};
 use crate::routes::admin::ADMIN_TOKEN_HEADER;
 use crate::routes::responses::AdminSessionResponse;
 use crate::startup::{OperatorOpenError, OperatorStores};
+use crate::store_mark::SessionStoreKind;
 
 /// What the operator asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +114,24 @@ async fn local(action: &Action, settings: &Settings) -> Result<Done, Refusal> {
              --admin-url http://HOST:PORT with its admin token (--admin-token or TESSERA_ADMIN_TOKEN); or stop \
              the node first",
             dir.join("tessera.db").display()
+        )),
+        OperatorOpenError::NoSessionsHere(dir) => Refusal::failed(format!(
+            "no tessera node keeps its sessions in {}: nothing was done. Name the node's stores as the node \
+             does (its --data-dir; or --redis URL if it keeps sessions in Redis), or act through a node with \
+             --admin-url",
+            dir.display()
+        )),
+        OperatorOpenError::OtherStore { dir, recorded: SessionStoreKind::Redis } => Refusal::failed(format!(
+            "the node serving from {} keeps its sessions in Redis, and this command was given no --redis: it \
+             would act on the directory's SQLite file, which holds none of them, so nothing was done. Pass the \
+             node's --redis URL (or TESSERA_REDIS, or its --config), or act through a node with --admin-url",
+            dir.display()
+        )),
+        OperatorOpenError::OtherStore { dir, recorded: SessionStoreKind::Embedded } => Refusal::failed(format!(
+            "the node serving from {} keeps its sessions in that directory's SQLite file, not in Redis: nothing \
+             was done. Leave out --redis to act on that file (with the node stopped), or act through the node \
+             with --admin-url",
+            dir.display()
         )),
         OperatorOpenError::Failed(e) => Refusal::failed(e.to_string()),
     })?;

@@ -32,5 +32,6 @@ pub mod signing_keys;
 pub mod stack;
 pub mod startup;
 pub mod storage;
+pub mod store_mark;
 pub mod telemetry;
 pub mod users;

@@ -42,6 +42,7 @@ use crate::routes::{self, params::MAX_BODY, LoginLimits, Services};
 use crate::secret::ServerSecret;
 use crate::signing_keys::{spawn_key_watcher, KeyFile};
 use crate::stack::{CatchPanicLayer, NoCorsOriginsLayer, RequestScopeLayer, RouteTagLayer, Stack};
+use crate::store_mark::{self, SessionStoreKind};
 use crate::users::Users;
 
 /// Any start-up failure, explained.
@@ -75,6 +76,7 @@ impl Application {
         let users = connect_users(settings).await?;
         let metrics = Arc::new(Metrics::new(routes::TEMPLATES, clock.clone()));
         let backends = Backends::open(settings, &pool, &clock, &metrics, None).await?;
+        record_session_store(settings)?;
         metrics.follow(backends.readiness.clone());
         let revocations = revocation_store(settings, &backends, &pool, &users, &clock).await?;
         let (tokens, key_watcher) = token_engine(settings, &secret, &revocations, &clock, &metrics).await?.unzip();
@@ -167,6 +169,19 @@ pub enum OperatorOpenError {
     /// process wrote there, that node would not see.
     #[error("a running tessera node holds {}", .0.display())]
     HeldByNode(PathBuf),
+    /// Without `--redis`, there are no sessions to act on here: the
+    /// directory does not exist, or no node has kept sessions in it.
+    #[error("no tessera sessions in {}", .0.display())]
+    NoSessionsHere(PathBuf),
+    /// The node serving from this data directory keeps its sessions in
+    /// the other store (`recorded`), not in the one these settings name.
+    #[error("the node serving from {} keeps its sessions elsewhere", .dir.display())]
+    OtherStore {
+        /// The data directory.
+        dir: PathBuf,
+        /// Where its node keeps sessions.
+        recorded: SessionStoreKind,
+    },
     /// Anything else, explained.
     #[error("{0}")]
     Failed(StartupError),
@@ -203,6 +218,7 @@ impl OperatorStores {
             redis.near_cache = false;
         }
         let settings = &settings;
+        check_session_store(settings)?;
         open_data_dir(settings)?;
         let lock = match settings.redis {
             Some(_) => None,
@@ -231,6 +247,30 @@ impl Drop for OperatorStores {
         for task in &self.background {
             task.abort();
         }
+    }
+}
+
+/// Writes down which session store this node uses (`crate::store_mark`),
+/// for the operator CLI run later on the same data directory.
+fn record_session_store(settings: &Settings) -> Result<(), StartupError> {
+    store_mark::record(&settings.data_dir, SessionStoreKind::of(settings.redis.is_some()))
+        .map_err(|e| format!("cannot write {}/session-store: {e}", settings.data_dir.display()).into())
+}
+
+/// Before the operator CLI opens anything: that the sessions it would act
+/// on are the ones a node serves. Without `--redis` the data directory must
+/// already hold a node's SQLite file (the CLI must not make an empty one
+/// and report "0 sessions ended"); either way, the store its node recorded
+/// must be the one these settings name.
+fn check_session_store(settings: &Settings) -> Result<(), OperatorOpenError> {
+    let dir = &settings.data_dir;
+    let ours = SessionStoreKind::of(settings.redis.is_some());
+    if ours == SessionStoreKind::Embedded && !local_database_path(settings).exists() {
+        return Err(OperatorOpenError::NoSessionsHere(dir.clone()));
+    }
+    match store_mark::recorded(dir) {
+        Some(recorded) if recorded != ours => Err(OperatorOpenError::OtherStore { dir: dir.clone(), recorded }),
+        _ => Ok(()),
     }
 }
 

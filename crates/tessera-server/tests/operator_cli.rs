@@ -142,6 +142,17 @@ async fn with_redis_the_cli_reaches_every_node_at_once() {
     assert_eq!(again.code, 1);
     assert!(again.err.contains("has no session"), "{}", again.err);
 
+    // Without the nodes' --redis: the data directory's SQLite file holds
+    // none of their sessions, so the CLI refuses rather than report "0
+    // sessions ended" while they live on.
+    let forgot = tessera(dir.path(), &["sessions", "end", "--user", &user], &[]).await;
+    assert_eq!(forgot.code, 1);
+    assert!(forgot.err.contains("keeps its sessions in Redis") && forgot.err.contains("--redis"), "{}", forgot.err);
+    assert!(forgot.out.is_empty(), "no success reported");
+    for node in [&a, &b] {
+        assert_eq!(node.me_status(&http, &first).await, 200);
+    }
+
     // All of them.
     let ended = run(cli(&["sessions", "end", "--user", &user])).await;
     assert_eq!(ended.code, 0, "{}", ended.err);
@@ -290,6 +301,16 @@ async fn embedded_the_cli_goes_through_the_node_or_refuses() {
     // No node running: the CLI works on the files, and a node started
     // afterwards finds the change.
     node.stop().await;
+    // Not on a store the node does not use, nor on a directory no node
+    // has served from (which the CLI must not create).
+    let elsewhere = tessera(dir.path(), &["users", "disable", &user, "--redis", "redis://127.0.0.1:1"], &[]).await;
+    assert_eq!(elsewhere.code, 1);
+    assert!(elsewhere.err.contains("keeps its sessions in that directory's SQLite file"), "{}", elsewhere.err);
+    let missing = dir.path().join("no-such-node");
+    let nowhere = tessera(&missing, &["sessions", "end", "--user", &user], &[]).await;
+    assert_eq!(nowhere.code, 1);
+    assert!(nowhere.err.contains("no tessera node keeps its sessions in"), "{}", nowhere.err);
+    assert!(!missing.exists(), "the CLI made no data directory");
     let disabled = tessera(dir.path(), &["users", "disable", &user], &[]).await;
     assert_eq!(disabled.code, 0, "{}", disabled.err);
     assert!(disabled.out.contains("1 session(s) ended"), "{}", disabled.out);
