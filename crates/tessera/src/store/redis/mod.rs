@@ -105,6 +105,12 @@ impl Default for RedisStoreConfig {
 }
 
 /// The Redis session store.
+///
+/// A store belongs to the Tokio runtime it is connected and first read on:
+/// its background tasks (the connection's driver, the near cache's
+/// subscription, the batcher of uncached reads) run there and stop with
+/// it. Use it from that runtime, the usual case of one runtime per process;
+/// a test that makes a runtime per test connects a store per test.
 #[derive(Debug)]
 pub struct RedisStore {
     conn: RedisConn,
