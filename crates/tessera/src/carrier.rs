@@ -415,6 +415,16 @@ fn build(settings: &CookieSettings, value: String, max_age: Duration) -> String 
 mod tests {
     use super::*;
 
+    /// `read` on what one walk over `h` finds.
+    fn read_from(mode: CarrierMode, s: &CookieSettings, h: &HeaderMap, f: TokenFormat) -> (Presented, BearerChallenge) {
+        read(mode, s, &RequestHeaders::scan(h), f)
+    }
+
+    /// `respond_via` on what one walk over `h` finds.
+    fn respond_via_from(mode: CarrierMode, presented: &Presented, h: &HeaderMap) -> CarrierKind {
+        respond_via(mode, presented, &RequestHeaders::scan(h))
+    }
+
     const S: TokenFormat = TokenFormat::Session;
 
     fn headers(pairs: &[(&str, String)]) -> HeaderMap {
@@ -433,18 +443,9 @@ mod tests {
             ("authorization", format!("Bearer {}", a.expose())),
             ("cookie", format!("__Host-tessera={}", b.expose())),
         ]);
-        assert_eq!(
-            read(CarrierMode::Auto, &s, &RequestHeaders::scan(&h), S).0,
-            Presented::Token(a.clone(), CarrierKind::Header)
-        );
-        assert_eq!(
-            read(CarrierMode::Cookie, &s, &RequestHeaders::scan(&h), S).0,
-            Presented::Token(b, CarrierKind::Cookie)
-        );
-        assert_eq!(
-            read(CarrierMode::Header, &s, &RequestHeaders::scan(&h), S).0,
-            Presented::Token(a, CarrierKind::Header)
-        );
+        assert_eq!(read_from(CarrierMode::Auto, &s, &h, S).0, Presented::Token(a.clone(), CarrierKind::Header));
+        assert_eq!(read_from(CarrierMode::Cookie, &s, &h, S).0, Presented::Token(b, CarrierKind::Cookie));
+        assert_eq!(read_from(CarrierMode::Header, &s, &h, S).0, Presented::Token(a, CarrierKind::Header));
     }
 
     #[test]
@@ -452,7 +453,7 @@ mod tests {
         let b = SessionToken::generate();
         let h = headers(&[("x-auth-token", "garbage".into()), ("cookie", format!("__Host-tessera={}", b.expose()))]);
         assert_eq!(
-            read(CarrierMode::Auto, &CookieSettings::default(), &RequestHeaders::scan(&h), S).0,
+            read_from(CarrierMode::Auto, &CookieSettings::default(), &h, S).0,
             Presented::Malformed(CarrierKind::Header)
         );
     }
@@ -462,20 +463,11 @@ mod tests {
         let a = SessionToken::generate();
         let s = CookieSettings::default();
         let h = headers(&[("x-auth-token", a.expose())]);
-        assert_eq!(
-            read(CarrierMode::Header, &s, &RequestHeaders::scan(&h), S).0,
-            Presented::Token(a.clone(), CarrierKind::Header)
-        );
+        assert_eq!(read_from(CarrierMode::Header, &s, &h, S).0, Presented::Token(a.clone(), CarrierKind::Header));
         let h = headers(&[("authorization", format!("bearer  {}", a.expose()))]);
-        assert_eq!(
-            read(CarrierMode::Header, &s, &RequestHeaders::scan(&h), S).0,
-            Presented::Token(a.clone(), CarrierKind::Header)
-        );
+        assert_eq!(read_from(CarrierMode::Header, &s, &h, S).0, Presented::Token(a.clone(), CarrierKind::Header));
         let h = headers(&[("authorization", format!("Bearer {}", a.expose())), ("x-auth-token", a.expose())]);
-        assert_eq!(
-            read(CarrierMode::Header, &s, &RequestHeaders::scan(&h), S).0,
-            Presented::Token(a, CarrierKind::Header)
-        );
+        assert_eq!(read_from(CarrierMode::Header, &s, &h, S).0, Presented::Token(a, CarrierKind::Header));
     }
 
     #[test]
@@ -483,7 +475,7 @@ mod tests {
         let (a, b) = (SessionToken::generate(), SessionToken::generate());
         let h = headers(&[("authorization", format!("Bearer {}", a.expose())), ("x-auth-token", b.expose())]);
         assert_eq!(
-            read(CarrierMode::Auto, &CookieSettings::default(), &RequestHeaders::scan(&h), S).0,
+            read_from(CarrierMode::Auto, &CookieSettings::default(), &h, S).0,
             Presented::Malformed(CarrierKind::Header)
         );
     }
@@ -491,10 +483,7 @@ mod tests {
     #[test]
     fn other_authorization_schemes_are_not_ours() {
         let h = headers(&[("authorization", "Basic dXNlcjpwYXNz".into())]);
-        assert_eq!(
-            read(CarrierMode::Auto, &CookieSettings::default(), &RequestHeaders::scan(&h), S).0,
-            Presented::Nothing
-        );
+        assert_eq!(read_from(CarrierMode::Auto, &CookieSettings::default(), &h, S).0, Presented::Nothing);
     }
 
     #[test]
@@ -502,36 +491,21 @@ mod tests {
         let a = SessionToken::generate();
         let s = CookieSettings::insecure_dev();
         let h = headers(&[("cookie", format!("theme=dark; tessera={}; x=1", a.expose()))]);
-        assert_eq!(
-            read(CarrierMode::Cookie, &s, &RequestHeaders::scan(&h), S).0,
-            Presented::Token(a, CarrierKind::Cookie)
-        );
+        assert_eq!(read_from(CarrierMode::Cookie, &s, &h, S).0, Presented::Token(a, CarrierKind::Cookie));
         let h = headers(&[("cookie", "tessera=%00%0d%0a".into())]);
-        assert_eq!(
-            read(CarrierMode::Cookie, &s, &RequestHeaders::scan(&h), S).0,
-            Presented::Malformed(CarrierKind::Cookie)
-        );
+        assert_eq!(read_from(CarrierMode::Cookie, &s, &h, S).0, Presented::Malformed(CarrierKind::Cookie));
         // The insecure name is not accepted by a secure deployment.
-        assert_eq!(
-            read(CarrierMode::Cookie, &CookieSettings::default(), &RequestHeaders::scan(&h), S).0,
-            Presented::Nothing
-        );
+        assert_eq!(read_from(CarrierMode::Cookie, &CookieSettings::default(), &h, S).0, Presented::Nothing);
     }
 
     #[test]
     fn auto_answers_in_the_carrier_asked_for() {
         let none = Presented::Nothing;
         let h = headers(&[("x-auth-mode", "header".into())]);
-        assert_eq!(respond_via(CarrierMode::Auto, &none, &RequestHeaders::scan(&h)), CarrierKind::Header);
-        assert_eq!(
-            respond_via(CarrierMode::Auto, &none, &RequestHeaders::scan(&HeaderMap::new())),
-            CarrierKind::Cookie
-        );
-        assert_eq!(respond_via(CarrierMode::Cookie, &none, &RequestHeaders::scan(&h)), CarrierKind::Cookie);
-        assert_eq!(
-            respond_via(CarrierMode::Header, &none, &RequestHeaders::scan(&HeaderMap::new())),
-            CarrierKind::Header
-        );
+        assert_eq!(respond_via_from(CarrierMode::Auto, &none, &h), CarrierKind::Header);
+        assert_eq!(respond_via_from(CarrierMode::Auto, &none, &HeaderMap::new()), CarrierKind::Cookie);
+        assert_eq!(respond_via_from(CarrierMode::Cookie, &none, &h), CarrierKind::Cookie);
+        assert_eq!(respond_via_from(CarrierMode::Header, &none, &HeaderMap::new()), CarrierKind::Header);
     }
 
     #[test]
@@ -555,7 +529,7 @@ mod tests {
         let jwt = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiIxIn0.c2ln";
         let h = headers(&[("authorization", format!("Bearer {jwt}"))]);
         assert_eq!(
-            read(CarrierMode::Auto, &s, &RequestHeaders::scan(&h), TokenFormat::Signed).0,
+            read_from(CarrierMode::Auto, &s, &h, TokenFormat::Signed).0,
             Presented::Access(jwt.into(), CarrierKind::Header)
         );
         let session = SessionToken::generate();
@@ -564,7 +538,7 @@ mod tests {
         {
             let h = headers(&[("x-auth-token", bad.clone())]);
             assert_eq!(
-                read(CarrierMode::Auto, &s, &RequestHeaders::scan(&h), TokenFormat::Signed).0,
+                read_from(CarrierMode::Auto, &s, &h, TokenFormat::Signed).0,
                 Presented::Malformed(CarrierKind::Header),
                 "{bad:.40}"
             );
@@ -630,7 +604,7 @@ mod tests {
         let s = CookieSettings::default();
         let challenge = |mode, pairs: &[(&str, String)]| {
             let h = headers(pairs);
-            read(mode, &s, &RequestHeaders::scan(&h), S).1
+            read_from(mode, &s, &h, S).1
         };
         let token = SessionToken::generate().expose();
         let bearer = [("authorization", format!("Bearer {token}"))];
