@@ -16,8 +16,10 @@
 //! span, the clock reads and every formatting: what is left per request is
 //! the request id.
 //!
-//! Both layers are hand-written futures, not `from_fn` middleware, so no
-//! future is boxed per request.
+//! [`RequestIds::begin`] and [`RequestLog::finish`] are called on each
+//! request's way in and out by `crate::outer`; [`SessionTag`] is a
+//! hand-written layer, not `from_fn` middleware, so no future is boxed per
+//! request.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -48,9 +50,10 @@ fn access_log_enabled() -> bool {
     tracing::enabled!(target: TARGET, Level::INFO)
 }
 
-/// The outermost layer: decides the request id, echoes it, logs the request.
+/// Where request ids come from: decides each request's id (see
+/// [`RequestIds::begin`]).
 #[derive(Debug, Clone)]
-pub struct AccessLogLayer {
+pub struct RequestIds {
     shared: Arc<Ids>,
 }
 
@@ -62,7 +65,7 @@ struct Ids {
     next: AtomicU64,
 }
 
-impl AccessLogLayer {
+impl RequestIds {
     /// Request ids from `trusted` proxies are believed.
     pub fn new(trusted: Vec<IpAddr>) -> Self {
         let mut random = [0u8; 8];
@@ -122,44 +125,11 @@ fn sane_request_id(headers: &HeaderMap) -> Option<&HeaderValue> {
     sane.then_some(value)
 }
 
-impl<S> Layer<S> for AccessLogLayer {
-    type Service = AccessLog<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        AccessLog { inner, ids: self.shared.clone() }
-    }
-}
-
-/// See [`AccessLogLayer`].
-#[derive(Debug, Clone)]
-pub struct AccessLog<S> {
-    inner: S,
-    ids: Arc<Ids>,
-}
-
-/// What the access line needs that the response does not tell.
-#[derive(Debug)]
-struct Pending {
-    started: Instant,
-    method: Method,
-    route: Option<MatchedPath>,
-    span: tracing::Span,
-}
-
-impl<S, B> Service<Request<B>> for AccessLog<S>
-where
-    S: Service<Request<B>, Response = Response>,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = AccessLogFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        let id = self.ids.for_request(&req);
+impl RequestIds {
+    /// A request comes in: its id, and, when the access log is on, its
+    /// span and what its line will need that the answer does not tell.
+    pub fn begin<B>(&self, req: &Request<B>) -> RequestLog {
+        let id = self.shared.for_request(req);
         let pending = access_log_enabled().then(|| {
             // Outside the router, the route is named once it is matched
             // (`crate::stack::RouteTag`, through `name_route`).
@@ -176,42 +146,46 @@ where
             }
             Box::new(Pending { started: Instant::now(), method: req.method().clone(), route, span })
         });
-        let inner = {
-            let _entered = pending.as_ref().map(|p| p.span.enter());
-            self.inner.call(req)
-        };
-        AccessLogFuture { inner, id: Some(id), pending }
+        RequestLog { id: Some(id), pending }
     }
 }
 
-pin_project! {
-    /// The future of [`AccessLog`].
-    pub struct AccessLogFuture<F> {
-        #[pin]
-        inner: F,
-        id: Option<HeaderValue>,
-        // Boxed: with the access log off (`None`) the future, which every
-        // outer layer moves, is a pointer wide here instead of ~100 bytes.
-        pending: Option<Box<Pending>>,
-    }
+/// One request's id and, when the access log is on, its span and the
+/// start of its line: made by [`RequestIds::begin`], ended by
+/// [`RequestLog::finish`].
+#[derive(Debug)]
+pub struct RequestLog {
+    id: Option<HeaderValue>,
+    // Boxed: with the access log off (`None`) the request's future, which
+    // every outer level moves, holds a pointer here instead of ~100 bytes.
+    pending: Option<Box<Pending>>,
 }
 
-impl<F, E> Future for AccessLogFuture<F>
-where
-    F: Future<Output = Result<Response, E>>,
-{
-    type Output = Result<Response, E>;
+/// What the access line needs that the response does not tell.
+#[derive(Debug)]
+struct Pending {
+    started: Instant,
+    method: Method,
+    route: Option<MatchedPath>,
+    span: tracing::Span,
+}
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let polled = {
-            let _entered = this.pending.as_ref().map(|p| p.span.enter());
-            ready!(this.inner.poll(cx))
-        };
-        let mut response = polled?;
+impl RequestLog {
+    /// Enters the request's span (when the access log is on) until the
+    /// guard is dropped: whatever serving the request logs sits in it.
+    pub fn enter(&self) -> Option<tracing::span::Entered<'_>> {
+        self.pending.as_ref().map(|p| p.span.enter())
+    }
+
+    /// The request is answered with `response`: the id goes on it as
+    /// `X-Request-Id`, and the access line is written (when on).
+    ///
+    /// # Panics
+    /// When called twice (the request's future polled after it finished).
+    pub fn finish(&mut self, response: &mut Response) {
         let seen = response.extensions_mut().remove::<SessionSeen>();
-        let id = this.id.take().expect("polled after completion");
-        if let Some(mut pending) = this.pending.take() {
+        let id = self.id.take().expect("polled after completion");
+        if let Some(mut pending) = self.pending.take() {
             let latency_us = u64::try_from(pending.started.elapsed().as_micros()).unwrap_or(u64::MAX);
             let session = seen.and_then(|s| s.0.digest_prefix());
             if pending.route.is_none() {
@@ -229,7 +203,6 @@ where
             );
         }
         response.headers_mut().insert(X_REQUEST_ID.clone(), id);
-        Poll::Ready(Ok(response))
     }
 }
 
@@ -325,8 +298,8 @@ mod tests {
 
     #[test]
     fn a_trusted_proxys_sane_id_is_kept_and_anything_else_replaced() {
-        let layer = AccessLogLayer::new(vec!["10.0.0.1".parse().unwrap()]);
-        let ids = &layer.shared;
+        let ids = RequestIds::new(vec!["10.0.0.1".parse().unwrap()]);
+        let ids = &ids.shared;
         assert_eq!(ids.for_request(&request("10.0.0.1", &["abc-123"])), "abc-123");
         for insane in [&["a b"][..], &[""], &["x", "y"], &[&"x".repeat(MAX_REQUEST_ID + 1)]] {
             assert_ne!(ids.for_request(&request("10.0.0.1", insane)).as_bytes().first(), Some(&b'x'), "{insane:?}");

@@ -7,7 +7,7 @@
 //! the validation messages of the domain types and request parsers as the
 //! typed [`Msg`] (its table is [`Msg::phrase`]). Which one an answer uses is
 //! decided when a failure is rendered, from the request's language, which
-//! `crate::stack::RequestScopeLayer` reads from `Accept-Language` into the
+//! `crate::outer` reads from `Accept-Language` into the
 //! task-local of the request's future: a scan of one header, no allocation, and nothing at all
 //! is rendered differently on a success.
 

@@ -22,6 +22,7 @@ pub mod migrations;
 pub mod openapi;
 pub mod operator;
 pub mod otp;
+pub mod outer;
 pub mod pages;
 pub mod profiles;
 pub mod readiness;

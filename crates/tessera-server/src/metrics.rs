@@ -16,17 +16,14 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, State};
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderValue, Method, Request, StatusCode};
-use pin_project_lite::pin_project;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::exemplar::Exemplar;
@@ -35,7 +32,6 @@ use prometheus_client::registry::Registry;
 use tessera::observe::{EndReason, SessionEvent, SessionObserver};
 use tessera::store::redis::{CommandObserver, CommandOutcome};
 use tessera::Clock;
-use tower::{Layer, Service};
 
 use crate::error::ApiError;
 use crate::readiness::Readiness;
@@ -137,7 +133,7 @@ type StatusSeries = [Histogram; STATUS_SLOTS];
 /// The HTTP series of every route template (plus `unmatched`).
 struct HttpMetrics {
     /// Route template → slot; the slot after the last is `unmatched`.
-    routes: HashMap<&'static str, usize>,
+    routes: HashMap<&'static str, usize, BuildHasherDefault<Fnv1a>>,
     /// Slot → label.
     labels: Vec<&'static str>,
     /// Slot → method → series, made on first use.
@@ -182,6 +178,32 @@ impl HttpMetrics {
                     .map(move |(status, h)| (self.labels[route], METHODS[method], STATUS_LABELS[status], h))
             })
         })
+    }
+}
+
+/// FNV-1a, for the route table: its keys are a few dozen templates this
+/// server wrote (no one else chooses them, so no flooding to resist), and
+/// each request looks one up; SipHash, the default, cost ~3× as much per
+/// lookup of a short template.
+struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv1a {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut hash = self.0;
+        for byte in bytes {
+            hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = hash;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -487,10 +509,21 @@ impl Metrics {
         }
     }
 
-    /// The layer that counts and times every request by route template,
-    /// method and status.
-    pub fn layer(self: &Arc<Self>) -> HttpMetricsLayer {
-        HttpMetricsLayer { metrics: self.clone() }
+    /// A request comes in: its method and the time, for [`Metrics::finish`]
+    /// (called by `crate::outer`, outside the router).
+    pub fn start<B>(&self, req: &Request<B>) -> HttpTiming {
+        // Outside the router the route is known only once the router has
+        // matched it: `finish` asks `crate::stack::matched_route` then.
+        let route = req.extensions().get::<MatchedPath>().map(|m| self.http.route_slot(Some(m)));
+        HttpTiming { route, method: method_slot(req.method()), started: Instant::now() }
+    }
+
+    /// The request `timing` started is answered with `status`: counted and
+    /// timed by route template, method and status.
+    pub fn finish(&self, timing: &HttpTiming, status: StatusCode) {
+        let http = &self.http;
+        let route = timing.route.unwrap_or_else(|| http.route_slot(crate::stack::matched_route().as_ref()));
+        http.observe(route, timing.method, status, timing.started.elapsed());
     }
 
     /// The registry `/metrics` encodes.
@@ -706,82 +739,13 @@ pub async fn scrape(State(exporter): State<Exporter>) -> Response {
     }
 }
 
-/// See [`Metrics::layer`].
-#[derive(Debug, Clone)]
-pub struct HttpMetricsLayer {
-    metrics: Arc<Metrics>,
-}
-
-impl<S> Layer<S> for HttpMetricsLayer {
-    type Service = HttpMetricsService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        HttpMetricsService { inner, metrics: self.metrics.clone() }
-    }
-}
-
-/// See [`Metrics::layer`].
-#[derive(Debug, Clone)]
-pub struct HttpMetricsService<S> {
-    inner: S,
-    metrics: Arc<Metrics>,
-}
-
-impl<S, B> Service<Request<B>> for HttpMetricsService<S>
-where
-    S: Service<Request<B>, Response = Response>,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = HttpMetricsFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        // Outside the router (as the server layers it) the route is known
-        // only once the router has matched it: see `crate::stack`.
-        let route = req.extensions().get::<MatchedPath>().map(|m| self.metrics.http.route_slot(Some(m)));
-        let method = method_slot(req.method());
-        HttpMetricsFuture {
-            inner: self.inner.call(req),
-            metrics: Some(self.metrics.clone()),
-            route,
-            method,
-            started: Instant::now(),
-        }
-    }
-}
-
-pin_project! {
-    /// The future of [`HttpMetricsService`].
-    pub struct HttpMetricsFuture<F> {
-        #[pin]
-        inner: F,
-        metrics: Option<Arc<Metrics>>,
-        route: Option<usize>,
-        method: usize,
-        started: Instant,
-    }
-}
-
-impl<F, E> Future for HttpMetricsFuture<F>
-where
-    F: Future<Output = Result<Response, E>>,
-{
-    type Output = Result<Response, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let result = ready!(this.inner.poll(cx));
-        if let (Ok(response), Some(metrics)) = (&result, this.metrics.take()) {
-            let http = &metrics.http;
-            let route = this.route.unwrap_or_else(|| http.route_slot(crate::stack::matched_route().as_ref()));
-            http.observe(route, *this.method, response.status(), this.started.elapsed());
-        }
-        Poll::Ready(result)
-    }
+/// When and how a request came in, for [`Metrics::finish`].
+#[derive(Debug, Clone, Copy)]
+pub struct HttpTiming {
+    /// The route slot, when the request already knew its route.
+    route: Option<usize>,
+    method: usize,
+    started: Instant,
 }
 
 #[cfg(test)]
@@ -818,5 +782,14 @@ mod tests {
         let http = HttpMetrics::new(&["/a", "/b/{id}", "/a"]);
         assert_eq!(http.labels, vec!["/a", "/b/{id}", UNMATCHED]);
         assert_eq!(http.route_slot(None), 2);
+    }
+
+    #[test]
+    fn every_route_template_of_the_server_finds_its_own_slot() {
+        let http = HttpMetrics::new(crate::routes::TEMPLATES);
+        for (slot, template) in http.labels.iter().enumerate().take(http.unmatched()) {
+            assert_eq!(http.routes.get(template), Some(&slot), "{template}");
+        }
+        assert_eq!(http.routes.get("/user/me/"), None, "templates match whole, not by prefix");
     }
 }

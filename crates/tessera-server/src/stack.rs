@@ -8,8 +8,8 @@
 //! once per connection, not per request.
 //!
 //! Two layers share what one request is, through a task-local
-//! ([`RequestLocal`]), opened once per request: [`RequestScopeLayer`]
-//! (outermost) opens it with the request's language (from
+//! ([`RequestLocal`]), opened once per request: the outermost
+//! (`crate::outer`) opens it with the request's language (from
 //! `Accept-Language`, for `crate::lang::current`), and [`RouteTagLayer`]
 //! (a route layer, on every route) fills in the route template, which only
 //! the router knows, and names it in the request span. [`matched_route`]
@@ -17,14 +17,13 @@
 
 use std::cell::RefCell;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use axum::extract::{DefaultBodyLimit, MatchedPath};
 use axum::response::Response;
 use axum::Router;
-use http::{header, Method, Request};
+use http::{Method, Request};
 use pin_project_lite::pin_project;
 use tokio::task::futures::TaskLocalFuture;
 use tower::util::Either;
@@ -32,11 +31,11 @@ use tower::{Layer, Service};
 use tower_http::cors::Cors;
 use tower_http::set_header::SetResponseHeader;
 
-use crate::access_log::{AccessLog, SessionTag};
+use crate::access_log::SessionTag;
 use crate::client_ip::ClientIpService;
 use crate::fail_as_200::FailAs200;
 use crate::lang::Lang;
-use crate::metrics::HttpMetricsService;
+use crate::outer::Outer;
 
 /// What the CORS layer wraps.
 type BelowCors = ClientIpService<
@@ -47,8 +46,7 @@ type BelowCors = ClientIpService<
 
 /// The server's whole service: the layers of `startup::router`, outermost
 /// first, around the router.
-pub type Stack =
-    RequestScope<HttpMetricsService<AccessLog<CatchPanic<Either<Cors<BelowCors>, NoCorsOrigins<BelowCors>>>>>>;
+pub type Stack = Outer<Either<Cors<BelowCors>, NoCorsOrigins<BelowCors>>>;
 
 /// What the code serving one request knows of it without being handed it.
 #[derive(Debug)]
@@ -62,7 +60,7 @@ tokio::task_local! {
 }
 
 /// The route template of the request being served, once the router has
-/// matched one; `None` before, outside a [`RequestScope`], and when no
+/// matched one; `None` before, outside a request's scope, and when no
 /// route matched.
 pub fn matched_route() -> Option<MatchedPath> {
     REQUEST.try_with(|request| request.route.borrow().clone()).ok().flatten()
@@ -76,43 +74,6 @@ pub fn request_language() -> Option<Lang> {
 /// Runs `future` as a request in `lang` with no route yet.
 pub fn request_scope<F: Future>(lang: Lang, future: F) -> TaskLocalFuture<RequestLocal, F> {
     REQUEST.scope(RequestLocal { lang, route: RefCell::new(None) }, future)
-}
-
-/// Opens the request's [`RequestLocal`], for everything inside it.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RequestScopeLayer;
-
-impl<S> Layer<S> for RequestScopeLayer {
-    type Service = RequestScope<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RequestScope { inner }
-    }
-}
-
-/// See [`RequestScopeLayer`].
-#[derive(Debug, Clone)]
-pub struct RequestScope<S> {
-    inner: S,
-}
-
-impl<S, B> Service<Request<B>> for RequestScope<S>
-where
-    S: Service<Request<B>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = TaskLocalFuture<RequestLocal, S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        let lang =
-            req.headers().get(header::ACCEPT_LANGUAGE).map_or(Lang::Zh, |v| Lang::from_accept_language(v.as_bytes()));
-        request_scope(lang, self.inner.call(req))
-    }
 }
 
 /// On every route (`Router::route_layer`): tells [`matched_route`] the
@@ -153,103 +114,6 @@ where
             let _ = REQUEST.try_with(|request| *request.route.borrow_mut() = Some(matched.clone()));
         }
         self.inner.call(req)
-    }
-}
-
-/// A panic anywhere inside, while a request is handled, becomes the
-/// answer `on_panic` makes (the panic hook has printed the message) (tower-http's `CatchPanic` boxes every answer's
-/// body again; this one passes the body through).
-#[derive(Clone, Copy)]
-pub struct CatchPanicLayer {
-    on_panic: fn() -> Response,
-}
-
-impl CatchPanicLayer {
-    /// Panics are answered with `on_panic()`.
-    pub fn new(on_panic: fn() -> Response) -> Self {
-        Self { on_panic }
-    }
-}
-
-impl std::fmt::Debug for CatchPanicLayer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("CatchPanicLayer")
-    }
-}
-
-impl<S> Layer<S> for CatchPanicLayer {
-    type Service = CatchPanic<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        CatchPanic { inner, on_panic: self.on_panic }
-    }
-}
-
-/// See [`CatchPanicLayer`].
-#[derive(Clone)]
-pub struct CatchPanic<S> {
-    inner: S,
-    on_panic: fn() -> Response,
-}
-
-impl<S: std::fmt::Debug> std::fmt::Debug for CatchPanic<S> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CatchPanic").field("inner", &self.inner).finish_non_exhaustive()
-    }
-}
-
-impl<S, B> Service<Request<B>> for CatchPanic<S>
-where
-    S: Service<Request<B>, Response = Response>,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = CatchPanicFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        let mut answer = CatchPanicFuture { inner: None, on_panic: self.on_panic };
-        // The inner future is written in its place: handed back through
-        // `catch_unwind`'s result, the whole nested future was copied
-        // several times per request. After a panic it stays `None`.
-        let (inner, slot) = (&mut self.inner, &mut answer.inner);
-        let _ = std::panic::catch_unwind(AssertUnwindSafe(|| *slot = Some(inner.call(req))));
-        answer
-    }
-}
-
-pin_project! {
-    /// The future of [`CatchPanic`]; `inner` is `None` when `call` itself
-    /// panicked.
-    pub struct CatchPanicFuture<F> {
-        #[pin]
-        inner: Option<F>,
-        on_panic: fn() -> Response,
-    }
-}
-
-impl<F, E> Future for CatchPanicFuture<F>
-where
-    F: Future<Output = Result<Response, E>>,
-{
-    type Output = Result<Response, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
-            return Poll::Ready(Ok((this.on_panic)()));
-        };
-        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
-            Ok(polled) => polled,
-            Err(_) => {
-                // Never polled again: dropping what panicked is all that is left.
-                this.inner.set(None);
-                Poll::Ready(Ok((this.on_panic)()))
-            }
-        }
     }
 }
 
@@ -324,7 +188,7 @@ where
 mod tests {
     use super::*;
     use axum::body::{to_bytes, Body};
-    use http::HeaderValue;
+    use http::{header, HeaderValue};
     use tower::ServiceExt;
     use tower_http::cors::CorsLayer;
 
@@ -363,22 +227,5 @@ mod tests {
             let ours = answer(NoCorsOriginsLayer.layer(app()), method.clone()).await;
             assert_eq!(ours, (status, headers, body), "{method}");
         }
-    }
-
-    #[tokio::test]
-    async fn a_panic_becomes_the_answer_made_for_it() {
-        let panics = tower::service_fn(|_: Request<Body>| async {
-            if true {
-                panic!("boom");
-            }
-            Ok::<Response, std::convert::Infallible>(Response::default())
-        });
-        let layer = CatchPanicLayer::new(|| {
-            let mut r = Response::default();
-            *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
-            r
-        });
-        let response = layer.layer(panics).oneshot(Request::new(Body::empty())).await.unwrap();
-        assert_eq!(response.status(), 500);
     }
 }

@@ -25,7 +25,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::access_log::{AccessLogLayer, SessionTagLayer};
+use crate::access_log::{RequestIds, SessionTagLayer};
 use crate::client_ip::{ClientIpLayer, TrustedProxies};
 use crate::configuration::{MetricsExposure, OtpDelivery, SecretSource, Settings};
 use crate::envelope::ErrorCode;
@@ -36,12 +36,13 @@ use crate::metrics::{scrape, Exporter, Metrics};
 use crate::otp::{
     ChallengeStore, ConsoleSender, OtpPolicy, OtpSender, OtpService, RedisChallenges, SqliteChallenges, WebhookSender,
 };
+use crate::outer::OuterLayer;
 use crate::readiness::Readiness;
 use crate::revocation_archive::UserDbArchive;
 use crate::routes::{self, params::MAX_BODY, LoginLimits, Services};
 use crate::secret::ServerSecret;
 use crate::signing_keys::{spawn_key_watcher, KeyFile};
-use crate::stack::{CatchPanicLayer, NoCorsOriginsLayer, RequestScopeLayer, RouteTagLayer, Stack};
+use crate::stack::{NoCorsOriginsLayer, RouteTagLayer, Stack};
 use crate::store_mark::{self, SessionStoreKind};
 use crate::users::Users;
 
@@ -621,21 +622,21 @@ fn session_observer(metrics: &Arc<Metrics>, events: &Events) -> Arc<dyn tessera:
 }
 
 /// The routes under the middleware stack. A request passes, outermost
-/// first: the access log (request id, the request span, one line per
-/// request; outside CatchPanic so a panic's 500 is logged and carries its
-/// id), the language (`Accept-Language`'s choice of `errMsg` language, in a task-local for everything
-/// inside), CatchPanic (a panic anywhere inside becomes the envelope's 500), CORS (answers preflights before any other
+/// first: `crate::outer` (in one level: the request's scope, with the
+/// language `Accept-Language` chose for `errMsg` in a task-local for
+/// everything inside; the HTTP metrics (route template, method, status,
+/// latency), so a refusal anywhere is counted; the request id, span and
+/// access line; and a panic anywhere inside becoming the envelope's 500,
+/// logged and carrying its id), CORS (answers preflights before any other
 /// work), client_ip (the address the session layer and throttles record),
 /// the body limit, no-store (on every answer whose route set no
 /// Cache-Control, the session layer's refusals included), and
 /// `--fail-as-200` (a pass-through when off), `SessionLayer`, and the
 /// session tag innermost, next to the routes (it hands the request's session
-/// out to the access log). Outside them all, the HTTP metrics (route
-/// template, method, status, latency), so a refusal anywhere is counted.
-/// The layers are listed below outermost first, and wrap the router once as
-/// one service (`crate::stack::Stack`). `/metrics` is one of the routes
-/// unless `--metrics-bind` moved it to a listener of its own (or turned it
-/// off).
+/// out to the access log). The layers are listed below outermost first, and
+/// wrap the router once as one service (`crate::stack::Stack`). `/metrics`
+/// is one of the routes unless `--metrics-bind` moved it to a listener of
+/// its own (or turned it off).
 fn router(settings: &Settings, state: Services, sessions: SessionLayer, metrics: &Arc<Metrics>) -> Stack {
     let mut routes = routes::router(state);
     if settings.metrics == MetricsExposure::Main {
@@ -649,12 +650,12 @@ fn router(settings: &Settings, state: Services, sessions: SessionLayer, metrics:
     }
     let trusted = TrustedProxies { proxies: Arc::new(settings.trusted_proxies.clone()), secure: !settings.dev };
     ServiceBuilder::new()
-        .layer(RequestScopeLayer)
-        .layer(metrics.layer())
-        // Method and route template only: headers, bodies and query
-        // strings may hold credentials.
-        .layer(AccessLogLayer::new(settings.trusted_proxies.clone()))
-        .layer(CatchPanicLayer::new(|| ErrorCode::UNKNOWN_ERROR.into_response()))
+        // Scope, metrics, request id and access log (method and route
+        // template only: headers, bodies and query strings may hold
+        // credentials), panics: one level (`crate::outer`).
+        .layer(OuterLayer::new(metrics, RequestIds::new(settings.trusted_proxies.clone()), || {
+            ErrorCode::UNKNOWN_ERROR.into_response()
+        }))
         .layer(cors(settings))
         .layer(ClientIpLayer::new(trusted))
         .layer(DefaultBodyLimit::max(MAX_BODY))
