@@ -77,6 +77,29 @@ impl RequestIds {
         }
         Self { shared: Arc::new(Ids { trusted, prefix, next: AtomicU64::new(0) }) }
     }
+
+    /// A request comes in: its id, and, when the access log is on, its
+    /// span and what its line will need that the answer does not tell.
+    pub fn begin<B>(&self, req: &Request<B>) -> RequestLog {
+        let id = self.shared.for_request(req);
+        let pending = access_log_enabled().then(|| {
+            // Outside the router, the route is named once it is matched
+            // (`crate::stack::RouteTag`, through `name_route`).
+            let route = req.extensions().get::<MatchedPath>().cloned();
+            let span = tracing::info_span!(
+                target: TARGET,
+                "request",
+                method = %req.method(),
+                route = tracing::field::Empty,
+                request_id = id.to_str().unwrap_or_default(),
+            );
+            if let Some(route) = &route {
+                span.record("route", route.as_str());
+            }
+            Box::new(Pending { started: Instant::now(), method: req.method().clone(), route, span })
+        });
+        RequestLog { id: Some(id), pending }
+    }
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -123,31 +146,6 @@ fn sane_request_id(headers: &HeaderMap) -> Option<&HeaderValue> {
     let bytes = value.as_bytes();
     let sane = !bytes.is_empty() && bytes.len() <= MAX_REQUEST_ID && bytes.iter().all(|b| (0x21..=0x7e).contains(b));
     sane.then_some(value)
-}
-
-impl RequestIds {
-    /// A request comes in: its id, and, when the access log is on, its
-    /// span and what its line will need that the answer does not tell.
-    pub fn begin<B>(&self, req: &Request<B>) -> RequestLog {
-        let id = self.shared.for_request(req);
-        let pending = access_log_enabled().then(|| {
-            // Outside the router, the route is named once it is matched
-            // (`crate::stack::RouteTag`, through `name_route`).
-            let route = req.extensions().get::<MatchedPath>().cloned();
-            let span = tracing::info_span!(
-                target: TARGET,
-                "request",
-                method = %req.method(),
-                route = tracing::field::Empty,
-                request_id = id.to_str().unwrap_or_default(),
-            );
-            if let Some(route) = &route {
-                span.record("route", route.as_str());
-            }
-            Box::new(Pending { started: Instant::now(), method: req.method().clone(), route, span })
-        });
-        RequestLog { id: Some(id), pending }
-    }
 }
 
 /// One request's id and, when the access log is on, its span and the

@@ -629,3 +629,44 @@ async fn sessions_and_indexes_of_the_previous_version_keep_working_next_to_new_o
     let legacy_index = format!("{prefix}:{{{:02x}}}:u:frank", new.as_bytes()[0]);
     assert_eq!(server.cmd(&format!("EXISTS {legacy_index}")).trim_start_matches(':').trim(), "0");
 }
+
+/// A `RedisStore` belongs to the runtime it was connected on: its
+/// connection driver, near-cache subscription and read batcher run there.
+/// Used after that runtime has shut down (an embedder that makes a runtime
+/// per test or per job, a shutdown race), it must fail closed: once the
+/// near cache's lease has lapsed, every read and write is `Unavailable`,
+/// promptly, with no panic, no hang and no record served from memory.
+#[test]
+fn a_store_used_after_its_runtime_shut_down_fails_closed_and_promptly() {
+    let url = standalone().url();
+    let user = UserId::parse("orphaned").unwrap();
+    let first = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let (store, key) = first.block_on(async {
+        let store = store(&url, true).await;
+        trusted(&store).await;
+        let key = store.issue_token(Some(&user)).key();
+        store.create(&key, &record_for(Some("orphaned"))).await.unwrap();
+        assert!(store.load(&key).await.unwrap().is_some(), "read once: in the near cache now");
+        (store, key)
+    });
+    first.shutdown_timeout(Duration::from_secs(5));
+
+    let second = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    second.block_on(async {
+        eventually("the near cache stops trusting itself", async || !store.near_cache().unwrap().is_trusted()).await;
+        let bounded = Duration::from_secs(3);
+        let started = Instant::now();
+        let read = tokio::time::timeout(bounded, store.load(&key)).await.expect("a read answers, it does not hang");
+        assert!(matches!(read, Err(StoreError::Unavailable(_))), "{read:?}");
+        let other = SessionToken::generate().key();
+        let uncached = tokio::time::timeout(bounded, store.load(&other)).await.expect("an uncached read answers");
+        assert!(matches!(uncached, Err(StoreError::Unavailable(_))), "{uncached:?}");
+        let write = tokio::time::timeout(bounded, store.delete(&key)).await.expect("a write answers");
+        assert!(matches!(write, Err(StoreError::Unavailable(_))), "{write:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "each answer within the command timeout: {:?}",
+            started.elapsed()
+        );
+    });
+}

@@ -110,7 +110,10 @@ impl Default for RedisStoreConfig {
 /// its background tasks (the connection's driver, the near cache's
 /// subscription, the batcher of uncached reads) run there and stop with
 /// it. Use it from that runtime, the usual case of one runtime per process;
-/// a test that makes a runtime per test connects a store per test.
+/// a test that makes a runtime per test connects a store per test. Used
+/// after its runtime has shut down, it fails closed: once the near cache's
+/// lease lapses (250 ms by default), every call is
+/// [`StoreError::Unavailable`](crate::StoreError::Unavailable) at once.
 #[derive(Debug)]
 pub struct RedisStore {
     conn: RedisConn,
