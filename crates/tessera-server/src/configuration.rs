@@ -14,6 +14,11 @@
 //! takes every section apart field by field, so an option without a use does
 //! not compile.
 
+// The fields' doc comments are clap's `--help` text, written for a
+// terminal: `<data-dir>` and bare addresses read right there, not as HTML
+// tags or links to rustdoc.
+#![allow(rustdoc::invalid_html_tags, rustdoc::bare_urls)]
+
 use std::fmt::Display;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;

@@ -3,7 +3,7 @@
 //! Schemas come from the request and response types themselves
 //! (`routes::requests`, `routes::responses`, derived with utoipa), so a
 //! field cannot change without the document following. Operations are one
-//! table, [`OPERATIONS`], beside the router: a unit test checks that every
+//! table, `OPERATIONS`, beside the router: a unit test checks that every
 //! route template the router serves is described, and the test suite runs
 //! schemathesis against a live server with this document.
 

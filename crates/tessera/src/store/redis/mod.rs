@@ -113,7 +113,7 @@ impl Default for RedisStoreConfig {
 /// a test that makes a runtime per test connects a store per test. Used
 /// after its runtime has shut down, it fails closed: once the near cache's
 /// lease lapses (250 ms by default), every call is
-/// [`StoreError::Unavailable`](crate::StoreError::Unavailable) at once.
+/// [`StoreError::Unavailable`] at once.
 #[derive(Debug)]
 pub struct RedisStore {
     conn: RedisConn,
