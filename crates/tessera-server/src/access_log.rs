@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, MatchedPath};
+use axum::extract::ConnectInfo;
 use axum::response::Response;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
 use pin_project_lite::pin_project;
@@ -78,24 +78,19 @@ impl RequestIds {
         Self { shared: Arc::new(Ids { trusted, prefix, next: AtomicU64::new(0) }) }
     }
 
-    /// A request comes in: its id, and, when the access log is on, its
-    /// span and what its line will need that the answer does not tell.
-    pub fn begin<B>(&self, req: &Request<B>) -> RequestLog {
+    /// A request for `route` (its template, if its path matched one)
+    /// comes in: its id, and, when the access log is on, its span and what
+    /// its line will need that the answer does not tell.
+    pub fn begin<B>(&self, req: &Request<B>, route: Option<&'static str>) -> RequestLog {
         let id = self.shared.for_request(req);
         let pending = access_log_enabled().then(|| {
-            // Outside the router, the route is named once it is matched
-            // (`crate::stack::RouteTag`, through `name_route`).
-            let route = req.extensions().get::<MatchedPath>().cloned();
             let span = tracing::info_span!(
                 target: TARGET,
                 "request",
                 method = %req.method(),
-                route = tracing::field::Empty,
+                route,
                 request_id = id.to_str().unwrap_or_default(),
             );
-            if let Some(route) = &route {
-                span.record("route", route.as_str());
-            }
             Box::new(Pending { started: Instant::now(), method: req.method().clone(), route, span })
         });
         RequestLog { id: Some(id), pending }
@@ -164,7 +159,7 @@ pub struct RequestLog {
 struct Pending {
     started: Instant,
     method: Method,
-    route: Option<MatchedPath>,
+    route: Option<&'static str>,
     span: tracing::Span,
 }
 
@@ -183,16 +178,13 @@ impl RequestLog {
     pub fn finish(&mut self, response: &mut Response) {
         let seen = response.extensions_mut().remove::<SessionSeen>();
         let id = self.id.take().expect("polled after completion");
-        if let Some(mut pending) = self.pending.take() {
+        if let Some(pending) = self.pending.take() {
             let latency_us = u64::try_from(pending.started.elapsed().as_micros()).unwrap_or(u64::MAX);
             let session = seen.and_then(|s| s.0.digest_prefix());
-            if pending.route.is_none() {
-                pending.route = crate::stack::matched_route();
-            }
             tracing::info!(
                 target: TARGET,
                 method = %pending.method,
-                route = pending.route.as_ref().map(MatchedPath::as_str),
+                route = pending.route,
                 status = response.status().as_u16(),
                 latency_us,
                 session = session.as_deref(),
@@ -201,14 +193,6 @@ impl RequestLog {
             );
         }
         response.headers_mut().insert(X_REQUEST_ID.clone(), id);
-    }
-}
-
-/// Names the route a request matched in its span (the request span is the
-/// current one while the router runs), when the access log is on.
-pub fn name_route(template: &str) {
-    if access_log_enabled() {
-        tracing::Span::current().record("route", template);
     }
 }
 

@@ -9,21 +9,21 @@
 //! scraped. The answer is written by `prometheus-client`'s Prometheus text
 //! encoder (format 0.0.4) through one [`Collector`] over these values.
 //!
-//! Label values are bounded: the route is the route template
-//! (`/user/sessions/{id}`) or `unmatched`, never a raw path; the method
+//! Label values are bounded: the route is the template of the route the
+//! request's path matched (`/user/sessions/{id}`; a 405 counts under its
+//! route) or `unmatched`, never a raw path; the method
 //! one of eight; the status one of the codes the server answers with, or
 //! its class (`5xx`) for any other.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use http::{header, HeaderValue, Method, Request, StatusCode};
+use http::{header, HeaderValue, Method, StatusCode};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::exemplar::Exemplar;
@@ -133,7 +133,7 @@ type StatusSeries = [Histogram; STATUS_SLOTS];
 /// The HTTP series of every route template (plus `unmatched`).
 struct HttpMetrics {
     /// Route template → slot; the slot after the last is `unmatched`.
-    routes: HashMap<&'static str, usize, BuildHasherDefault<Fnv1a>>,
+    routes: HashMap<&'static str, usize>,
     /// Slot → label.
     labels: Vec<&'static str>,
     /// Slot → method → series, made on first use.
@@ -154,8 +154,8 @@ impl HttpMetrics {
         Self { routes, labels, series }
     }
 
-    fn route_slot(&self, matched: Option<&MatchedPath>) -> usize {
-        matched.and_then(|m| self.routes.get(m.as_str()).copied()).unwrap_or(self.unmatched())
+    fn route_slot(&self, template: Option<&str>) -> usize {
+        template.and_then(|t| self.routes.get(t).copied()).unwrap_or(self.unmatched())
     }
 
     fn unmatched(&self) -> usize {
@@ -178,32 +178,6 @@ impl HttpMetrics {
                     .map(move |(status, h)| (self.labels[route], METHODS[method], STATUS_LABELS[status], h))
             })
         })
-    }
-}
-
-/// FNV-1a, for the route table: its keys are a few dozen templates this
-/// server wrote (no one else chooses them, so no flooding to resist), and
-/// each request looks one up; SipHash, the default, cost ~3× as much per
-/// lookup of a short template.
-struct Fnv1a(u64);
-
-impl Default for Fnv1a {
-    fn default() -> Self {
-        Self(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Hasher for Fnv1a {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut hash = self.0;
-        for byte in bytes {
-            hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = hash;
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
     }
 }
 
@@ -509,21 +483,23 @@ impl Metrics {
         }
     }
 
-    /// A request comes in: its method and the time, for [`Metrics::finish`]
-    /// (called by `crate::outer`, outside the router).
-    pub fn start<B>(&self, req: &Request<B>) -> HttpTiming {
-        // Outside the router the route is known only once the router has
-        // matched it: `finish` asks `crate::stack::matched_route` then.
-        let route = req.extensions().get::<MatchedPath>().map(|m| self.http.route_slot(Some(m)));
-        HttpTiming { route, method: method_slot(req.method()), started: Instant::now() }
+    /// The slot of the HTTP series of the route with `template`; `None`,
+    /// or a template not among the server's, is `unmatched`.
+    pub fn route_slot(&self, template: Option<&str>) -> usize {
+        self.http.route_slot(template)
+    }
+
+    /// A request for `method` on the route in slot `route` (see
+    /// [`Metrics::route_slot`]) comes in: the time, for [`Metrics::finish`]
+    /// (called by `crate::outer`).
+    pub fn start(&self, method: &Method, route: usize) -> HttpTiming {
+        HttpTiming { route, method: method_slot(method), started: Instant::now() }
     }
 
     /// The request `timing` started is answered with `status`: counted and
     /// timed by route template, method and status.
     pub fn finish(&self, timing: &HttpTiming, status: StatusCode) {
-        let http = &self.http;
-        let route = timing.route.unwrap_or_else(|| http.route_slot(crate::stack::matched_route().as_ref()));
-        http.observe(route, timing.method, status, timing.started.elapsed());
+        self.http.observe(timing.route, timing.method, status, timing.started.elapsed());
     }
 
     /// The registry `/metrics` encodes.
@@ -742,8 +718,7 @@ pub async fn scrape(State(exporter): State<Exporter>) -> Response {
 /// When and how a request came in, for [`Metrics::finish`].
 #[derive(Debug, Clone, Copy)]
 pub struct HttpTiming {
-    /// The route slot, when the request already knew its route.
-    route: Option<usize>,
+    route: usize,
     method: usize,
     started: Instant,
 }

@@ -2,7 +2,7 @@
 //! one service.
 //!
 //! Four concerns meet here, each kept in its own module: the request's
-//! scope (its language, later its route: [`crate::stack`]), its latency
+//! scope (its language, and its route: [`crate::stack`]), its latency
 //! and status in the metrics ([`crate::metrics`]), its id and access line
 //! ([`crate::access_log`]), and a panic while it is served, which becomes
 //! an answer instead of a dropped connection. As four layers, each level
@@ -27,22 +27,23 @@ use tower::{Layer, Service};
 use crate::access_log::{RequestIds, RequestLog};
 use crate::lang::Lang;
 use crate::metrics::{HttpTiming, Metrics};
-use crate::stack::{request_scope, RequestLocal};
+use crate::stack::{request_scope, RequestLocal, RouteMatcher};
 
 /// See the module documentation.
 #[derive(Clone)]
 pub struct OuterLayer {
+    routes: Arc<RouteMatcher>,
     metrics: Arc<Metrics>,
     ids: RequestIds,
     on_panic: fn() -> Response,
 }
 
 impl OuterLayer {
-    /// Requests are counted in `metrics` and get their ids from `ids`; a
-    /// panic while one is served is answered with `on_panic()` (the panic
-    /// hook has printed the message).
-    pub fn new(metrics: &Arc<Metrics>, ids: RequestIds, on_panic: fn() -> Response) -> Self {
-        Self { metrics: metrics.clone(), ids, on_panic }
+    /// Requests find their route with `routes`, are counted in `metrics`
+    /// and get their ids from `ids`; a panic while one is served is
+    /// answered with `on_panic()` (the panic hook has printed the message).
+    pub fn new(routes: RouteMatcher, metrics: &Arc<Metrics>, ids: RequestIds, on_panic: fn() -> Response) -> Self {
+        Self { routes: Arc::new(routes), metrics: metrics.clone(), ids, on_panic }
     }
 }
 
@@ -83,11 +84,13 @@ where
         let layer = &self.layer;
         let lang =
             req.headers().get(header::ACCEPT_LANGUAGE).map_or(Lang::Zh, |v| Lang::from_accept_language(v.as_bytes()));
+        let route = layer.routes.find(req.uri().path());
+        let slot = route.map_or_else(|| layer.metrics.route_slot(None), |r| r.slot);
         let mut answer = OuterFuture {
             inner: None,
-            timing: layer.metrics.start(&req),
+            timing: layer.metrics.start(req.method(), slot),
             metrics: layer.metrics.clone(),
-            log: layer.ids.begin(&req),
+            log: layer.ids.begin(&req, route.map(|r| r.template)),
             on_panic: layer.on_panic,
         };
         {
@@ -153,7 +156,7 @@ mod tests {
 
     fn layer() -> OuterLayer {
         let metrics = Arc::new(Metrics::new(&["/x"], Arc::new(tessera::SystemClock)));
-        OuterLayer::new(&metrics, RequestIds::new(Vec::new()), || {
+        OuterLayer::new(RouteMatcher::new(&["/x"], &metrics), &metrics, RequestIds::new(Vec::new()), || {
             let mut r = Response::default();
             *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
             r

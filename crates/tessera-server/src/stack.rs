@@ -7,20 +7,16 @@
 //! router as one concrete service instead, which the HTTP front clones
 //! once per connection, not per request.
 //!
-//! Two layers share what one request is, through a task-local
-//! ([`RequestLocal`]), opened once per request: the outermost
-//! (`crate::outer`) opens it with the request's language (from
-//! `Accept-Language`, for `crate::lang::current`), and [`RouteTagLayer`]
-//! (a route layer, on every route) fills in the route template, which only
-//! the router knows, and names it in the request span. [`matched_route`]
-//! reads it, for the metrics and the access log.
+//! The outermost layer (`crate::outer`) opens a task-local
+//! ([`RequestLocal`]) once per request, with the request's language (from
+//! `Accept-Language`, for `crate::lang::current`), and finds the request's
+//! route ([`RouteMatcher`]) for the metrics and the access log.
 
-use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use axum::extract::{DefaultBodyLimit, MatchedPath};
+use axum::extract::DefaultBodyLimit;
 use axum::response::Response;
 use axum::Router;
 use http::{Method, Request};
@@ -35,6 +31,7 @@ use crate::access_log::SessionTag;
 use crate::client_ip::ClientIpService;
 use crate::fail_as_200::FailAs200;
 use crate::lang::Lang;
+use crate::metrics::Metrics;
 use crate::outer::Outer;
 
 /// What the CORS layer wraps.
@@ -52,18 +49,10 @@ pub type Stack = Outer<Either<Cors<BelowCors>, NoCorsOrigins<BelowCors>>>;
 #[derive(Debug)]
 pub struct RequestLocal {
     lang: Lang,
-    route: RefCell<Option<MatchedPath>>,
 }
 
 tokio::task_local! {
     static REQUEST: RequestLocal;
-}
-
-/// The route template of the request being served, once the router has
-/// matched one; `None` before, outside a request's scope, and when no
-/// route matched.
-pub fn matched_route() -> Option<MatchedPath> {
-    REQUEST.try_with(|request| request.route.borrow().clone()).ok().flatten()
 }
 
 /// The language of the request being served; `None` outside a request.
@@ -71,49 +60,55 @@ pub fn request_language() -> Option<Lang> {
     REQUEST.try_with(|request| request.lang).ok()
 }
 
-/// Runs `future` as a request in `lang` with no route yet.
+/// Runs `future` as a request in `lang`.
 pub fn request_scope<F: Future>(lang: Lang, future: F) -> TaskLocalFuture<RequestLocal, F> {
-    REQUEST.scope(RequestLocal { lang, route: RefCell::new(None) }, future)
+    REQUEST.scope(RequestLocal { lang }, future)
 }
 
-/// On every route (`Router::route_layer`): tells [`matched_route`] the
-/// route's template and, when the access log is on, names it in the
-/// request span.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RouteTagLayer;
-
-impl<S> Layer<S> for RouteTagLayer {
-    type Service = RouteTag<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RouteTag { inner }
-    }
+/// A request's route: the template its path matched, and its slot in the
+/// HTTP metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// The route template, e.g. `/user/sessions/{id}`.
+    pub template: &'static str,
+    /// Its slot in [`Metrics`]' HTTP series.
+    pub slot: usize,
 }
 
-/// See [`RouteTagLayer`].
-#[derive(Debug, Clone)]
-pub struct RouteTag<S> {
-    inner: S,
+/// Finds a request's route from its path, before the router runs, with the
+/// router's own matcher (matchit) over the templates the router serves.
+///
+/// The metrics and the access log need the route template. Read from the
+/// router's `MatchedPath`, it was known only inside the router, which took
+/// a layer on every route (`Router::route_layer`): one more boxed service
+/// cloned and one more boxed future per request. Matched here, it is known
+/// from the start (the request span carries it while handlers log), and a
+/// path whose route exists but not for the request's method (a 405) counts
+/// under its route.
+#[derive(Debug)]
+pub struct RouteMatcher {
+    routes: matchit::Router<Route>,
 }
 
-impl<S, B> Service<Request<B>> for RouteTag<S>
-where
-    S: Service<Request<B>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        if let Some(matched) = req.extensions().get::<MatchedPath>() {
-            crate::access_log::name_route(matched.as_str());
-            let _ = REQUEST.try_with(|request| *request.route.borrow_mut() = Some(matched.clone()));
+impl RouteMatcher {
+    /// A matcher for `templates` (those a router serves), each given its
+    /// slot in `metrics`.
+    ///
+    /// # Panics
+    /// When two templates conflict, which the router itself would have
+    /// refused first.
+    pub fn new(templates: &[&'static str], metrics: &Metrics) -> Self {
+        let mut routes = matchit::Router::new();
+        for &template in templates {
+            let route = Route { template, slot: metrics.route_slot(Some(template)) };
+            routes.insert(template, route).expect("the router accepted these templates");
         }
-        self.inner.call(req)
+        Self { routes }
+    }
+
+    /// The route whose template `path` matches, if any.
+    pub fn find(&self, path: &str) -> Option<Route> {
+        self.routes.at(path).ok().map(|found| *found.value)
     }
 }
 
@@ -207,6 +202,33 @@ mod tests {
         let headers =
             response.headers().iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap().to_owned())).collect();
         (response.status().as_u16(), headers, to_bytes(response.into_body(), 1 << 12).await.unwrap())
+    }
+
+    #[test]
+    fn a_path_finds_the_template_it_matches_among_those_routed_and_its_metrics_slot() {
+        let metrics = Metrics::new(crate::routes::TEMPLATES, std::sync::Arc::new(tessera::SystemClock));
+        let routed = ["/", "/user/me", "/user/sessions/{id}", "/auth/verify/{*original_path}"];
+        let matcher = RouteMatcher::new(&routed, &metrics);
+        let cases = [
+            ("/", Some("/")),
+            ("/user/me", Some("/user/me")),
+            ("/user/sessions/abc-123", Some("/user/sessions/{id}")),
+            ("/auth/verify/a/b/c", Some("/auth/verify/{*original_path}")),
+            ("/user/me/", None),
+            ("/user/sessions", None),
+            ("/oauth/introspect", None), // a server template, not routed here
+            ("/nowhere", None),
+        ];
+        for (path, template) in cases {
+            let found = matcher.find(path);
+            assert_eq!(found.map(|r| r.template), template, "{path}");
+            assert_eq!(
+                found.map_or_else(|| metrics.route_slot(None), |r| r.slot),
+                metrics.route_slot(template),
+                "{path}"
+            );
+        }
+        assert_ne!(metrics.route_slot(Some("/user/me")), metrics.route_slot(None));
     }
 
     #[tokio::test]

@@ -42,7 +42,7 @@ use crate::revocation_archive::UserDbArchive;
 use crate::routes::{self, params::MAX_BODY, LoginLimits, Services};
 use crate::secret::ServerSecret;
 use crate::signing_keys::{spawn_key_watcher, KeyFile};
-use crate::stack::{NoCorsOriginsLayer, RouteTagLayer, Stack};
+use crate::stack::{NoCorsOriginsLayer, RouteMatcher, Stack};
 use crate::store_mark::{self, SessionStoreKind};
 use crate::users::Users;
 
@@ -638,13 +638,14 @@ fn session_observer(metrics: &Arc<Metrics>, events: &Events) -> Arc<dyn tessera:
 /// is one of the routes unless `--metrics-bind` moved it to a listener of
 /// its own (or turned it off).
 fn router(settings: &Settings, state: Services, sessions: SessionLayer, metrics: &Arc<Metrics>) -> Stack {
-    let mut routes = routes::router(state);
+    let routes::Served { router: mut routes, mut templates } = routes::router(state);
     if settings.metrics == MetricsExposure::Main {
         routes = routes.route(routes::template("/metrics"), get(scrape).with_state(Exporter::new(metrics)));
+        templates.push("/metrics");
     }
-    // The layers below wrap the router once, not each route; every route
-    // tells them its template (see `crate::stack`).
-    let mut routes = routes.route_layer(RouteTagLayer);
+    // The layers below wrap the router once, not each route; the outermost
+    // finds each request's route template itself (see `crate::stack`).
+    let matcher = RouteMatcher::new(&templates, metrics);
     if let Some(dir) = &settings.static_dir {
         routes = routes.fallback_service(static_pages(dir));
     }
@@ -653,7 +654,7 @@ fn router(settings: &Settings, state: Services, sessions: SessionLayer, metrics:
         // Scope, metrics, request id and access log (method and route
         // template only: headers, bodies and query strings may hold
         // credentials), panics: one level (`crate::outer`).
-        .layer(OuterLayer::new(metrics, RequestIds::new(settings.trusted_proxies.clone()), || {
+        .layer(OuterLayer::new(matcher, metrics, RequestIds::new(settings.trusted_proxies.clone()), || {
             ErrorCode::UNKNOWN_ERROR.into_response()
         }))
         .layer(cors(settings))

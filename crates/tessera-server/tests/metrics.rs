@@ -249,3 +249,23 @@ async fn metrics_bind_serves_metrics_on_its_own_listener_only() {
     let r = reqwest::get(format!("http://{main}/metrics")).await.unwrap();
     assert_eq!(r.status(), 404, "--metrics-bind off");
 }
+
+#[tokio::test]
+async fn a_wrong_method_counts_under_its_route_and_an_unserved_route_as_unmatched() {
+    let server = TestServer::spawn().await;
+    scrape(&server).await;
+    let before = scrape(&server).await;
+    let r = server.delete("/user/me").send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    // Signed-token routes exist only in token mode; this server has none.
+    let r = server.post("/auth/refresh").send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let after = scrape(&server).await;
+
+    let requests = "tessera_http_requests_total";
+    let wrong_method = [("route", "/user/me"), ("method", "DELETE"), ("status", "405")];
+    assert_eq!(delta(&before, &after, requests, &wrong_method), 1.0);
+    let unserved = [("route", "unmatched"), ("method", "POST"), ("status", "404")];
+    assert_eq!(delta(&before, &after, requests, &unserved), 1.0);
+    assert_eq!(after.get(requests, &[("route", "/auth/refresh"), ("method", "POST"), ("status", "404")]), 0.0);
+}

@@ -18,7 +18,7 @@ pub use introspect::IntrospectionClients;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::{any, delete, get, post};
+use axum::routing::{any, delete, get, post, MethodRouter};
 use axum::Router;
 use sqlx::SqlitePool;
 use tessera::{Clock, SessionStore, SignedTokens, UserSessions};
@@ -145,46 +145,72 @@ pub fn template(path: &'static str) -> &'static str {
 /// the JWKS; configured introspection clients (or the shared introspection
 /// secret) add `/oauth/introspect`; an admin token adds the operator API
 /// (`/admin/…`).
-pub fn router(state: Services) -> Router {
+pub fn router(state: Services) -> Served {
     let state: AppState = Arc::new(state);
-    let mut router = Router::new();
+    let mut router = Routed::default();
     if state.tokens.is_some() {
         router = router
-            .route(template("/auth/refresh"), post(auth::refresh))
-            .route(template("/auth/logout"), post(user::logout))
-            .route(template("/.well-known/jwks.json"), get(auth::jwks));
+            .route("/auth/refresh", post(auth::refresh))
+            .route("/auth/logout", post(user::logout))
+            .route("/.well-known/jwks.json", get(auth::jwks));
     }
     if state.introspection.is_some() {
-        router = router.route(template("/oauth/introspect"), post(introspect::introspect));
+        router = router.route("/oauth/introspect", post(introspect::introspect));
     }
     if state.admin.is_some() {
         router = router
-            .route(template("/admin/users/{id}/disable"), post(admin::disable_user))
-            .route(template("/admin/users/{id}/enable"), post(admin::enable_user))
-            .route(template("/admin/users/{id}/sessions"), get(admin::list_sessions).delete(admin::end_sessions))
-            .route(template("/admin/users/{id}/sessions/{sid}"), delete(admin::end_session));
+            .route("/admin/users/{id}/disable", post(admin::disable_user))
+            .route("/admin/users/{id}/enable", post(admin::enable_user))
+            .route("/admin/users/{id}/sessions", get(admin::list_sessions).delete(admin::end_sessions))
+            .route("/admin/users/{id}/sessions/{sid}", delete(admin::end_session));
     }
-    router
-        .route(template("/"), get(health::about))
-        .route(template("/ui/{name}"), get(crate::pages::ui))
-        .route(template("/README.md"), get(crate::pages::readme))
-        .route(template("/healthz"), get(health::healthz))
-        .route(template("/openapi.json"), get(crate::openapi::serve))
-        .route(template("/livez"), get(health::livez))
-        .route(template("/readyz"), get(health::readyz))
-        .route(template("/auth/verify"), any(forward_auth::verify))
-        .route(template("/auth/verify/{*original_path}"), any(forward_auth::verify))
-        .route(template("/user/getotp"), post(user::get_otp))
-        .route(template("/user/register"), post(user::register))
-        .route(template("/user/login"), post(user::login))
-        .route(template("/user/logout"), post(user::logout))
-        .route(template("/user/logout-everywhere"), post(user::logout_everywhere))
-        .route(template("/user/password"), post(user::change_password))
-        .route(template("/user/me"), get(user::me))
-        .route(template("/user/get"), get(user::get_user))
-        .route(template("/user/csrf"), get(user::csrf))
-        .route(template("/user/sessions"), get(sessions::list).delete(sessions::revoke_others))
-        .route(template("/user/sessions/{id}"), delete(sessions::revoke_one))
-        .fallback(|| async { Failure::new(codes::NOT_FOUND) })
-        .with_state(state)
+    let Routed { router, templates } = router
+        .route("/", get(health::about))
+        .route("/ui/{name}", get(crate::pages::ui))
+        .route("/README.md", get(crate::pages::readme))
+        .route("/healthz", get(health::healthz))
+        .route("/openapi.json", get(crate::openapi::serve))
+        .route("/livez", get(health::livez))
+        .route("/readyz", get(health::readyz))
+        .route("/auth/verify", any(forward_auth::verify))
+        .route("/auth/verify/{*original_path}", any(forward_auth::verify))
+        .route("/user/getotp", post(user::get_otp))
+        .route("/user/register", post(user::register))
+        .route("/user/login", post(user::login))
+        .route("/user/logout", post(user::logout))
+        .route("/user/logout-everywhere", post(user::logout_everywhere))
+        .route("/user/password", post(user::change_password))
+        .route("/user/me", get(user::me))
+        .route("/user/get", get(user::get_user))
+        .route("/user/csrf", get(user::csrf))
+        .route("/user/sessions", get(sessions::list).delete(sessions::revoke_others))
+        .route("/user/sessions/{id}", delete(sessions::revoke_one));
+    let router = router.fallback(|| async { Failure::new(codes::NOT_FOUND) }).with_state(state);
+    Served { router, templates }
+}
+
+/// The router, and the templates of the routes it serves (which depend on
+/// the configuration): the outermost layer matches each request's path
+/// against exactly these (`crate::stack::RouteMatcher`).
+#[derive(Debug)]
+pub struct Served {
+    /// Every route, with its state.
+    pub router: Router,
+    /// The template of every route `router` serves, each once.
+    pub templates: Vec<&'static str>,
+}
+
+/// The router being built, and the templates routed on it so far.
+#[derive(Default)]
+struct Routed {
+    router: Router<AppState>,
+    templates: Vec<&'static str>,
+}
+
+impl Routed {
+    fn route(mut self, path: &'static str, endpoint: MethodRouter<AppState>) -> Self {
+        self.router = self.router.route(template(path), endpoint);
+        self.templates.push(path);
+        self
+    }
 }
