@@ -56,8 +56,9 @@ const CHECK_DEADLINE: Duration = Duration::from_secs(2);
 /// dependency is unusable. Checks run concurrently:
 ///
 /// - store: with Redis and a near cache whose lease is valid, nothing is
-///   asked (the subscription's heartbeat answered within the lease);
-///   otherwise a `PING` (Redis) or `SELECT 1` (the SQLite file);
+///   asked (the subscription's heartbeat answered within the lease) unless
+///   another check failed; otherwise a `PING` (Redis) or `SELECT 1` (the
+///   SQLite file);
 /// - users: `SELECT 1` on the user database;
 /// - invalidation (near cache) and revocations (token mode, or opaque
 ///   sessions in Redis): their leases, no round trip.
@@ -67,11 +68,15 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         return not_ready("draining", None);
     }
     // The feeds first: a near cache whose lease holds proves Redis answers
-    // without another round trip.
+    // without another round trip. Only when everything else is fine, though:
+    // a node about to answer 503 asks the store itself, so that the checks
+    // say which part is down (the two feeds notice a dead server each on its
+    // own connection, a moment apart).
     let users = within_deadline(async { state.users.ping().await.is_ok() });
     let (users, invalidation, revocations) =
         tokio::join!(users, readiness.invalidation_feed(), readiness.revocation_feed());
-    let store = invalidation == Some(true)
+    let others_ready = users && revocations != Some(false);
+    let store = (invalidation == Some(true) && others_ready)
         || within_deadline(async {
             match &state.redis {
                 None => sqlx::query("SELECT 1").execute(&state.pool).await.is_ok(),
@@ -88,7 +93,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         store: Some(word(store)),
         users: Some(word(users)),
     };
-    if store && users && invalidation != Some(false) && revocations != Some(false) {
+    if store && others_ready && invalidation != Some(false) {
         Success(ReadyResponse { checks, status: "ready" }).into_response()
     } else {
         tracing::warn!(?checks, "not ready");
