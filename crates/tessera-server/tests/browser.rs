@@ -94,7 +94,7 @@ async fn tesseras_pages_refresh_in_token_mode() {
     let (_sink, sink_addr) = Sink::start().await;
     let sink = format!("http://{sink_addr}/sms");
     let data = tempfile::tempdir().unwrap();
-    let node = Node::start(data.path(), &sink, &["--tokens", "signed", "--access-ttl", "2"]).await;
+    let node = Node::start(data.path(), &sink, &["--tokens", "signed", "--access-ttl", "6"]).await;
     drive("tokens", &node, &sink, data.path()).await;
     node.stop().await;
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use prometheus::Exposition;
 use serde_json::{json, Value};
-use support::{on_redis, TestServer, PASSWORD, PHONE};
+use support::{on_redis_patient, TestServer, PASSWORD, PHONE};
 use tessera::ManualClock;
 use tessera_server::configuration::{MetricsExposure, Settings, TokenConfig};
 use tessera_server::startup::Application;
@@ -153,7 +153,7 @@ async fn unknown_paths_share_one_series() {
 #[tokio::test]
 async fn redis_commands_the_near_cache_and_the_feeds_are_reported() {
     let redis = RedisServer::start();
-    let server = TestServer::spawn_with(on_redis(redis.url())).await;
+    let server = TestServer::spawn_with(on_redis_patient(redis.url())).await;
     server.register(PHONE).await;
     let token = server.login_header(PHONE).await;
     // The feeds come up with their first heartbeat.

@@ -99,7 +99,7 @@ async fn revocations_reach_every_node_at_once_and_survive_a_restart() {
     for node in &cluster.nodes[1..] {
         let took = node.until_status(&http, &access, 401).await;
         eprintln!("revocation reached {} after {took:?}", node.base);
-        assert!(took < Duration::from_secs(1), "revocation took {took:?} to reach {}", node.base);
+        assert!(took < Duration::from_secs(3), "revocation took {took:?} to reach {}", node.base);
     }
 
     // Logout everywhere on node 3 ends two families opened on nodes 1 and 2.

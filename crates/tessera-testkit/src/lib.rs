@@ -25,7 +25,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// One `redis-server` process.
@@ -37,21 +37,29 @@ pub struct RedisServer {
     child: Option<Child>,
 }
 
+/// Where test servers' ports start and end: below Linux's ephemeral range
+/// (32768 and up by default), cluster bus ports (port + 10000) included, so
+/// that no outgoing connection's local port or `127.0.0.1:0` listener (a
+/// node under test, a proxy) can take a port between the check here and
+/// the server's bind, or between a kill and a restart on the same port.
+const PORTS: std::ops::Range<u16> = 10000..22760;
+
 fn free_port() -> u16 {
-    // Cluster nodes also need port + 10000 for their bus; stay below 55535.
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    if NEXT.load(Ordering::Relaxed) == 0 {
-        let seed = 20000 + (std::process::id() % 2000) as u16 * 10;
-        let _ = NEXT.compare_exchange(0, seed, Ordering::Relaxed, Ordering::Relaxed);
-    }
-    loop {
-        let port = NEXT.fetch_add(1, Ordering::Relaxed);
-        assert!(port < 55000, "ran out of test ports");
+    static TAKEN: AtomicU32 = AtomicU32::new(0);
+    // Test binaries running at once start apart (ten ports per pid); past
+    // the end the count wraps to the start, where the check below skips
+    // ports still held by this process's servers.
+    let seed = (std::process::id() % 1200) * 10;
+    let span = u32::from(PORTS.end - PORTS.start);
+    for _ in 0..span {
+        let offset = (seed + TAKEN.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = PORTS.start + u16::try_from(offset).expect("offset < span");
         let free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
         if free(port) && free(port + 10000) {
             return port;
         }
     }
+    panic!("no free test port in {PORTS:?}");
 }
 
 /// Sends one inline command and returns the raw reply (enough for tests).
@@ -167,11 +175,19 @@ impl RedisServer {
             .spawn()
             .expect("redis-server is installed (scripts/test installs it)");
         watchdog(child.id(), &self.dir);
+        let pid = child.id();
         self.child = Some(child);
         let port = self.port;
         wait_until("redis-server to answer PING", Duration::from_secs(10), || {
+            if let Some(exit) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("redis-server on port {port} exited at start ({exit}); was the port taken?");
+            }
             command(port, "PING").map(|r| r.starts_with("+PONG")).unwrap_or(false)
         });
+        // The answer came from this process, not from a server of someone
+        // else's that got the port first.
+        let info = command(port, "INFO server").unwrap_or_default();
+        assert!(info.contains(&format!("process_id:{pid}\r")), "port {port} is answered by another redis-server");
     }
 
     /// The port.
@@ -380,6 +396,7 @@ impl RedisCluster {
 /// as `[.. lua]` and not counted: they are not round trips).
 #[derive(Debug)]
 pub struct Monitor {
+    port: u16,
     lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -410,19 +427,39 @@ impl Monitor {
                 }
             }
         });
-        Self { lines, stop, thread: Some(thread) }
+        Self { port, lines, stop, thread: Some(thread) }
     }
 
-    /// Commands sent by clients so far (after a short settle, so that
-    /// lines already on the wire are counted). Subscription heartbeats
-    /// (a `PUBLISH` on a `…:heartbeat:…` channel, or a bare `PING`) are not
+    /// Commands sent by clients so far. Subscription heartbeats (a
+    /// `PUBLISH` on a `…:heartbeat:…` channel, or a bare `PING`) are not
     /// counted: they are the listeners' own, not requests'.
+    ///
+    /// "So far" is marked on the server itself: an `ECHO` of a fresh marker
+    /// is sent and the count taken once `MONITOR` has listed it, so every
+    /// command the server ran before it is in, however late its line is read.
     pub fn client_commands(&self) -> usize {
-        std::thread::sleep(Duration::from_millis(100));
-        let heartbeat = |l: &str| l.contains(":heartbeat:") || l.trim_end().ends_with("\"PING\"");
-        self.lines.lock().unwrap().iter().filter(|l| !l.contains(" lua]") && !heartbeat(l)).count()
+        static MARKS: AtomicU64 = AtomicU64::new(0);
+        let mark = format!("{MONITOR_MARK}{}", MARKS.fetch_add(1, Ordering::Relaxed));
+        command(self.port, &format!("ECHO {mark}")).expect("redis answers");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            {
+                let lines = self.lines.lock().unwrap();
+                if let Some(at) = lines.iter().position(|l| l.contains(&mark)) {
+                    let heartbeat = |l: &str| l.contains(":heartbeat:") || l.trim_end().ends_with("\"PING\"");
+                    let counted = |l: &&String| !l.contains(" lua]") && !heartbeat(l) && !l.contains(MONITOR_MARK);
+                    return lines[..at].iter().filter(counted).count();
+                }
+            }
+            assert!(Instant::now() < deadline, "MONITOR never listed {mark}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }
+
+/// What [`Monitor::client_commands`]'s own `ECHO`s carry, so that they are
+/// not counted.
+const MONITOR_MARK: &str = "tessera-testkit-monitor-mark-";
 
 impl Drop for Monitor {
     fn drop(&mut self) {

@@ -38,6 +38,16 @@ fn config(near_cache: bool) -> RedisStoreConfig {
     }
 }
 
+/// [`config`] with a 2 s command deadline and near-cache lease, for tests
+/// that count round trips or rely on a cached copy: a test process starved
+/// of CPU for a few hundred milliseconds (other test binaries run alongside)
+/// would otherwise see its near cache distrusted and refilled from Redis.
+fn patient(near_cache: bool) -> RedisStoreConfig {
+    let deadline = Duration::from_secs(2);
+    let near_cache = near_cache.then(|| NearCacheConfig { lease: deadline, ..NearCacheConfig::default() });
+    RedisStoreConfig { timeout: deadline, near_cache, ..config(false) }
+}
+
 /// How a session's key name spells its digest (unpadded base64url).
 fn digest(key: &tessera::SessionKey) -> String {
     use base64::Engine;
@@ -168,7 +178,7 @@ async fn round_trips_per_request_are_counted() {
     let server = RedisServer::start();
     let monitor = tessera_testkit::Monitor::start(server.port());
     let round_trips = |_: &RedisServer| monitor.client_commands() as u64;
-    let uncached = Arc::new(RedisStore::connect(&server.url(), config(false)).await.unwrap());
+    let uncached = Arc::new(RedisStore::connect(&server.url(), patient(false)).await.unwrap());
     let app = TestApp::spawn_on(uncached, dev()).await;
     // Load every script once (the first call of each costs a NOSCRIPT
     // retry), so that the counts below are the steady state.
@@ -199,7 +209,7 @@ async fn round_trips_per_request_are_counted() {
     assert_eq!(round_trips(&server) - before, 0, "no credential, no Redis");
 
     // With the near cache: the second read costs nothing.
-    let cached = Arc::new(RedisStore::connect(&server.url(), config(true)).await.unwrap());
+    let cached = Arc::new(RedisStore::connect(&server.url(), patient(true)).await.unwrap());
     trusted(&cached).await;
     let app = TestApp::spawn_on(cached, dev()).await;
     let token = app.login_header("bob").await;
@@ -365,18 +375,18 @@ async fn redis_down_is_503_in_bounded_time_and_service_resumes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_redis_is_a_503_too() {
-    let server = RedisServer::start_with(&["--enable-debug-command", "yes"]);
+    let server = RedisServer::start();
     let store = Arc::new(RedisStore::connect(&server.url(), config(false)).await.unwrap());
     let key = SessionToken::generate().key();
-    // DEBUG SLEEP blocks the whole server for the duration.
-    let port = server.port();
-    let sleeper = std::thread::spawn(move || tessera_testkit::command(port, "DEBUG SLEEP 1"));
-    std::thread::sleep(Duration::from_millis(100));
+    // CLIENT PAUSE holds every other client's commands for 3 s; its `+OK`
+    // comes back only once the pause is in force, so no head start is needed.
+    let paused = tessera_testkit::command(server.port(), "CLIENT PAUSE 3000 ALL").unwrap();
+    assert!(paused.starts_with("+OK"), "{paused}");
     let started = Instant::now();
     let err = store.load(&key).await.unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
-    assert!(started.elapsed() < Duration::from_millis(800), "gave up after {:?}", started.elapsed());
-    let _ = sleeper.join();
+    // Gave up at the command deadline, not when the server answered again.
+    assert!(started.elapsed() < Duration::from_secs(2), "gave up after {:?}", started.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -468,7 +478,7 @@ async fn the_per_user_cap_holds_on_redis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_uncached_goes_past_the_near_cache() {
     let server = standalone();
-    let cfg = config(true);
+    let cfg = patient(true);
     let prefix = cfg.prefix.clone();
     let store = RedisStore::connect(&server.url(), cfg).await.unwrap();
     trusted(&store).await;

@@ -353,7 +353,7 @@ def post(path, body):
 
 
 def tokens():
-    """--tokens signed with a 2 s access token: the cookie lapses (its
+    """--tokens signed with a 6 s access token: the cookie lapses (its
     Max-Age is the token's lifetime), the next call answers 401, and the page
     refreshes once and carries on."""
     phone = "13900004444"
