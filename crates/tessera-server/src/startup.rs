@@ -91,11 +91,17 @@ impl Application {
         let metrics_listener = bind_metrics(settings, &metrics).await?;
         let readiness = backends.readiness.clone();
         let maintenance = spawn_maintenance(backends.sessions, pool.clone(), clock);
+        let checkpoints = tessera::store::sqlite::spawn_wal_checkpoints(
+            pool.clone(),
+            &local_database_path(settings),
+            tessera::store::sqlite::WAL_CHECK_EVERY,
+            tessera::store::sqlite::WAL_LIMIT,
+        );
         Ok(Self {
             listener,
             router,
             database: pool,
-            background: key_watcher.into_iter().chain([maintenance]).collect(),
+            background: key_watcher.into_iter().chain([maintenance, checkpoints]).collect(),
             http: settings.http,
             readiness,
             shutdown_delay: settings.shutdown_delay,

@@ -23,6 +23,8 @@ pub mod sqlite;
 mod sqlite_revocations;
 #[cfg(feature = "sqlite")]
 mod sqlite_touches;
+#[cfg(feature = "sqlite")]
+mod sqlite_wal;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;

@@ -22,6 +22,7 @@ use sqlx::{Row, SqlitePool};
 
 use super::record_cache::{Forget, ForgetOnDrop, RecordCache};
 use super::sqlite_touches::Touches;
+pub use super::sqlite_wal::{spawn_wal_checkpoints, truncate_wal, Checkpoint, WAL_CHECK_EVERY, WAL_LIMIT};
 use super::{KeyedRecord, SessionStore, StoreError};
 use crate::clock::Timestamp;
 use crate::record::{SessionChange, SessionRecord, UserId};
@@ -133,6 +134,10 @@ impl SqliteStore {
 /// Opens a pool on the SQLite file at `path` the way Tessera wants it: WAL
 /// (readers never wait for the writer; several processes may share the
 /// file), NORMAL sync, a 5 s busy timeout, foreign keys on.
+///
+/// Under sustained writes, also run [`spawn_wal_checkpoints`] on the pool:
+/// SQLite's own checkpoints may never get the moment they need to start the
+/// log over, and it grows without end.
 pub async fn connect(path: &Path) -> Result<SqlitePool, sqlx::Error> {
     owner_only(path).map_err(sqlx::Error::Io)?;
     let options = SqliteConnectOptions::new()
