@@ -131,6 +131,9 @@ impl SqliteStore {
     }
 }
 
+/// How long a statement of a pool from [`connect`] waits for a lock.
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Opens a pool on the SQLite file at `path` the way Tessera wants it: WAL
 /// (readers never wait for the writer; several processes may share the
 /// file), NORMAL sync, a 5 s busy timeout, foreign keys on.
@@ -148,7 +151,7 @@ pub async fn connect(path: &Path) -> Result<SqlitePool, sqlx::Error> {
         // never consistency; sessions are cheap to recreate, fsyncs are not.
         .synchronous(SqliteSynchronous::Normal)
         .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(5));
+        .busy_timeout(BUSY_TIMEOUT);
     SqlitePoolOptions::new()
         .max_connections(8)
         .acquire_timeout(Duration::from_secs(2))

@@ -21,9 +21,9 @@
 //! with the log left to grow.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use sqlx::SqlitePool;
+use sqlx::{SqliteConnection, SqlitePool};
 
 /// How often [`spawn_wal_checkpoints`] looks at the log, by default: one
 /// `stat` of the file; under the login benchmark's load the log gains
@@ -41,22 +41,34 @@ pub const WAL_LIMIT: u64 = 4 << 20;
 pub enum Checkpoint {
     /// Every frame was copied into the database and the log emptied.
     Truncated,
-    /// A reader or writer did not finish within the busy timeout; the log
-    /// was copied as far as it could be and is tried again later.
+    /// Another connection's checkpoint was running, or a reader of an older
+    /// snapshot or a writer did not finish in time; the log was copied as
+    /// far as it could be.
     Busy,
 }
 
 /// Copies the whole write-ahead log of `pool`'s database into it and
-/// empties the log file (`PRAGMA wal_checkpoint(TRUNCATE)`).
+/// empties the log file (`PRAGMA wal_checkpoint(TRUNCATE)`), waiting for
+/// readers and writers as long as the pool's busy timeout.
 pub async fn truncate_wal(pool: &SqlitePool) -> Result<Checkpoint, sqlx::Error> {
+    checkpoint(&mut *pool.acquire().await?).await
+}
+
+async fn checkpoint(conn: &mut SqliteConnection) -> Result<Checkpoint, sqlx::Error> {
     // The answer is (busy, frames in the log, frames copied).
-    let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(pool).await?;
+    let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(conn).await?;
     Ok(if busy == 0 { Checkpoint::Truncated } else { Checkpoint::Busy })
 }
 
 /// Every `every`, truncates the write-ahead log of the SQLite file at
 /// `database` (its `-wal` file) through `pool` when the log is larger than
 /// `limit` bytes. Runs until aborted or the pool is closed.
+///
+/// A truncation waits for readers of older snapshots, and new writers wait
+/// for it meanwhile; so it waits at most [`READER_PATIENCE`], and when a
+/// reader outlasts that (a long transaction elsewhere, say an operator's
+/// `sqlite3` shell) the next look is [`AFTER_A_LONG_READER`] later, so that
+/// writes are never held up for long or often.
 pub fn spawn_wal_checkpoints(
     pool: SqlitePool,
     database: &Path,
@@ -75,7 +87,10 @@ pub fn spawn_wal_checkpoints(
             }
             match truncate_soon(&pool).await {
                 Ok(Checkpoint::Truncated) => tracing::debug!(bytes = size, "write-ahead log checkpointed and emptied"),
-                Ok(Checkpoint::Busy) => tracing::debug!(bytes = size, "write-ahead log checkpoint busy; next time"),
+                Ok(Checkpoint::Busy) => {
+                    tracing::debug!(bytes = size, "write-ahead log checkpoint waits for a long reader; later");
+                    tokio::time::sleep(AFTER_A_LONG_READER).await;
+                }
                 Err(e) if pool.is_closed() => tracing::debug!(error = %e, "pool closed"),
                 Err(e) => tracing::warn!(error = %e, bytes = size, "write-ahead log checkpoint failed"),
             }
@@ -83,22 +98,48 @@ pub fn spawn_wal_checkpoints(
     })
 }
 
-/// Attempts at [`truncate_wal`] per look, and the pause between them.
+/// How long one truncation waits for readers of older snapshots (and
+/// writers wait for it): a statement's time, not a transaction's.
+pub const READER_PATIENCE: Duration = Duration::from_millis(50);
+
+/// The pause after a reader outlasted [`READER_PATIENCE`].
+pub const AFTER_A_LONG_READER: Duration = Duration::from_secs(5);
+
+/// Attempts per look while another connection's checkpoint holds the lock,
+/// and the pause between them.
 const ATTEMPTS: u32 = 100;
 const BETWEEN_ATTEMPTS: Duration = Duration::from_millis(5);
 
-/// [`truncate_wal`], tried again at once while another checkpoint runs: a
+/// A truncation, tried again at once while another checkpoint runs: a
 /// checkpoint finds the checkpoint lock taken without waiting for it, and on
 /// a busy file every commit's passive checkpoint takes it, the longer the
-/// larger the log. Once one truncation gets through, theirs are short again.
+/// larger the log (once one truncation gets through, theirs are short
+/// again). `Busy` when a reader outlasted [`READER_PATIENCE`].
 async fn truncate_soon(pool: &SqlitePool) -> Result<Checkpoint, sqlx::Error> {
-    for _ in 1..ATTEMPTS {
-        if truncate_wal(pool).await? == Checkpoint::Truncated {
-            return Ok(Checkpoint::Truncated);
+    let mut conn = pool.acquire().await?;
+    set_busy_timeout(&mut conn, READER_PATIENCE).await?;
+    let mut outcome = Ok(Checkpoint::Busy);
+    for _ in 0..ATTEMPTS {
+        let started = Instant::now();
+        outcome = checkpoint(&mut conn).await;
+        // A busy answer that came at once was the checkpoint lock; one that
+        // took the whole patience was a reader: no use trying again now.
+        if !matches!(outcome, Ok(Checkpoint::Busy)) || started.elapsed() >= READER_PATIENCE / 2 {
+            break;
         }
         tokio::time::sleep(BETWEEN_ATTEMPTS).await;
     }
-    truncate_wal(pool).await
+    // The connection goes back to the pool with the pool's own timeout, or
+    // not at all.
+    if set_busy_timeout(&mut conn, super::sqlite::BUSY_TIMEOUT).await.is_err() {
+        drop(conn.detach());
+    }
+    outcome
+}
+
+async fn set_busy_timeout(conn: &mut SqliteConnection, timeout: Duration) -> Result<(), sqlx::Error> {
+    let statement = format!("PRAGMA busy_timeout = {}", timeout.as_millis());
+    sqlx::query(&statement).execute(conn).await.map(drop)
 }
 
 /// `<database>-wal`, where SQLite keeps the log.
@@ -184,6 +225,28 @@ mod tests {
         // 4,800 commits of at least one 4 KiB page each: 19 MiB of log
         // if it were never emptied.
         assert!(largest < 8 * limit, "the log reached {largest} bytes");
+    }
+
+    /// A truncation waits for readers of older snapshots and blocks writers
+    /// meanwhile: a reader that stays (a long transaction elsewhere) must not
+    /// hold every write up for the pool's 5 s busy timeout.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_long_reader_holds_writes_up_only_briefly() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pool, path) = database(&dir).await;
+        write(&pool, 0..100).await;
+        let mut reader = pool.acquire().await.unwrap();
+        sqlx::query("BEGIN").execute(&mut *reader).await.unwrap();
+        let _: i64 = sqlx::query_scalar("SELECT count(*) FROM t").fetch_one(&mut *reader).await.unwrap();
+        write(&pool, 100..200).await; // the reader's snapshot is now an older one
+        let task = spawn_wal_checkpoints(pool.clone(), &path, Duration::from_millis(5), 1);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let started = Instant::now();
+        write(&pool, 200..220).await;
+        let took = started.elapsed();
+        task.abort();
+        sqlx::query("COMMIT").execute(&mut *reader).await.unwrap();
+        assert!(took < Duration::from_secs(2), "20 writes took {took:?}");
     }
 
     #[tokio::test]
