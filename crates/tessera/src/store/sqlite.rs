@@ -22,7 +22,9 @@ use sqlx::{Row, SqlitePool};
 
 use super::record_cache::{Forget, ForgetOnDrop, RecordCache};
 use super::sqlite_touches::Touches;
-pub use super::sqlite_wal::{spawn_wal_checkpoints, truncate_wal, Checkpoint, WAL_CHECK_EVERY, WAL_LIMIT};
+pub use super::sqlite_wal::{
+    spawn_wal_checkpoints, truncate_wal, Checkpoint, AFTER_A_LONG_READER, READER_PATIENCE, WAL_CHECK_EVERY, WAL_LIMIT,
+};
 use super::{KeyedRecord, SessionStore, StoreError};
 use crate::clock::Timestamp;
 use crate::record::{SessionChange, SessionRecord, UserId};
