@@ -81,7 +81,7 @@ pub fn spawn_wal_checkpoints(
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while !pool.is_closed() {
             tick.tick().await;
-            let size = std::fs::metadata(&log).map_or(0, |m| m.len());
+            let size = size_of(&log);
             if size <= limit {
                 continue;
             }
@@ -142,6 +142,12 @@ async fn set_busy_timeout(conn: &mut SqliteConnection, timeout: Duration) -> Res
     sqlx::query(&statement).execute(conn).await.map(drop)
 }
 
+/// The size of `file` in bytes; 0 when there is none (SQLite deletes the
+/// log when the last connection closes).
+fn size_of(file: &Path) -> u64 {
+    std::fs::metadata(file).map_or(0, |m| m.len())
+}
+
 /// `<database>-wal`, where SQLite keeps the log.
 fn wal_path(database: &Path) -> PathBuf {
     let mut name = database.as_os_str().to_owned();
@@ -153,8 +159,8 @@ fn wal_path(database: &Path) -> PathBuf {
 mod tests {
     use super::*;
 
-    async fn wal_size(database: &Path) -> u64 {
-        std::fs::metadata(wal_path(database)).map_or(0, |m| m.len())
+    fn wal_size(database: &Path) -> u64 {
+        size_of(&wal_path(database))
     }
 
     /// A pool on a fresh file with one table, and the file's path.
@@ -185,9 +191,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (pool, path) = database(&dir).await;
         write(&pool, 0..300).await;
-        assert!(wal_size(&path).await > 0);
+        assert!(wal_size(&path) > 0);
         assert_eq!(truncate_wal(&pool).await.unwrap(), Checkpoint::Truncated);
-        assert_eq!(wal_size(&path).await, 0);
+        assert_eq!(wal_size(&path), 0);
         let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM t").fetch_one(&pool).await.unwrap();
         assert_eq!(rows, 300);
     }
@@ -216,7 +222,7 @@ mod tests {
             .collect();
         for worker in load {
             while !worker.is_finished() {
-                largest = largest.max(wal_size(&path).await);
+                largest = largest.max(wal_size(&path));
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             worker.await.unwrap();
@@ -254,10 +260,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (pool, path) = database(&dir).await;
         write(&pool, 0..5).await;
-        let before = wal_size(&path).await;
+        let before = wal_size(&path);
         let task = spawn_wal_checkpoints(pool.clone(), &path, Duration::from_millis(10), u64::MAX);
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(wal_size(&path).await, before);
+        assert_eq!(wal_size(&path), before);
         pool.close().await;
         tokio::time::timeout(Duration::from_secs(5), task).await.expect("the task ends").unwrap();
     }
