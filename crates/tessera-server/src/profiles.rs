@@ -8,11 +8,12 @@
 //! What is kept is `/user/me`'s whole answer, serialized once, and nothing
 //! else: that read is the hottest of the service, and its answer only
 //! changes with the profile. The answer sits inside the cache's own entry
-//! (see [`Answer`]), because with thousands of users the entry is all a
+//! (`Answer`), because with thousands of users the entry is all a
 //! read finds in the CPU's caches: each pointer followed from it to a
 //! shared allocation, and each reference count bumped there, was a miss
-//! (together ~14 % of a read's CPU, BENCHMARKS.md). The rarer reads that
-//! need the record decode it from the answer.
+//! (the profile path was ~14 % of a read's CPU, and keeping the answer in
+//! place took half of that away: BENCHMARKS.md). The rarer reads that need
+//! the record decode it from the answer.
 //!
 //! Nothing changes a profile today but registration, so a copy is only
 //! ever stale by being absent. A route that edits profiles must call
@@ -116,9 +117,8 @@ impl Profiles {
         if let Some(answer) = self.cached(id) {
             return Ok(Some(answer.user()));
         }
-        Ok(self.users.by_id(id).await?.map(|user| {
+        Ok(self.users.by_id(id).await?.inspect(|user| {
             self.kept(user.clone());
-            user
         }))
     }
 
