@@ -7,10 +7,11 @@
 //! - a near-cache hit in `RedisStore::load`, against a `HashMap` lookup
 //!   plus clone (the floor for serving an owned record from memory);
 //! - signing and verifying access tokens (EdDSA, ES256, HS256), and a
-//!   verified-token cache hit in `SignedTokens::verify` against a full
-//!   Ed25519 verification.
+//!   verified-token cache hit in `SignedTokens::verify_bearer` (what the
+//!   session layer asks) and in `SignedTokens::verify` (claims decoded
+//!   again) against a full Ed25519 verification.
 //!
-//! `cargo bench -p tessera --bench hot_paths`. The near-cache case starts a
+//! `cargo bench -p tessera --all-features --bench hot_paths`. The near-cache case starts a
 //! real `redis-server` on a free port through the test harness.
 
 use std::collections::HashMap;
@@ -170,16 +171,33 @@ fn signed(c: &mut Criterion) {
         ))
         .unwrap();
     engine.verify(&token, now).unwrap(); // now cached
-    c.bench_function("jwt/verified-token cache hit (SignedTokens::verify)", |b| {
+    c.bench_function("jwt/verified-token cache hit, for a request (SignedTokens::verify_bearer)", |b| {
+        b.iter(|| engine.verify_bearer(black_box(&token), now).unwrap())
+    });
+    c.bench_function("jwt/verified-token cache hit, claims decoded again (SignedTokens::verify)", |b| {
         b.iter(|| engine.verify(black_box(&token), now).unwrap())
     });
-    let hit = mean(|| {
+    let bearer = mean(|| {
+        black_box(engine.verify_bearer(&token, now).unwrap());
+    });
+    let claims = mean(|| {
         black_box(engine.verify(&token, now).unwrap());
     });
     let full = mean(|| {
         black_box(verify(&token, ring.verifying(), &expect, now).unwrap());
     });
-    println!("  cached verify / full EdDSA verify: {:>8.2?} / {:>8.2?} = {:.4}", hit, full, ratio(hit, full));
+    println!(
+        "  cached verify_bearer / full EdDSA verify: {:>8.2?} / {:>8.2?} = {:.4}",
+        bearer,
+        full,
+        ratio(bearer, full)
+    );
+    println!(
+        "  cached verify / full EdDSA verify:        {:>8.2?} / {:>8.2?} = {:.4}",
+        claims,
+        full,
+        ratio(claims, full)
+    );
 }
 
 fn ratio(a: Duration, b: Duration) -> f64 {

@@ -34,6 +34,32 @@ pub fn sid_of(family: &SessionKey) -> String {
     URL_SAFE_NO_PAD.encode(family.as_bytes())
 }
 
+/// A `sid` as a revocation check reads it: a family's key, spelled out
+/// (into a buffer on the stack) only if some family is revoked at all, or
+/// a `sid` that names no family, as it came.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Sid<'a> {
+    /// The `sid` of this family ([`sid_of`]).
+    Family(&'a SessionKey),
+    /// A `sid` as written.
+    Text(&'a str),
+}
+
+impl Sid<'_> {
+    /// Runs `f` on the `sid` as text.
+    fn with<R>(self, f: impl FnOnce(&str) -> R) -> R {
+        match self {
+            Sid::Text(text) => f(text),
+            Sid::Family(key) => {
+                let mut spelled = [0u8; 43];
+                let len =
+                    URL_SAFE_NO_PAD.encode_slice(key.as_bytes(), &mut spelled).expect("32 bytes take 43 characters");
+                f(std::str::from_utf8(&spelled[..len]).expect("base64 is ASCII"))
+            }
+        }
+    }
+}
+
 /// The family a `sid` claim names.
 #[doc(hidden)] // the claim's decoding: for tests, not an API
 pub fn family_of(sid: &str) -> Option<SessionKey> {
@@ -157,13 +183,12 @@ impl Entries {
     }
 
     /// Whether what `user` was issued at `issued_ms` in family `sid` is revoked.
-    fn revokes(&self, sid: &str, user: &UserId, issued_ms: i64) -> bool {
-        self.families.contains_key(sid)
+    fn revokes(&self, sid: Sid<'_>, user: &UserId, issued_ms: i64) -> bool {
+        (!self.families.is_empty() && sid.with(|sid| self.families.contains_key(sid)))
             || self.users.get(user).is_some_and(|(not_before, _)| issued_ms < *not_before)
-            || self
-                .others
-                .get(user)
-                .is_some_and(|list| list.iter().any(|(not_before, keep, _)| issued_ms < *not_before && keep != sid))
+            || self.others.get(user).is_some_and(|list| {
+                sid.with(|sid| list.iter().any(|(not_before, keep, _)| issued_ms < *not_before && keep != sid))
+            })
     }
 }
 
@@ -262,25 +287,32 @@ impl RevocationList {
     /// not mint tokens for it even if its record is still in the store (a
     /// revocation is recorded before the record is deleted).
     pub fn revokes_family(&self, sid: &str, user: &UserId, created_ms: i64) -> bool {
-        self.entries.read().unwrap_or_else(|p| p.into_inner()).revokes(sid, user, created_ms)
+        self.entries.read().unwrap_or_else(|p| p.into_inner()).revokes(Sid::Text(sid), user, created_ms)
     }
 
     /// Whether the session `key` of `user`, created at `created_ms`, has
     /// been revoked (opaque mode: a record a store brought back after its
     /// end). Costs one read lock when nothing is revoked.
     pub fn revokes_session(&self, key: &SessionKey, user: &UserId, created_ms: i64) -> bool {
-        {
-            let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
-            if entries.families.is_empty() && !entries.users.contains_key(user) && !entries.others.contains_key(user) {
-                return false;
-            }
-        }
-        self.revokes_family(&sid_of(key), user, created_ms)
+        self.entries.read().unwrap_or_else(|p| p.into_inner()).revokes(Sid::Family(key), user, created_ms)
     }
 
     /// Whether `claims` may still be honoured.
     #[cfg(feature = "signed")]
     pub fn check(&self, claims: &crate::signed::AccessClaims) -> Result<(), crate::signed::Rejection> {
+        self.check_issued(Sid::Text(&claims.sid), &claims.sub, claims.issued_ms())
+    }
+
+    /// [`RevocationList::check`] on the claims' parts that it reads (`sid`,
+    /// `sub` and [`AccessClaims::issued_ms`](crate::signed::AccessClaims::issued_ms)),
+    /// for callers that keep them apart.
+    #[cfg(feature = "signed")]
+    pub(crate) fn check_issued(
+        &self,
+        sid: Sid<'_>,
+        user: &UserId,
+        issued_ms: i64,
+    ) -> Result<(), crate::signed::Rejection> {
         use crate::signed::Rejection;
         if !self.is_ready() {
             return Err(Rejection::NotReady);
@@ -289,7 +321,7 @@ impl RevocationList {
         // Strictly before, in milliseconds: a login right after
         // "everywhere" must work, one right before must not (even if its
         // family record was lost and so not revoked by `sid`).
-        if entries.revokes(&claims.sid, &claims.sub, claims.issued_ms()) {
+        if entries.revokes(sid, user, issued_ms) {
             return Err(Rejection::Revoked);
         }
         Ok(())

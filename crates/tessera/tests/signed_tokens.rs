@@ -268,6 +268,44 @@ async fn cached_tokens_are_still_refused_once_revoked_or_expired() {
 }
 
 #[tokio::test]
+async fn a_cached_token_has_the_claims_it_was_verified_with() {
+    // The cache keeps only what a request reads; `verify` decodes the rest
+    // again from the token, which must give what the first check gave.
+    let (keys, ring) = ring(SigningAlgorithm::EdDSA);
+    let tokens = engine(&keys).await;
+    let issued = AccessClaims { iat_ms: Some(NOW_SECS * 1000 + 250), jti: "j\"ti/é".into(), ..claims() };
+    let token = ring.sign(&issued).unwrap();
+    assert_eq!(*tokens.verify(&token, NOW).unwrap(), issued);
+    assert_eq!(*tokens.verify(&token, NOW).unwrap(), issued, "served from the cache");
+}
+
+#[tokio::test]
+async fn cached_tokens_are_judged_by_their_own_sid_whatever_is_revoked() {
+    let (keys, ring) = ring(SigningAlgorithm::EdDSA);
+    let tokens = engine(&keys).await;
+    let until = NOW + Duration::from_secs(700);
+    let issued = AccessClaims { iat_ms: Some(NOW_SECS * 1000 + 250), ..claims() };
+    let kept = ring.sign(&issued).unwrap();
+    let other = ring.sign(&AccessClaims { sid: URL_SAFE_NO_PAD.encode([8u8; 32]), ..issued.clone() }).unwrap();
+    let odd = ring.sign(&AccessClaims { sid: "names-no-family".into(), ..issued.clone() }).unwrap();
+    let verdicts = |tokens: &SignedTokens| [&kept, &other, &odd].map(|token| tokens.verify(token, NOW).map(|_| ()));
+    assert_eq!(verdicts(&tokens), [Ok(()), Ok(()), Ok(())], "first checks");
+    // An unrelated family: the list is no longer empty, nothing here is refused.
+    tokens.revoke(&[Revocation::Family { sid: URL_SAFE_NO_PAD.encode([7u8; 32]), until }]).await.unwrap();
+    assert_eq!(verdicts(&tokens), [Ok(()), Ok(()), Ok(())], "from the cache");
+    tokens.revoke(&[Revocation::Family { sid: "names-no-family".into(), until }]).await.unwrap();
+    assert_eq!(verdicts(&tokens), [Ok(()), Ok(()), Err(Rejection::Revoked)], "a sid that names no family");
+    let everywhere_else =
+        Revocation::Others { user: UserId::from(42), not_before_ms: NOW_SECS * 1000 + 251, keep: claims().sid, until };
+    tokens.revoke(&[everywhere_else]).await.unwrap();
+    assert_eq!(
+        verdicts(&tokens),
+        [Ok(()), Err(Rejection::Revoked), Err(Rejection::Revoked)],
+        "logging out everywhere else keeps only the kept family"
+    );
+}
+
+#[tokio::test]
 async fn swapping_keys_drops_tokens_under_removed_keys_even_from_the_cache() {
     let (keys, ring) = ring(SigningAlgorithm::EdDSA);
     let tokens = engine(&keys).await;

@@ -12,7 +12,7 @@ use crate::error::SessionError;
 use crate::observe::{EndReason, SessionEvent};
 use crate::record::{Attribute, SessionChange, SessionRecord, UserId};
 use crate::revocation::sid_of;
-use crate::signed::{RefreshState, RefreshToken, Rejection, Standing, TokenPair, REFRESH_STATE};
+use crate::signed::{Bearer, RefreshState, RefreshToken, Rejection, Standing, TokenPair, REFRESH_STATE};
 use crate::store::StoreError;
 use crate::token::SessionKey;
 use crate::Timestamp;
@@ -24,9 +24,9 @@ impl Session {
     /// Judges the request's access token by CPU alone.
     pub(super) fn verify_access(&self, token: &str) -> Result<Current, SessionError> {
         let tokens = self.0.shared.tokens.as_ref().expect("access tokens are only read in token mode");
-        match tokens.verify_with_family(token, self.0.now) {
-            Ok((claims, Some(family))) => Ok(Current::Verified { family, user: claims.sub.clone() }),
-            Ok((_, None)) => Ok(Current::Absent),
+        match tokens.verify_bearer(token, self.0.now) {
+            Ok(Bearer { user, family: Some(family) }) => Ok(Current::Verified { family, user }),
+            Ok(Bearer { family: None, .. }) => Ok(Current::Absent),
             // Without the revocation list this node cannot tell a revoked
             // token from a good one: 503, never a guess.
             Err(Rejection::NotReady) => Err(SessionError::Unavailable("revocation list not loaded".into())),

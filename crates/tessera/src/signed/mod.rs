@@ -31,11 +31,12 @@ pub use claims::AccessClaims;
 pub use keys::{KeyError, KeyRing, KeySet, KeyStatus, SigningAlgorithm, StoredKey, VerifyingKeys};
 pub use refresh::{RefreshFormatError, RefreshToken};
 pub(crate) use refresh::{RefreshState, Standing, REFRESH_STATE};
+use verify::decode_verified;
 pub use verify::{verify, Expectations, Rejection, ACCESS_TOKEN_TYPE, MAX_KID_LEN, MAX_LEEWAY, MAX_TOKEN_LEN};
 
 use crate::clock::{SystemClock, Timestamp};
 use crate::record::UserId;
-use crate::revocation::{family_of, sid_of, Revocation, RevocationList, RevocationStore, Revocations};
+use crate::revocation::{family_of, sid_of, Revocation, RevocationList, RevocationStore, Revocations, Sid};
 use crate::store::StoreError;
 use crate::token::SessionKey;
 use crate::Clock;
@@ -58,7 +59,8 @@ pub struct TokenSettings {
     /// logout endpoints live under it (`/auth`).
     pub refresh_cookie_path: String,
     /// How many verified access tokens a node remembers (100 000, as many
-    /// as the near cache keeps sessions; about 600 bytes each).
+    /// as the near cache keeps sessions; about 500 bytes each, most of it
+    /// the token itself).
     pub verified_cache: usize,
 }
 
@@ -122,6 +124,15 @@ pub fn is_token_family(record: &crate::record::SessionRecord) -> bool {
     record.attribute(REFRESH_STATE.name()).is_some()
 }
 
+/// Who presents a valid access token ([`SignedTokens::verify_bearer`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bearer {
+    /// The token's user (`sub`).
+    pub user: UserId,
+    /// The session family its `sid` names, if it names one.
+    pub family: Option<SessionKey>,
+}
+
 /// A failure to sign a token (bad key material): an internal error.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot sign an access token: {0}")]
@@ -144,14 +155,46 @@ struct Inner {
     derive_key: [u8; 32],
 }
 
-/// A verified token as the cache keeps it: its claims, the session family
-/// its `sid` names (decoded once, not per request), and the key generation
-/// it was verified under.
+/// A verified token as the cache keeps it: what a request reads of it,
+/// and no more. With many distinct tokens in turn, each line of memory a
+/// request touches is likely a miss in the CPU's caches, so a hit reads
+/// this entry and its key only: the claims themselves are not kept (not
+/// even behind an `Arc`, whose count every hit would write), and callers
+/// that want them whole decode them again from the token.
 #[derive(Clone)]
 struct Verified {
-    claims: Arc<AccessClaims>,
-    family: Option<SessionKey>,
+    /// The key generation it was verified under.
     generation: u64,
+    /// Served from the cache strictly before this second: `exp` + leeway.
+    serve_before: i64,
+    /// [`AccessClaims::issued_ms`], what the revocation list compares.
+    issued_ms: i64,
+    user: UserId,
+    /// The family `sid` names, decoded once.
+    family: Option<SessionKey>,
+    /// The `sid` as written, kept only when it names no family.
+    other_sid: Option<Box<str>>,
+}
+
+impl Verified {
+    fn new(claims: &AccessClaims, generation: u64, leeway: i64) -> Self {
+        let family = family_of(&claims.sid);
+        Self {
+            generation,
+            serve_before: claims.exp.saturating_add(leeway),
+            issued_ms: claims.issued_ms(),
+            user: claims.sub.clone(),
+            family,
+            other_sid: family.is_none().then(|| claims.sid.as_str().into()),
+        }
+    }
+
+    fn sid(&self) -> Sid<'_> {
+        match (&self.family, &self.other_sid) {
+            (Some(family), _) => Sid::Family(family),
+            (None, sid) => Sid::Text(sid.as_deref().unwrap_or_default()),
+        }
+    }
 }
 
 impl fmt::Debug for SignedTokens {
@@ -223,41 +266,58 @@ impl SignedTokens {
     }
 
     /// Verifies an access token at `now`: signature (or the cache of
-    /// verified tokens), claims, then the revocation list.
+    /// verified tokens), claims, then the revocation list. On a cache hit
+    /// the claims are decoded again from the token (the cache does not keep
+    /// them); [`SignedTokens::verify_bearer`] spares that.
     pub fn verify(&self, token: &str, now: Timestamp) -> Result<Arc<AccessClaims>, Rejection> {
-        self.verify_with_family(token, now).map(|(claims, _)| claims)
+        let claims = match self.judge(token, now)? {
+            (_, Some(claims)) => claims,
+            // A hit: these very bytes were verified, so their payload
+            // decodes to the claims verified then.
+            (_, None) => decode_verified(token)?,
+        };
+        Ok(Arc::new(claims))
     }
 
-    /// [`SignedTokens::verify`], with the session family the token's `sid`
-    /// names (`None` if it names none).
-    pub(crate) fn verify_with_family(
-        &self,
-        token: &str,
-        now: Timestamp,
-    ) -> Result<(Arc<AccessClaims>, Option<SessionKey>), Rejection> {
-        let leeway = self.0.expect.leeway().as_secs() as i64;
+    /// [`SignedTokens::verify`], answering only what a request needs (the
+    /// session layer's check): cheaper on a cache hit, which then decodes
+    /// no claims.
+    pub fn verify_bearer(&self, token: &str, now: Timestamp) -> Result<Bearer, Rejection> {
+        self.judge(token, now).map(|(verified, _)| Bearer { user: verified.user, family: verified.family })
+    }
+
+    /// The cache's verdict on `token`, or the full check's (then with the
+    /// claims it decoded), and the revocation list's.
+    fn judge(&self, token: &str, now: Timestamp) -> Result<(Verified, Option<AccessClaims>), Rejection> {
         let generation = self.0.generation.load(Ordering::Acquire);
-        let verified = match self.0.verified.get(token) {
+        let (verified, claims) = match self.0.verified.get(token) {
             // Never served past `exp`, nor under keys that have changed since.
-            Some(hit) if hit.generation == generation && now.as_secs() < hit.claims.exp.saturating_add(leeway) => hit,
+            Some(hit) if hit.generation == generation && now.as_secs() < hit.serve_before => (hit, None),
             _ => {
-                let claims = Arc::new(verify(token, self.ring().verifying(), &self.0.expect, now)?);
-                // Revocations are kept for one access-token lifetime; a
-                // token meant to live longer (signed before the lifetime was
-                // lowered, or by a node configured otherwise) could outlive
-                // its revocation, so it is refused.
-                if claims.exp.saturating_sub(claims.iat) > self.0.settings.access_ttl.as_secs() as i64 {
-                    return Err(Rejection::Expired);
-                }
-                let verified = Verified { family: family_of(&claims.sid), claims, generation };
+                let claims = self.verify_signature(token, now)?;
+                let leeway = self.0.expect.leeway().as_secs() as i64;
+                let verified = Verified::new(&claims, generation, leeway);
                 self.0.verified.insert(token.to_owned(), verified.clone());
-                verified
+                (verified, Some(claims))
             }
         };
         // Checked on every use, so a revocation takes effect on cached
         // tokens as on new ones.
-        self.0.revocations.list().check(&verified.claims)?;
-        Ok((verified.claims, verified.family))
+        self.0.revocations.list().check_issued(verified.sid(), &verified.user, verified.issued_ms)?;
+        Ok((verified, claims))
+    }
+
+    /// The full check of a token the cache does not hold.
+    fn verify_signature(&self, token: &str, now: Timestamp) -> Result<AccessClaims, Rejection> {
+        let claims = verify(token, self.ring().verifying(), &self.0.expect, now)?;
+        // Revocations are kept for one access-token lifetime; a token meant
+        // to live longer (signed before the lifetime was lowered, or by a
+        // node configured otherwise) could outlive its revocation, so it
+        // is refused.
+        if claims.exp.saturating_sub(claims.iat) > self.0.settings.access_ttl.as_secs() as i64 {
+            return Err(Rejection::Expired);
+        }
+        Ok(claims)
     }
 
     /// Signs an access token for `user` in `family`, issued at `issued`.

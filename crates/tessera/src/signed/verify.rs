@@ -174,3 +174,12 @@ pub fn verify(
     }
     Ok(claims)
 }
+
+/// The claims of a token whose exact bytes [`verify`] accepted before (a
+/// hit in a cache of verified tokens): its payload decoded, its signature
+/// not checked again. Never for a token that was not verified.
+pub(crate) fn decode_verified(token: &str) -> Result<AccessClaims, Rejection> {
+    let payload = token.split('.').nth(1).ok_or(Rejection::Malformed)?;
+    let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| Rejection::Malformed)?;
+    serde_json::from_slice(&payload).map_err(|_| Rejection::Malformed)
+}
