@@ -252,6 +252,11 @@ async fn cached_tokens_are_still_refused_once_revoked_or_expired() {
         Some(Rejection::Expired),
         "never served past exp + leeway, cached or not"
     );
+    assert_eq!(
+        tokens.verify(&token, NOW + Duration::from_secs(630)).err(),
+        Some(Rejection::Expired),
+        "nor at exp + leeway itself"
+    );
     let family = tessera::revocation::family_of(&claims().sid).unwrap();
     tokens.revoke(&[tokens.family_revocation(&family, NOW)]).await.unwrap();
     assert_eq!(tokens.verify(&token, NOW).err(), Some(Rejection::Revoked));
@@ -276,7 +281,11 @@ async fn a_cached_token_has_the_claims_it_was_verified_with() {
     let issued = AccessClaims { iat_ms: Some(NOW_SECS * 1000 + 250), jti: "j\"ti/é".into(), ..claims() };
     let token = ring.sign(&issued).unwrap();
     assert_eq!(*tokens.verify(&token, NOW).unwrap(), issued);
-    assert_eq!(*tokens.verify(&token, NOW).unwrap(), issued, "served from the cache");
+    // 31 s earlier a full check would refuse it as not yet valid (nbf and
+    // 30 s of leeway): only the cache answers there.
+    let earlier = NOW - Duration::from_secs(31);
+    assert_eq!(verify(&token, ring.verifying(), &expectations(), earlier), Err(Rejection::NotYetValid));
+    assert_eq!(*tokens.verify(&token, earlier).unwrap(), issued, "served from the cache");
 }
 
 #[tokio::test]
@@ -284,25 +293,32 @@ async fn cached_tokens_are_judged_by_their_own_sid_whatever_is_revoked() {
     let (keys, ring) = ring(SigningAlgorithm::EdDSA);
     let tokens = engine(&keys).await;
     let until = NOW + Duration::from_secs(700);
-    let issued = AccessClaims { iat_ms: Some(NOW_SECS * 1000 + 250), ..claims() };
+    let issued_ms = NOW_SECS * 1000 + 250;
+    // Families whose sids are all `_` and all `-`: spelled with base64's
+    // standard alphabet, or padded, they would name other families.
+    let kept_sid = URL_SAFE_NO_PAD.encode([0xff; 32]);
+    let other_sid = URL_SAFE_NO_PAD.encode(std::array::from_fn::<u8, 32, _>(|i| [0xfb, 0xef, 0xbe][i % 3]));
+    assert!(kept_sid.starts_with("____") && other_sid.starts_with("----"));
+    let issued = AccessClaims { sid: kept_sid.clone(), iat_ms: Some(issued_ms), ..claims() };
     let kept = ring.sign(&issued).unwrap();
-    let other = ring.sign(&AccessClaims { sid: URL_SAFE_NO_PAD.encode([8u8; 32]), ..issued.clone() }).unwrap();
+    let other = ring.sign(&AccessClaims { sid: other_sid.clone(), ..issued.clone() }).unwrap();
     let odd = ring.sign(&AccessClaims { sid: "names-no-family".into(), ..issued.clone() }).unwrap();
     let verdicts = |tokens: &SignedTokens| [&kept, &other, &odd].map(|token| tokens.verify(token, NOW).map(|_| ()));
+    let revoked = Err(Rejection::Revoked);
     assert_eq!(verdicts(&tokens), [Ok(()), Ok(()), Ok(())], "first checks");
     // An unrelated family: the list is no longer empty, nothing here is refused.
     tokens.revoke(&[Revocation::Family { sid: URL_SAFE_NO_PAD.encode([7u8; 32]), until }]).await.unwrap();
     assert_eq!(verdicts(&tokens), [Ok(()), Ok(()), Ok(())], "from the cache");
     tokens.revoke(&[Revocation::Family { sid: "names-no-family".into(), until }]).await.unwrap();
-    assert_eq!(verdicts(&tokens), [Ok(()), Ok(()), Err(Rejection::Revoked)], "a sid that names no family");
+    assert_eq!(verdicts(&tokens), [Ok(()), Ok(()), revoked], "a sid that names no family");
     let everywhere_else =
-        Revocation::Others { user: UserId::from(42), not_before_ms: NOW_SECS * 1000 + 251, keep: claims().sid, until };
-    tokens.revoke(&[everywhere_else]).await.unwrap();
-    assert_eq!(
-        verdicts(&tokens),
-        [Ok(()), Err(Rejection::Revoked), Err(Rejection::Revoked)],
-        "logging out everywhere else keeps only the kept family"
-    );
+        |not_before_ms| Revocation::Others { user: UserId::from(42), not_before_ms, keep: kept_sid.clone(), until };
+    tokens.revoke(&[everywhere_else(issued_ms)]).await.unwrap();
+    assert_eq!(verdicts(&tokens), [Ok(()), Ok(()), revoked], "issued at the cutoff is not before it");
+    tokens.revoke(&[everywhere_else(issued_ms + 1)]).await.unwrap();
+    assert_eq!(verdicts(&tokens), [Ok(()), revoked, revoked], "everywhere else: only the kept family stays");
+    tokens.revoke(&[Revocation::Family { sid: kept_sid.clone(), until }]).await.unwrap();
+    assert_eq!(verdicts(&tokens), [revoked, revoked, revoked], "and then that family too");
 }
 
 #[tokio::test]
