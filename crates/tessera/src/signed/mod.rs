@@ -125,7 +125,9 @@ pub fn is_token_family(record: &crate::record::SessionRecord) -> bool {
 }
 
 /// Who presents a valid access token ([`SignedTokens::verify_bearer`]).
+/// Non-exhaustive: what a request may need of a token can grow.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Bearer {
     /// The token's user (`sub`).
     pub user: UserId,
