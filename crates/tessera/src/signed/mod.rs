@@ -172,29 +172,39 @@ struct Verified {
     /// [`AccessClaims::issued_ms`], what the revocation list compares.
     issued_ms: i64,
     user: UserId,
-    /// The family `sid` names, decoded once.
-    family: Option<SessionKey>,
-    /// The `sid` as written, kept only when it names no family.
-    other_sid: Option<Box<str>>,
+    sid: KeptSid,
+}
+
+/// A token's `sid`: the family it names, decoded once, or the text of one
+/// that names no family.
+#[derive(Clone)]
+enum KeptSid {
+    Family(SessionKey),
+    Other(Box<str>),
 }
 
 impl Verified {
     fn new(claims: &AccessClaims, generation: u64, leeway: i64) -> Self {
-        let family = family_of(&claims.sid);
         Self {
             generation,
             serve_before: claims.exp.saturating_add(leeway),
             issued_ms: claims.issued_ms(),
             user: claims.sub.clone(),
-            family,
-            other_sid: family.is_none().then(|| claims.sid.as_str().into()),
+            sid: family_of(&claims.sid).map_or_else(|| KeptSid::Other(claims.sid.as_str().into()), KeptSid::Family),
+        }
+    }
+
+    fn family(&self) -> Option<SessionKey> {
+        match self.sid {
+            KeptSid::Family(family) => Some(family),
+            KeptSid::Other(_) => None,
         }
     }
 
     fn sid(&self) -> Sid<'_> {
-        match (&self.family, &self.other_sid) {
-            (Some(family), _) => Sid::Family(family),
-            (None, sid) => Sid::Text(sid.as_deref().unwrap_or_default()),
+        match &self.sid {
+            KeptSid::Family(family) => Sid::Family(family),
+            KeptSid::Other(text) => Sid::Text(text),
         }
     }
 }
@@ -285,7 +295,7 @@ impl SignedTokens {
     /// session layer's check): cheaper on a cache hit, which then decodes
     /// no claims.
     pub fn verify_bearer(&self, token: &str, now: Timestamp) -> Result<Bearer, Rejection> {
-        self.judge(token, now).map(|(verified, _)| Bearer { user: verified.user, family: verified.family })
+        self.judge(token, now).map(|(verified, _)| Bearer { family: verified.family(), user: verified.user })
     }
 
     /// The cache's verdict on `token`, or the full check's (then with the
