@@ -7,13 +7,12 @@
 //! the validation messages of the domain types and request parsers as the
 //! typed [`Msg`] (its table is [`Msg::phrase`]). Which one an answer uses is
 //! decided when a failure is rendered, from the request's language, which
-//! `crate::outer` reads from `Accept-Language` into the
-//! task-local of the request's future: a scan of one header, no allocation, and nothing at all
-//! is rendered differently on a success.
+//! `crate::outer` reads from `Accept-Language` and sets on the thread while
+//! the request's code runs: a scan of one header, no allocation, and
+//! nothing at all is rendered differently on a success.
 
 use std::borrow::Cow;
 use std::fmt;
-use tokio::task::futures::TaskLocalFuture;
 
 /// A language `errMsg` can be written in.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -67,7 +66,7 @@ pub fn current() -> Lang {
 
 /// Runs `future` as a request in `lang` would (tests, and work a handler
 /// hands to another task).
-pub fn scope<F: std::future::Future>(lang: Lang, future: F) -> TaskLocalFuture<crate::stack::RequestLocal, F> {
+pub fn scope<F: std::future::Future>(lang: Lang, future: F) -> crate::stack::InRequestLanguage<F> {
     crate::stack::request_scope(lang, future)
 }
 

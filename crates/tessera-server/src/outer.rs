@@ -1,11 +1,12 @@
 //! The outermost layer: what every request gets on its way in and out, as
 //! one service.
 //!
-//! Four concerns meet here, each kept in its own module: the request's
-//! scope (its language, and its route: [`crate::stack`]), its latency
+//! Five concerns meet here, the first four kept in their own modules: the
+//! request's scope (its language, and its route: [`crate::stack`]), its latency
 //! and status in the metrics ([`crate::metrics`]), its id and access line
 //! ([`crate::access_log`]), and a panic while it is served, which becomes
-//! an answer instead of a dropped connection. As four layers, each level
+//! an answer instead of a dropped connection; and every answer whose route
+//! set no `Cache-Control` gets `no-store`. As four layers, each level
 //! moved the whole nested request future once more and polled through one
 //! more frame (callgrind, `GET /`: 240 instructions per request more than
 //! this one level); here each concern is a call at the right moment, in
@@ -21,13 +22,12 @@ use std::task::{Context, Poll};
 use axum::response::Response;
 use http::{header, Request};
 use pin_project_lite::pin_project;
-use tokio::task::futures::TaskLocalFuture;
 use tower::{Layer, Service};
 
 use crate::access_log::{RequestIds, RequestLog};
 use crate::lang::Lang;
 use crate::metrics::{HttpTiming, Metrics};
-use crate::stack::{request_scope, RequestLocal, RouteMatcher};
+use crate::stack::{InLanguage, RouteMatcher};
 
 /// See the module documentation.
 #[derive(Clone)]
@@ -74,7 +74,7 @@ where
 {
     type Response = Response;
     type Error = S::Error;
-    type Future = TaskLocalFuture<RequestLocal, OuterFuture<S::Future>>;
+    type Future = OuterFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -88,12 +88,14 @@ where
         let slot = route.map_or_else(|| layer.metrics.route_slot(None), |r| r.slot);
         let mut answer = OuterFuture {
             inner: None,
+            lang,
             timing: layer.metrics.start(req.method(), slot),
             metrics: layer.metrics.clone(),
             log: layer.ids.begin(&req, route.map(|r| r.template)),
             on_panic: layer.on_panic,
         };
         {
+            let _in = InLanguage::enter(lang);
             let _entered = answer.log.enter();
             // The inner future is written in its place: handed back through
             // `catch_unwind`'s result, the whole nested future was copied
@@ -101,16 +103,17 @@ where
             let (inner, slot) = (&mut self.inner, &mut answer.inner);
             let _ = std::panic::catch_unwind(AssertUnwindSafe(|| *slot = Some(inner.call(req))));
         }
-        request_scope(lang, answer)
+        answer
     }
 }
 
 pin_project! {
-    /// The future of [`Outer`], inside the request's scope; `inner` is
-    /// `None` when the inner service's `call` panicked.
+    /// The future of [`Outer`]; `inner` is `None` when the inner service's
+    /// `call` panicked.
     pub struct OuterFuture<F> {
         #[pin]
         inner: Option<F>,
+        lang: Lang,
         timing: HttpTiming,
         metrics: Arc<Metrics>,
         log: RequestLog,
@@ -126,6 +129,8 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        // The whole poll, the panic's answer included, is in the request's language.
+        let _in = InLanguage::enter(*this.lang);
         let polled = {
             let _entered = this.log.enter();
             match this.inner.as_mut().as_pin_mut() {
@@ -142,10 +147,21 @@ where
                 (this.on_panic)()
             }
         };
+        not_kept_unless_said(response.headers_mut());
         this.log.finish(&mut response);
         this.metrics.finish(this.timing, response.status());
         Poll::Ready(Ok(response))
     }
+}
+
+/// Answers carry personal data (profiles, device lists) or secrets (tokens,
+/// CSRF tokens): none may be kept by a browser or a shared cache unless its
+/// route said otherwise (the JWKS, which is public and cacheable). Here,
+/// where every answer passes, it is one lookup; as tower-http's
+/// `SetResponseHeader` layer it was two (a check, then the insert) and one
+/// more level of the nested request future.
+fn not_kept_unless_said(headers: &mut http::HeaderMap) {
+    headers.entry(header::CACHE_CONTROL).or_insert_with(|| http::HeaderValue::from_static("no-store"));
 }
 
 #[cfg(test)]
@@ -193,6 +209,60 @@ mod tests {
         }
         let response = layer().layer(PanicsInCall).oneshot(Request::new(Body::empty())).await.unwrap();
         assert_eq!(response.status(), 500);
+    }
+
+    #[tokio::test]
+    async fn answers_are_no_store_unless_their_route_said_otherwise() {
+        let says = |cache: Option<&'static str>| {
+            tower::service_fn(move |_: Request<Body>| async move {
+                let mut r = Response::default();
+                if let Some(value) = cache {
+                    r.headers_mut().insert(header::CACHE_CONTROL, http::HeaderValue::from_static(value));
+                }
+                Ok::<_, std::convert::Infallible>(r)
+            })
+        };
+        let silent = layer().layer(says(None)).oneshot(Request::new(Body::empty())).await.unwrap();
+        assert_eq!(silent.headers().get_all(header::CACHE_CONTROL).iter().collect::<Vec<_>>(), ["no-store"]);
+        let public =
+            layer().layer(says(Some("public, max-age=300"))).oneshot(Request::new(Body::empty())).await.unwrap();
+        assert_eq!(public.headers().get_all(header::CACHE_CONTROL).iter().collect::<Vec<_>>(), ["public, max-age=300"]);
+        let panics = tower::service_fn(|_: Request<Body>| async {
+            if true {
+                panic!("boom");
+            }
+            Ok::<Response, std::convert::Infallible>(Response::default())
+        });
+        let failed = layer().layer(panics).oneshot(Request::new(Body::empty())).await.unwrap();
+        assert_eq!(failed.headers()[header::CACHE_CONTROL], "no-store");
+    }
+
+    #[tokio::test]
+    async fn the_language_holds_in_the_services_call_and_its_future_and_not_after() {
+        #[derive(Clone)]
+        struct ReadsInCall;
+        impl Service<Request<Body>> for ReadsInCall {
+            type Response = Response;
+            type Error = std::convert::Infallible;
+            type Future = std::pin::Pin<Box<dyn Future<Output = Result<Response, Self::Error>> + Send>>;
+            fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+                Poll::Ready(Ok(()))
+            }
+            fn call(&mut self, _: Request<Body>) -> Self::Future {
+                let in_call = crate::lang::current();
+                Box::pin(async move {
+                    // Across a yield: the language is set again on the next poll.
+                    tokio::task::yield_now().await;
+                    let in_future = crate::lang::current();
+                    Ok(Response::new(Body::from(format!("{in_call:?} {in_future:?}"))))
+                })
+            }
+        }
+        let request = Request::builder().header(header::ACCEPT_LANGUAGE, "en").body(Body::empty()).unwrap();
+        let response = layer().layer(ReadsInCall).oneshot(request).await.unwrap();
+        let body = axum::body::to_bytes(response.into_body(), 64).await.unwrap();
+        assert_eq!(body, format!("{:?} {:?}", Lang::En, Lang::En));
+        assert_eq!(crate::stack::request_language(), None, "the thread is back outside any request");
     }
 
     #[tokio::test]

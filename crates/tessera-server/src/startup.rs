@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::Router;
 use http::{header, HeaderName, HeaderValue, Method};
@@ -39,10 +38,10 @@ use crate::otp::{
 use crate::outer::OuterLayer;
 use crate::readiness::Readiness;
 use crate::revocation_archive::UserDbArchive;
-use crate::routes::{self, params::MAX_BODY, LoginLimits, Services};
+use crate::routes::{self, LoginLimits, Services};
 use crate::secret::ServerSecret;
 use crate::signing_keys::{spawn_key_watcher, KeyFile};
-use crate::stack::{NoCorsOriginsLayer, RouteMatcher, Stack};
+use crate::stack::{BoxedCorsLayer, NoCorsOriginsLayer, RouteMatcher, Stack};
 use crate::store_mark::{self, SessionStoreKind};
 use crate::users::Users;
 
@@ -629,14 +628,14 @@ fn session_observer(metrics: &Arc<Metrics>, events: &Events) -> Arc<dyn tessera:
 
 /// The routes under the middleware stack. A request passes, outermost
 /// first: `crate::outer` (in one level: the request's scope, with the
-/// language `Accept-Language` chose for `errMsg` in a task-local for
-/// everything inside; the HTTP metrics (route template, method, status,
-/// latency), so a refusal anywhere is counted; the request id, span and
-/// access line; and a panic anywhere inside becoming the envelope's 500,
-/// logged and carrying its id), CORS (answers preflights before any other
-/// work), client_ip (the address the session layer and throttles record),
-/// the body limit, no-store (on every answer whose route set no
-/// Cache-Control, the session layer's refusals included), and
+/// language `Accept-Language` chose for `errMsg` set for everything inside;
+/// the HTTP metrics (route template, method, status, latency), so a refusal
+/// anywhere is counted; the request id, span and access line; a panic
+/// anywhere inside becoming the envelope's 500, logged and carrying its id;
+/// and no-store on every answer whose route set no Cache-Control, the
+/// session layer's refusals included), CORS (answers preflights before any
+/// other work), client_ip (the address the session layer and throttles
+/// record), and
 /// `--fail-as-200` (a pass-through when off), `SessionLayer`, and the
 /// session tag innermost, next to the routes (it hands the request's session
 /// out to the access log). The layers are listed below outermost first, and
@@ -665,8 +664,6 @@ fn router(settings: &Settings, state: Services, sessions: SessionLayer, metrics:
         }))
         .layer(cors(settings))
         .layer(ClientIpLayer::new(trusted))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(no_store_by_default())
         .layer(FailAs200Layer::new(settings.fail_as_200))
         .layer(sessions)
         .layer(SessionTagLayer)
@@ -681,16 +678,7 @@ fn static_pages(dir: &std::path::Path) -> ServeDir<axum::routing::MethodRouter> 
     ServeDir::new(dir).call_fallback_on_method_not_allowed(true).fallback(not_found)
 }
 
-/// Answers carry personal data (profiles, device lists) or secrets (tokens,
-/// CSRF tokens): none may be kept by a browser or shared cache unless its
-/// route said otherwise (the JWKS, which is public and cacheable). A
-/// tower-http layer rather than `map_response`, which boxes a future per
-/// request.
-fn no_store_by_default() -> SetResponseHeaderLayer<HeaderValue> {
-    SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))
-}
-
-fn cors(settings: &Settings) -> Either<CorsLayer, NoCorsOriginsLayer> {
+fn cors(settings: &Settings) -> Either<BoxedCorsLayer, NoCorsOriginsLayer> {
     let origins: Vec<HeaderValue> =
         settings.allowed_origins.iter().filter_map(|o| HeaderValue::from_str(o.as_str()).ok()).collect();
     if origins.is_empty() {
@@ -699,7 +687,7 @@ fn cors(settings: &Settings) -> Either<CorsLayer, NoCorsOriginsLayer> {
         // `Vary` that no answer here needs).
         return Either::Right(NoCorsOriginsLayer);
     }
-    Either::Left(
+    Either::Left(BoxedCorsLayer(
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(origins))
             .allow_credentials(true)
@@ -713,7 +701,7 @@ fn cors(settings: &Settings) -> Either<CorsLayer, NoCorsOriginsLayer> {
             ])
             .expose_headers([HeaderName::from_static("x-auth-token")])
             .max_age(Duration::from_secs(600)),
-    )
+    ))
 }
 
 /// Binds the listen address: after every store is open, so nothing is

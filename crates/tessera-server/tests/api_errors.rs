@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::{failure, TestServer, PASSWORD, PHONE};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
 async fn parameter_errors_are_10001_with_the_course_messages() {
@@ -36,6 +37,45 @@ async fn parameter_errors_are_10001_with_the_course_messages() {
     for case in cases {
         assert_eq!(failure(case.await.unwrap()).await, (400, 10001));
     }
+}
+
+#[tokio::test]
+async fn a_body_is_read_up_to_16_kib_and_refused_past_it() {
+    let app = TestServer::spawn().await;
+    // A JSON body of exactly `len` bytes: an invalid telephone padded out.
+    let body_of = |len: usize| {
+        let shell = json!({"telephone": "12", "pad": ""}).to_string();
+        json!({"telephone": "12", "pad": "x".repeat(len - shell.len())}).to_string()
+    };
+    let send = |body: String| app.post("/user/getotp").header("content-type", "application/json").body(body).send();
+    let read = |r: reqwest::Response| async move {
+        assert_eq!(r.status(), 400);
+        r.json::<Value>().await.unwrap()["data"]["errMsg"].as_str().unwrap().to_owned()
+    };
+    // At the limit the body is read, and its telephone judged.
+    let at_limit = read(send(body_of(16 * 1024)).await.unwrap()).await;
+    assert!(!at_limit.contains("16384"), "{at_limit}");
+    // One byte past it, the body itself is refused, with the limit named.
+    assert_eq!(read(send(body_of(16 * 1024 + 1)).await.unwrap()).await, "请求体不能超过16384字节");
+    // However it arrives: without a length up front (chunked), too.
+    let mut raw = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let head = "POST /user/getotp HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n\
+                transfer-encoding: chunked\r\nconnection: close\r\n\r\n";
+    raw.write_all(head.as_bytes()).await.unwrap();
+    for chunk in [r#"{"telephone":"12","pad":""#.to_owned(), "x".repeat(20 * 1024), r#""}"#.to_owned()] {
+        raw.write_all(format!("{:x}\r\n{chunk}\r\n", chunk.len()).as_bytes()).await.unwrap();
+    }
+    raw.write_all(b"0\r\n\r\n").await.unwrap();
+    // The server answers and closes with part of the body unread, which
+    // may end the connection with a reset after the answer: keep what
+    // arrived before it.
+    let (mut answer, mut buf) = (Vec::new(), [0u8; 4096]);
+    while let Ok(n @ 1..) = raw.read(&mut buf).await {
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("请求体不能超过16384字节"), "{answer}");
 }
 
 #[tokio::test]

@@ -12,7 +12,6 @@
 //! the domain types' call, so the messages and their order are the
 //! course's, not serde's.
 
-use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use http::header;
 use http::request::Parts;
@@ -85,14 +84,18 @@ fn typed<T: DeserializeOwned>(flat: Map<String, Value>) -> Result<T, ApiError> {
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Params<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
         let content_type = req
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
-        let bytes =
-            Bytes::from_request(req, state).await.map_err(|_| ApiError::invalid(Msg::BodyTooLarge(MAX_BODY)))?;
+        // The limit is applied here, where the body is read, rather than by
+        // axum's `DefaultBodyLimit` layer, which inserted an extension into
+        // every request, bodiless reads included.
+        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY)
+            .await
+            .map_err(|_| ApiError::invalid(Msg::BodyTooLarge(MAX_BODY)))?;
         let flat = match content_type.as_deref() {
             Some("application/json") => from_json(&bytes)?,
             Some("application/x-www-form-urlencoded") => from_form(&bytes)?,
