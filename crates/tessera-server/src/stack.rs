@@ -13,7 +13,9 @@
 //! route ([`RouteMatcher`]) for the metrics and the access log.
 
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::future::Future;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -148,8 +150,15 @@ pub struct Route {
 /// from the start (the request span carries it while handlers log), and a
 /// path whose route exists but not for the request's method (a 405) counts
 /// under its route.
+///
+/// Most requests are for a template without parameters (`/user/me`), which
+/// only its own path matches: those are found by one hash of the path. The
+/// tree walk, which matches every prefix the templates share byte by byte
+/// (~200 instructions for `/user/me`, on top of the router's own walk),
+/// is left to paths that name no such template.
 #[derive(Debug)]
 pub struct RouteMatcher {
+    exact: HashMap<&'static str, Route, BuildHasherDefault<Fnv1a>>,
     routes: matchit::Router<Route>,
 }
 
@@ -162,16 +171,48 @@ impl RouteMatcher {
     /// refused first.
     pub fn new(templates: &[&'static str], metrics: &Metrics) -> Self {
         let mut routes = matchit::Router::new();
+        let mut exact = HashMap::default();
         for &template in templates {
             let route = Route { template, slot: metrics.route_slot(Some(template)) };
             routes.insert(template, route).expect("the router accepted these templates");
+            // `{` opens a parameter (`{{` is a literal brace, rare enough to leave to the tree).
+            if !template.contains('{') {
+                exact.insert(template, route);
+            }
         }
-        Self { routes }
+        Self { exact, routes }
     }
 
     /// The route whose template `path` matches, if any.
     pub fn find(&self, path: &str) -> Option<Route> {
+        if let Some(route) = self.exact.get(path) {
+            return Some(*route);
+        }
         self.routes.at(path).ok().map(|found| *found.value)
+    }
+}
+
+/// FNV-1a, for [`RouteMatcher`]'s table of a few dozen short paths: a few
+/// instructions a byte where SipHash's setup alone costs more than the
+/// whole of it. The table is filled once from the server's own templates,
+/// so a client's path can only be looked up, never make entries collide.
+struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv1a {
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -292,6 +333,20 @@ mod tests {
             );
         }
         assert_ne!(metrics.route_slot(Some("/user/me")), metrics.route_slot(None));
+    }
+
+    #[test]
+    fn a_path_named_by_a_template_wins_over_a_parameter_that_could_take_it() {
+        let metrics = Metrics::new(crate::routes::TEMPLATES, std::sync::Arc::new(tessera::SystemClock));
+        let routed = ["/user/me", "/user/{name}", "/user/{name}/x", "/files/{*rest}", "/files/index"];
+        let matcher = RouteMatcher::new(&routed, &metrics);
+        let template = |path| matcher.find(path).map(|r| r.template);
+        assert_eq!(template("/user/me"), Some("/user/me"));
+        assert_eq!(template("/user/you"), Some("/user/{name}"));
+        assert_eq!(template("/user/me/x"), Some("/user/{name}/x"));
+        assert_eq!(template("/files/index"), Some("/files/index"));
+        assert_eq!(template("/files/index/more"), Some("/files/{*rest}"));
+        assert_eq!(template("/USER/me"), None, "paths are matched as they are, case and all");
     }
 
     #[tokio::test]
