@@ -17,7 +17,7 @@ use axum::{Json, Router};
 use http::{Request, StatusCode};
 use serde_json::{json, Value};
 use tessera::{
-    AuthUser, CarrierMode, ExpiryPolicy, Key, ManualClock, MemoryStore, Session, SessionConfig, SessionError,
+    AuthUser, CarrierMode, Clock, ExpiryPolicy, Key, ManualClock, MemoryStore, Session, SessionConfig, SessionError,
     SessionLayer, SessionRecord, SessionStore, SessionToken, UserId,
 };
 use tessera_testkit::store::CountingStore;
@@ -161,6 +161,29 @@ async fn me_json(h: &Harness, token: &str) -> Value {
     let r = h.get("/me", token).await;
     assert_eq!(r.status(), StatusCode::OK);
     body_json(r).await
+}
+
+#[tokio::test]
+async fn a_request_is_judged_at_one_time_read_when_the_session_is_first_asked() {
+    let clock = ManualClock::starting_now();
+    let layer =
+        SessionLayer::with_clock(Arc::new(MemoryStore::new()), SessionConfig::default(), Arc::new(clock.clone()));
+    // The handler lets time pass before and while it uses its session.
+    let times = |clock: ManualClock| {
+        async move |session: Session| {
+            clock.advance(MIN);
+            let first = session.now();
+            clock.advance(60 * MIN);
+            Json(json!([first.as_millis(), session.now().as_millis(), clock.now().as_millis()]))
+        }
+    };
+    let app = Router::new().route("/times", get(times(clock.clone()))).layer(layer);
+    let started = clock.now().as_millis();
+    let r = app.oneshot(Request::get("/times").body(Body::empty()).unwrap()).await.unwrap();
+    let [first, second, after]: [i64; 3] = serde_json::from_value(body_json(r).await).unwrap();
+    assert_eq!(first, started + 60_000, "the time is read when first asked, not when the request came in");
+    assert_eq!(second, first, "and stays the request's time");
+    assert_eq!(after, first + 3_600_000);
 }
 
 #[tokio::test]

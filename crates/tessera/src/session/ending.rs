@@ -22,7 +22,7 @@ impl Session {
     /// "Everywhere": `families` by name, and everything `user` was issued
     /// before now by a per-user cutoff.
     pub(super) async fn revoke_everywhere(&self, user: &UserId, families: &[SessionKey]) -> Result<(), SessionError> {
-        revoke_everywhere(&self.0.shared, self.0.now, user, families).await
+        revoke_everywhere(&self.0.shared, self.now(), user, families).await
     }
 
     /// "End my others": `families` by name, and everything else `user` was
@@ -34,14 +34,14 @@ impl Session {
         keep: &SessionKey,
         families: &[SessionKey],
     ) -> Result<(), SessionError> {
-        let (not_before_ms, until) = (self.0.now.as_millis(), remembered_until(&self.0.shared, self.0.now));
+        let (not_before_ms, until) = (self.now().as_millis(), remembered_until(&self.0.shared, self.now()));
         let cutoff = Revocation::Others { user: user.clone(), not_before_ms, keep: sid_of(keep), until };
-        revoke_with(&self.0.shared, self.0.now, families, Some(cutoff)).await
+        revoke_with(&self.0.shared, self.now(), families, Some(cutoff)).await
     }
 
     /// Revokes `families` by name, and `cutoff` if any, in one call.
     async fn revoke_with(&self, families: &[SessionKey], cutoff: Option<Revocation>) -> Result<(), SessionError> {
-        revoke_with(&self.0.shared, self.0.now, families, cutoff).await
+        revoke_with(&self.0.shared, self.now(), families, cutoff).await
     }
 
     /// The keys of `user`'s sessions (families) but `except`, to revoke
@@ -51,7 +51,7 @@ impl Session {
         user: &UserId,
         except: Option<SessionKey>,
     ) -> Result<Vec<SessionKey>, SessionError> {
-        families_of(&self.0.shared, self.0.now, user, except).await
+        families_of(&self.0.shared, self.now(), user, except).await
     }
 
     /// Deletes the user's sessions but `keep` (see [`delete_ended`]).

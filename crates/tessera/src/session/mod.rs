@@ -127,7 +127,7 @@ struct Inner {
     target: Option<crate::csrf::TargetOrigin>,
     /// Where a refresh decided its answer goes, overriding `respond_via`.
     answer_via: std::sync::OnceLock<CarrierKind>,
-    now: Timestamp,
+    now: std::sync::OnceLock<Timestamp>,
     state: Mutex<State>,
 }
 
@@ -273,7 +273,6 @@ impl Session {
         refresh_cookie: Option<String>,
         target: Option<crate::csrf::TargetOrigin>,
     ) -> Self {
-        let now = shared.clock.now();
         Self(Arc::new(Inner {
             shared,
             presented,
@@ -282,7 +281,7 @@ impl Session {
             refresh_cookie,
             target,
             answer_via: std::sync::OnceLock::new(),
-            now,
+            now: std::sync::OnceLock::new(),
             state: Mutex::default(),
         }))
     }
@@ -306,9 +305,12 @@ impl Session {
         &self.0.shared.config
     }
 
-    /// The time this request is judged at.
+    /// The time this request is judged at: the clock's, read when first
+    /// asked, then the same for the whole request.
     pub fn now(&self) -> Timestamp {
-        self.0.now
+        // Read lazily: a request that never looks at its session (most
+        // requests without a credential) reads no clock for it.
+        *self.0.now.get_or_init(|| self.0.shared.clock.now())
     }
 
     /// The session's digest prefix ([`SessionKey::short`], the name the
@@ -337,7 +339,7 @@ impl Session {
         if let Current::Verified { family, .. } = &state.current {
             let family = *family;
             state.current = match self.0.shared.store().load(&family).await? {
-                Some(record) if !record.is_expired(self.0.now) => Current::Live { key: family, record },
+                Some(record) if !record.is_expired(self.now()) => Current::Live { key: family, record },
                 _ => Current::Absent,
             };
         }
@@ -363,7 +365,7 @@ impl Session {
                 tracing::warn!(session = %key.short(), "a revoked session came back from the store; refused");
                 Ok(Current::Absent)
             }
-            Some(record) if !record.is_expired(self.0.now) => Ok(Current::Live { key, record }),
+            Some(record) if !record.is_expired(self.now()) => Ok(Current::Live { key, record }),
             Some(_) => {
                 tracing::debug!(session = %key.short(), "session expired");
                 Ok(Current::Absent)
@@ -501,7 +503,7 @@ impl Session {
         tracing::info!(session = %key.short(), old = ?old.map(|k| k.short()), "session rotated on login");
         #[cfg(feature = "signed")]
         let credentials = match refresh {
-            Some(refresh) => Credentials::Signed(self.sign_pair(&user, key, refresh, self.0.now, &record)?),
+            Some(refresh) => Credentials::Signed(self.sign_pair(&user, key, refresh, self.now(), &record)?),
             None => Credentials::Session(token),
         };
         #[cfg(not(feature = "signed"))]
@@ -527,7 +529,7 @@ impl Session {
             return Ok(());
         }
         let store = self.0.shared.store();
-        let mut sessions = store.list_user(user, self.0.now).await?;
+        let mut sessions = store.list_user(user, self.now()).await?;
         if sessions.len() <= cap {
             return Ok(());
         }
@@ -580,7 +582,7 @@ impl Session {
     /// The logged-in user's live sessions, the caller's own marked current.
     pub async fn list_mine(&self) -> Result<Vec<SessionInfo>, SessionError> {
         let (user, current) = self.logged_in().await?;
-        let mut listed = self.0.shared.store().list_user(&user, self.0.now).await?;
+        let mut listed = self.0.shared.store().list_user(&user, self.now()).await?;
         listed.sort_by_key(|k| (k.record.created_at, k.key));
         Ok(listed
             .into_iter()
@@ -599,7 +601,7 @@ impl Session {
     /// the user has no such session. Ending one's own session is a logout.
     pub async fn revoke(&self, id: &str) -> Result<bool, SessionError> {
         let (user, current) = self.logged_in().await?;
-        let listed = self.0.shared.store().list_user(&user, self.0.now).await?;
+        let listed = self.0.shared.store().list_user(&user, self.now()).await?;
         let Some(target) = listed.into_iter().find(|k| k.key.public_id() == id) else {
             return Ok(false);
         };
@@ -657,7 +659,7 @@ impl Session {
     pub(crate) async fn commit(&self) -> Result<Outcome, SessionError> {
         let mut state = self.0.state.lock().await;
         let shared = &self.0.shared;
-        let now = self.0.now;
+        let now = self.now();
         let expiry = &shared.config.expiry;
         let write = self.pending_write(&state);
         let State { current, set, removed, issued, .. } = &mut *state;
@@ -723,7 +725,7 @@ impl Session {
         match &state.current {
             Current::Live { .. } if !state.set.is_empty() || !state.removed.is_empty() => Write::Save,
             Current::Live { record, .. }
-                if state.issued.is_none() && expiry.touch_due(record.last_seen, self.0.now) =>
+                if state.issued.is_none() && expiry.touch_due(record.last_seen, self.now()) =>
             {
                 Write::Touch
             }
@@ -758,7 +760,7 @@ fn outcome(state: &mut State) -> Outcome {
 impl Session {
     /// A fresh record opened now by this request's client.
     fn new_record(&self, user_id: Option<UserId>, attributes: BTreeMap<String, serde_json::Value>) -> SessionRecord {
-        let now = self.0.now;
+        let now = self.now();
         let expiry = &self.0.shared.config.expiry;
         let absolute_deadline = expiry.absolute_deadline(now);
         SessionRecord {

@@ -24,7 +24,7 @@ impl Session {
     /// Judges the request's access token by CPU alone.
     pub(super) fn verify_access(&self, token: &str) -> Result<Current, SessionError> {
         let tokens = self.0.shared.tokens.as_ref().expect("access tokens are only read in token mode");
-        match tokens.verify_bearer(token, self.0.now) {
+        match tokens.verify_bearer(token, self.now()) {
             Ok(Bearer { user, family: Some(family) }) => Ok(Current::Verified { family, user }),
             Ok(Bearer { family: None, .. }) => Ok(Current::Absent),
             // Without the revocation list this node cannot tell a revoked
@@ -40,7 +40,7 @@ impl Session {
     /// Makes `record` the family `key` and returns its first refresh token.
     pub(super) fn open_family(&self, key: SessionKey, record: &mut SessionRecord) -> RefreshToken {
         let refresh = RefreshToken::generate(key);
-        let state = serde_json::to_value(RefreshState::new(&refresh, self.0.now)).expect("refresh state serializes");
+        let state = serde_json::to_value(RefreshState::new(&refresh, self.now())).expect("refresh state serializes");
         record.attributes.insert(REFRESH_STATE.name().to_owned(), Attribute { value: Some(state), version: 0 });
         refresh
     }
@@ -74,7 +74,7 @@ impl Session {
         let Ok(token) = RefreshToken::parse(text) else { return Ok(None) };
         let Some(record) = self.0.shared.store().load_uncached(&token.family()).await? else { return Ok(None) };
         let standing = refresh_state(&record)
-            .map(|s| s.standing(&token, tokens.derive_key(), self.0.now, tokens.settings().refresh_grace));
+            .map(|s| s.standing(&token, tokens.derive_key(), self.now(), tokens.settings().refresh_grace));
         Ok(matches!(standing, Some(Standing::Current | Standing::JustRotated { .. })).then(|| (token.family(), record)))
     }
 
@@ -107,7 +107,7 @@ impl Session {
         let text = presented.or(self.0.refresh_cookie.as_deref()).ok_or(SessionError::RefreshRejected)?;
         self.answer_refresh_via(presented.is_some());
         let token = RefreshToken::parse(text).map_err(|_| SessionError::RefreshRejected)?;
-        let (family, now, store) = (token.family(), self.0.now, self.0.shared.store());
+        let (family, now, store) = (token.family(), self.now(), self.0.shared.store());
         let grace = tokens.settings().refresh_grace;
         for _ in 0..REFRESH_ATTEMPTS {
             // Past any cache: a stale copy would mistake the current token
