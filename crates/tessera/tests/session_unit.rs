@@ -187,6 +187,41 @@ async fn a_request_is_judged_at_one_time_read_when_the_session_is_first_asked() 
 }
 
 #[tokio::test]
+async fn a_handle_kept_past_the_answer_still_commits_what_the_request_changed() {
+    let store = Arc::new(MemoryStore::new());
+    let config = SessionConfig { carrier: CarrierMode::Header, ..SessionConfig::default() };
+    let layer = SessionLayer::with_clock(store.clone(), config, Arc::new(ManualClock::starting_now()));
+    // A handler that hands a clone of its session to work outliving the
+    // request: the layer is then not alone with the handle when it commits.
+    let kept: Arc<std::sync::Mutex<Vec<Session>>> = Arc::default();
+    let visit_and_keep = {
+        let kept = kept.clone();
+        async move |session: Session| {
+            kept.lock().unwrap().push(session.clone());
+            visit(session).await
+        }
+    };
+    let app = Router::new().route("/visit", post(visit_and_keep)).layer(layer);
+    let call = |token: Option<&str>| {
+        let mut request = Request::post("/visit");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        app.clone().oneshot(request.body(Body::empty()).unwrap())
+    };
+    let r = call(None).await.unwrap();
+    let token = r.headers()["x-auth-token"].to_str().unwrap().to_owned();
+    assert_eq!(body_json(r).await, 1);
+    assert_eq!(body_json(call(Some(&token)).await.unwrap()).await, 2, "the second visit was saved too");
+    assert_eq!(kept.lock().unwrap().len(), 2);
+    let key = SessionToken::parse(&token).unwrap().key();
+    assert_eq!(
+        store.load(&key).await.unwrap().unwrap().attributes.get("visits").and_then(|a| a.value.clone()),
+        Some(json!(2))
+    );
+}
+
+#[tokio::test]
 async fn login_rotates_the_token_and_carries_the_attributes_over() {
     let h = Harness::with_defaults();
     // An anonymous session with data first (a cart before signing in).

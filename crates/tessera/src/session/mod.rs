@@ -31,6 +31,7 @@ use crate::csrf::CsrfToken;
 use crate::error::SessionError;
 use crate::key::Key;
 use crate::observe::{EndReason, SessionEvent};
+use crate::policy::ExpiryPolicy;
 use crate::record::{Attribute, Attributes, RequestClient, SessionChange, SessionRecord, UserId};
 use crate::revocation::Revocations;
 #[cfg(feature = "signed")]
@@ -661,7 +662,7 @@ impl Session {
         let shared = &self.0.shared;
         let now = self.now();
         let expiry = &shared.config.expiry;
-        let write = self.pending_write(&state);
+        let write = pending_write(&state, expiry, || now);
         let State { current, set, removed, issued, .. } = &mut *state;
         match (write, current) {
             (Write::Save, Current::Live { key, record }) => {
@@ -710,28 +711,38 @@ impl Session {
     /// the outcome at once, without awaiting the lock or boxing a future.
     /// `None`: there is something to write, or the state is busy; call
     /// `commit`.
-    pub(crate) fn commit_without_io(&self) -> Option<Outcome> {
+    pub(crate) fn commit_without_io(&mut self) -> Option<Outcome> {
+        // By the time the layer asks, the request and the clones of this
+        // handle its extractors took are usually gone: alone with the
+        // state, it needs no lock (a try-lock and its release, which takes
+        // the semaphore's own mutex, on every request).
+        if let Some(inner) = Arc::get_mut(&mut self.0) {
+            let Inner { shared, now, state, .. } = inner;
+            let now = || *now.get_or_init(|| shared.clock.now());
+            return settled(state.get_mut(), &shared.config.expiry, now);
+        }
         let mut state = self.0.state.try_lock().ok()?;
-        if self.pending_write(&state) != Write::Nothing {
-            return None;
-        }
-        Some(outcome(&mut state))
+        settled(&mut state, &self.0.shared.config.expiry, || self.now())
     }
+}
 
-    /// What [`Session::commit`] must write for `state`: the one place that
-    /// decides it, for `commit` and for the layer's shortcut alike.
-    fn pending_write(&self, state: &State) -> Write {
-        let expiry = &self.0.shared.config.expiry;
-        match &state.current {
-            Current::Live { .. } if !state.set.is_empty() || !state.removed.is_empty() => Write::Save,
-            Current::Live { record, .. }
-                if state.issued.is_none() && expiry.touch_due(record.last_seen, self.now()) =>
-            {
-                Write::Touch
-            }
-            Current::Absent if !state.set.is_empty() => Write::Anonymous,
-            _ => Write::Nothing,
+/// The outcome of a request whose `state` leaves nothing to write; `None`
+/// when it does.
+fn settled(state: &mut State, expiry: &ExpiryPolicy, now: impl FnOnce() -> Timestamp) -> Option<Outcome> {
+    (pending_write(state, expiry, now) == Write::Nothing).then(|| outcome(state))
+}
+
+/// What [`Session::commit`] must write for `state`: the one place that
+/// decides it, for `commit` and for the layer's shortcut alike. `now` is
+/// asked only when a touch may be due.
+fn pending_write(state: &State, expiry: &ExpiryPolicy, now: impl FnOnce() -> Timestamp) -> Write {
+    match &state.current {
+        Current::Live { .. } if !state.set.is_empty() || !state.removed.is_empty() => Write::Save,
+        Current::Live { record, .. } if state.issued.is_none() && expiry.touch_due(record.last_seen, now()) => {
+            Write::Touch
         }
+        Current::Absent if !state.set.is_empty() => Write::Anonymous,
+        _ => Write::Nothing,
     }
 }
 
