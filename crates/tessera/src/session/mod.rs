@@ -326,7 +326,13 @@ impl Session {
     }
 
     async fn state(&self) -> Result<tokio::sync::MutexGuard<'_, State>, SessionError> {
-        let mut state = self.0.state.lock().await;
+        // A request's extractors and handler ask one after another, so the
+        // lock is almost always free: taken at once, without setting up a
+        // waiter and its future.
+        let mut state = match self.0.state.try_lock() {
+            Ok(state) => state,
+            Err(_) => self.0.state.lock().await,
+        };
         if matches!(state.current, Current::Unloaded) {
             state.current = self.load().await?;
         }
