@@ -179,15 +179,19 @@ mod tests {
         })
     }
 
-    #[tokio::test]
-    async fn a_panic_while_polled_becomes_the_answer_made_for_it_with_its_request_id() {
-        let panics = tower::service_fn(|_: Request<Body>| async {
+    /// A service whose future panics when polled.
+    fn panics_when_polled() -> impl Service<Request<Body>, Response = Response, Error = std::convert::Infallible> {
+        tower::service_fn(|_: Request<Body>| async {
             if true {
                 panic!("boom");
             }
             Ok::<Response, std::convert::Infallible>(Response::default())
-        });
-        let response = layer().layer(panics).oneshot(Request::new(Body::empty())).await.unwrap();
+        })
+    }
+
+    #[tokio::test]
+    async fn a_panic_while_polled_becomes_the_answer_made_for_it_with_its_request_id() {
+        let response = layer().layer(panics_when_polled()).oneshot(Request::new(Body::empty())).await.unwrap();
         assert_eq!(response.status(), 500);
         assert!(response.headers().contains_key(&crate::access_log::X_REQUEST_ID));
     }
@@ -227,13 +231,7 @@ mod tests {
         let public =
             layer().layer(says(Some("public, max-age=300"))).oneshot(Request::new(Body::empty())).await.unwrap();
         assert_eq!(public.headers().get_all(header::CACHE_CONTROL).iter().collect::<Vec<_>>(), ["public, max-age=300"]);
-        let panics = tower::service_fn(|_: Request<Body>| async {
-            if true {
-                panic!("boom");
-            }
-            Ok::<Response, std::convert::Infallible>(Response::default())
-        });
-        let failed = layer().layer(panics).oneshot(Request::new(Body::empty())).await.unwrap();
+        let failed = layer().layer(panics_when_polled()).oneshot(Request::new(Body::empty())).await.unwrap();
         assert_eq!(failed.headers()[header::CACHE_CONTROL], "no-store");
     }
 
