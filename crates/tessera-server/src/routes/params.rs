@@ -23,6 +23,12 @@ use crate::error::ApiError;
 use crate::lang::Msg;
 
 /// The largest body accepted; a registration is well under 1 KiB.
+///
+/// Applied by [`Params`], through which every route reads its body; no
+/// layer sets it for the whole router (axum's `DefaultBodyLimit` would
+/// insert an extension into every request). A route that read its body
+/// with one of axum's own extractors (`Json`, `Form`, `Bytes`) would get
+/// axum's 2 MB default instead: read bodies through [`Params`].
 pub const MAX_BODY: usize = 16 * 1024;
 
 /// An endpoint's request `T`, read from a JSON object or a form body (or
