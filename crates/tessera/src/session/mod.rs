@@ -309,9 +309,7 @@ impl Session {
     /// The time this request is judged at: the clock's, read when first
     /// asked, then the same for the whole request.
     pub fn now(&self) -> Timestamp {
-        // Read lazily: a request that never looks at its session (most
-        // requests without a credential) reads no clock for it.
-        *self.0.now.get_or_init(|| self.0.shared.clock.now())
+        request_time(&self.0.now, &self.0.shared)
     }
 
     /// The session's digest prefix ([`SessionKey::short`], the name the
@@ -724,12 +722,18 @@ impl Session {
         // the semaphore's own mutex, on every request).
         if let Some(inner) = Arc::get_mut(&mut self.0) {
             let Inner { shared, now, state, .. } = inner;
-            let now = || *now.get_or_init(|| shared.clock.now());
-            return settled(state.get_mut(), &shared.config.expiry, now);
+            return settled(state.get_mut(), &shared.config.expiry, || request_time(now, shared));
         }
         let mut state = self.0.state.try_lock().ok()?;
         settled(&mut state, &self.0.shared.config.expiry, || self.now())
     }
+}
+
+/// The request's time kept in `now`, read from `shared`'s clock when first
+/// asked: a request that never looks at its session (most requests without
+/// a credential) reads no clock for it.
+fn request_time(now: &std::sync::OnceLock<Timestamp>, shared: &Shared) -> Timestamp {
+    *now.get_or_init(|| shared.clock.now())
 }
 
 /// The outcome of a request whose `state` leaves nothing to write; `None`
