@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -12,9 +13,13 @@ use crate::clock::Timestamp;
 ///
 /// Non-empty, at most 128 bytes, no control characters: it ends up in store
 /// keys and logs, where those would be trouble.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct UserId(String);
+///
+/// Shared, not owned: every authenticated request hands the id of its
+/// session's (cached) record to the handler, and a clone that bumps a count
+/// costs less than a copy with its allocation and free.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
+pub struct UserId(Arc<str>);
 
 /// Why a string is not a [`UserId`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -28,7 +33,7 @@ impl UserId {
         if s.is_empty() || s.len() > 128 || s.chars().any(char::is_control) {
             return Err(InvalidUserId);
         }
-        Ok(Self(s))
+        Ok(Self(s.into()))
     }
 
     /// The id as text.
@@ -39,7 +44,7 @@ impl UserId {
 
 impl From<i64> for UserId {
     fn from(id: i64) -> Self {
-        Self(id.to_string())
+        Self(id.to_string().into())
     }
 }
 
@@ -52,7 +57,13 @@ impl TryFrom<String> for UserId {
 
 impl From<UserId> for String {
     fn from(id: UserId) -> String {
-        id.0
+        id.0.as_ref().to_owned()
+    }
+}
+
+impl Serialize for UserId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
     }
 }
 
