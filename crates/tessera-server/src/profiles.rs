@@ -19,6 +19,12 @@
 //! ever stale by being absent. A route that edits profiles must call
 //! [`Profiles::forget`] on every node (as sessions are invalidated), or
 //! accept [`Profiles::MAX_AGE`] of staleness.
+//!
+//! Each copy is served for its own time, between four fifths of
+//! [`Profiles::MAX_AGE`] and all of it, spread by user id: profiles read
+//! together (a node's warm-up, a burst of logins) would otherwise all lapse
+//! in the same second, every `MAX_AGE` from then on, and send that many
+//! queries to the user database at once.
 
 use std::time::{Duration, Instant};
 
@@ -39,10 +45,10 @@ pub struct Profiles {
     cache: Cache<i64, Kept>,
 }
 
-/// One kept profile: its answer, and when it was read.
+/// One kept profile: its answer, and until when it is served.
 #[derive(Debug, Clone)]
 struct Kept {
-    at: Instant,
+    fresh_until: Instant,
     me: Answer,
 }
 
@@ -97,7 +103,8 @@ impl Answer {
 }
 
 impl Profiles {
-    /// How long a copy is served before the database is asked again.
+    /// The longest a copy is served before the database is asked again
+    /// (see [`lifetime`] for each copy's own).
     pub const MAX_AGE: Duration = Duration::from_secs(300);
     /// Profiles kept at most (about 200 bytes each).
     pub const CAPACITY: usize = 100_000;
@@ -140,7 +147,7 @@ impl Profiles {
     fn kept(&self, user: User) -> Bytes {
         let id = user.id;
         let me = Success(UserResponse::from(user)).to_body();
-        self.cache.insert(id, Kept { at: Instant::now(), me: Answer::new(me.clone()) });
+        self.cache.insert(id, Kept { fresh_until: Instant::now() + lifetime(id), me: Answer::new(me.clone()) });
         me
     }
 
@@ -150,13 +157,28 @@ impl Profiles {
     }
 
     fn cached(&self, id: i64) -> Option<Answer> {
-        self.cache.get(&id).filter(|kept| kept.at.elapsed() < Self::MAX_AGE).map(|kept| kept.me)
+        self.cache.get(&id).filter(|kept| Instant::now() < kept.fresh_until).map(|kept| kept.me)
     }
+}
+
+/// How long user `id`'s copy is served: [`Profiles::MAX_AGE`] less up to a
+/// fifth of it, the share picked by a multiplicative hash of the id, so
+/// that neighbouring ids (users registered one after another) land far
+/// apart in the window. The same for every copy of one user, which is all
+/// the spread needs: copies read together lapse at different times, and
+/// their next reads come back apart.
+fn lifetime(id: i64) -> Duration {
+    let window = (Profiles::MAX_AGE / 5).as_millis() as u64;
+    // The top 32 bits of the product: the well-mixed ones.
+    let share = (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+    Profiles::MAX_AGE - Duration::from_millis((window * share) >> 32)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::new_user::RegistrationFields;
+    use crate::domain::NewUser;
 
     fn user(id: i64) -> User {
         User { id, name: format!("u{id}"), gender: 1, age: 30, telephone: format!("+86138000000{id:02}") }
@@ -202,6 +224,41 @@ mod tests {
         profiles.keep(quoted.clone());
         assert!(matches!(profiles.cached(9), Some(Answer::Inline { .. })));
         assert_eq!(profiles.get(9).await.unwrap().unwrap(), quoted);
+    }
+
+    #[tokio::test]
+    async fn a_copy_past_its_lifetime_is_read_again_from_the_database() {
+        let (profiles, _dir) = profiles(10).await;
+        let fields = RegistrationFields {
+            name: Some("张三"),
+            gender: Some("1"),
+            age: Some("30"),
+            telephone: Some("13812345678"),
+            password: Some("correct horse"),
+        };
+        let id = profiles.users.insert(&NewUser::parse(fields).unwrap(), "hash").await.unwrap().unwrap().id;
+        let stale = Kept { fresh_until: Instant::now(), me: Answer::new(Bytes::from_static(b"{\"stale\":true}")) };
+        profiles.cache.insert(id, stale);
+        assert!(profiles.cached(id).is_none(), "a copy at the end of its lifetime is not served");
+        let me = profiles.me_answer(id).await.unwrap().unwrap();
+        assert!(!me.starts_with(b"{\"stale\""), "the database's profile, not the stale copy");
+        assert_eq!(profiles.cached(id).map(|answer| answer.to_body()), Some(me), "and kept again");
+    }
+
+    #[test]
+    fn copies_read_together_lapse_apart_within_a_fifth_of_the_max_age() {
+        let lifetimes: Vec<Duration> = (1..=1000).map(lifetime).collect();
+        let (shortest, longest) = (lifetimes.iter().min().unwrap(), lifetimes.iter().max().unwrap());
+        assert!(*shortest >= Profiles::MAX_AGE * 4 / 5 && *longest <= Profiles::MAX_AGE);
+        // A thousand users read in the same second: no ten of them lapse
+        // in the same second (a uniform spread over 60 s puts ~17 in each).
+        let mut per_second = std::collections::HashMap::<u64, usize>::new();
+        for lifetime in &lifetimes {
+            *per_second.entry(lifetime.as_secs()).or_default() += 1;
+        }
+        assert!(per_second.len() >= 55, "the window is used: {} distinct seconds", per_second.len());
+        assert!(per_second.values().all(|&n| n <= 40), "{per_second:?}");
+        assert_eq!(lifetime(42), lifetime(42), "one user's copies live alike");
     }
 
     #[tokio::test]
