@@ -9,6 +9,7 @@ pub mod cli;
 pub mod client_ip;
 pub mod configuration;
 pub mod credentials;
+pub mod dispatch;
 pub mod domain;
 pub mod envelope;
 pub mod error;

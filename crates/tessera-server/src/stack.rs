@@ -21,7 +21,6 @@ use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::response::Response;
-use axum::Router;
 use http::{Method, Request};
 use pin_project_lite::pin_project;
 use tower::util::Either;
@@ -31,13 +30,14 @@ use tower_http::cors::{Cors, CorsLayer};
 
 use crate::access_log::SessionTag;
 use crate::client_ip::ClientIpService;
+use crate::dispatch::Dispatch;
 use crate::fail_as_200::FailAs200;
 use crate::lang::Lang;
 use crate::metrics::Metrics;
 use crate::outer::Outer;
 
 /// What the CORS layer wraps.
-type BelowCors = ClientIpService<FailAs200<tessera::SessionService<SessionTag<Router>>>>;
+type BelowCors = ClientIpService<FailAs200<tessera::SessionService<SessionTag<Dispatch>>>>;
 
 /// The server's whole service: the layers of `startup::router`, outermost
 /// first, around the router.
@@ -192,11 +192,11 @@ impl RouteMatcher {
     }
 }
 
-/// FNV-1a, for [`RouteMatcher`]'s table of a few dozen short paths: a few
+/// FNV-1a, for [`RouteMatcher`]'s (and `crate::dispatch`'s) table of a few dozen short paths: a few
 /// instructions a byte where SipHash's setup alone costs more than the
 /// whole of it. The table is filled once from the server's own templates,
 /// so a client's path can only be looked up, never make entries collide.
-struct Fnv1a(u64);
+pub(crate) struct Fnv1a(u64);
 
 impl Default for Fnv1a {
     fn default() -> Self {

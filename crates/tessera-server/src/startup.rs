@@ -27,6 +27,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use crate::access_log::{RequestIds, SessionTagLayer};
 use crate::client_ip::{ClientIpLayer, TrustedProxies};
 use crate::configuration::{MetricsExposure, OtpDelivery, SecretSource, Settings};
+use crate::dispatch::Dispatch;
 use crate::envelope::ErrorCode;
 use crate::events::Events;
 use crate::fail_as_200::FailAs200Layer;
@@ -638,14 +639,18 @@ fn session_observer(metrics: &Arc<Metrics>, events: &Events) -> Arc<dyn tessera:
 /// record), and
 /// `--fail-as-200` (a pass-through when off), `SessionLayer`, and the
 /// session tag innermost, next to the routes (it hands the request's session
-/// out to the access log). The layers are listed below outermost first, and
+/// out to the access log); then `crate::dispatch`, which calls a route
+/// without parameters itself and leaves the rest to the router. The layers
+/// are listed below outermost first, and
 /// wrap the router once as one service (`crate::stack::Stack`). `/metrics`
 /// is one of the routes unless `--metrics-bind` moved it to a listener of
 /// its own (or turned it off).
 fn router(settings: &Settings, state: Services, sessions: SessionLayer, metrics: &Arc<Metrics>) -> Stack {
-    let routes::Served { router: mut routes, mut templates } = routes::router(state);
+    let routes::Served { router: mut routes, mut templates, mut exact } = routes::router(state);
     if settings.metrics == MetricsExposure::Main {
-        routes = routes.route(routes::template("/metrics"), get(scrape).with_state(Exporter::new(metrics)));
+        let scrape = get(scrape).with_state(Exporter::new(metrics));
+        routes = routes.route(routes::template("/metrics"), scrape.clone());
+        exact.push(("/metrics", scrape));
         templates.push("/metrics");
     }
     // The layers below wrap the router once, not each route; the outermost
@@ -667,7 +672,7 @@ fn router(settings: &Settings, state: Services, sessions: SessionLayer, metrics:
         .layer(FailAs200Layer::new(settings.fail_as_200))
         .layer(sessions)
         .layer(SessionTagLayer)
-        .service(routes)
+        .service(Dispatch::new(routes, exact))
 }
 
 /// `--static-dir`: files under `dir` for paths no route claims (a

@@ -164,7 +164,7 @@ pub fn router(state: Services) -> Served {
             .route("/admin/users/{id}/sessions", get(admin::list_sessions).delete(admin::end_sessions))
             .route("/admin/users/{id}/sessions/{sid}", delete(admin::end_session));
     }
-    let Routed { router, templates } = router
+    let Routed { router, templates, exact } = router
         .route("/", get(health::about))
         .route("/ui/{name}", get(crate::pages::ui))
         .route("/README.md", get(crate::pages::readme))
@@ -185,8 +185,9 @@ pub fn router(state: Services) -> Served {
         .route("/user/csrf", get(user::csrf))
         .route("/user/sessions", get(sessions::list).delete(sessions::revoke_others))
         .route("/user/sessions/{id}", delete(sessions::revoke_one));
+    let exact = exact.into_iter().map(|(path, route)| (path, route.with_state(state.clone()))).collect();
     let router = router.fallback(|| async { Failure::new(codes::NOT_FOUND) }).with_state(state);
-    Served { router, templates }
+    Served { router, templates, exact }
 }
 
 /// The router, and the templates of the routes it serves (which depend on
@@ -198,6 +199,9 @@ pub struct Served {
     pub router: Router,
     /// The template of every route `router` serves, each once.
     pub templates: Vec<&'static str>,
+    /// The routes whose template has no parameter, by path, each also on
+    /// `router` (`crate::dispatch` calls them without it).
+    pub exact: Vec<(&'static str, MethodRouter)>,
 }
 
 /// The router being built, and the templates routed on it so far.
@@ -205,10 +209,15 @@ pub struct Served {
 struct Routed {
     router: Router<AppState>,
     templates: Vec<&'static str>,
+    exact: Vec<(&'static str, MethodRouter<AppState>)>,
 }
 
 impl Routed {
     fn route(mut self, path: &'static str, endpoint: MethodRouter<AppState>) -> Self {
+        // `{` opens a parameter (`{{`, a literal brace, is left to the router too).
+        if !path.contains('{') {
+            self.exact.push((path, endpoint.clone()));
+        }
         self.router = self.router.route(template(path), endpoint);
         self.templates.push(path);
         self
