@@ -104,7 +104,7 @@ impl Answer {
 
 impl Profiles {
     /// The longest a copy is served before the database is asked again
-    /// (see [`lifetime`] for each copy's own).
+    /// (each copy has its own, a little shorter: see the module doc).
     pub const MAX_AGE: Duration = Duration::from_secs(300);
     /// Profiles kept at most (about 200 bytes each).
     pub const CAPACITY: usize = 100_000;
