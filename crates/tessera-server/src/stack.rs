@@ -175,8 +175,7 @@ impl RouteMatcher {
         for &template in templates {
             let route = Route { template, slot: metrics.route_slot(Some(template)) };
             routes.insert(template, route).expect("the router accepted these templates");
-            // `{` opens a parameter (`{{` is a literal brace, rare enough to leave to the tree).
-            if !template.contains('{') {
+            if !crate::routes::has_parameter(template) {
                 exact.insert(template, route);
             }
         }

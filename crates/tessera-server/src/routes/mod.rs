@@ -134,6 +134,13 @@ pub const TEMPLATES: &[&str] = &[
     "/admin/users/{id}/sessions/{sid}",
 ];
 
+/// Whether a route template has a parameter (`{id}`, `{*rest}`): only a
+/// template without one is matched by its own path alone. A literal brace
+/// (`{{`) counts as one too, which leaves such a template to the router.
+pub fn has_parameter(template: &str) -> bool {
+    template.contains('{')
+}
+
 /// `path`, checked (debug builds) to be among [`TEMPLATES`].
 pub fn template(path: &'static str) -> &'static str {
     debug_assert!(TEMPLATES.contains(&path), "route {path} is missing from routes::TEMPLATES");
@@ -214,8 +221,7 @@ struct Routed {
 
 impl Routed {
     fn route(mut self, path: &'static str, endpoint: MethodRouter<AppState>) -> Self {
-        // `{` opens a parameter (`{{`, a literal brace, is left to the router too).
-        if !path.contains('{') {
+        if !has_parameter(path) {
             self.exact.push((path, endpoint.clone()));
         }
         self.router = self.router.route(template(path), endpoint);
