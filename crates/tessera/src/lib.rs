@@ -31,6 +31,7 @@ mod session;
 pub mod signed;
 pub mod store;
 pub mod token;
+mod user_id;
 
 pub use carrier::{CarrierKind, AUTH_MODE_HEADER, AUTH_TOKEN_HEADER};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};

@@ -1,83 +1,12 @@
 //! What the store keeps for one session.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
-
-/// The id of the user a session belongs to, as the application names it.
-///
-/// Non-empty, at most 128 bytes, no control characters: it ends up in store
-/// keys and logs, where those would be trouble.
-///
-/// Shared, not owned: every authenticated request hands the id of its
-/// session's (cached) record to the handler, and a clone that bumps a count
-/// costs less than a copy with its allocation and free.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
-#[serde(try_from = "String")]
-pub struct UserId(Arc<str>);
-
-/// Why a string is not a [`UserId`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("a user id is 1 to 128 bytes without control characters")]
-pub struct InvalidUserId;
-
-impl UserId {
-    /// Parses an application's user id.
-    pub fn parse(s: impl Into<String>) -> Result<Self, InvalidUserId> {
-        let s = s.into();
-        if s.is_empty() || s.len() > 128 || s.chars().any(char::is_control) {
-            return Err(InvalidUserId);
-        }
-        Ok(Self(s.into()))
-    }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl From<i64> for UserId {
-    fn from(id: i64) -> Self {
-        Self(id.to_string().into())
-    }
-}
-
-impl TryFrom<String> for UserId {
-    type Error = InvalidUserId;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::parse(s)
-    }
-}
-
-impl From<UserId> for String {
-    fn from(id: UserId) -> String {
-        id.0.as_ref().to_owned()
-    }
-}
-
-impl Serialize for UserId {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
-    }
-}
-
-impl fmt::Debug for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "UserId({})", self.0)
-    }
-}
-
-impl fmt::Display for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use crate::user_id::{InvalidUserId, UserId};
 
 /// Where a session was opened from, for the user's list of devices.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -259,16 +188,6 @@ mod tests {
             last_seen: Timestamp::from_millis(10),
             idle_deadline: Timestamp::from_millis(110),
         }
-    }
-
-    #[test]
-    fn user_ids_are_checked() {
-        assert!(UserId::parse("42").is_ok());
-        assert_eq!(UserId::parse(""), Err(InvalidUserId));
-        assert_eq!(UserId::parse("a\nb"), Err(InvalidUserId));
-        assert_eq!(UserId::parse("x".repeat(129)), Err(InvalidUserId));
-        assert_eq!(UserId::from(7).as_str(), "7");
-        assert!(serde_json::from_str::<UserId>("\"\"").is_err());
     }
 
     #[test]
