@@ -186,7 +186,7 @@ mod tests {
         assert_eq!(short.cmp(&long), "abc".cmp(&"abc".repeat(10)));
         assert_eq!(hash_of(&short), hash_of(&UserId::parse("abc").unwrap()));
         assert_eq!(hash_of(&long), hash_of(&UserId::parse("abc".repeat(10)).unwrap()));
-        let mut sorted = vec![UserId::from(10), UserId::from(9), UserId::parse("x".repeat(30)).unwrap()];
+        let mut sorted = [UserId::from(10), UserId::from(9), UserId::parse("x".repeat(30)).unwrap()];
         sorted.sort();
         assert_eq!(sorted.iter().map(UserId::as_str).collect::<Vec<_>>(), ["10", "9", "x".repeat(30).as_str()]);
     }
