@@ -14,8 +14,9 @@
 //! finds in the CPU's caches and each line of it is a miss: each pointer
 //! followed from it to a shared allocation, and each reference count bumped
 //! there, was one more (the profile path was ~14 % of a read's CPU; keeping
-//! the answer in place made a read 4 % cheaper, and halving the entry
-//! another few: BENCHMARKS.md). The answer's envelope is put around the
+//! the answer in place made a read 4 % cheaper; halving the entry was
+//! within a load run's noise, and keeps half the memory: BENCHMARKS.md).
+//! The answer's envelope is put around the
 //! data when it is sent; the rarer reads that need the record decode it.
 //!
 //! Nothing changes a profile today but registration, so a copy is only
