@@ -8,16 +8,16 @@
 //! What is kept is `/user/me`'s data, serialized once, and nothing else:
 //! that read is the hottest of the service, and its answer only changes
 //! with the profile. The data sits inside the cache's own entry (`Data`),
-//! and the entry is kept small (a 4-byte deadline, the data in place:
-//! ~120 bytes with the cache's own fields, half of what it was),
-//! because with thousands of users the entry is all a read
-//! finds in the CPU's caches and each line of it is a miss: each pointer
-//! followed from it to a shared allocation, and each reference count bumped
-//! there, was one more (the profile path was ~14 % of a read's CPU; keeping
-//! the answer in place made a read 4 % cheaper; halving the entry was
-//! within a load run's noise, and keeps half the memory: BENCHMARKS.md).
-//! The answer's envelope is put around the
-//! data when it is sent; the rarer reads that need the record decode it.
+//! and the entry is kept small (a 4-byte deadline and the data in place:
+//! ~120 bytes with the cache's own fields, half of what it was), because
+//! with thousands of users the entry is all a read finds in the CPU's
+//! caches and each line of it is a miss: each pointer followed from it to
+//! a shared allocation, and each reference count bumped there, was one
+//! more (the profile path was ~14 % of a read's CPU; keeping the answer in
+//! place made a read 4 % cheaper; halving the entry was within a load
+//! run's noise, and keeps half the memory: BENCHMARKS.md). The answer's
+//! envelope is put around the data when it is sent; the rarer reads that
+//! need the record decode it from the data.
 //!
 //! Nothing changes a profile today but registration, so a copy is only
 //! ever stale by being absent. A route that edits profiles must call
@@ -58,10 +58,9 @@ struct Kept {
 }
 
 /// `/user/me`'s data (the profile as the answer serializes it), in place
-/// when it fits (up to a seven-digit id with a name of 13 bytes, four
-/// Chinese characters or 13 letters): taking it is
-/// then a copy out of the entry the lookup already read, with no reference
-/// count to bump.
+/// when it fits (a seven-digit id with a name of up to 13 bytes: four
+/// Chinese characters, or 13 letters): taking it is then a copy out of the
+/// entry the lookup already read, with no reference count to bump.
 #[derive(Debug, Clone)]
 enum Data {
     Inline { len: u8, bytes: [u8; Data::INLINE] },
