@@ -646,13 +646,11 @@ fn session_observer(metrics: &Arc<Metrics>, events: &Events) -> Arc<dyn tessera:
 /// is one of the routes unless `--metrics-bind` moved it to a listener of
 /// its own (or turned it off).
 fn router(settings: &Settings, state: Services, sessions: SessionLayer, metrics: &Arc<Metrics>) -> Stack {
-    let routes::Served { router: mut routes, mut templates, mut exact } = routes::router(state);
+    let mut served = routes::router(state);
     if settings.metrics == MetricsExposure::Main {
-        let scrape = get(scrape).with_state(Exporter::new(metrics));
-        routes = routes.route(routes::template("/metrics"), scrape.clone());
-        exact.push(("/metrics", scrape));
-        templates.push("/metrics");
+        served = served.route("/metrics", get(scrape).with_state(Exporter::new(metrics)));
     }
+    let routes::Served { router: mut routes, templates, exact } = served;
     // The layers below wrap the router once, not each route; the outermost
     // finds each request's route template itself (see `crate::stack`).
     let matcher = RouteMatcher::new(&templates, metrics);

@@ -211,16 +211,33 @@ pub struct Served {
     pub exact: Vec<(&'static str, MethodRouter)>,
 }
 
-/// The router being built, and the templates routed on it so far.
-#[derive(Default)]
-struct Routed {
-    router: Router<AppState>,
-    templates: Vec<&'static str>,
-    exact: Vec<(&'static str, MethodRouter<AppState>)>,
+impl Served {
+    /// `endpoint` (given its state) routed at `path` as [`router`] routes
+    /// its own: on the router, among the templates, and among the exact
+    /// routes when `path` has no parameter. For a route the configuration
+    /// adds after [`router`] (`/metrics`).
+    pub fn route(self, path: &'static str, endpoint: MethodRouter) -> Self {
+        let Self { router, templates, exact } = self;
+        let Routed { router, templates, exact } = Routed { router, templates, exact }.route(path, endpoint);
+        Self { router, templates, exact }
+    }
 }
 
-impl Routed {
-    fn route(mut self, path: &'static str, endpoint: MethodRouter<AppState>) -> Self {
+/// The router being built, and the templates routed on it so far.
+struct Routed<S = AppState> {
+    router: Router<S>,
+    templates: Vec<&'static str>,
+    exact: Vec<(&'static str, MethodRouter<S>)>,
+}
+
+impl<S: Clone + Send + Sync + 'static> Default for Routed<S> {
+    fn default() -> Self {
+        Self { router: Router::new(), templates: Vec::new(), exact: Vec::new() }
+    }
+}
+
+impl<S: Clone + Send + Sync + 'static> Routed<S> {
+    fn route(mut self, path: &'static str, endpoint: MethodRouter<S>) -> Self {
         if !has_parameter(path) {
             self.exact.push((path, endpoint.clone()));
         }
