@@ -75,22 +75,30 @@ pub struct Attribute {
 pub type Attributes = BTreeMap<String, Attribute>;
 
 /// Everything the store keeps for one session.
+///
+/// `repr(C)`, the fields a read looks at first: a cached record is shared
+/// (`Arc`), and with thousands of sessions each read finds it out of the
+/// CPU's caches, one miss per line it touches. In this order the reference
+/// count a load bumps, the user, the two deadlines and the last use are the
+/// first 64 bytes of the allocation, one or two lines instead of the three
+/// the compiler's own order spread them over.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[repr(C)]
 pub struct SessionRecord {
     /// The logged-in user; `None` for an anonymous session.
     pub user_id: Option<UserId>,
-    /// Application data, typed by the application through [`crate::Key`].
-    pub attributes: Attributes,
-    /// When the session was created.
-    pub created_at: Timestamp,
-    /// When the session was last seen (as of the last write).
-    pub last_seen: Timestamp,
     /// The session lapses at this time unless it is used again.
     pub idle_deadline: Timestamp,
     /// The session lapses at this time whatever happens.
     pub absolute_deadline: Timestamp,
+    /// When the session was last seen (as of the last write).
+    pub last_seen: Timestamp,
     /// Increases by one with each saved change of attributes.
     pub version: u64,
+    /// When the session was created.
+    pub created_at: Timestamp,
+    /// Application data, typed by the application through [`crate::Key`].
+    pub attributes: Attributes,
     /// Where the session was opened from.
     pub client: ClientMeta,
 }
@@ -166,6 +174,17 @@ impl SessionChange {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn what_a_read_looks_at_is_in_the_first_line_with_the_reference_count() {
+        use std::mem::{offset_of, size_of};
+        // An `Arc`'s two counts come first (16 bytes), then the record.
+        let end = offset_of!(SessionRecord, last_seen) + size_of::<Timestamp>();
+        assert!(16 + end <= 64, "the user, deadlines and last use end at {end}");
+        for first in [offset_of!(SessionRecord, idle_deadline), offset_of!(SessionRecord, absolute_deadline)] {
+            assert!(first < end);
+        }
+    }
 
     fn record() -> SessionRecord {
         SessionRecord {
