@@ -109,9 +109,57 @@ impl Clock for ManualClock {
     }
 }
 
+/// One time read once, the first time it is asked for, and the same
+/// after: a request's "now". An atomic with a sentinel rather than a
+/// `OnceLock`, whose first `get_or_init` goes through `Once`'s general
+/// slow path (a hundred-odd instructions on every request that looks at its
+/// session); two threads asking at once both read the clock and keep
+/// whichever was stored first.
+#[derive(Debug)]
+pub(crate) struct TimeOnce(AtomicI64);
+
+impl TimeOnce {
+    /// Not read yet: no clock gives this time (292 million years BC).
+    const UNREAD: i64 = i64::MIN;
+
+    pub(crate) const fn new() -> Self {
+        Self(AtomicI64::new(Self::UNREAD))
+    }
+
+    /// The time read first, reading it with `read` if none was yet.
+    pub(crate) fn get_or_read(&self, read: impl FnOnce() -> Timestamp) -> Timestamp {
+        let kept = self.0.load(Ordering::Acquire);
+        if kept != Self::UNREAD {
+            return Timestamp(kept);
+        }
+        let read = read().0.max(Self::UNREAD + 1);
+        match self.0.compare_exchange(Self::UNREAD, read, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => Timestamp(read),
+            Err(first) => Timestamp(first),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_time_once_is_read_once_and_kept() {
+        let clock = ManualClock::new(Timestamp::from_millis(5));
+        let once = TimeOnce::new();
+        assert_eq!(once.get_or_read(|| clock.now()), Timestamp::from_millis(5));
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(once.get_or_read(|| clock.now()), Timestamp::from_millis(5), "kept, not read again");
+        assert_eq!(once.get_or_read(|| unreachable!("read twice")), Timestamp::from_millis(5));
+    }
+
+    #[test]
+    fn a_time_once_never_mistakes_a_reading_for_unread() {
+        let once = TimeOnce::new();
+        let earliest = once.get_or_read(|| Timestamp::from_millis(i64::MIN));
+        assert_eq!(once.get_or_read(|| Timestamp::from_millis(0)), earliest);
+    }
 
     #[test]
     fn manual_clock_moves_only_when_told_and_clones_share_time() {

@@ -128,7 +128,7 @@ struct Inner {
     target: Option<crate::csrf::TargetOrigin>,
     /// Where a refresh decided its answer goes, overriding `respond_via`.
     answer_via: std::sync::OnceLock<CarrierKind>,
-    now: std::sync::OnceLock<Timestamp>,
+    now: crate::clock::TimeOnce,
     state: Mutex<State>,
 }
 
@@ -282,7 +282,7 @@ impl Session {
             refresh_cookie,
             target,
             answer_via: std::sync::OnceLock::new(),
-            now: std::sync::OnceLock::new(),
+            now: crate::clock::TimeOnce::new(),
             state: Mutex::default(),
         }))
     }
@@ -732,8 +732,8 @@ impl Session {
 /// The request's time kept in `now`, read from `shared`'s clock when first
 /// asked: a request that never looks at its session (most requests without
 /// a credential) reads no clock for it.
-fn request_time(now: &std::sync::OnceLock<Timestamp>, shared: &Shared) -> Timestamp {
-    *now.get_or_init(|| shared.clock.now())
+fn request_time(now: &crate::clock::TimeOnce, shared: &Shared) -> Timestamp {
+    now.get_or_read(|| shared.clock.now())
 }
 
 /// The outcome of a request whose `state` leaves nothing to write; `None`
