@@ -112,7 +112,7 @@ impl Clock for ManualClock {
 /// One time read once, the first time it is asked for, and the same
 /// after: a request's "now". An atomic with a sentinel rather than a
 /// `OnceLock`, whose first `get_or_init` goes through `Once`'s general
-/// slow path (a hundred-odd instructions on every request that looks at its
+/// slow path (some eighty instructions on every request that looks at its
 /// session); two threads asking at once both read the clock and keep
 /// whichever was stored first.
 #[derive(Debug)]

@@ -179,10 +179,14 @@ mod tests {
     fn what_a_read_looks_at_is_in_the_first_line_with_the_reference_count() {
         use std::mem::{offset_of, size_of};
         // An `Arc`'s two counts come first (16 bytes), then the record.
-        let end = offset_of!(SessionRecord, last_seen) + size_of::<Timestamp>();
-        assert!(16 + end <= 64, "the user, deadlines and last use end at {end}");
-        for first in [offset_of!(SessionRecord, idle_deadline), offset_of!(SessionRecord, absolute_deadline)] {
-            assert!(first < end);
+        let hot = [
+            ("user_id", offset_of!(SessionRecord, user_id), size_of::<Option<UserId>>()),
+            ("idle_deadline", offset_of!(SessionRecord, idle_deadline), size_of::<Timestamp>()),
+            ("absolute_deadline", offset_of!(SessionRecord, absolute_deadline), size_of::<Timestamp>()),
+            ("last_seen", offset_of!(SessionRecord, last_seen), size_of::<Timestamp>()),
+        ];
+        for (field, offset, size) in hot {
+            assert!(16 + offset + size <= 64, "{field} ends at byte {} of the Arc's allocation", 16 + offset + size);
         }
     }
 
