@@ -512,4 +512,36 @@ mod tests {
         clock.advance(Duration::from_secs(7200));
         assert!(store.index_members(&index).await.unwrap().is_empty());
     }
+
+    #[tokio::test]
+    async fn a_login_drops_what_has_lapsed_from_its_users_bucket() {
+        use crate::clock::ManualClock;
+        use crate::record::{Attributes, ClientMeta};
+
+        let server = tessera_testkit::RedisServer::start();
+        let config = RedisStoreConfig { near_cache: None, ..RedisStoreConfig::default() };
+        let clock = ManualClock::starting_now();
+        let store = RedisStore::connect(&server.url(), config).await.unwrap().with_clock(Arc::new(clock.clone()));
+        let user = UserId::parse("alice").unwrap();
+        let record = |now: Timestamp| SessionRecord {
+            user_id: Some(user.clone()),
+            attributes: Attributes::new(),
+            created_at: now,
+            last_seen: now,
+            idle_deadline: now + Duration::from_secs(1800),
+            absolute_deadline: now + Duration::from_secs(3600),
+            version: 0,
+            client: ClientMeta::new(None, None),
+        };
+        let first = store.issue_token(Some(&user)).key();
+        store.create(&first, &record(clock.now())).await.unwrap();
+        // Past the first session's deadline by the store's clock (Redis's
+        // own still keeps its key): the next login of the user prunes it.
+        clock.advance(Duration::from_secs(7200));
+        let second = store.issue_token(Some(&user)).key();
+        store.create(&second, &record(clock.now())).await.unwrap();
+        let bucket = store.names.user_index(&user).bucket;
+        let members = tessera_testkit::command(server.port(), &format!("ZCARD {bucket}")).unwrap();
+        assert_eq!(members.trim(), ":1", "only the second session is filed");
+    }
 }

@@ -13,7 +13,8 @@
 if not redis.call('SET', KEYS[1], ARGV[7], 'NX') then return 0 end
 redis.call('PEXPIREAT', KEYS[1], ARGV[1])
 if not KEYS[2] then return 1 end
-file_session(KEYS[2], ARGV[5], ARGV[8], ARGV[2], ARGV[3])
+-- Filed without a prune of its own: user_sessions below prunes the bucket.
+add_session(KEYS[2], ARGV[5], ARGV[8], ARGV[2])
 if KEYS[4] then
   local _, announce = delete_session(KEYS[4], KEYS[5])
   unfile_session(KEYS[2], KEYS[3], ARGV[6], ARGV[8])

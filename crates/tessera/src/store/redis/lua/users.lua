@@ -24,12 +24,19 @@ local function user_sessions(bucket, legacy, user, now)
   return digests, redis.call('ZRANGE', legacy, 0, -1)
 end
 
--- Files a session in the bucket, prunes it, and moves its expiry to its
--- last member.
-local function file_session(bucket, digest, user, score, now)
+-- Adds a session to the bucket and moves the bucket's expiry to its last
+-- member; pruning is the caller's (file_session, or a user_sessions right
+-- after). A prune leaves that expiry right: it drops members at or before
+-- now, never the last one while any member is still live.
+local function add_session(bucket, digest, user, score)
   redis.call('ZADD', bucket, score, digest .. user)
-  prune(bucket, math.floor(tonumber(now) / 1000))
   expire_with_last(bucket, 'EXPIREAT')
+end
+
+-- Files a session in the bucket and prunes it.
+local function file_session(bucket, digest, user, score, now)
+  add_session(bucket, digest, user, score)
+  prune(bucket, math.floor(tonumber(now) / 1000))
 end
 
 -- Removes a session from both of the user's indexes.
