@@ -480,19 +480,21 @@ impl SessionStore for RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
+    use crate::record::{Attributes, ClientMeta};
 
-    #[tokio::test]
-    async fn user_indexes_are_pruned_by_the_injected_clock() {
-        use crate::clock::ManualClock;
-        use crate::record::{Attributes, ClientMeta};
-
+    /// A store without near cache on its own Redis, on a clock the test moves.
+    async fn store_on_manual_clock() -> (RedisStore, ManualClock, tessera_testkit::RedisServer) {
         let server = tessera_testkit::RedisServer::start();
         let config = RedisStoreConfig { near_cache: None, ..RedisStoreConfig::default() };
         let clock = ManualClock::starting_now();
         let store = RedisStore::connect(&server.url(), config).await.unwrap().with_clock(Arc::new(clock.clone()));
-        let now = clock.now();
-        let user = UserId::parse("alice").unwrap();
-        let record = SessionRecord {
+        (store, clock, server)
+    }
+
+    /// `user`'s session opened at `now`, lapsing an hour later at the latest.
+    fn opened(user: &UserId, now: Timestamp) -> SessionRecord {
+        SessionRecord {
             user_id: Some(user.clone()),
             attributes: Attributes::new(),
             created_at: now,
@@ -501,9 +503,15 @@ mod tests {
             absolute_deadline: now + Duration::from_secs(3600),
             version: 0,
             client: ClientMeta::new(None, None),
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn user_indexes_are_pruned_by_the_injected_clock() {
+        let (store, clock, _server) = store_on_manual_clock().await;
+        let user = UserId::parse("alice").unwrap();
         let key = store.issue_token(Some(&user)).key();
-        store.create(&key, &record).await.unwrap();
+        store.create(&key, &opened(&user, clock.now())).await.unwrap();
         let index = store.names.user_index(&user);
         assert_eq!(store.index_members(&index).await.unwrap(), vec![key]);
 
@@ -515,31 +523,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_login_drops_what_has_lapsed_from_its_users_bucket() {
-        use crate::clock::ManualClock;
-        use crate::record::{Attributes, ClientMeta};
-
-        let server = tessera_testkit::RedisServer::start();
-        let config = RedisStoreConfig { near_cache: None, ..RedisStoreConfig::default() };
-        let clock = ManualClock::starting_now();
-        let store = RedisStore::connect(&server.url(), config).await.unwrap().with_clock(Arc::new(clock.clone()));
+        let (store, clock, server) = store_on_manual_clock().await;
         let user = UserId::parse("alice").unwrap();
-        let record = |now: Timestamp| SessionRecord {
-            user_id: Some(user.clone()),
-            attributes: Attributes::new(),
-            created_at: now,
-            last_seen: now,
-            idle_deadline: now + Duration::from_secs(1800),
-            absolute_deadline: now + Duration::from_secs(3600),
-            version: 0,
-            client: ClientMeta::new(None, None),
-        };
         let first = store.issue_token(Some(&user)).key();
-        store.create(&first, &record(clock.now())).await.unwrap();
+        store.create(&first, &opened(&user, clock.now())).await.unwrap();
         // Past the first session's deadline by the store's clock (Redis's
         // own still keeps its key): the next login of the user prunes it.
         clock.advance(Duration::from_secs(7200));
         let second = store.issue_token(Some(&user)).key();
-        store.create(&second, &record(clock.now())).await.unwrap();
+        store.create(&second, &opened(&user, clock.now())).await.unwrap();
         let bucket = store.names.user_index(&user).bucket;
         let members = tessera_testkit::command(server.port(), &format!("ZCARD {bucket}")).unwrap();
         assert_eq!(members.trim(), ":1", "only the second session is filed");
