@@ -193,8 +193,9 @@ impl RouteMatcher {
 
 /// FNV-1a, for the tables of a few dozen short paths of [`RouteMatcher`]
 /// and `crate::dispatch`: a few instructions a byte where SipHash's setup
-/// alone costs more than the whole of it. The table is filled once from the server's own templates,
-/// so a client's path can only be looked up, never make entries collide.
+/// alone costs more than the whole of it. The table is filled once from the
+/// server's own templates, so a client's path can only be looked up, never
+/// make entries collide.
 pub(crate) struct Fnv1a(u64);
 
 impl Default for Fnv1a {
