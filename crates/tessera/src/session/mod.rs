@@ -36,7 +36,7 @@ use crate::record::{Attribute, Attributes, RequestClient, SessionChange, Session
 use crate::revocation::Revocations;
 #[cfg(feature = "signed")]
 use crate::signed::{SignedTokens, TokenPair};
-use crate::store::SessionStore;
+use crate::store::{SessionStore, StoreError};
 use crate::token::{SessionKey, SessionToken};
 
 pub use operator::UserSessions;
@@ -68,6 +68,15 @@ impl Shared {
     /// future is one more allocation per store call.
     pub(crate) fn store(&self) -> &dyn SessionStore {
         &*self.store
+    }
+
+    /// The record under `key`: from the store's copy in memory when it has
+    /// one, which costs no boxed future, else loaded.
+    pub(crate) async fn load(&self, key: &SessionKey) -> Result<Option<Arc<SessionRecord>>, StoreError> {
+        match self.store().load_cached(key) {
+            Some(record) => Ok(Some(record)),
+            None => self.store().load(key).await,
+        }
     }
 
     /// Whether logins hand out signed tokens (never without `signed`).
@@ -343,7 +352,7 @@ impl Session {
         let mut state = self.state().await?;
         if let Current::Verified { family, .. } = &state.current {
             let family = *family;
-            state.current = match self.0.shared.store().load(&family).await? {
+            state.current = match self.0.shared.load(&family).await? {
                 Some(record) if !record.is_expired(self.now()) => Current::Live { key: family, record },
                 _ => Current::Absent,
             };
@@ -365,7 +374,7 @@ impl Session {
             return Ok(Current::Absent);
         };
         let key = token.key();
-        match self.0.shared.store().load(&key).await? {
+        match self.0.shared.load(&key).await? {
             Some(record) if self.revoked_yet_stored(&key, &record) => {
                 tracing::warn!(session = %key.short(), "a revoked session came back from the store; refused");
                 Ok(Current::Absent)

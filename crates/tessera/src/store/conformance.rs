@@ -194,6 +194,29 @@ pub async fn delete_removes(store: DynStore) {
     assert!(!store.delete(&k).await.unwrap());
 }
 
+/// A copy from memory never contradicts a load: after a create, a save, a
+/// touch and a delete, `load_cached` answers what `load` does, or nothing.
+pub async fn a_cached_answer_agrees_with_load(store: DynStore) {
+    async fn agrees(store: &DynStore, k: &SessionKey, step: &str) {
+        let cached = store.load_cached(k);
+        let loaded = store.load(k).await.unwrap();
+        if let Some(cached) = cached {
+            assert_eq!(Some(cached), loaded, "after {step}: the cached copy differs from the stored one");
+        }
+    }
+    let k = key();
+    store.create(&k, &record_for(Some("alice"))).await.unwrap();
+    store.load(&k).await.unwrap(); // a store that keeps copies has one now
+    agrees(&store, &k, "create").await;
+    store.save(&k, &change(0, &[("a", json!(1))], &[])).await.unwrap();
+    agrees(&store, &k, "save").await;
+    let later = now() + Duration::from_secs(60);
+    store.touch(&k, later, later + HOUR / 2).await.unwrap();
+    agrees(&store, &k, "touch").await;
+    store.delete(&k).await.unwrap();
+    assert_eq!(store.load_cached(&k), None, "a deleted session is not answered from memory");
+}
+
 /// A user's list holds their live sessions and nobody else's.
 pub async fn list_user_sees_live_sessions_of_that_user(store: DynStore) {
     let user = format!("u-{}", key().short());
@@ -300,6 +323,7 @@ macro_rules! store_conformance_tests {
             stale_writes_conflict_and_write_nothing,
             touch_moves_activity_only,
             delete_removes,
+            a_cached_answer_agrees_with_load,
             list_user_sees_live_sessions_of_that_user,
             delete_user_keeps_the_current_session,
             rotate_replaces_old_by_new,

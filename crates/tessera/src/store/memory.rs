@@ -66,7 +66,11 @@ impl SessionStore for MemoryStore {
     }
 
     async fn load(&self, key: &SessionKey) -> Result<Option<Arc<SessionRecord>>, StoreError> {
-        Ok(self.lock().sessions.get(key).cloned().map(Arc::new))
+        Ok(self.load_cached(key))
+    }
+
+    fn load_cached(&self, key: &SessionKey) -> Option<Arc<SessionRecord>> {
+        self.lock().sessions.get(key).cloned().map(Arc::new)
     }
 
     async fn save(&self, key: &SessionKey, change: &SessionChange) -> Result<u64, StoreError> {

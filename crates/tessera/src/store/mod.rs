@@ -100,6 +100,19 @@ pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
     /// store that caches can hand out its copy without cloning it.
     async fn load(&self, key: &SessionKey) -> Result<Option<Arc<SessionRecord>>, StoreError>;
 
+    /// The session under `key` from a copy this store holds in memory, or
+    /// `None`: then ask [`SessionStore::load`]. A store answers here only
+    /// what `load` would answer now, so a cache that may be stale (the Redis
+    /// near cache while its invalidation feed is down) answers `None`.
+    ///
+    /// Not async, so a hit costs no future: the layer asks it first on every
+    /// load. The default has no copy; a wrapper that must see every load
+    /// (one that counts or audits them) keeps the default.
+    fn load_cached(&self, key: &SessionKey) -> Option<Arc<SessionRecord>> {
+        let _ = key;
+        None
+    }
+
     /// Loads a session past any cache this store keeps, for decisions that
     /// must see the latest write (refresh-token rotation).
     async fn load_uncached(&self, key: &SessionKey) -> Result<Option<Arc<SessionRecord>>, StoreError> {
@@ -161,6 +174,9 @@ impl<S: SessionStore + ?Sized> SessionStore for Arc<S> {
     }
     async fn load(&self, key: &SessionKey) -> Result<Option<Arc<SessionRecord>>, StoreError> {
         (**self).load(key).await
+    }
+    fn load_cached(&self, key: &SessionKey) -> Option<Arc<SessionRecord>> {
+        (**self).load_cached(key)
     }
     async fn load_uncached(&self, key: &SessionKey) -> Result<Option<Arc<SessionRecord>>, StoreError> {
         (**self).load_uncached(key).await

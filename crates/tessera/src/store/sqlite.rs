@@ -285,6 +285,10 @@ impl SessionStore for SqliteStore {
         Ok(record)
     }
 
+    fn load_cached(&self, key: &SessionKey) -> Option<Arc<SessionRecord>> {
+        self.cache.as_ref()?.get(key)
+    }
+
     async fn save(&self, key: &SessionKey, change: &SessionChange) -> Result<u64, StoreError> {
         let _forget = self.forget_when_done(key);
         // IMMEDIATE takes the write lock up front: a deferred transaction

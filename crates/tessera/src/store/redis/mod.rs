@@ -317,6 +317,10 @@ impl SessionStore for RedisStore {
         Ok(record)
     }
 
+    fn load_cached(&self, key: &SessionKey) -> Option<Arc<SessionRecord>> {
+        self.cache.as_ref()?.hit(key)
+    }
+
     async fn load_uncached(&self, key: &SessionKey) -> Result<Option<Arc<SessionRecord>>, StoreError> {
         Ok(self.get(key).await?.map(Arc::new))
     }

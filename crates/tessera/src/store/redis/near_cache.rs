@@ -127,6 +127,14 @@ impl NearCache {
         found
     }
 
+    /// A cached copy, if trusted and fresh, counting only a hit: a miss here
+    /// is followed by a load, whose [`NearCache::get`] counts it.
+    pub fn hit(&self, key: &SessionKey) -> Option<Arc<SessionRecord>> {
+        let found = self.lookup(key)?;
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some(found)
+    }
+
     fn lookup(&self, key: &SessionKey) -> Option<Arc<SessionRecord>> {
         if !self.is_trusted() {
             return None;
@@ -199,5 +207,45 @@ impl Follower for NearCache {
 
     fn lease(&self) -> &Lease {
         &self.lease
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance::record_for;
+    use crate::token::SessionToken;
+
+    fn trusted_cache() -> NearCache {
+        let cache = NearCache::new(16, Duration::from_secs(60));
+        cache.lease.grant_forever();
+        cache
+    }
+
+    #[test]
+    fn a_peek_counts_its_hit_and_leaves_a_miss_to_the_load_that_follows() {
+        let cache = trusted_cache();
+        let (cached, absent) = (SessionToken::generate().key(), SessionToken::generate().key());
+        cache.insert(cached, Arc::new(record_for(Some("alice"))), cache.epoch());
+        assert!(cache.hit(&cached).is_some());
+        assert!(cache.hit(&absent).is_none());
+        // The load after the missed peek looks again and counts the miss once.
+        assert!(cache.get(&absent).is_none());
+        let stats = cache.stats();
+        assert_eq!((stats.hits, stats.misses), (1, 1));
+    }
+
+    #[test]
+    fn a_peek_answers_nothing_invalidated_nor_while_the_feed_is_down() {
+        let cache = trusted_cache();
+        let key = SessionToken::generate().key();
+        let record = Arc::new(record_for(Some("alice")));
+        cache.insert(key, record.clone(), cache.epoch());
+        cache.invalidate(&key);
+        assert!(cache.hit(&key).is_none(), "a write anywhere drops the copy");
+        cache.insert(key, record, cache.epoch());
+        assert!(cache.hit(&key).is_some());
+        cache.lost();
+        assert!(cache.hit(&key).is_none(), "a cache whose feed is down answers from Redis");
     }
 }
