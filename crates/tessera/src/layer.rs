@@ -301,26 +301,25 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let shared = self.shared.clone();
-        let (session, challenge) = open_session(&shared, &req);
+        let (session, challenge) = open_session(&self.shared, &req);
         if session.csrf_passes_at_once(req.method()) {
             // The common case, with nothing to await before the handler:
             // the service polled ready is called now, and the future is
             // this file's own, not a boxed one.
             req.extensions_mut().insert(session.clone());
             let inner = self.inner.call(req);
-            return SessionFuture::handling(inner, session, shared, challenge);
+            return SessionFuture::handling(inner, session, challenge);
         }
         // The clone that was polled ready is the one that must be called.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         SessionFuture::boxed(Box::pin(async move {
             if let Err(refusal) = session.check_csrf(req.method(), req.headers()).await {
-                return Ok(rerender(refusal.into_response(), shared.render.as_ref()));
+                return Ok(rerender(refusal.into_response(), session.shared().render.as_ref()));
             }
             req.extensions_mut().insert(session.clone());
             let response = inner.call(req).await?;
-            Ok(committed(&shared, &session, challenge, response, session.commit().await))
+            Ok(committed(&session, challenge, response, session.commit().await))
         }))
     }
 }
@@ -346,12 +345,12 @@ fn open_session<B>(shared: &Arc<Shared>, req: &Request<B>) -> (Session, BearerCh
 /// The answer once the session's writes are done: the credential set or
 /// cleared on `response`, or the failure of the write instead.
 fn committed(
-    shared: &Shared,
     session: &Session,
     challenge: BearerChallenge,
     mut response: Response,
     commit: Result<Outcome, SessionError>,
 ) -> Response {
+    let shared = session.shared();
     match commit {
         Ok(outcome) => apply(shared, session, outcome, &mut response),
         Err(e) => return finish(e.into_response(), shared.render.as_ref(), challenge),
@@ -376,8 +375,8 @@ pin_project! {
 }
 
 impl<F, E> SessionFuture<F, E> {
-    fn handling(inner: F, session: Session, shared: Arc<Shared>, challenge: BearerChallenge) -> Self {
-        Self { stage: Stage::Handling { inner, session, shared, challenge } }
+    fn handling(inner: F, session: Session, challenge: BearerChallenge) -> Self {
+        Self { stage: Stage::Handling { inner, session, challenge } }
     }
 
     fn boxed(future: BoxedAnswer<E>) -> Self {
@@ -389,9 +388,9 @@ pin_project! {
     #[project = StageProjection]
     enum Stage<F, E> {
         // The handler runs.
-        Handling { #[pin] inner: F, session: Session, shared: Arc<Shared>, challenge: BearerChallenge },
+        Handling { #[pin] inner: F, session: Session, challenge: BearerChallenge },
         // The handler has answered; the session's writes run.
-        Committing { commit: BoxedCommit, response: Option<Response>, session: Session, shared: Arc<Shared>, challenge: BearerChallenge },
+        Committing { commit: BoxedCommit, response: Option<Response>, session: Session, challenge: BearerChallenge },
         // The whole request in one boxed future (a CSRF check that awaits).
         Boxed { future: BoxedAnswer<E> },
         // Answered.
@@ -415,7 +414,7 @@ where
         let mut stage = self.project().stage;
         loop {
             let answer = match stage.as_mut().project() {
-                StageProjection::Handling { inner, session, shared, challenge } => {
+                StageProjection::Handling { inner, session, challenge } => {
                     let response = match std::task::ready!(inner.poll(cx)) {
                         Ok(response) => response,
                         Err(e) => {
@@ -424,21 +423,21 @@ where
                         }
                     };
                     match session.commit_without_io() {
-                        Some(outcome) => Ok(committed(shared, session, *challenge, response, Ok(outcome))),
+                        Some(outcome) => Ok(committed(session, *challenge, response, Ok(outcome))),
                         None => {
-                            let (session, shared, challenge) = (session.clone(), shared.clone(), *challenge);
+                            let (session, challenge) = (session.clone(), *challenge);
                             let committing = session.clone();
                             let commit: BoxedCommit = Box::pin(async move { committing.commit().await });
                             let response = Some(response);
-                            stage.set(Stage::Committing { commit, response, session, shared, challenge });
+                            stage.set(Stage::Committing { commit, response, session, challenge });
                             continue;
                         }
                     }
                 }
-                StageProjection::Committing { commit, response, session, shared, challenge } => {
+                StageProjection::Committing { commit, response, session, challenge } => {
                     let result = std::task::ready!(commit.as_mut().poll(cx));
                     let response = response.take().expect("a committing stage holds the answer");
-                    Ok(committed(shared, session, *challenge, response, result))
+                    Ok(committed(session, *challenge, response, result))
                 }
                 StageProjection::Boxed { future } => std::task::ready!(future.as_mut().poll(cx)),
                 StageProjection::Done => panic!("SessionFuture polled after it answered"),

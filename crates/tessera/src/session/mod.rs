@@ -311,6 +311,12 @@ impl Session {
         self.0.refresh_cookie.is_some()
     }
 
+    /// What the layer shares with every handle: the session carries it,
+    /// so the layer's future need not hold a second reference.
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.0.shared
+    }
+
     pub(crate) fn config(&self) -> &SessionConfig {
         &self.0.shared.config
     }
