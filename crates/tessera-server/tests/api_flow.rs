@@ -68,6 +68,10 @@ async fn header_mode_getotp_register_login_me_logout() {
     assert_eq!(me.json::<Value>().await.unwrap()["data"]["telephone"], e164(PHONE));
     let me = app.get("/user/me").header("x-auth-token", &header).send().await.unwrap();
     assert_eq!(me.status(), 200);
+    // The answer from the profile cache is framed by its length, not chunked.
+    assert!(me.headers().get("transfer-encoding").is_none());
+    let length = me.headers()["content-length"].to_str().unwrap().parse::<usize>().unwrap();
+    assert_eq!(me.bytes().await.unwrap().len(), length);
     // Header clients need no CSRF token.
     assert_eq!(app.post("/user/logout").bearer_auth(&header).send().await.unwrap().status(), 200);
     assert_eq!(failure(app.get("/user/me").bearer_auth(&header).send().await.unwrap()).await, (401, 20003));
