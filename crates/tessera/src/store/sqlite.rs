@@ -269,7 +269,7 @@ impl SessionStore for SqliteStore {
     }
 
     async fn load(&self, key: &SessionKey) -> Result<Option<Arc<SessionRecord>>, StoreError> {
-        if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(key)) {
+        if let Some(hit) = self.load_cached(key) {
             return Ok(Some(hit));
         }
         let ticket = self.cache.as_ref().map(|c| c.ticket());

@@ -510,12 +510,18 @@ mod tests {
         }
     }
 
+    /// Files a session of `user` opened at `now`, as a login does.
+    async fn log_in(store: &RedisStore, user: &UserId, now: Timestamp) -> SessionKey {
+        let key = store.issue_token(Some(user)).key();
+        store.create(&key, &opened(user, now)).await.unwrap();
+        key
+    }
+
     #[tokio::test]
     async fn user_indexes_are_pruned_by_the_injected_clock() {
         let (store, clock, _server) = store_on_manual_clock().await;
         let user = UserId::parse("alice").unwrap();
-        let key = store.issue_token(Some(&user)).key();
-        store.create(&key, &opened(&user, clock.now())).await.unwrap();
+        let key = log_in(&store, &user, clock.now()).await;
         let index = store.names.user_index(&user);
         assert_eq!(store.index_members(&index).await.unwrap(), vec![key]);
 
@@ -529,13 +535,11 @@ mod tests {
     async fn a_login_drops_what_has_lapsed_from_its_users_bucket() {
         let (store, clock, server) = store_on_manual_clock().await;
         let user = UserId::parse("alice").unwrap();
-        let first = store.issue_token(Some(&user)).key();
-        store.create(&first, &opened(&user, clock.now())).await.unwrap();
+        log_in(&store, &user, clock.now()).await;
         // Past the first session's deadline by the store's clock (Redis's
         // own still keeps its key): the next login of the user prunes it.
         clock.advance(Duration::from_secs(7200));
-        let second = store.issue_token(Some(&user)).key();
-        store.create(&second, &opened(&user, clock.now())).await.unwrap();
+        log_in(&store, &user, clock.now()).await;
         let bucket = store.names.user_index(&user).bucket;
         let members = tessera_testkit::command(server.port(), &format!("ZCARD {bucket}")).unwrap();
         assert_eq!(members.trim(), ":1", "only the second session is filed");

@@ -119,11 +119,12 @@ impl NearCache {
         self.epoch.load(Ordering::Acquire)
     }
 
-    /// A cached copy, if trusted and fresh.
+    /// A cached copy, if trusted and fresh, the lookup counted as a hit or a miss.
     pub fn get(&self, key: &SessionKey) -> Option<Arc<SessionRecord>> {
-        let found = self.lookup(key);
-        let counter = if found.is_some() { &self.hits } else { &self.misses };
-        counter.fetch_add(1, Ordering::Relaxed);
+        let found = self.hit(key);
+        if found.is_none() {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+        }
         found
     }
 
