@@ -126,10 +126,59 @@ impl SqliteStore {
         ForgetOnDrop::new(self.cache.as_deref(), Forget::Key(*key))
     }
 
-    /// Closes the pool. Every later operation fails as
+    /// Closes the pool and returns once its last connection is closed (see
+    /// [`close_pool`]): the file is then at rest, its write-ahead log
+    /// copied in and removed. Every later operation fails as
     /// [`StoreError::Unavailable`], as it would with a lost disk.
     pub async fn close(&self) {
-        self.pool.close().await;
+        close_pool(&self.pool).await;
+    }
+}
+
+/// Closes `pool` and returns once no connection of it is left open, the
+/// last of them having closed alone.
+///
+/// sqlx's `Pool::close` can return with a connection still open: one whose
+/// return to the pool, a task of its own, was under way when the pool
+/// closed. That connection then closes a moment later, on its own thread,
+/// or lands in the closed pool's idle queue and stays open. With WAL it
+/// matters twice: until it closes, the file may still change (a test that
+/// read the directory after `close` found the `-wal` file gone between
+/// listing and reading it); and when two connections close at once, neither
+/// sees itself as the last, so neither copies the log into the database
+/// and removes the `-wal` and `-shm` files (harmless, the next open
+/// recovers them, but the file is not at rest). So this first waits until
+/// every connection is back in the pool, then closes the pool, which closes
+/// them one after another, and asks again while any is left (one checked
+/// out meanwhile). Like `Pool::close`, it waits for connections checked out
+/// elsewhere to come back. The waits poll, from 0.1 ms growing to 20 ms.
+pub async fn close_pool(pool: &SqlitePool) {
+    let mut pause = Pause::default();
+    while !pool.is_closed() && pool.num_idle() < pool.size() as usize {
+        pause.wait().await;
+    }
+    loop {
+        pool.close().await;
+        if pool.size() == 0 {
+            return;
+        }
+        pause.wait().await;
+    }
+}
+
+/// A poll's wait, doubling from 0.1 ms up to 20 ms.
+struct Pause(Duration);
+
+impl Default for Pause {
+    fn default() -> Self {
+        Self(Duration::from_micros(100))
+    }
+}
+
+impl Pause {
+    async fn wait(&mut self) {
+        tokio::time::sleep(self.0).await;
+        self.0 = (self.0 * 2).min(Duration::from_millis(20));
     }
 }
 
