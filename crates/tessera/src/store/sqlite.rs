@@ -148,13 +148,15 @@ impl SqliteStore {
 /// sees itself as the last, so neither copies the log into the database
 /// and removes the `-wal` and `-shm` files (harmless, the next open
 /// recovers them, but the file is not at rest). So this first waits until
-/// every connection is back in the pool, then closes the pool, which closes
-/// them one after another, and asks again while any is left (one checked
-/// out meanwhile). Like `Pool::close`, it waits for connections checked out
-/// elsewhere to come back. The waits poll, from 0.1 ms growing to 20 ms.
+/// every connection is back in the pool, for up to 100 ms (a pool other
+/// parts keep busy may never be all idle, and must still close), then
+/// closes the pool, which closes them one after another, and asks again
+/// while any is left. Like `Pool::close`, it waits for connections checked
+/// out elsewhere to come back. The waits poll, from 0.1 ms growing to 20 ms.
 pub async fn close_pool(pool: &SqlitePool) {
     let mut pause = Pause::default();
-    while !pool.is_closed() && pool.num_idle() < pool.size() as usize {
+    let settled_by = tokio::time::Instant::now() + SETTLE;
+    while !pool.is_closed() && pool.num_idle() < pool.size() as usize && tokio::time::Instant::now() < settled_by {
         pause.wait().await;
     }
     loop {
@@ -165,6 +167,11 @@ pub async fn close_pool(pool: &SqlitePool) {
         pause.wait().await;
     }
 }
+
+/// How long [`close_pool`] waits for connections on their way back to the
+/// pool before closing it: their return is a task that runs within
+/// microseconds on an idle runtime, milliseconds on a loaded one.
+const SETTLE: Duration = Duration::from_millis(100);
 
 /// A poll's wait, doubling from 0.1 ms up to 20 ms.
 struct Pause(Duration);
@@ -452,6 +459,27 @@ impl SessionStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A pool some other part keeps a connection of still closes: new
+    /// checkouts fail once the settling wait is over, and the close
+    /// returns when that connection comes back and is closed.
+    #[tokio::test]
+    async fn a_busy_pool_closes_and_waits_for_the_connection_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = connect(&dir.path().join("busy.db")).await.unwrap();
+        let held = pool.acquire().await.unwrap();
+        let closing = tokio::spawn({
+            let pool = pool.clone();
+            async move { close_pool(&pool).await }
+        });
+        tokio::time::sleep(SETTLE * 3).await;
+        assert!(pool.is_closed(), "closed although a connection is out");
+        assert!(pool.acquire().await.is_err(), "no new checkout from a closing pool");
+        assert!(!closing.is_finished(), "the close waits for the connection held");
+        drop(held);
+        tokio::time::timeout(Duration::from_secs(5), closing).await.expect("closed once it came back").unwrap();
+        assert_eq!(pool.size(), 0);
+    }
 
     /// What `SqliteStore::with_pool` and `SqliteRevocations::new` ran
     /// before the library had migrations: files written then hold these
