@@ -127,16 +127,16 @@ impl SqliteStore {
     }
 
     /// Closes the pool and returns once its last connection is closed (see
-    /// [`close_pool`]): the file is then at rest, its write-ahead log
-    /// copied in and removed. Every later operation fails as
+    /// [`close_pool`]): unless other parts kept the pool busy meanwhile, the
+    /// file is then at rest, its write-ahead log copied in and removed.
+    /// Every later operation fails as
     /// [`StoreError::Unavailable`], as it would with a lost disk.
     pub async fn close(&self) {
         close_pool(&self.pool).await;
     }
 }
 
-/// Closes `pool` and returns once no connection of it is left open, the
-/// last of them having closed alone.
+/// Closes `pool` and returns once no connection of it is left open.
 ///
 /// sqlx's `Pool::close` can return with a connection still open: one whose
 /// return to the pool, a task of its own, was under way when the pool
@@ -154,17 +154,19 @@ impl SqliteStore {
 /// while any is left. Like `Pool::close`, it waits for connections checked
 /// out elsewhere to come back. The waits poll, from 0.1 ms growing to 20 ms.
 pub async fn close_pool(pool: &SqlitePool) {
-    let mut pause = Pause::default();
     let settled_by = tokio::time::Instant::now() + SETTLE;
-    while !pool.is_closed() && pool.num_idle() < pool.size() as usize && tokio::time::Instant::now() < settled_by {
-        pause.wait().await;
-    }
+    let mut pause = Duration::from_micros(100);
     loop {
-        pool.close().await;
-        if pool.size() == 0 {
-            return;
+        let settling =
+            !pool.is_closed() && pool.num_idle() < pool.size() as usize && tokio::time::Instant::now() < settled_by;
+        if !settling {
+            pool.close().await;
+            if pool.size() == 0 {
+                return;
+            }
         }
-        pause.wait().await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(20));
     }
 }
 
@@ -172,22 +174,6 @@ pub async fn close_pool(pool: &SqlitePool) {
 /// pool before closing it: their return is a task that runs within
 /// microseconds on an idle runtime, milliseconds on a loaded one.
 const SETTLE: Duration = Duration::from_millis(100);
-
-/// A poll's wait, doubling from 0.1 ms up to 20 ms.
-struct Pause(Duration);
-
-impl Default for Pause {
-    fn default() -> Self {
-        Self(Duration::from_micros(100))
-    }
-}
-
-impl Pause {
-    async fn wait(&mut self) {
-        tokio::time::sleep(self.0).await;
-        self.0 = (self.0 * 2).min(Duration::from_millis(20));
-    }
-}
 
 /// How long a statement of a pool from [`connect`] waits for a lock.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
