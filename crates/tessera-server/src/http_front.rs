@@ -421,11 +421,13 @@ async fn watch_connection(
             }
             _ = stopped.changed() => break Word::Close,
             _ = check.tick() => {
-                if activity.headers_overdue(limits.header_read_timeout) {
+                let now = now_ms();
+                activity.stamp(now);
+                if activity.headers_overdue(limits.header_read_timeout, now) {
                     tracing::debug!("request headers too slow; connection closed");
                     break Word::End;
                 }
-                if activity.idle_longer_than(limits.keep_alive_timeout) {
+                if activity.idle_longer_than(limits.keep_alive_timeout, now) {
                     tracing::debug!("kept-alive connection idle too long; closed");
                     break Word::End;
                 }
@@ -457,21 +459,31 @@ where
 /// (so that waits can be compared across connections).
 fn now_ms() -> u64 {
     static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    u64::try_from(BASE.get_or_init(Instant::now).elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+    u64::try_from(BASE.get_or_init(Instant::now).elapsed().as_millis()).unwrap_or(UNSTAMPED - 1)
 }
 
-/// Where a connection is in its request cycle, for the header deadline.
+/// Where a connection is in its request cycle, for its deadlines.
+///
+/// A request only marks here what happened (atomics, no clock); the
+/// connection's companion task reads the clock once per check and stamps
+/// each mark with the time it first sees it ([`Activity::stamp`]). Read at
+/// every request's first byte and at its answer instead, the clock cost
+/// each request two readings. The price: a deadline counts from up to one
+/// check after its start, so it ends the connection up to one check
+/// interval later than the timeout (never earlier).
 #[derive(Debug)]
 struct Activity {
-    /// [`now_ms`] at which the current request's head
-    /// began arriving (the connection's start for the first request);
+    /// When the current request's head began arriving, in [`now_ms`]'s
+    /// count (the connection's start for the first request);
+    /// [`UNSTAMPED`] when it began since the last check;
     /// [`NOT_READING_HEAD`] between requests and while one is served.
     head_since: AtomicU64,
     /// A request's headers are complete and its answer is not yet given:
     /// bytes now are its body, not a new head.
     serving: AtomicBool,
-    /// [`now_ms`] when the connection last began waiting for a request
-    /// (its start, or its last answer).
+    /// When the connection last began waiting for a request (its start, or
+    /// its last answer), in [`now_ms`]'s count; [`UNSTAMPED`] when that was
+    /// since the last check.
     idle_since: AtomicU64,
     /// Told to close to make room at the connection cap.
     evicted: Notify,
@@ -480,6 +492,11 @@ struct Activity {
 }
 
 const NOT_READING_HEAD: u64 = u64::MAX;
+
+/// Happened since the last check; the check stamps it with its own time.
+/// Above every time [`now_ms`] gives, so that a connection just answered
+/// counts as the one that has waited least.
+const UNSTAMPED: u64 = u64::MAX - 1;
 
 impl Default for Activity {
     fn default() -> Self {
@@ -495,10 +512,10 @@ impl Default for Activity {
 }
 
 impl Activity {
-    /// Bytes arrived: between requests they start the next head's clock.
+    /// Bytes arrived: between requests they begin the next head.
     fn bytes_read(&self) {
         if !self.serving.load(Ordering::Acquire) {
-            let _ = self.head_since.compare_exchange(NOT_READING_HEAD, now_ms(), Ordering::AcqRel, Ordering::Relaxed);
+            let _ = self.head_since.compare_exchange(NOT_READING_HEAD, UNSTAMPED, Ordering::AcqRel, Ordering::Relaxed);
         }
     }
 
@@ -508,8 +525,15 @@ impl Activity {
     }
 
     fn answered(&self) {
-        self.idle_since.store(now_ms(), Ordering::Release);
+        self.idle_since.store(UNSTAMPED, Ordering::Release);
         self.serving.store(false, Ordering::Release);
+    }
+
+    /// Gives what happened since the last check the time `now` (a check's).
+    fn stamp(&self, now: u64) {
+        for mark in [&self.head_since, &self.idle_since] {
+            let _ = mark.compare_exchange(UNSTAMPED, now, Ordering::AcqRel, Ordering::Relaxed);
+        }
     }
 
     /// Since when the connection has been waiting for a request (idle, or
@@ -525,16 +549,24 @@ impl Activity {
         self.evicted.notify_one();
     }
 
-    /// Between requests (no byte of a next one yet) for at least `limit`.
-    fn idle_longer_than(&self, limit: Duration) -> bool {
+    /// Between requests (no byte of a next one yet) for at least `limit`
+    /// at `now`.
+    fn idle_longer_than(&self, limit: Duration, now: u64) -> bool {
         let idle = !self.serving.load(Ordering::Acquire) && self.head_since.load(Ordering::Acquire) == NOT_READING_HEAD;
-        idle && Duration::from_millis(now_ms().saturating_sub(self.idle_since.load(Ordering::Acquire))) >= limit
+        idle && older_than(self.idle_since.load(Ordering::Acquire), limit, now)
     }
 
-    fn headers_overdue(&self, limit: Duration) -> bool {
+    /// Reading a head for at least `limit` at `now`.
+    fn headers_overdue(&self, limit: Duration, now: u64) -> bool {
         let started = self.head_since.load(Ordering::Acquire);
-        started != NOT_READING_HEAD && Duration::from_millis(now_ms().saturating_sub(started)) >= limit
+        started != NOT_READING_HEAD && older_than(started, limit, now)
     }
+}
+
+/// Whether the mark `since` (a time or [`UNSTAMPED`]) is at least `limit`
+/// before `now`; a mark not yet stamped is not.
+fn older_than(since: u64, limit: Duration, now: u64) -> bool {
+    since != UNSTAMPED && Duration::from_millis(now.saturating_sub(since)) >= limit
 }
 
 /// A stream that tells its [`Activity`] when bytes arrive.
@@ -585,5 +617,56 @@ impl AsyncWrite for Watched {
 
     fn poll_shutdown(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMIT: Duration = Duration::from_millis(500);
+
+    #[test]
+    fn a_head_counts_from_the_first_check_that_sees_it_never_from_before() {
+        let activity = Activity::default();
+        activity.headers_complete();
+        activity.answered();
+        activity.stamp(1_000);
+        activity.bytes_read();
+        assert!(!activity.headers_overdue(LIMIT, u64::MAX - 2), "not stamped yet: not overdue");
+        activity.stamp(1_200);
+        activity.bytes_read(); // more bytes of the same head move nothing
+        activity.stamp(1_400);
+        assert!(!activity.headers_overdue(LIMIT, 1_699));
+        assert!(activity.headers_overdue(LIMIT, 1_700));
+        activity.headers_complete();
+        assert!(!activity.headers_overdue(LIMIT, 9_999), "a head complete is not overdue");
+    }
+
+    #[test]
+    fn an_idle_connection_counts_from_the_check_after_its_answer() {
+        let activity = Activity::default();
+        activity.headers_complete();
+        assert!(!activity.idle_longer_than(LIMIT, u64::MAX - 2), "serving is not idle");
+        activity.answered();
+        assert!(!activity.idle_longer_than(LIMIT, u64::MAX - 2), "not stamped yet: not idle long");
+        activity.stamp(2_000);
+        assert!(!activity.idle_longer_than(LIMIT, 2_499));
+        assert!(activity.idle_longer_than(LIMIT, 2_500));
+        activity.bytes_read();
+        assert!(!activity.idle_longer_than(LIMIT, 9_999), "a next head has begun: not idle");
+    }
+
+    #[test]
+    fn a_connection_answered_since_the_last_check_has_waited_least() {
+        let (earlier, just_answered) = (Activity::default(), Activity::default());
+        for activity in [&earlier, &just_answered] {
+            activity.headers_complete();
+            assert_eq!(activity.waiting_since(), None, "in a request: not waiting");
+        }
+        earlier.answered();
+        earlier.stamp(5_000);
+        just_answered.answered();
+        assert!(earlier.waiting_since() < just_answered.waiting_since());
     }
 }
