@@ -7,8 +7,9 @@
 //!   seconds is cut off when the deadline passes, not reset by each byte);
 //! - an idle keep-alive timeout: a kept-alive connection that sends no
 //!   next request is closed (both deadlines are checked a few times per
-//!   deadline by each connection's companion task, from timestamps the
-//!   connection keeps: no timer is armed per request);
+//!   deadline by each connection's companion task, which also stamps the
+//!   connection's marks with the time: no timer is armed and no clock read
+//!   per request);
 //! - a cap on open connections below the process's file limit, so `accept`
 //!   never fails with `EMFILE` in a hot loop (an `accept` error is answered
 //!   by a short pause, never a spin); at the cap a new connection takes the
@@ -469,8 +470,9 @@ fn now_ms() -> u64 {
 /// each mark with the time it first sees it ([`Activity::stamp`]). Read at
 /// every request's first byte and at its answer instead, the clock cost
 /// each request two readings. The price: a deadline counts from up to one
-/// check after its start, so it ends the connection up to one check
-/// interval later than the timeout (never earlier).
+/// check after its start, and is seen at the first check after it ends, so
+/// a connection is closed within two check intervals after its timeout
+/// instead of one (never before it).
 #[derive(Debug)]
 struct Activity {
     /// When the current request's head began arriving, in [`now_ms`]'s
@@ -625,6 +627,8 @@ mod tests {
     use super::*;
 
     const LIMIT: Duration = Duration::from_millis(500);
+    /// A check long after every other time of a test.
+    const MUCH_LATER: u64 = UNSTAMPED - 1;
 
     #[test]
     fn a_head_counts_from_the_first_check_that_sees_it_never_from_before() {
@@ -633,7 +637,7 @@ mod tests {
         activity.answered();
         activity.stamp(1_000);
         activity.bytes_read();
-        assert!(!activity.headers_overdue(LIMIT, u64::MAX - 2), "not stamped yet: not overdue");
+        assert!(!activity.headers_overdue(LIMIT, MUCH_LATER), "not stamped yet: not overdue");
         activity.stamp(1_200);
         activity.bytes_read(); // more bytes of the same head move nothing
         activity.stamp(1_400);
@@ -647,9 +651,9 @@ mod tests {
     fn an_idle_connection_counts_from_the_check_after_its_answer() {
         let activity = Activity::default();
         activity.headers_complete();
-        assert!(!activity.idle_longer_than(LIMIT, u64::MAX - 2), "serving is not idle");
+        assert!(!activity.idle_longer_than(LIMIT, MUCH_LATER), "serving is not idle");
         activity.answered();
-        assert!(!activity.idle_longer_than(LIMIT, u64::MAX - 2), "not stamped yet: not idle long");
+        assert!(!activity.idle_longer_than(LIMIT, MUCH_LATER), "not stamped yet: not idle long");
         activity.stamp(2_000);
         assert!(!activity.idle_longer_than(LIMIT, 2_499));
         assert!(activity.idle_longer_than(LIMIT, 2_500));
