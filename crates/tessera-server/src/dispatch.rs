@@ -11,10 +11,19 @@
 //! own dispatch, 405 with `Allow` and `HEAD` included, is the one the
 //! router would have reached. Every other path (parameters, the fallback,
 //! static pages) goes to the router as before.
+//!
+//! Either way the route's future is boxed here. axum's `RouteFuture` keeps
+//! the request (240 bytes) until it is first polled, 320 bytes in all, and
+//! every layer above wraps the future of the one below: the stack's future
+//! was 456 bytes, moved by each layer's `call` on the way out and by hyper
+//! into its slot. Boxed, the layers move a pointer; the one allocation
+//! costs less than the copies it saves (callgrind: ~1 % fewer instructions
+//! per request, two fewer `memcpy` calls and a fifth fewer bytes copied).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::hash::BuildHasherDefault;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -83,7 +92,8 @@ where
 {
     type Response = axum::response::Response;
     type Error = Infallible;
-    type Future = RouteFuture<Infallible>;
+    /// Boxed: see the module documentation.
+    type Future = Pin<Box<RouteFuture<Infallible>>>;
 
     /// Both the router and a method router are always ready.
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
@@ -92,13 +102,13 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let Some(&at) = self.table.index.get(req.uri().path()) else {
-            return self.router.call(req);
+            return Box::pin(self.router.call(req));
         };
         if self.own.len() <= at {
             self.own.resize_with(self.table.routes.len(), || None);
         }
         let route = self.own[at].get_or_insert_with(|| self.table.routes[at].clone());
-        route.call(req)
+        Box::pin(route.call(req))
     }
 }
 
