@@ -7,13 +7,10 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use std::task::{Context, Poll};
-
 use axum::extract::{ConnectInfo, FromRequestParts};
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, Method, Request};
 use tessera::{ClientIp, TargetOrigin};
-use tower::{Layer, Service};
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
@@ -27,56 +24,11 @@ pub struct TrustedProxies {
     pub secure: bool,
 }
 
-/// The layer that, behind a trusted proxy, inserts [`ClientIp`] and the
-/// [`TargetOrigin`] of a state-changing request, for the session layer and
-/// handlers ([`ClientAddress`]). A plain service, not `from_fn` middleware: nothing is boxed
-/// or cloned per request.
-#[derive(Debug, Clone, Default)]
-pub struct ClientIpLayer {
-    trusted: TrustedProxies,
-}
-
-impl ClientIpLayer {
-    /// Forwarding headers are believed from `trusted`.
-    pub fn new(trusted: TrustedProxies) -> Self {
-        Self { trusted }
-    }
-}
-
-impl<S> Layer<S> for ClientIpLayer {
-    type Service = ClientIpService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        ClientIpService { inner, trusted: self.trusted.clone() }
-    }
-}
-
-/// See [`ClientIpLayer`].
-#[derive(Debug, Clone)]
-pub struct ClientIpService<S> {
-    inner: S,
-    trusted: TrustedProxies,
-}
-
-impl<S, B> Service<Request<B>> for ClientIpService<S>
-where
-    S: Service<Request<B>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        resolve(&self.trusted, &mut req);
-        self.inner.call(req)
-    }
-}
-
-fn resolve<B>(trusted: &TrustedProxies, req: &mut Request<B>) {
+/// Behind a trusted proxy, inserts [`ClientIp`] and the [`TargetOrigin`] of
+/// a state-changing request, for the session layer and handlers
+/// ([`ClientAddress`]); from anyone else, nothing. Called by `crate::outer`
+/// for every request, before the session layer sees it.
+pub fn resolve<B>(trusted: &TrustedProxies, req: &mut Request<B>) {
     // No proxy trusted (the default): nothing to look up.
     if trusted.proxies.is_empty() {
         return;
@@ -101,7 +53,7 @@ fn resolve<B>(trusted: &TrustedProxies, req: &mut Request<B>) {
     }
 }
 
-/// The client's address, for a handler: what [`ClientIpLayer`] found
+/// The client's address, for a handler: what [`resolve`] found
 /// behind a trusted proxy, else the socket peer ([`ClientIp::of`], as the
 /// session layer records it); `None` only for a request that came through
 /// neither (a test calling the router directly).

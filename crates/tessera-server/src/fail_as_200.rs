@@ -6,14 +6,8 @@
 //! transport and capacity keep their status, so retries, proxies and
 //! monitoring still see them: 413, 429, 500 and 503.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{ready, Context, Poll};
-
 use axum::response::Response;
 use http::{header, Request, StatusCode};
-use pin_project_lite::pin_project;
-use tower::{Layer, Service};
 
 /// Marks an envelope failure (set by [`crate::envelope::Failure`]), so this
 /// mode changes nothing else: not a proxy's answer, not a plain-text error.
@@ -28,80 +22,80 @@ const KEPT: [StatusCode; 4] = [
     StatusCode::SERVICE_UNAVAILABLE,
 ];
 
-/// The layer: with `on` (`--fail-as-200`), outside the session layer so it
-/// sees refusals in their final shape; off, it passes everything through.
-/// A plain service, not `from_fn` middleware: nothing is boxed per request.
-#[derive(Debug, Clone, Copy)]
-pub struct FailAs200Layer {
+/// The mode, on (`--fail-as-200`) or off. `crate::outer` asks
+/// [`FailAs200::covers`] of each request and, for one it covers, hands the
+/// answer to [`FailAs200::rewrite`] once the session layer has given the
+/// answer its final shape (a refusal of the session layer included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailAs200 {
     on: bool,
 }
 
-impl FailAs200Layer {
+impl FailAs200 {
     /// The mode, on or off.
     pub fn new(on: bool) -> Self {
         Self { on }
     }
-}
 
-impl<S> Layer<S> for FailAs200Layer {
-    type Service = FailAs200<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        FailAs200 { inner, on: self.on }
-    }
-}
-
-/// See [`FailAs200Layer`].
-#[derive(Debug, Clone)]
-pub struct FailAs200<S> {
-    inner: S,
-    on: bool,
-}
-
-impl<S, B> Service<Request<B>> for FailAs200<S>
-where
-    S: Service<Request<B>, Response = Response>,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = FailAs200Future<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+    /// Whether `req`'s answer is rewritten: the mode is on and `req` is for
+    /// the user API.
+    pub fn covers<B>(self, req: &Request<B>) -> bool {
+        self.on && req.uri().path().starts_with("/user/")
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        let course_api = self.on && req.uri().path().starts_with("/user/");
-        FailAs200Future { inner: self.inner.call(req), course_api }
-    }
-}
-
-pin_project! {
-    /// The future of [`FailAs200`].
-    pub struct FailAs200Future<F> {
-        #[pin]
-        inner: F,
-        course_api: bool,
-    }
-}
-
-impl<F, E> Future for FailAs200Future<F>
-where
-    F: Future<Output = Result<Response, E>>,
-{
-    type Output = Result<Response, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let mut response = ready!(this.inner.poll(cx))?;
-        if *this.course_api
-            && response.extensions().get::<BusinessFailure>().is_some()
-            && !KEPT.contains(&response.status())
-        {
+    /// A business failure becomes a 200 with the same envelope, unless
+    /// its status is one of those kept.
+    pub fn rewrite(response: &mut Response) {
+        if response.extensions().get::<BusinessFailure>().is_some() && !KEPT.contains(&response.status()) {
             *response.status_mut() = StatusCode::OK;
             // A challenge belongs to a 401, not to the 200 it became.
             response.headers_mut().remove(header::WWW_AUTHENTICATE);
         }
-        Poll::Ready(Ok(response))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+
+    fn answer(status: StatusCode, business: bool) -> Response {
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = status;
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, "Bearer".parse().unwrap());
+        if business {
+            response.extensions_mut().insert(BusinessFailure);
+        }
+        response
+    }
+
+    #[test]
+    fn only_the_user_api_is_covered_and_only_when_on() {
+        let user = Request::get("/user/me").body(()).unwrap();
+        let other = Request::get("/healthz").body(()).unwrap();
+        assert!(FailAs200::new(true).covers(&user));
+        assert!(!FailAs200::new(true).covers(&other));
+        assert!(!FailAs200::new(false).covers(&user));
+    }
+
+    #[test]
+    fn a_business_failure_becomes_200_without_its_challenge() {
+        let mut response = answer(StatusCode::UNAUTHORIZED, true);
+        FailAs200::rewrite(&mut response);
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(!response.headers().contains_key(header::WWW_AUTHENTICATE));
+    }
+
+    #[test]
+    fn kept_statuses_and_other_answers_are_left_as_they_are() {
+        for status in KEPT {
+            let mut response = answer(status, true);
+            FailAs200::rewrite(&mut response);
+            assert_eq!(response.status(), status);
+        }
+        let mut response = answer(StatusCode::NOT_FOUND, false);
+        FailAs200::rewrite(&mut response);
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "not an envelope failure: a proxy's or a plain one");
+        assert!(response.headers().contains_key(header::WWW_AUTHENTICATE));
     }
 }

@@ -1,17 +1,21 @@
 //! The outermost layer: what every request gets on its way in and out, as
 //! one service.
 //!
-//! Five concerns meet here, the first four kept in their own modules: the
+//! Seven concerns meet here, the first six kept in their own modules: the
 //! request's scope (its language, and its route: [`crate::stack`]), its latency
 //! and status in the metrics ([`crate::metrics`]), its id and access line
-//! ([`crate::access_log`]), and a panic while it is served, which becomes
-//! an answer instead of a dropped connection; and every answer whose route
-//! set no `Cache-Control` gets `no-store`. As four layers, each level
-//! moved the whole nested request future once more and polled through one
-//! more frame (callgrind, `GET /`: 240 instructions per request more than
-//! this one level); here each concern is a call at the right moment, in
-//! the order the layers had: scope outermost, then metrics, then the
-//! access log, then the panic catch.
+//! ([`crate::access_log`]), the client's address behind a trusted proxy
+//! ([`crate::client_ip`]), `--fail-as-200` ([`crate::fail_as_200`]), and a
+//! panic while it is served, which becomes an answer instead of a dropped
+//! connection; and every answer whose route set no `Cache-Control` gets
+//! `no-store`. As layers, each level moved the request once more on its way
+//! in, and the nested request future on its way out, and polled through one
+//! more frame (callgrind, `GET /`: 240 instructions per request more for the
+//! first four as layers than as this one level); here each concern is a
+//! call at the right moment, in the order the layers had: scope outermost,
+//! then metrics, then the access log, then the panic catch, then (on the
+//! way in) the client's address and (on the way out) `--fail-as-200`. CORS,
+//! which came between them, reads neither the address nor the status.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -25,6 +29,8 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use crate::access_log::{RequestIds, RequestLog};
+use crate::client_ip::{self, TrustedProxies};
+use crate::fail_as_200::FailAs200;
 use crate::lang::Lang;
 use crate::metrics::{HttpTiming, Metrics};
 use crate::stack::{InLanguage, RouteMatcher};
@@ -36,14 +42,38 @@ pub struct OuterLayer {
     metrics: Arc<Metrics>,
     ids: RequestIds,
     on_panic: fn() -> Response,
+    trusted: TrustedProxies,
+    fail_as_200: FailAs200,
 }
 
 impl OuterLayer {
     /// Requests find their route with `routes`, are counted in `metrics`
     /// and get their ids from `ids`; a panic while one is served is
     /// answered with `on_panic()` (the panic hook has printed the message).
+    /// Forwarding headers are believed from no proxy and `--fail-as-200`
+    /// is off until [`OuterLayer::behind`] and [`OuterLayer::fail_as_200`]
+    /// say otherwise.
     pub fn new(routes: RouteMatcher, metrics: &Arc<Metrics>, ids: RequestIds, on_panic: fn() -> Response) -> Self {
-        Self { routes: Arc::new(routes), metrics: metrics.clone(), ids, on_panic }
+        Self {
+            routes: Arc::new(routes),
+            metrics: metrics.clone(),
+            ids,
+            on_panic,
+            trusted: TrustedProxies::default(),
+            fail_as_200: FailAs200::new(false),
+        }
+    }
+
+    /// Forwarding headers are believed from `trusted` ([`client_ip::resolve`]).
+    pub fn behind(mut self, trusted: TrustedProxies) -> Self {
+        self.trusted = trusted;
+        self
+    }
+
+    /// `--fail-as-200` in `mode`.
+    pub fn fail_as_200(mut self, mode: FailAs200) -> Self {
+        self.fail_as_200 = mode;
+        self
     }
 }
 
@@ -80,7 +110,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let layer = &self.layer;
         let lang =
             req.headers().get(header::ACCEPT_LANGUAGE).map_or(Lang::Zh, |v| Lang::from_accept_language(v.as_bytes()));
@@ -93,10 +123,12 @@ where
             metrics: layer.metrics.clone(),
             log: layer.ids.begin(&req, route.map(|r| r.template)),
             on_panic: layer.on_panic,
+            fail_as_200: layer.fail_as_200.covers(&req),
         };
         {
             let _in = InLanguage::enter(lang);
             let _entered = answer.log.enter();
+            client_ip::resolve(&layer.trusted, &mut req);
             // The inner future is written in its place: handed back through
             // `catch_unwind`'s result, the whole nested future was copied
             // several times per request. After a panic it stays `None`.
@@ -118,6 +150,8 @@ pin_project! {
         metrics: Arc<Metrics>,
         log: RequestLog,
         on_panic: fn() -> Response,
+        // Whether `--fail-as-200` rewrites this request's answer.
+        fail_as_200: bool,
     }
 }
 
@@ -140,7 +174,13 @@ where
         };
         let mut response = match polled {
             Ok(Poll::Pending) => return Poll::Pending,
-            Ok(Poll::Ready(result)) => result?,
+            Ok(Poll::Ready(result)) => {
+                let mut response = result?;
+                if *this.fail_as_200 {
+                    FailAs200::rewrite(&mut response);
+                }
+                response
+            }
             Err(_) => {
                 // Never polled again: dropping what panicked is all that is left.
                 this.inner.set(None);

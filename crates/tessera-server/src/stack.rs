@@ -29,15 +29,13 @@ use tower::{Layer, Service};
 use tower_http::cors::{Cors, CorsLayer};
 
 use crate::access_log::SessionTag;
-use crate::client_ip::ClientIpService;
 use crate::dispatch::Dispatch;
-use crate::fail_as_200::FailAs200;
 use crate::lang::Lang;
 use crate::metrics::Metrics;
 use crate::outer::Outer;
 
 /// What the CORS layer wraps.
-type BelowCors = ClientIpService<FailAs200<tessera::SessionService<SessionTag<Dispatch>>>>;
+type BelowCors = tessera::SessionService<SessionTag<Dispatch>>;
 
 /// The server's whole service: the layers of `startup::router`, outermost
 /// first, around the router.

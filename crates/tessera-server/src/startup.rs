@@ -25,12 +25,12 @@ use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::access_log::{RequestIds, SessionTagLayer};
-use crate::client_ip::{ClientIpLayer, TrustedProxies};
+use crate::client_ip::TrustedProxies;
 use crate::configuration::{MetricsExposure, OtpDelivery, SecretSource, Settings};
 use crate::dispatch::Dispatch;
 use crate::envelope::ErrorCode;
 use crate::events::Events;
-use crate::fail_as_200::FailAs200Layer;
+use crate::fail_as_200::FailAs200;
 use crate::limits::{RateLimiter, RedisLimiter, SqliteLimiter};
 use crate::metrics::{scrape, Exporter, Metrics};
 use crate::otp::{
@@ -633,18 +633,17 @@ fn session_observer(metrics: &Arc<Metrics>, events: &Events) -> Arc<dyn tessera:
 /// the HTTP metrics (route template, method, status, latency), so a refusal
 /// anywhere is counted; the request id, span and access line; a panic
 /// anywhere inside becoming the envelope's 500, logged and carrying its id;
-/// and no-store on every answer whose route set no Cache-Control, the
-/// session layer's refusals included), CORS (answers preflights before any
-/// other work), client_ip (the address the session layer and throttles
-/// record), and
-/// `--fail-as-200` (a pass-through when off), `SessionLayer`, and the
-/// session tag innermost, next to the routes (it hands the request's session
-/// out to the access log); then `crate::dispatch`, which calls a route
-/// without parameters itself and leaves the rest to the router. The layers
-/// are listed below outermost first, and
-/// wrap the router once as one service (`crate::stack::Stack`). `/metrics`
-/// is one of the routes unless `--metrics-bind` moved it to a listener of
-/// its own (or turned it off).
+/// the client's address behind a trusted proxy, which the session layer and
+/// throttles record; `--fail-as-200` on the answer (nothing when off); and
+/// no-store on every answer whose route set no Cache-Control, the session
+/// layer's refusals included), CORS (answers preflights before any other
+/// work), `SessionLayer`, and the session tag innermost, next to the routes
+/// (it hands the request's session out to the access log); then
+/// `crate::dispatch`, which calls a route without parameters itself and
+/// leaves the rest to the router. The layers are listed below outermost
+/// first, and wrap the router once as one service (`crate::stack::Stack`).
+/// `/metrics` is one of the routes unless `--metrics-bind` moved it to a
+/// listener of its own (or turned it off).
 fn router(settings: &Settings, state: Services, sessions: SessionLayer, metrics: &Arc<Metrics>) -> Stack {
     let mut served = routes::router(state);
     if settings.metrics == MetricsExposure::Main {
@@ -661,13 +660,16 @@ fn router(settings: &Settings, state: Services, sessions: SessionLayer, metrics:
     ServiceBuilder::new()
         // Scope, metrics, request id and access log (method and route
         // template only: headers, bodies and query strings may hold
-        // credentials), panics: one level (`crate::outer`).
-        .layer(OuterLayer::new(matcher, metrics, RequestIds::new(settings.trusted_proxies.clone()), || {
-            ErrorCode::UNKNOWN_ERROR.into_response()
-        }))
+        // credentials), panics, the client's address, `--fail-as-200`: one
+        // level (`crate::outer`).
+        .layer(
+            OuterLayer::new(matcher, metrics, RequestIds::new(settings.trusted_proxies.clone()), || {
+                ErrorCode::UNKNOWN_ERROR.into_response()
+            })
+            .behind(trusted)
+            .fail_as_200(FailAs200::new(settings.fail_as_200)),
+        )
         .layer(cors(settings))
-        .layer(ClientIpLayer::new(trusted))
-        .layer(FailAs200Layer::new(settings.fail_as_200))
         .layer(sessions)
         .layer(SessionTagLayer)
         .service(Dispatch::new(routes, exact))
