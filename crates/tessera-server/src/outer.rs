@@ -1,7 +1,7 @@
 //! The outermost layer: what every request gets on its way in and out, as
 //! one service.
 //!
-//! Seven concerns meet here, the first six kept in their own modules: the
+//! Seven concerns meet here, five of them kept in their own modules: the
 //! request's scope (its language, and its route: [`crate::stack`]), its latency
 //! and status in the metrics ([`crate::metrics`]), its id and access line
 //! ([`crate::access_log`]), the client's address behind a trusted proxy
@@ -128,12 +128,14 @@ where
         {
             let _in = InLanguage::enter(lang);
             let _entered = answer.log.enter();
-            client_ip::resolve(&layer.trusted, &mut req);
             // The inner future is written in its place: handed back through
             // `catch_unwind`'s result, the whole nested future was copied
             // several times per request. After a panic it stays `None`.
-            let (inner, slot) = (&mut self.inner, &mut answer.inner);
-            let _ = std::panic::catch_unwind(AssertUnwindSafe(|| *slot = Some(inner.call(req))));
+            let (inner, slot, trusted) = (&mut self.inner, &mut answer.inner, &layer.trusted);
+            let _ = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                client_ip::resolve(trusted, &mut req);
+                *slot = Some(inner.call(req));
+            }));
         }
         answer
     }
@@ -312,5 +314,36 @@ mod tests {
         let response = layer().layer(echoes).oneshot(request).await.unwrap();
         let body = axum::body::to_bytes(response.into_body(), 64).await.unwrap();
         assert_eq!(body, format!("{:?}", Lang::En));
+    }
+
+    #[tokio::test]
+    async fn the_inner_service_sees_the_address_a_trusted_proxy_forwarded() {
+        let records = tower::service_fn(|req: Request<Body>| async move {
+            let seen = tessera::ClientIp::of(req.extensions()).map(|ip| ip.to_string()).unwrap_or_default();
+            Ok::<_, std::convert::Infallible>(Response::new(Body::from(seen)))
+        });
+        let proxy: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        let trusted = TrustedProxies { proxies: Arc::new(vec![proxy]), secure: false };
+        let mut request = Request::builder().header("x-forwarded-for", "1.2.3.4").body(Body::empty()).unwrap();
+        request.extensions_mut().insert(axum::extract::ConnectInfo(std::net::SocketAddr::new(proxy, 40000)));
+        let response = layer().behind(trusted).layer(records).oneshot(request).await.unwrap();
+        assert_eq!(axum::body::to_bytes(response.into_body(), 64).await.unwrap(), "1.2.3.4");
+    }
+
+    #[tokio::test]
+    async fn fail_as_200_rewrites_the_user_apis_business_failures_only() {
+        let fails = tower::service_fn(|_: Request<Body>| async {
+            let mut r = Response::default();
+            *r.status_mut() = http::StatusCode::UNAUTHORIZED;
+            r.extensions_mut().insert(crate::fail_as_200::BusinessFailure);
+            Ok::<_, std::convert::Infallible>(r)
+        });
+        let status = |on: bool, path: &'static str| {
+            let service = layer().fail_as_200(FailAs200::new(on)).layer(fails);
+            async move { service.oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap().status() }
+        };
+        assert_eq!(status(true, "/user/me").await, 200);
+        assert_eq!(status(true, "/admin/users").await, 401, "not the user API");
+        assert_eq!(status(false, "/user/me").await, 401, "the mode is off");
     }
 }
