@@ -59,15 +59,16 @@ pub struct RequestIds {
 
 #[derive(Debug)]
 struct Ids {
-    trusted: Vec<IpAddr>,
+    trusted: Arc<Vec<IpAddr>>,
     /// 16 hex digits drawn at start, so ids of different processes differ.
     prefix: [u8; 16],
     next: AtomicU64,
 }
 
 impl RequestIds {
-    /// Request ids from `trusted` proxies are believed.
-    pub fn new(trusted: Vec<IpAddr>) -> Self {
+    /// Request ids from `trusted` proxies are believed (the list
+    /// `client_ip::TrustedProxies` holds, shared).
+    pub fn new(trusted: Arc<Vec<IpAddr>>) -> Self {
         let mut random = [0u8; 8];
         getrandom::fill(&mut random).expect("the OS CSPRNG is unavailable");
         let mut prefix = [0u8; 16];
@@ -280,7 +281,7 @@ mod tests {
 
     #[test]
     fn a_trusted_proxys_sane_id_is_kept_and_anything_else_replaced() {
-        let ids = RequestIds::new(vec!["10.0.0.1".parse().unwrap()]);
+        let ids = RequestIds::new(Arc::new(vec!["10.0.0.1".parse().unwrap()]));
         let ids = &ids.shared;
         assert_eq!(ids.for_request(&request("10.0.0.1", &["abc-123"])), "abc-123");
         for insane in [&["a b"][..], &[""], &["x", "y"], &[&"x".repeat(MAX_REQUEST_ID + 1)]] {

@@ -214,7 +214,7 @@ mod tests {
 
     fn layer() -> OuterLayer {
         let metrics = Arc::new(Metrics::new(&["/x"], Arc::new(tessera::SystemClock)));
-        OuterLayer::new(RouteMatcher::new(&["/x"], &metrics), &metrics, RequestIds::new(Vec::new()), || {
+        OuterLayer::new(RouteMatcher::new(&["/x"], &metrics), &metrics, RequestIds::new(Arc::default()), || {
             let mut r = Response::default();
             *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
             r

@@ -663,7 +663,7 @@ fn router(settings: &Settings, state: Services, sessions: SessionLayer, metrics:
         // credentials), panics, the client's address, `--fail-as-200`: one
         // level (`crate::outer`).
         .layer(
-            OuterLayer::new(matcher, metrics, RequestIds::new(settings.trusted_proxies.clone()), || {
+            OuterLayer::new(matcher, metrics, RequestIds::new(trusted.proxies.clone()), || {
                 ErrorCode::UNKNOWN_ERROR.into_response()
             })
             .behind(trusted)
