@@ -4,6 +4,7 @@
 //! `X-Auth-Token`; never in the URL. The format is checked here, so a
 //! malformed token never reaches the store.
 
+use std::fmt;
 use std::time::Duration;
 
 use cookie::Cookie;
@@ -54,8 +55,11 @@ pub(crate) enum Presented {
     Malformed(CarrierKind),
     /// A well-formed session token (which may still be unknown to the store).
     Token(SessionToken, CarrierKind),
-    /// Something shaped like a signed access token (token mode), not yet verified.
-    Access(String, CarrierKind),
+    /// What a signed access token would be (token mode), within the length
+    /// limit but neither verified nor even checked for the token's shape:
+    /// that check runs only when the verified-token cache does not know
+    /// these bytes (see [`AccessText`]).
+    Access(AccessText, CarrierKind),
 }
 
 impl Presented {
@@ -66,7 +70,115 @@ impl Presented {
             Self::Malformed(c) | Self::Token(_, c) | Self::Access(_, c) => Some(*c),
         }
     }
+
+    /// Whether the request presented a well-formed token (which may still
+    /// be unknown, expired or forged): what [`Presented::Malformed`] alone
+    /// meant before access tokens were checked lazily.
+    pub fn is_well_formed(&self) -> bool {
+        match self {
+            Self::Token(..) => true,
+            Self::Access(text, _) => text.is_well_formed(),
+            Self::Nothing | Self::Malformed(_) => false,
+        }
+    }
 }
+
+/// An access token as a request presented it, still inside its header's
+/// value. A value hyper parsed shares the buffer the request was read into,
+/// so keeping it costs a reference count, where a copy of the token (~400
+/// bytes) cost an allocation and the copy on every request.
+///
+/// Its shape is not checked when it is read: a token the verified-token
+/// cache holds is these very bytes, verified before, so a hit needs no
+/// check, and [`AccessText::is_well_formed`] runs only on a miss (the check
+/// reads every byte, 6 % of a cached request's instructions).
+///
+/// Not `Debug` beyond its name: it is a credential.
+#[derive(Clone)]
+pub(crate) struct AccessText {
+    value: HeaderValue,
+    start: usize,
+    end: usize,
+}
+
+impl AccessText {
+    /// The token's bytes.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.value.as_bytes()[self.start..self.end]
+    }
+
+    /// Three base64url segments within the size limit: worth verifying.
+    pub(crate) fn is_well_formed(&self) -> bool {
+        looks_like_jwt(self.as_bytes())
+    }
+}
+
+impl PartialEq for AccessText {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for AccessText {}
+
+impl fmt::Debug for AccessText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AccessText(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+impl From<&str> for AccessText {
+    fn from(text: &str) -> Self {
+        let value = HeaderValue::from_str(text).expect("a header value");
+        Self { start: 0, end: value.len(), value }
+    }
+}
+
+/// Where a token lies in a request header's value: after the scheme of
+/// `Authorization: Bearer`, or all of `X-Auth-Token` or a cookie's value.
+#[derive(Clone, Copy)]
+pub(crate) struct TokenSpan<'h> {
+    value: &'h HeaderValue,
+    start: usize,
+    end: usize,
+}
+
+impl<'h> TokenSpan<'h> {
+    /// All of `value`.
+    fn whole(value: &'h HeaderValue) -> Self {
+        Self { value, start: 0, end: value.len() }
+    }
+
+    /// What follows byte `from` of `value`, without surrounding spaces.
+    fn trimmed_after(value: &'h HeaderValue, from: usize) -> Self {
+        let rest = &value.as_bytes()[from..];
+        let start = from + (rest.len() - rest.trim_ascii_start().len());
+        Self { value, start, end: start + rest.trim_ascii().len() }
+    }
+
+    fn bytes(&self) -> &'h [u8] {
+        &self.value.as_bytes()[self.start..self.end]
+    }
+
+    fn keep(&self) -> AccessText {
+        AccessText { value: self.value.clone(), start: self.start, end: self.end }
+    }
+}
+
+impl fmt::Debug for TokenSpan<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenSpan(<redacted>)")
+    }
+}
+
+impl PartialEq for TokenSpan<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes() == other.bytes()
+    }
+}
+
+impl Eq for TokenSpan<'_> {}
 
 /// Which kind of credential a deployment hands out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,27 +190,28 @@ pub(crate) enum TokenFormat {
 }
 
 impl TokenFormat {
-    fn classify(self, text: &str, carrier: CarrierKind) -> Presented {
+    fn classify(self, token: TokenSpan<'_>, carrier: CarrierKind) -> Presented {
         match self {
-            Self::Session => {
-                SessionToken::parse(text).map_or(Presented::Malformed(carrier), |t| Presented::Token(t, carrier))
-            }
-            Self::Signed if looks_like_jwt(text) => Presented::Access(text.to_owned(), carrier),
+            Self::Session => SessionToken::parse_bytes(token.bytes())
+                .map_or(Presented::Malformed(carrier), |t| Presented::Token(t, carrier)),
+            // Only the length here: the shape is checked when the cache of
+            // verified tokens does not know the token (see `AccessText`).
+            Self::Signed if token.bytes().len() <= MAX_ACCESS_TOKEN_LEN => Presented::Access(token.keep(), carrier),
             Self::Signed => Presented::Malformed(carrier),
         }
     }
 }
 
 /// Three base64url segments within the size limit: worth verifying. This
-/// runs on every request in token mode, over a token of ~400 bytes, so it
-/// is written for the compiler to run 16 bytes at a time: sixteen lanes
-/// that each gather "a byte outside the alphabet" and a count of dots,
-/// combined at the end. A byte loop that returned at the first bad byte
-/// took 6 % of a cached request's CPU; a plain fold over the bytes, still
-/// one byte at a time, 0.5 µs a token; this, about a fifth of that.
-fn looks_like_jwt(text: &str) -> bool {
+/// runs for every access token the verified-token cache does not hold, over
+/// ~400 bytes, so it is written for the compiler to run 16 bytes at a time:
+/// sixteen lanes that each gather "a byte outside the alphabet" and a count
+/// of dots, combined at the end. A byte loop that returned at the first bad
+/// byte took 6 % of a cached request's CPU (when every request ran it); a
+/// plain fold over the bytes, still one byte at a time, 0.5 µs a token;
+/// this, about a fifth of that.
+pub(crate) fn looks_like_jwt(bytes: &[u8]) -> bool {
     const LANES: usize = 16;
-    let bytes = text.as_bytes();
     if bytes.len() > MAX_ACCESS_TOKEN_LEN {
         return false;
     }
@@ -224,8 +337,10 @@ fn read_session_cookie(cookie: &CookieSettings, found: &RequestHeaders<'_>, form
     if !found.has_cookie {
         return Presented::Nothing;
     }
-    match read_cookie(&cookie.wire_name(), found.headers) {
-        Some(value) => format.classify(&value, CarrierKind::Cookie),
+    match read_cookie(&cookie.wire_name(), found.headers).map(HeaderValue::try_from) {
+        Some(Ok(value)) => format.classify(TokenSpan::whole(&value), CarrierKind::Cookie),
+        // Out of a header value's own bytes, so not expected.
+        Some(Err(_)) => Presented::Malformed(CarrierKind::Cookie),
         None => Presented::Nothing,
     }
 }
@@ -236,7 +351,7 @@ fn read_session_cookie(cookie: &CookieSettings, found: &RequestHeaders<'_>, form
 struct AuthorizationScan<'h> {
     /// The token of the first `Bearer <token>` value (trimmed; possibly
     /// empty when only spaces follow the scheme).
-    token: Option<&'h str>,
+    token: Option<TokenSpan<'h>>,
     /// Whether the first value in the Bearer scheme, a bare `Bearer`
     /// included, has anything after the scheme: it decides the challenge.
     bearer: Option<bool>,
@@ -245,64 +360,60 @@ struct AuthorizationScan<'h> {
 impl<'h> AuthorizationScan<'h> {
     /// Reads one more `Authorization` value, in the order they came.
     ///
-    /// Byte-wise: `str::split_once(' ')` and `str::trim` (Unicode-aware,
-    /// through `memchr` and a char pattern) cost ~300 instructions on
-    /// every authenticated request; the text is ASCII here (see
-    /// [`header_text`]), where `trim_ascii` trims exactly what `trim` does
-    /// (a header value holds no vertical tab, the one ASCII character
-    /// `trim` also drops).
+    /// On the value's bytes, never made text: the token is hundreds of
+    /// bytes in token mode, and a check that they are ASCII or UTF-8 would
+    /// read them all on every request, where the token's own checks (the
+    /// session token's decoding, the access token's shape or its cache
+    /// entry) accept ASCII only anyway. A value that is not ASCII is then
+    /// an invalid token like any other. `trim_ascii` trims exactly what
+    /// `str::trim` would of a header value (which holds no vertical tab,
+    /// the one ASCII character `trim` also drops).
     fn add(&mut self, value: &'h HeaderValue) {
         if self.token.is_some() && self.bearer.is_some() {
             return;
         }
-        let Some(text) = header_text(value) else { return };
-        let split = split_at_space(text);
-        if self.token.is_none() {
-            if let Some((_, rest)) = split.filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")) {
-                self.token = Some(rest.trim_ascii());
-            }
+        let bytes = value.as_bytes();
+        let split = split_at_space(bytes);
+        if self.token.is_none() && split.is_some_and(|at| bytes[..at].eq_ignore_ascii_case(b"bearer")) {
+            self.token = split.map(|at| TokenSpan::trimmed_after(value, at + 1));
         }
         if self.bearer.is_none() {
             // hyper trims values, so the split above is usually this one.
-            let trimmed = text.trim_ascii();
-            let (scheme, rest) = if trimmed.len() == text.len() {
-                split.unwrap_or((text, ""))
-            } else {
-                split_at_space(trimmed).unwrap_or((trimmed, ""))
-            };
-            if scheme.eq_ignore_ascii_case("bearer") {
+            let trimmed = bytes.trim_ascii();
+            let at = if trimmed.len() == bytes.len() { split } else { split_at_space(trimmed) };
+            let (scheme, rest) = at.map_or((trimmed, &b""[..]), |at| (&trimmed[..at], &trimmed[at + 1..]));
+            if scheme.eq_ignore_ascii_case(b"bearer") {
                 self.bearer = Some(!rest.trim_ascii().is_empty());
             }
         }
     }
 }
 
-/// `text` split at its first space, the space dropped: `split_once(' ')`
-/// as a plain loop, since the space comes within a scheme's few bytes,
-/// sooner than `memchr` is set up.
-fn split_at_space(text: &str) -> Option<(&str, &str)> {
-    let at = text.bytes().position(|b| b == b' ')?;
-    Some((&text[..at], &text[at + 1..]))
+/// Where the first space of `bytes` is: `split_once(' ')` as a plain loop,
+/// since the space comes within a scheme's few bytes, sooner than `memchr`
+/// is set up.
+fn split_at_space(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().position(|&b| b == b' ')
 }
 
-fn read_header(found: &RequestHeaders<'_>, bearer: Option<&str>, format: TokenFormat) -> Option<Presented> {
-    // Borrowed from the headers: `classify` copies what it keeps.
+fn read_header(found: &RequestHeaders<'_>, bearer: Option<TokenSpan<'_>>, format: TokenFormat) -> Option<Presented> {
+    // Borrowed from the headers: `classify` keeps what it needs.
     let malformed = Presented::Malformed(CarrierKind::Header);
-    let text = match (bearer, found.auth_token) {
+    let token = match (bearer, found.auth_token) {
         (None, (None, _)) => return None,
         (Some(b), (None, _)) => b,
-        (None, (Some(one), false)) => header_text(one).unwrap_or_default(),
+        (None, (Some(one), false)) => TokenSpan::whole(one),
         // Two different tokens, or repeated headers: ambiguous, so neither.
-        (Some(b), (Some(one), false)) if one.as_bytes() == b.as_bytes() => b,
+        (Some(b), (Some(one), false)) if one.as_bytes() == b.bytes() => b,
         _ => return Some(malformed),
     };
-    Some(format.classify(text, CarrierKind::Header))
+    Some(format.classify(token, CarrierKind::Header))
 }
 
 /// A header's value as text, if it is ASCII: what `HeaderValue::to_str`
 /// gives for any value hyper parsed (which holds no control characters but
-/// tab), in a few word-sized steps instead of a check per byte; a bearer
-/// token is hundreds of bytes, read on every request.
+/// tab), in a few word-sized steps instead of a check per byte: a
+/// `Cookie` header is read on every request a browser sends.
 fn header_text(value: &HeaderValue) -> Option<&str> {
     let bytes = value.as_bytes();
     if bytes.is_ascii() {
@@ -542,22 +653,34 @@ mod tests {
     fn token_mode_takes_jwt_shapes_and_refuses_the_rest() {
         let s = CookieSettings::default();
         let jwt = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiIxIn0.c2ln";
-        let h = headers(&[("authorization", format!("Bearer {jwt}"))]);
-        assert_eq!(
-            read_from(CarrierMode::Auto, &s, &h, TokenFormat::Signed).0,
-            Presented::Access(jwt.into(), CarrierKind::Header)
-        );
+        let h = headers(&[("authorization", format!("Bearer  {jwt} "))]);
+        let read = read_from(CarrierMode::Auto, &s, &h, TokenFormat::Signed).0;
+        assert_eq!(read, Presented::Access(jwt.into(), CarrierKind::Header), "the token, without the spaces");
+        assert!(read.is_well_formed());
+        // Other shapes are read too, and found malformed when asked (the
+        // session asks only if the verified-token cache does not know them).
         let session = SessionToken::generate();
-        for bad in
-            [session.expose(), "a.b".into(), "a.b.c.d".into(), "a.b.c%".into(), format!("a.b.{}", "c".repeat(9000))]
-        {
+        for bad in [session.expose(), "a.b".into(), "a.b.c.d".into(), "a.b.c%".into()] {
             let h = headers(&[("x-auth-token", bad.clone())]);
-            assert_eq!(
-                read_from(CarrierMode::Auto, &s, &h, TokenFormat::Signed).0,
-                Presented::Malformed(CarrierKind::Header),
-                "{bad:.40}"
-            );
+            let read = read_from(CarrierMode::Auto, &s, &h, TokenFormat::Signed).0;
+            assert_eq!(read, Presented::Access(bad.as_str().into(), CarrierKind::Header), "{bad:.40}");
+            assert!(!read.is_well_formed(), "{bad:.40}");
         }
+        // Past the length limit, not even kept.
+        let h = headers(&[("x-auth-token", format!("a.b.{}", "c".repeat(9000)))]);
+        let read = read_from(CarrierMode::Auto, &s, &h, TokenFormat::Signed).0;
+        assert_eq!(read, Presented::Malformed(CarrierKind::Header));
+        assert!(!read.is_well_formed());
+    }
+
+    #[test]
+    fn a_bearer_value_that_is_not_ascii_is_an_invalid_token() {
+        let value = HeaderValue::from_bytes("Bearer caf\u{e9}".as_bytes()).unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, value);
+        let (read, challenge) = read_from(CarrierMode::Auto, &CookieSettings::default(), &h, S);
+        assert_eq!(read, Presented::Malformed(CarrierKind::Header));
+        assert_eq!(challenge, BearerChallenge::InvalidToken);
     }
 
     #[test]
@@ -566,25 +689,24 @@ mod tests {
             let expected = b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
             assert_eq!(is_base64url(b), expected, "byte {b:#04x}");
         }
-        assert!(looks_like_jwt("aZ09-_.b.c"));
-        assert!(!looks_like_jwt("a.b.c\u{e9}"));
-        assert!(!looks_like_jwt("a.b.c d"));
-        assert!(!looks_like_jwt("a.b.c.d"));
+        assert!(looks_like_jwt(b"aZ09-_.b.c"));
+        assert!(!looks_like_jwt("a.b.c\u{e9}".as_bytes()));
+        assert!(!looks_like_jwt(b"a.b.c d"));
+        assert!(!looks_like_jwt(b"a.b.c.d"));
         // Long enough for the sixteen-byte lanes and a remainder: a bad byte
         // or a third dot anywhere is seen.
         let long = format!("{}.{}.{}", "a".repeat(100), "b".repeat(250), "c".repeat(43));
-        assert!(looks_like_jwt(&long));
+        assert!(looks_like_jwt(long.as_bytes()));
         for i in (0..long.len()).filter(|&i| long.as_bytes()[i] != b'.') {
             for intruder in [b' ', b'.', b'=', 0x80] {
                 let mut bytes = long.clone().into_bytes();
                 bytes[i] = intruder;
-                let text = String::from_utf8_lossy(&bytes);
-                assert!(!looks_like_jwt(&text), "{intruder:#04x} at {i}");
+                assert!(!looks_like_jwt(&bytes), "{intruder:#04x} at {i}");
             }
         }
         // A lane's dot count saturates rather than wrapping back to two.
-        assert!(!looks_like_jwt(&".".repeat(MAX_ACCESS_TOKEN_LEN)));
-        assert!(!looks_like_jwt(&format!("{}a.b.c", ".".repeat(16 * 256))));
+        assert!(!looks_like_jwt(".".repeat(MAX_ACCESS_TOKEN_LEN).as_bytes()));
+        assert!(!looks_like_jwt(format!("{}a.b.c", ".".repeat(16 * 256)).as_bytes()));
     }
 
     #[test]
@@ -669,7 +791,7 @@ mod tests {
         let scan = |values: &[&str]| {
             let h = headers(&values.iter().map(|v| ("authorization", (*v).to_owned())).collect::<Vec<_>>());
             let AuthorizationScan { token, bearer } = RequestHeaders::scan(&h).authorization;
-            (token.map(str::to_owned), bearer)
+            (token.map(|t| String::from_utf8(t.bytes().to_vec()).unwrap()), bearer)
         };
         let some = |t: &str| Some(t.to_owned());
         assert_eq!(scan(&["Bearer tok"]), (some("tok"), Some(true)));

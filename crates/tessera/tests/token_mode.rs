@@ -108,3 +108,39 @@ async fn a_revoked_family_cannot_refresh_even_while_its_record_remains() {
         "the record is still there"
     );
 }
+
+#[tokio::test]
+async fn only_the_verified_bytes_ride_on_the_verified_token_cache() {
+    let store = Arc::new(CountingStore::new(MemoryStore::new()));
+    let addr = spawn(store).await;
+    let http = reqwest::Client::new();
+    let grant = post_json(&http, format!("http://{addr}/login"), json!({})).await;
+    let access = grant["access"].as_str().unwrap().to_owned();
+    let me = |token: Vec<u8>| {
+        let value = reqwest::header::HeaderValue::from_bytes(&[b"Bearer ".as_slice(), &token].concat()).unwrap();
+        http.get(format!("http://{addr}/me")).header("authorization", value).send()
+    };
+    // Verified once, so the cache holds these bytes.
+    assert_eq!(me(access.clone().into_bytes()).await.unwrap().status(), 200);
+
+    let (head, rest) = access.split_once('.').unwrap();
+    let (_, signature) = rest.split_once('.').unwrap();
+    // {"sub":"8"}: another user's claim under the cached token's signature.
+    let other_payload = format!("{head}.eyJzdWIiOiI4In0.{signature}");
+    let mut not_ascii = access.clone().into_bytes();
+    not_ascii[head.len() + 3] = 0xe9;
+    let variants: [(&str, Vec<u8>); 5] = [
+        ("another payload, the same signature", other_payload.into_bytes()),
+        ("a fourth segment", format!("{access}.x").into_bytes()),
+        ("the signature alone", signature.as_bytes().to_vec()),
+        ("a byte outside the alphabet", access.replacen('.', "%", 1).into_bytes()),
+        ("a byte that is not ASCII", not_ascii),
+    ];
+    for (what, token) in variants {
+        let r = me(token).await.unwrap();
+        assert_eq!(r.status(), 401, "{what}");
+        let challenge = r.headers()["www-authenticate"].to_str().unwrap();
+        assert!(challenge.contains(r#"error="invalid_token""#), "{what}: {challenge}");
+    }
+    assert_eq!(me(access.into_bytes()).await.unwrap().status(), 200, "the verified token still passes");
+}

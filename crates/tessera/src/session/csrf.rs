@@ -5,7 +5,7 @@
 use http::{HeaderMap, Method};
 
 use super::Session;
-use crate::carrier::{CarrierKind, Presented};
+use crate::carrier::CarrierKind;
 use crate::csrf::{CsrfReason, CsrfVerdict, TargetOrigin, CSRF_HEADER};
 use crate::error::SessionError;
 
@@ -35,7 +35,7 @@ impl Session {
             CsrfVerdict::Rejected(reason) => return Err(SessionError::CsrfRejected(reason)),
             CsrfVerdict::NeedsToken => {
                 let echoed = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
-                if !matches!(self.0.presented, Presented::Token(..) | Presented::Access(..)) {
+                if !self.0.presented.is_well_formed() {
                     self.refresh_cookie_permits(echoed).await?
                 } else if !self.exists().await? {
                     true // a dead cookie: the request runs anonymous

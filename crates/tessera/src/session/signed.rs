@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{Credentials, Current, Ending, LoginGrant, Session, State};
-use crate::carrier::CarrierKind;
+use crate::carrier::{AccessText, CarrierKind};
 use crate::config::CarrierMode;
 use crate::csrf::CsrfToken;
 use crate::error::SessionError;
@@ -22,9 +22,9 @@ const REFRESH_ATTEMPTS: usize = 3;
 
 impl Session {
     /// Judges the request's access token by CPU alone.
-    pub(super) fn verify_access(&self, token: &str) -> Result<Current, SessionError> {
+    pub(super) fn verify_access(&self, token: &AccessText) -> Result<Current, SessionError> {
         let tokens = self.0.shared.tokens.as_ref().expect("access tokens are only read in token mode");
-        match tokens.verify_bearer(token, self.now()) {
+        match tokens.verify_presented(token, self.now()) {
             Ok(Bearer { user, family: Some(family) }) => Ok(Current::Verified { family, user }),
             Ok(Bearer { family: None, .. }) => Ok(Current::Absent),
             // Without the revocation list this node cannot tell a revoked

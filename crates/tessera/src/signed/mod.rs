@@ -11,6 +11,7 @@
 //!
 //! Other services verify tokens with [`Verifier`] and the issuer's JWKS.
 
+mod cache_key;
 mod claims;
 mod keys;
 mod refresh;
@@ -27,6 +28,7 @@ use hmac::{Hmac, Mac};
 use quick_cache::sync::Cache;
 use sha2::Sha256;
 
+use cache_key::{TokenKey, TokenRef};
 pub use claims::AccessClaims;
 pub use keys::{KeyError, KeyRing, KeySet, KeyStatus, SigningAlgorithm, StoredKey, VerifyingKeys};
 pub use refresh::{RefreshFormatError, RefreshToken};
@@ -34,6 +36,7 @@ pub(crate) use refresh::{RefreshState, Standing, REFRESH_STATE};
 use verify::decode_verified;
 pub use verify::{verify, Expectations, Rejection, ACCESS_TOKEN_TYPE, MAX_KID_LEN, MAX_LEEWAY, MAX_TOKEN_LEN};
 
+use crate::carrier::AccessText;
 use crate::clock::{SystemClock, Timestamp};
 use crate::record::UserId;
 use crate::revocation::{family_of, sid_of, Revocation, RevocationList, RevocationStore, Revocations, Sid};
@@ -151,7 +154,7 @@ struct Inner {
     ring: RwLock<Arc<KeyRing>>,
     revocations: Revocations,
     /// Verified tokens, each with the key generation it was verified under.
-    verified: Cache<String, Verified>,
+    verified: Cache<TokenKey, Verified>,
     /// Bumped by every key change: a cached verdict from older keys is void.
     generation: AtomicU64,
     derive_key: [u8; 32],
@@ -181,6 +184,12 @@ struct Verified {
 enum KeptSid {
     Family(SessionKey),
     Other(Box<str>),
+}
+
+impl From<Verified> for Bearer {
+    fn from(verified: Verified) -> Self {
+        Self { family: verified.family(), user: verified.user }
+    }
 }
 
 impl Verified {
@@ -295,28 +304,62 @@ impl SignedTokens {
     /// session layer's check): cheaper on a cache hit, which then decodes
     /// no claims.
     pub fn verify_bearer(&self, token: &str, now: Timestamp) -> Result<Bearer, Rejection> {
-        self.judge(token, now).map(|(verified, _)| Bearer { family: verified.family(), user: verified.user })
+        self.judge(token, now).map(|(verified, _)| verified.into())
+    }
+
+    /// [`SignedTokens::verify_bearer`] of a token as a request presented it:
+    /// bytes whose shape has not been checked yet. A token the cache holds
+    /// is those bytes, verified before, so only a miss checks the shape (and
+    /// that they are text) before the full check.
+    pub(crate) fn verify_presented(&self, token: &AccessText, now: Timestamp) -> Result<Bearer, Rejection> {
+        let verified = match self.cached(token.as_bytes(), now) {
+            Some(hit) => hit,
+            None if !token.is_well_formed() => return Err(Rejection::Malformed),
+            None => {
+                let text = std::str::from_utf8(token.as_bytes()).map_err(|_| Rejection::Malformed)?;
+                self.verify_and_keep(text, now)?.0
+            }
+        };
+        self.check_revocations(&verified)?;
+        Ok(verified.into())
     }
 
     /// The cache's verdict on `token`, or the full check's (then with the
     /// claims it decoded), and the revocation list's.
     fn judge(&self, token: &str, now: Timestamp) -> Result<(Verified, Option<AccessClaims>), Rejection> {
-        let generation = self.0.generation.load(Ordering::Acquire);
-        let (verified, claims) = match self.0.verified.get(token) {
-            // Never served past `exp`, nor under keys that have changed since.
-            Some(hit) if hit.generation == generation && now.as_secs() < hit.serve_before => (hit, None),
-            _ => {
-                let claims = self.verify_signature(token, now)?;
-                let leeway = self.0.expect.leeway().as_secs() as i64;
-                let verified = Verified::new(&claims, generation, leeway);
-                self.0.verified.insert(token.to_owned(), verified.clone());
-                (verified, Some(claims))
-            }
+        let (verified, claims) = match self.cached(token.as_bytes(), now) {
+            Some(hit) => (hit, None),
+            None => self.verify_and_keep(token, now).map(|(verified, claims)| (verified, Some(claims)))?,
         };
-        // Checked on every use, so a revocation takes effect on cached
-        // tokens as on new ones.
-        self.0.revocations.list().check_issued(verified.sid(), &verified.user, verified.issued_ms)?;
+        self.check_revocations(&verified)?;
         Ok((verified, claims))
+    }
+
+    /// The cache's entry for `token`, if it may still be served.
+    fn cached(&self, token: &[u8], now: Timestamp) -> Option<Verified> {
+        let generation = self.0.generation.load(Ordering::Acquire);
+        // Never served past `exp`, nor under keys that have changed since.
+        self.0
+            .verified
+            .get(&TokenRef(token))
+            .filter(|hit| hit.generation == generation && now.as_secs() < hit.serve_before)
+    }
+
+    /// The full check of `token`, remembered in the cache if it passes.
+    fn verify_and_keep(&self, token: &str, now: Timestamp) -> Result<(Verified, AccessClaims), Rejection> {
+        // Read before the check: keys changed meanwhile void the entry.
+        let generation = self.0.generation.load(Ordering::Acquire);
+        let claims = self.verify_signature(token, now)?;
+        let leeway = self.0.expect.leeway().as_secs() as i64;
+        let verified = Verified::new(&claims, generation, leeway);
+        self.0.verified.insert(TokenKey::new(token.as_bytes()), verified.clone());
+        Ok((verified, claims))
+    }
+
+    /// Checked on every use, so a revocation takes effect on cached tokens
+    /// as on new ones.
+    fn check_revocations(&self, verified: &Verified) -> Result<(), Rejection> {
+        self.0.revocations.list().check_issued(verified.sid(), &verified.user, verified.issued_ms)
     }
 
     /// The full check of a token the cache does not hold.
