@@ -43,7 +43,13 @@ impl Lease {
 
     /// Whether memory may answer now.
     pub fn is_valid(&self) -> bool {
-        self.micros(Instant::now()) < self.until.load(Ordering::Acquire)
+        self.is_valid_at(Instant::now())
+    }
+
+    /// Whether memory may answer at `now`, a reading the caller also uses
+    /// for something else (one clock reading where two were made).
+    pub fn is_valid_at(&self, now: Instant) -> bool {
+        self.micros(now) < self.until.load(Ordering::Acquire)
     }
 
     /// A heartbeat sent at `sent` came back: memory may answer until

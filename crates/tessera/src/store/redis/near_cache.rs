@@ -137,11 +137,14 @@ impl NearCache {
     }
 
     fn lookup(&self, key: &SessionKey) -> Option<Arc<SessionRecord>> {
-        if !self.is_trusted() {
+        // One reading for the lease and the entry's age. Taken before the
+        // lookup, so an entry put in meanwhile reads as no age at all.
+        let now = Instant::now();
+        if !self.lease.is_valid_at(now) {
             return None;
         }
         let (record, at) = self.entries.get(key)?;
-        if at.elapsed() > self.max_age {
+        if now.saturating_duration_since(at) > self.max_age {
             self.entries.remove(key);
             return None;
         }
