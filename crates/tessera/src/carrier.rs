@@ -91,7 +91,7 @@ impl Presented {
 /// Its shape is not checked when it is read: a token the verified-token
 /// cache holds is these very bytes, verified before, so a hit needs no
 /// check, and [`AccessText::is_well_formed`] runs only on a miss (the check
-/// reads every byte, 6 % of a cached request's instructions).
+/// reads every byte: ~800 instructions, 4 % of a cached request's).
 ///
 /// Not `Debug` beyond its name: it is a credential.
 #[derive(Clone)]
