@@ -72,8 +72,8 @@ impl Presented {
     }
 
     /// Whether the request presented a well-formed token (which may still
-    /// be unknown, expired or forged): what [`Presented::Malformed`] alone
-    /// meant before access tokens were checked lazily.
+    /// be unknown, expired or forged). An access token's shape is checked
+    /// here, when asked (see [`AccessText`]), not when it is read.
     pub fn is_well_formed(&self) -> bool {
         match self {
             Self::Token(..) => true,
