@@ -102,6 +102,13 @@ pub(crate) struct AccessText {
 }
 
 impl AccessText {
+    /// A token read out of a cookie (already a copy), if it is a header
+    /// value's text, as what a `Cookie` header held always is.
+    fn from_text(text: &str) -> Option<Self> {
+        let value = HeaderValue::from_str(text).ok()?;
+        Some(Self { start: 0, end: value.len(), value })
+    }
+
     /// The token's bytes.
     pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.value.as_bytes()[self.start..self.end]
@@ -130,8 +137,7 @@ impl fmt::Debug for AccessText {
 #[cfg(test)]
 impl From<&str> for AccessText {
     fn from(text: &str) -> Self {
-        let value = HeaderValue::from_str(text).expect("a header value");
-        Self { start: 0, end: value.len(), value }
+        Self::from_text(text).expect("a header value")
     }
 }
 
@@ -166,20 +172,6 @@ impl<'h> TokenSpan<'h> {
     }
 }
 
-impl fmt::Debug for TokenSpan<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("TokenSpan(<redacted>)")
-    }
-}
-
-impl PartialEq for TokenSpan<'_> {
-    fn eq(&self, other: &Self) -> bool {
-        self.bytes() == other.bytes()
-    }
-}
-
-impl Eq for TokenSpan<'_> {}
-
 /// Which kind of credential a deployment hands out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TokenFormat {
@@ -190,14 +182,18 @@ pub(crate) enum TokenFormat {
 }
 
 impl TokenFormat {
-    fn classify(self, token: TokenSpan<'_>, carrier: CarrierKind) -> Presented {
+    /// What `token` is in this format; `keep` makes the access token a
+    /// request holds on to (only token mode asks for it).
+    fn classify(self, token: &[u8], carrier: CarrierKind, keep: impl FnOnce() -> Option<AccessText>) -> Presented {
+        let malformed = Presented::Malformed(carrier);
         match self {
-            Self::Session => SessionToken::parse_bytes(token.bytes())
-                .map_or(Presented::Malformed(carrier), |t| Presented::Token(t, carrier)),
+            Self::Session => SessionToken::parse_bytes(token).map_or(malformed, |t| Presented::Token(t, carrier)),
             // Only the length here: the shape is checked when the cache of
             // verified tokens does not know the token (see `AccessText`).
-            Self::Signed if token.bytes().len() <= MAX_ACCESS_TOKEN_LEN => Presented::Access(token.keep(), carrier),
-            Self::Signed => Presented::Malformed(carrier),
+            Self::Signed if token.len() <= MAX_ACCESS_TOKEN_LEN => {
+                keep().map_or(malformed, |t| Presented::Access(t, carrier))
+            }
+            Self::Signed => malformed,
         }
     }
 }
@@ -337,17 +333,17 @@ fn read_session_cookie(cookie: &CookieSettings, found: &RequestHeaders<'_>, form
     if !found.has_cookie {
         return Presented::Nothing;
     }
-    match read_cookie(&cookie.wire_name(), found.headers).map(HeaderValue::try_from) {
-        Some(Ok(value)) => format.classify(TokenSpan::whole(&value), CarrierKind::Cookie),
-        // Out of a header value's own bytes, so not expected.
-        Some(Err(_)) => Presented::Malformed(CarrierKind::Cookie),
+    match read_cookie(&cookie.wire_name(), found.headers) {
+        Some(value) => format.classify(value.as_bytes(), CarrierKind::Cookie, || AccessText::from_text(&value)),
         None => Presented::Nothing,
     }
 }
 
 /// What the `Authorization` values say, read in one pass for the two
 /// questions asked of them.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+///
+/// Not `Debug`: it holds the request's credential.
+#[derive(Default, Clone, Copy)]
 struct AuthorizationScan<'h> {
     /// The token of the first `Bearer <token>` value (trimmed; possibly
     /// empty when only spaces follow the scheme).
@@ -407,7 +403,7 @@ fn read_header(found: &RequestHeaders<'_>, bearer: Option<TokenSpan<'_>>, format
         (Some(b), (Some(one), false)) if one.as_bytes() == b.bytes() => b,
         _ => return Some(malformed),
     };
-    Some(format.classify(token, CarrierKind::Header))
+    Some(format.classify(token.bytes(), CarrierKind::Header, || Some(token.keep())))
 }
 
 /// A header's value as text, if it is ASCII: what `HeaderValue::to_str`
