@@ -393,6 +393,9 @@ pub struct Metrics {
     /// The feeds and the near cache, asked at scrape.
     readiness: OnceLock<Arc<Readiness>>,
     clock: Arc<dyn Clock>,
+    /// False when nothing will read these (`--metrics-bind off`): requests,
+    /// store commands and session events are then neither timed nor counted.
+    recording: bool,
 }
 
 impl fmt::Debug for Metrics {
@@ -419,7 +422,16 @@ impl Metrics {
             signing_keys_in_use: AtomicBool::new(false),
             readiness: OnceLock::new(),
             clock,
+            recording: true,
         }
+    }
+
+    /// Metrics that nothing reads (`--metrics-bind off`): no request is
+    /// timed ([`Metrics::start`] gives `None`) and there is no observer for
+    /// the store or the session layer to call, so the hot paths pay nothing
+    /// for them. The few counters bumped by logins and OTP sends stay.
+    pub fn unread(templates: &[&'static str], clock: Arc<dyn Clock>) -> Self {
+        Self { recording: false, ..Self::new(templates, clock) }
     }
 
     /// The feeds (and through them the near cache) `/metrics` reports.
@@ -453,20 +465,25 @@ impl Metrics {
         self.signing_keys_in_use.store(true, Ordering::Relaxed);
     }
 
-    /// A [`CommandObserver`] for the Redis connection.
-    pub fn store_observer(self: &Arc<Self>) -> Arc<dyn CommandObserver> {
+    /// A [`CommandObserver`] for the Redis connection; `None` when these
+    /// metrics are [unread](Metrics::unread).
+    pub fn store_observer(self: &Arc<Self>) -> Option<Arc<dyn CommandObserver>> {
+        if !self.recording {
+            return None;
+        }
         self.store_in_use.store(true, Ordering::Relaxed);
         let metrics = self.clone();
-        Arc::new(move |elapsed: Duration, outcome: CommandOutcome| {
+        Some(Arc::new(move |elapsed: Duration, outcome: CommandOutcome| {
             let slot = OUTCOMES.iter().position(|o| *o == outcome).unwrap_or(1);
             metrics.store_commands[slot].observe(&STORE_BOUNDS_US, elapsed);
-        })
+        }))
     }
 
-    /// A [`SessionObserver`] for the session layer.
-    pub fn session_observer(self: &Arc<Self>) -> Arc<dyn SessionObserver> {
+    /// A [`SessionObserver`] for the session layer; `None` when these
+    /// metrics are [unread](Metrics::unread).
+    pub fn session_observer(self: &Arc<Self>) -> Option<Arc<dyn SessionObserver>> {
         let metrics = self.clone();
-        Arc::new(move |event: &SessionEvent<'_>| metrics.session_event(event))
+        self.recording.then(|| Arc::new(move |event: &SessionEvent<'_>| metrics.session_event(event)) as _)
     }
 
     fn session_event(&self, event: &SessionEvent<'_>) {
@@ -490,16 +507,16 @@ impl Metrics {
     }
 
     /// A request for `method` on the route in slot `route` (see
-    /// [`Metrics::route_slot`]) comes in: the time, for [`Metrics::finish`]
-    /// (called by `crate::outer`).
-    pub fn start(&self, method: &Method, route: usize) -> HttpTiming {
-        HttpTiming { route, method: method_slot(method), started: Instant::now() }
-    }
-
-    /// The request `timing` started is answered with `status`: counted and
-    /// timed by route template, method and status.
-    pub fn finish(&self, timing: &HttpTiming, status: StatusCode) {
-        self.http.observe(timing.route, timing.method, status, timing.started.elapsed());
+    /// [`Metrics::route_slot`]) comes in: its timing, which
+    /// [`HttpTiming::finish`] records (called by `crate::outer`); `None`
+    /// when these metrics are [unread](Metrics::unread).
+    pub fn start(self: &Arc<Self>, method: &Method, route: usize) -> Option<HttpTiming> {
+        self.recording.then(|| HttpTiming {
+            metrics: self.clone(),
+            route,
+            method: method_slot(method),
+            started: Instant::now(),
+        })
     }
 
     /// The registry `/metrics` encodes.
@@ -715,12 +732,21 @@ pub async fn scrape(State(exporter): State<Exporter>) -> Response {
     }
 }
 
-/// When and how a request came in, for [`Metrics::finish`].
-#[derive(Debug, Clone, Copy)]
+/// When and how a request came in: made by [`Metrics::start`].
+#[derive(Debug)]
 pub struct HttpTiming {
+    metrics: Arc<Metrics>,
     route: usize,
     method: usize,
     started: Instant,
+}
+
+impl HttpTiming {
+    /// The request is answered with `status`: counted and timed by route
+    /// template, method and status.
+    pub fn finish(self, status: StatusCode) {
+        self.metrics.http.observe(self.route, self.method, status, self.started.elapsed());
+    }
 }
 
 #[cfg(test)]
@@ -750,6 +776,20 @@ mod tests {
         assert_eq!(buckets[0], (0.0005, 2));
         assert_eq!(buckets[3], (0.005, 1));
         assert_eq!(buckets.iter().map(|b| b.1).sum::<u64>(), 3, "60 s is past every bound");
+    }
+
+    #[test]
+    fn unread_metrics_time_no_request_and_observe_neither_store_nor_sessions() {
+        let clock: Arc<dyn Clock> = Arc::new(tessera::SystemClock);
+        let read = Arc::new(Metrics::new(&["/x"], clock.clone()));
+        let unread = Arc::new(Metrics::unread(&["/x"], clock));
+        let slot = read.route_slot(Some("/x"));
+        read.start(&Method::GET, slot).expect("recording metrics time requests").finish(StatusCode::OK);
+        assert_eq!(read.http.used().count(), 1);
+        assert!(read.store_observer().is_some() && read.session_observer().is_some());
+        assert!(unread.start(&Method::GET, slot).is_none());
+        assert!(unread.store_observer().is_none() && unread.session_observer().is_none());
+        assert_eq!(unread.http.used().count(), 0);
     }
 
     #[test]

@@ -120,7 +120,6 @@ where
             inner: None,
             lang,
             timing: layer.metrics.start(req.method(), slot),
-            metrics: layer.metrics.clone(),
             log: layer.ids.begin(&req, route.map(|r| r.template)),
             on_panic: layer.on_panic,
             fail_as_200: layer.fail_as_200.covers(&req),
@@ -148,8 +147,8 @@ pin_project! {
         #[pin]
         inner: Option<F>,
         lang: Lang,
-        timing: HttpTiming,
-        metrics: Arc<Metrics>,
+        // `None` when the metrics are unread (`--metrics-bind off`).
+        timing: Option<HttpTiming>,
         log: RequestLog,
         on_panic: fn() -> Response,
         // Whether `--fail-as-200` rewrites this request's answer.
@@ -191,7 +190,9 @@ where
         };
         not_kept_unless_said(response.headers_mut());
         this.log.finish(&mut response);
-        this.metrics.finish(this.timing, response.status());
+        if let Some(timing) = this.timing.take() {
+            timing.finish(response.status());
+        }
         Poll::Ready(Ok(response))
     }
 }

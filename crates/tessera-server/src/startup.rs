@@ -75,7 +75,10 @@ impl Application {
         let secret = load_secret(settings)?;
         let pool = open_local_database(settings).await?;
         let users = connect_users(settings).await?;
-        let metrics = Arc::new(Metrics::new(routes::TEMPLATES, clock.clone()));
+        let metrics = Arc::new(match settings.metrics {
+            MetricsExposure::Off => Metrics::unread(routes::TEMPLATES, clock.clone()),
+            _ => Metrics::new(routes::TEMPLATES, clock.clone()),
+        });
         let backends = Backends::open(settings, &pool, &clock, &metrics, None).await?;
         record_session_store(settings)?;
         metrics.follow(backends.readiness.clone());
@@ -237,7 +240,8 @@ impl OperatorStores {
         let secret = load_secret(settings)?;
         let pool = open_local_database(settings).await?;
         let users = connect_users(settings).await?;
-        let metrics = Arc::new(Metrics::new(routes::TEMPLATES, clock.clone()));
+        // Nothing scrapes a command line's metrics.
+        let metrics = Arc::new(Metrics::unread(routes::TEMPLATES, clock.clone()));
         let backends = Backends::open(settings, &pool, &clock, &metrics, lock).await?;
         let revocations = revocation_store(settings, &backends, &pool, &users, &clock).await?;
         let (tokens, key_watcher) = token_engine(settings, &secret, &revocations, &clock, &metrics).await?.unzip();
@@ -404,8 +408,10 @@ impl Backends {
             .await
             .map_err(|e| format!("cannot reach Redis at {:?}: {e}", redis.target))?;
         // Every command of the session store, OTP challenges and throttles
-        // is timed for /metrics.
-        conn.observe_commands(metrics.store_observer());
+        // is timed for /metrics (unless nothing reads them).
+        if let Some(observer) = metrics.store_observer() {
+            conn.observe_commands(observer);
+        }
         let config = RedisStoreConfig {
             timeout: redis.timeout,
             near_cache: redis
@@ -592,11 +598,13 @@ async fn session_layer(
         max_sessions_per_user: settings.max_sessions_per_user,
     };
     // The layer's refusals wear the course envelope, like every answer.
-    let builder = SessionLayer::builder(backends.sessions.clone())
+    let mut builder = SessionLayer::builder(backends.sessions.clone())
         .config(config)
         .clock(clock.clone())
-        .observer(session_observer(metrics, events))
         .render_failures_with(crate::error::course_failure);
+    if let Some(observer) = session_observer(metrics, events) {
+        builder = builder.observer(observer);
+    }
     // The list requests are judged against is a feed `/readyz` watches.
     Ok(match tokens {
         Some(tokens) => {
@@ -613,18 +621,19 @@ async fn session_layer(
     .build())
 }
 
-/// What the session layer tells: counted for `/metrics` and, with a sink,
-/// queued as session events.
-fn session_observer(metrics: &Arc<Metrics>, events: &Events) -> Arc<dyn tessera::SessionObserver> {
+/// What the session layer tells: counted for `/metrics` (unless nothing
+/// reads them) and, with a sink, queued as session events; `None` when
+/// neither wants it.
+fn session_observer(metrics: &Arc<Metrics>, events: &Events) -> Option<Arc<dyn tessera::SessionObserver>> {
     let counted = metrics.session_observer();
-    if !events.is_on() {
-        return counted;
+    let emitted = events.is_on().then(|| events.session_observer());
+    match (counted, emitted) {
+        (Some(counted), Some(emitted)) => Some(Arc::new(move |event: &tessera::SessionEvent<'_>| {
+            counted.observe(event);
+            emitted.observe(event);
+        })),
+        (one, other) => one.or(other),
     }
-    let emitted = events.session_observer();
-    Arc::new(move |event: &tessera::SessionEvent<'_>| {
-        counted.observe(event);
-        emitted.observe(event);
-    })
 }
 
 /// The routes under the middleware stack. A request passes, outermost
