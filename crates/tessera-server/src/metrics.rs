@@ -429,7 +429,8 @@ impl Metrics {
     /// Metrics that nothing reads (`--metrics-bind off`): no request is
     /// timed ([`Metrics::start`] gives `None`) and there is no observer for
     /// the store or the session layer to call, so the hot paths pay nothing
-    /// for them. The few counters bumped by logins and OTP sends stay.
+    /// for them. Counters bumped on rare paths (logins, OTP sends, event
+    /// deliveries, the signing key's age) are still kept.
     pub fn unread(templates: &[&'static str], clock: Arc<dyn Clock>) -> Self {
         Self { recording: false, ..Self::new(templates, clock) }
     }
@@ -482,8 +483,10 @@ impl Metrics {
     /// A [`SessionObserver`] for the session layer; `None` when these
     /// metrics are [unread](Metrics::unread).
     pub fn session_observer(self: &Arc<Self>) -> Option<Arc<dyn SessionObserver>> {
-        let metrics = self.clone();
-        self.recording.then(|| Arc::new(move |event: &SessionEvent<'_>| metrics.session_event(event)) as _)
+        self.recording.then(|| {
+            let metrics = self.clone();
+            Arc::new(move |event: &SessionEvent<'_>| metrics.session_event(event)) as _
+        })
     }
 
     fn session_event(&self, event: &SessionEvent<'_>) {

@@ -23,7 +23,7 @@ use http::StatusCode;
 use serde_json::{json, Value};
 use support::{e164, on_redis, TestServer, PASSWORD, PHONE};
 use tessera::ManualClock;
-use tessera_server::configuration::{Settings, TokenConfig};
+use tessera_server::configuration::{MetricsExposure, Settings, TokenConfig};
 use tessera_server::events::EventsConfig;
 use tessera_server::startup::Application;
 use tessera_testkit::RedisServer;
@@ -235,6 +235,22 @@ async fn every_kind_arrives_with_its_fields_and_no_secret() {
             assert!(!body.contains(secret.as_str()), "{secret:?} in {body}");
         }
     }
+}
+
+#[tokio::test]
+async fn session_events_are_sent_on_a_node_with_metrics_off() {
+    // Off, the metrics observe no session; the events' sink still must.
+    let (sink, url) = EventSink::start().await;
+    let server = TestServer::spawn_with(|s| {
+        webhook(&url)(s);
+        s.metrics = MetricsExposure::Off;
+    })
+    .await;
+    let user = server.register(PHONE).await;
+    let r = login(&server, PHONE, json!({"password": PASSWORD})).await;
+    assert_eq!(r.status(), 200);
+    sink.wait_for("session.created", json!({"user_id": user["id"].to_string()})).await;
+    assert_eq!(server.get("/metrics").send().await.unwrap().status(), 404);
 }
 
 #[tokio::test]
