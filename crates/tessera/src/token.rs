@@ -82,14 +82,14 @@ impl SessionToken {
 
     /// [`SessionToken::parse`] of a header's bytes, which need not be text
     /// first: anything outside the base64url alphabet is refused anyway.
-    pub(crate) fn parse_bytes(text: &[u8]) -> Result<Self, TokenFormatError> {
-        if text.len() != TOKEN_LEN {
+    pub(crate) fn parse_bytes(encoded: &[u8]) -> Result<Self, TokenFormatError> {
+        if encoded.len() != TOKEN_LEN {
             return Err(TokenFormatError::Length);
         }
         let mut bytes = [0u8; TOKEN_BYTES];
         // The engine rejects non-canonical trailing bits, so every token has
         // exactly one spelling and cannot be varied to dodge a cache.
-        match URL_SAFE_NO_PAD.decode_slice(text, &mut bytes) {
+        match URL_SAFE_NO_PAD.decode_slice(encoded, &mut bytes) {
             Ok(TOKEN_BYTES) => Ok(Self(bytes)),
             _ => Err(TokenFormatError::Alphabet),
         }
